@@ -1,0 +1,428 @@
+//! Request signing (agent → forge) and leader-view signing (forge → agent), design §3.
+//!
+//! Signed request string:
+//! `brh-v1\n{METHOD}\n{PATH}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`.
+//! Signed view string:
+//! `brh-v1-view\n{env}\n{leader or ""}\n{term}\n{expires_at_ms or 0}\n{issued_at_ms}\n{you.node or ""}\n{you.role or ""}`.
+use alloc::format;
+use alloc::string::String;
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+use crate::hex;
+use crate::ids::validate_id;
+use crate::replay::Nonce;
+use crate::wire::LeaderView;
+
+type HmacSha256 = Hmac<Sha256>;
+
+pub const HEADER_NODE: &str = "x-brh-node";
+pub const HEADER_TS: &str = "x-brh-ts";
+pub const HEADER_NONCE: &str = "x-brh-nonce";
+pub const HEADER_SIG: &str = "x-brh-sig";
+
+/// Default accepted distance between the sender's timestamp and the forge's clock.
+pub const DEFAULT_SKEW_MS: u64 = 30_000;
+
+/// HMAC-SHA256 of `msg` keyed by `key`, as 32 raw bytes.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    // `new_from_slice` accepts keys of any length for HMAC; it cannot fail.
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(msg);
+    mac.finalize().into_bytes().into()
+}
+
+/// HMAC-SHA256 as 64 lowercase hex digits.
+pub fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
+    hex::encode(&hmac_sha256(key, msg))
+}
+
+/// Constant-time check of a hex HMAC. Malformed hex is simply a mismatch.
+pub fn verify_hmac_hex(key: &[u8], msg: &[u8], sig_hex: &str) -> bool {
+    let Some(sig) = hex::decode32(sig_hex) else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(msg);
+    mac.verify_slice(&sig).is_ok()
+}
+
+/// The canonical string an agent signs for one request.
+pub fn canonical_request(
+    method: &str,
+    path: &str,
+    node: &str,
+    ts_ms: u64,
+    nonce: &Nonce,
+    body: &[u8],
+) -> String {
+    let digest = hex::encode(&Sha256::digest(body));
+    format!(
+        "{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        crate::PROTOCOL,
+        method,
+        path,
+        node,
+        ts_ms,
+        nonce,
+        digest
+    )
+}
+
+/// The four authentication headers of one signed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub node: String,
+    pub ts_ms: u64,
+    pub nonce: Nonce,
+    pub sig: String,
+}
+
+/// Signs a request; the caller puts the result in the `x-brh-*` headers.
+pub fn sign_request(
+    seal: &[u8],
+    method: &str,
+    path: &str,
+    node: &str,
+    ts_ms: u64,
+    nonce: Nonce,
+    body: &[u8],
+) -> SignedHeaders {
+    let msg = canonical_request(method, path, node, ts_ms, &nonce, body);
+    SignedHeaders {
+        node: node.into(),
+        ts_ms,
+        sig: hmac_hex(seal, msg.as_bytes()),
+        nonce,
+    }
+}
+
+/// The raw header values as received; `None` when a header is absent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawAuth<'a> {
+    pub node: Option<&'a str>,
+    pub ts: Option<&'a str>,
+    pub nonce: Option<&'a str>,
+    pub sig: Option<&'a str>,
+}
+
+/// Why a request failed authentication. Each maps to one wire error code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthError {
+    /// A header is missing or malformed (400 `bad_request`).
+    Malformed(String),
+    /// The HMAC does not match (401 `bad_signature`).
+    BadSignature,
+    /// The timestamp is outside the skew window (401 `stale_timestamp`).
+    StaleTimestamp { delta_ms: i64, allowed_ms: u64 },
+}
+
+/// A request whose signature and timestamp checked out. Replay is checked later, against the
+/// node's stored nonce, by the election state (it needs the env's state).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub node: String,
+    pub ts_ms: u64,
+    pub nonce: Nonce,
+}
+
+/// Verifies the signature first (so an unauthenticated caller learns nothing about clocks),
+/// then the timestamp window. Never panics on any input.
+pub fn verify_request(
+    seal: &[u8],
+    method: &str,
+    path: &str,
+    raw: RawAuth<'_>,
+    body: &[u8],
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<Authenticated, AuthError> {
+    let missing = |h: &str| AuthError::Malformed(format!("missing header {h}"));
+    let node = raw.node.ok_or_else(|| missing(HEADER_NODE))?;
+    let ts = raw.ts.ok_or_else(|| missing(HEADER_TS))?;
+    let nonce = raw.nonce.ok_or_else(|| missing(HEADER_NONCE))?;
+    let sig = raw.sig.ok_or_else(|| missing(HEADER_SIG))?;
+    validate_id(node).map_err(|e| AuthError::Malformed(format!("{HEADER_NODE} {e}")))?;
+    let ts_ms: u64 = parse_decimal(ts)
+        .ok_or_else(|| AuthError::Malformed(format!("{HEADER_TS} must be unix milliseconds")))?;
+    let nonce: Nonce = nonce
+        .parse()
+        .map_err(|_| AuthError::Malformed(format!("{HEADER_NONCE} must be <boot_id>:<seq>")))?;
+    let msg = canonical_request(method, path, node, ts_ms, &nonce, body);
+    if !verify_hmac_hex(seal, msg.as_bytes(), sig) {
+        return Err(AuthError::BadSignature);
+    }
+    let delta_ms = ts_ms as i128 - now_ms as i128;
+    if delta_ms.unsigned_abs() > skew_ms as u128 {
+        return Err(AuthError::StaleTimestamp {
+            delta_ms: delta_ms.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            allowed_ms: skew_ms,
+        });
+    }
+    Ok(Authenticated {
+        node: node.into(),
+        ts_ms,
+        nonce,
+    })
+}
+
+/// Strict decimal: digits only, no sign, no leading `+`, fits in u64.
+pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// The canonical string of a leader view (its `sig` field excluded).
+pub fn canonical_view(view: &LeaderView) -> String {
+    let (you_node, you_role) = match &view.you {
+        Some(you) => (you.node.as_str(), you.role.as_str()),
+        None => ("", ""),
+    };
+    format!(
+        "brh-v1-view\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
+        view.env,
+        view.leader.as_deref().unwrap_or(""),
+        view.term,
+        view.lease.as_ref().map_or(0, |l| l.expires_at_ms),
+        view.issued_at_ms,
+        you_node,
+        you_role
+    )
+}
+
+/// Fills in `view.sig`.
+pub fn sign_view(seal: &[u8], view: &mut LeaderView) {
+    view.sig = hmac_hex(seal, canonical_view(view).as_bytes());
+}
+
+/// Checks `view.sig` in constant time. A view whose lease disagrees with its `leader` field
+/// is refused too: the lease holder and term are not all in the signed string, so they must be
+/// consistent with the fields that are.
+pub fn verify_view(seal: &[u8], view: &LeaderView) -> bool {
+    let consistent = match (&view.leader, &view.lease) {
+        (None, None) => true,
+        (Some(leader), Some(lease)) => *leader == lease.holder && lease.term == view.term,
+        _ => false,
+    };
+    consistent && verify_hmac_hex(seal, canonical_view(view).as_bytes(), &view.sig)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{LeaseInfo, Role, You};
+    use alloc::string::ToString;
+
+    const SEAL: &[u8] = b"test-seal";
+
+    fn nonce() -> Nonce {
+        "boot1:7".parse().unwrap()
+    }
+
+    #[test]
+    fn hmac_matches_rfc4231_case_2() {
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        assert_eq!(
+            hmac_hex(b"Jefe", b"what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn canonical_request_layout() {
+        let s = canonical_request("POST", "/federation/heartbeat", "n1", 42, &nonce(), b"");
+        assert_eq!(
+            s,
+            "brh-v1\nPOST\n/federation/heartbeat\nn1\n42\nboot1:7\n\
+             e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn request_vector_matches_openssl() {
+        // Computed independently with:
+        // printf 'brh-v1\nPOST\n/federation/heartbeat\nn1\n1763900000000\nboot1:7\n%s' \
+        //   "$(printf '{"env":"dev"}' | sha256sum | cut -d' ' -f1)" \
+        //   | openssl dgst -sha256 -hmac test-seal
+        let h = sign_request(
+            SEAL,
+            "POST",
+            "/federation/heartbeat",
+            "n1",
+            1_763_900_000_000,
+            nonce(),
+            br#"{"env":"dev"}"#,
+        );
+        assert_eq!(h.sig, REQUEST_VECTOR);
+    }
+    const REQUEST_VECTOR: &str = "6885cb141b946b54a936a742dcd524c75cca18896cd72e0b52ccdf30f1d43940";
+
+    fn raw(h: &SignedHeaders) -> (String, String, String) {
+        (h.ts_ms.to_string(), h.nonce.to_string(), h.sig.clone())
+    }
+
+    #[test]
+    fn verify_accepts_then_rejects_each_tamper() {
+        let body = br#"{"env":"dev"}"#;
+        let h = sign_request(SEAL, "POST", "/p", "n1", 1000, nonce(), body);
+        let (ts, n, sig) = raw(&h);
+        let ok = RawAuth {
+            node: Some("n1"),
+            ts: Some(&ts),
+            nonce: Some(&n),
+            sig: Some(&sig),
+        };
+        let a = verify_request(SEAL, "POST", "/p", ok, body, 1000, 30_000).unwrap();
+        assert_eq!(a.node, "n1");
+        assert_eq!(a.nonce, nonce());
+        let bad = |r| verify_request(SEAL, "POST", "/p", r, body, 1000, 30_000);
+        assert_eq!(
+            verify_request(b"other", "POST", "/p", ok, body, 1000, 30_000),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(SEAL, "GET", "/p", ok, body, 1000, 30_000),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(SEAL, "POST", "/q", ok, body, 1000, 30_000),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            verify_request(SEAL, "POST", "/p", ok, b"{}", 1000, 30_000),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            bad(RawAuth {
+                node: Some("n2"),
+                ..ok
+            }),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            bad(RawAuth {
+                ts: Some("1001"),
+                ..ok
+            }),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            bad(RawAuth {
+                nonce: Some("boot1:8"),
+                ..ok
+            }),
+            Err(AuthError::BadSignature)
+        );
+        let upper = sig.to_uppercase();
+        assert_eq!(
+            bad(RawAuth {
+                sig: Some(&upper),
+                ..ok
+            }),
+            Err(AuthError::BadSignature)
+        );
+        assert!(matches!(
+            bad(RawAuth { sig: None, ..ok }),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            bad(RawAuth {
+                ts: Some("-5"),
+                ..ok
+            }),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            bad(RawAuth {
+                node: Some("bad node"),
+                ..ok
+            }),
+            Err(AuthError::Malformed(_))
+        ));
+        assert!(matches!(
+            bad(RawAuth {
+                nonce: Some("nocolon"),
+                ..ok
+            }),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn skew_window_is_symmetric() {
+        let h = sign_request(SEAL, "POST", "/p", "n1", 100_000, nonce(), b"");
+        let (ts, n, sig) = raw(&h);
+        let r = RawAuth {
+            node: Some("n1"),
+            ts: Some(&ts),
+            nonce: Some(&n),
+            sig: Some(&sig),
+        };
+        assert!(verify_request(SEAL, "POST", "/p", r, b"", 130_000, 30_000).is_ok());
+        assert!(verify_request(SEAL, "POST", "/p", r, b"", 70_000, 30_000).is_ok());
+        assert_eq!(
+            verify_request(SEAL, "POST", "/p", r, b"", 130_001, 30_000),
+            Err(AuthError::StaleTimestamp {
+                delta_ms: -30_001,
+                allowed_ms: 30_000
+            })
+        );
+        assert!(matches!(
+            verify_request(SEAL, "POST", "/p", r, b"", 69_999, 30_000),
+            Err(AuthError::StaleTimestamp { .. })
+        ));
+    }
+
+    fn view() -> LeaderView {
+        LeaderView {
+            env: "production".into(),
+            leader: Some("brh-node-01".into()),
+            term: 7,
+            lease: Some(LeaseInfo {
+                holder: "brh-node-01".into(),
+                term: 7,
+                expires_at_ms: 1_763_900_015_000,
+                ttl_ms: 15_000,
+            }),
+            epoch: 1_763_900_000,
+            issued_at_ms: 1_763_900_000_000,
+            peers_alive: 3,
+            mode: "native".into(),
+            you: Some(You {
+                node: "brh-node-02".into(),
+                role: Role::Witness,
+            }),
+            sig: String::new(),
+        }
+    }
+
+    #[test]
+    fn view_vector_matches_openssl() {
+        // printf 'brh-v1-view\nproduction\nbrh-node-01\n7\n1763900015000\n1763900000000\nbrh-node-02\nwitness' \
+        //   | openssl dgst -sha256 -hmac test-seal
+        let mut v = view();
+        sign_view(SEAL, &mut v);
+        assert_eq!(v.sig, VIEW_VECTOR);
+        assert!(verify_view(SEAL, &v));
+    }
+    const VIEW_VECTOR: &str = "24ea00c45222b663056e15499c5e03cae70deaba94735643d923873b1df3d91a";
+
+    #[test]
+    fn view_tampering_is_detected() {
+        let mut v = view();
+        sign_view(SEAL, &mut v);
+        let mut t = v.clone();
+        t.leader = Some("brh-node-02".into());
+        assert!(!verify_view(SEAL, &t));
+        let mut t = v.clone();
+        t.lease.as_mut().unwrap().holder = "x".into();
+        assert!(!verify_view(SEAL, &t), "lease holder must match leader");
+        let mut t = v.clone();
+        t.you.as_mut().unwrap().role = Role::Leader;
+        assert!(!verify_view(SEAL, &t));
+        assert!(!verify_view(b"other", &v));
+    }
+}

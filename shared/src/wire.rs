@@ -1,0 +1,307 @@
+//! Wire types of protocol v1 (design §3). Field names are the contract; unknown fields are
+//! ignored, missing required ones fail to parse.
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::validate_id;
+
+/// Largest request body the forge reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// `POST /federation/heartbeat`. The node id travels in the `x-brh-node` header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub env: String,
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub draining: bool,
+    #[serde(default)]
+    pub uptime_s: u64,
+    #[serde(default)]
+    pub version: String,
+    /// Where the agent's API listens, for dashboards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+impl Heartbeat {
+    pub fn validate(&self) -> Result<(), String> {
+        check_env(&self.env)?;
+        if self.version.len() > 64 {
+            return Err("version is longer than 64 characters".into());
+        }
+        if let Some(api) = &self.api {
+            if api.len() > 256 || api.chars().any(|c| c.is_control()) {
+                return Err("api must be a URL of at most 256 printable characters".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `POST /federation/resign`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResignRequest {
+    pub env: String,
+    pub term: u64,
+}
+
+impl ResignRequest {
+    pub fn validate(&self) -> Result<(), String> {
+        check_env(&self.env)
+    }
+}
+
+/// `POST /federation/consensus`: a node's own view of the leader. Never sets the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsensusReport {
+    pub env: String,
+    pub leader: Option<String>,
+    #[serde(default)]
+    pub term: u64,
+    #[serde(default)]
+    pub peers: Vec<String>,
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+impl ConsensusReport {
+    pub fn validate(&self) -> Result<(), String> {
+        check_env(&self.env)?;
+        if let Some(l) = &self.leader {
+            validate_id(l).map_err(|e| format!("leader {e}"))?;
+        }
+        if self.peers.len() > 256 {
+            return Err("peers has more than 256 entries".into());
+        }
+        for p in &self.peers {
+            validate_id(p).map_err(|e| format!("peers entry {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+fn check_env(env: &str) -> Result<(), String> {
+    validate_id(env).map_err(|e| format!("env {e}"))
+}
+
+/// A node's role as the forge sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Leader,
+    Witness,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Witness => "witness",
+        }
+    }
+}
+
+/// The lease as shown on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    pub holder: String,
+    pub term: u64,
+    pub expires_at_ms: u64,
+    pub ttl_ms: u64,
+}
+
+/// The caller's own standing, in answers to a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct You {
+    pub node: String,
+    pub role: Role,
+}
+
+/// The signed leader view: heartbeat and resign answers, and `GET /federation/leader`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderView {
+    pub env: String,
+    pub leader: Option<String>,
+    pub term: u64,
+    pub lease: Option<LeaseInfo>,
+    /// The forge's unix seconds (kept for compatibility with the original).
+    pub epoch: u64,
+    pub issued_at_ms: u64,
+    pub peers_alive: u32,
+    pub mode: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub you: Option<You>,
+    #[serde(default)]
+    pub sig: String,
+}
+
+impl LeaderView {
+    /// Milliseconds of lease left as of `issued_at_ms`, on the forge's clock.
+    pub fn lease_remaining_ms(&self) -> u64 {
+        self.lease
+            .as_ref()
+            .map_or(0, |l| l.expires_at_ms.saturating_sub(self.issued_at_ms))
+    }
+}
+
+/// One row of `GET /federation/peers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSummary {
+    pub node: String,
+    pub alive: bool,
+    pub last_seen_ms: u64,
+    pub joined_at_ms: u64,
+    pub priority: i32,
+    pub draining: bool,
+    pub uptime_s: u64,
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<String>,
+}
+
+/// One leader change in `GET /federation/history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub term: u64,
+    pub leader: Option<String>,
+    pub reason: String,
+    pub at_ms: u64,
+}
+
+/// Every error the forge (and the agent API) answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadSignature,
+    StaleTimestamp,
+    Replay,
+    TooLarge,
+    BadRequest,
+    NotHolder,
+    NotFound,
+    MethodNotAllowed,
+    NoSeal,
+    Unauthorized,
+    NotLeader,
+    NotImplemented,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::StaleTimestamp => "stale_timestamp",
+            ErrorCode::Replay => "replay",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::NotHolder => "not_holder",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::NoSeal => "no_seal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotLeader => "not_leader",
+            ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadSignature | ErrorCode::StaleTimestamp | ErrorCode::Unauthorized => 401,
+            ErrorCode::Replay | ErrorCode::NotHolder | ErrorCode::NotLeader => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::BadRequest => 400,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::NotImplemented => 501,
+            ErrorCode::NoSeal => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// `{"error":{"code":"…","message":"…"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_defaults_and_unknown_fields() {
+        let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev","extra":1}"#).unwrap();
+        assert_eq!(hb.priority, 0);
+        assert!(!hb.draining);
+        assert!(hb.validate().is_ok());
+        assert!(serde_json::from_str::<Heartbeat>(r#"{"priority":1}"#).is_err());
+        assert!(serde_json::from_str::<Heartbeat>(r#"{"env":"dev","priority":"x"}"#).is_err());
+        let bad: Heartbeat = serde_json::from_str(r#"{"env":"a b"}"#).unwrap();
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn view_json_shape() {
+        let v = LeaderView {
+            env: "dev".into(),
+            leader: None,
+            term: 3,
+            lease: None,
+            epoch: 1,
+            issued_at_ms: 1000,
+            peers_alive: 0,
+            mode: "native".into(),
+            you: None,
+            sig: "s".into(),
+        };
+        let j = serde_json::to_value(&v).unwrap();
+        assert_eq!(j["leader"], serde_json::Value::Null);
+        assert_eq!(j["lease"], serde_json::Value::Null);
+        assert_eq!(j["term"], 3);
+        assert!(j.get("you").is_none());
+    }
+
+    #[test]
+    fn error_body_shape() {
+        let j = serde_json::to_string(&ErrorBody::new(ErrorCode::NotHolder, "m")).unwrap();
+        assert_eq!(j, r#"{"error":{"code":"not_holder","message":"m"}}"#);
+        assert_eq!(ErrorCode::Replay.http_status(), 409);
+        assert_eq!(ErrorCode::NoSeal.http_status(), 503);
+    }
+
+    #[test]
+    fn consensus_validation() {
+        let r: ConsensusReport =
+            serde_json::from_str(r#"{"env":"dev","leader":"n1","term":2,"peers":["n1","n2"]}"#)
+                .unwrap();
+        assert!(r.validate().is_ok());
+        let r: ConsensusReport =
+            serde_json::from_str(r#"{"env":"dev","leader":"n 1","peers":[]}"#).unwrap();
+        assert!(r.validate().is_err());
+    }
+}
