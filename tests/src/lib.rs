@@ -1,1 +1,6 @@
-//! Integration tests live in tests/tests/.
+//! Shared helpers for the integration tests in `tests/tests/`.
+//!
+//! - `forge`: start/stop the native forge binary and sign requests to it (forge e2e tests).
+//! - `federation`: start/stop agents against a forge (agent fault-injection tests).
+pub mod federation;
+pub mod forge;

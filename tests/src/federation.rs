@@ -1,0 +1,1 @@
+//! Agent federation test helpers (filled by the agent work).

@@ -1,0 +1,1 @@
+//! Forge test helpers (filled by the forge work).
