@@ -1,0 +1,148 @@
+//! `forge`: the embedded native forge as a command.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use brh_shared::Timing;
+use clap::{Parser, Subcommand, ValueEnum};
+use forge_worker::native::{start, ServeOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "forge",
+    version,
+    about = "BRH forge: grants leadership leases to brh-agents (native, single binary)",
+    long_about = "The BRH forge grants each env's leadership as a lease with a fencing term. \
+This is the embedded native forge: the same handler code as the Cloudflare Worker, served over \
+HTTP with an on-disk store, so terms, peers and history survive a restart."
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Profile {
+    /// Heartbeat 5 s, lease 15 s.
+    Default,
+    /// Heartbeat 1 s, lease 3 s (local networks).
+    Fast,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the forge until Ctrl-C / SIGTERM.
+    Serve {
+        /// Address to listen on (127.0.0.1:0 picks a free port).
+        #[arg(long, env = "FORGE_LISTEN", default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// Directory for the forge's state (terms, peers, history).
+        #[arg(long, env = "FORGE_DATA", default_value = ".brh/forge")]
+        data: PathBuf,
+        /// The federation secret shared with the agents.
+        #[arg(long = "seal", env = "DOMINION_SEAL", hide_env_values = true)]
+        seal: Option<String>,
+        /// Timing profile; --lease-ttl-ms / --heartbeat-interval-ms override it.
+        #[arg(
+            long,
+            env = "BRH_TIMING_PROFILE",
+            value_enum,
+            default_value = "default"
+        )]
+        profile: Profile,
+        /// Lease duration granted to a leader.
+        #[arg(long, env = "BRH_LEASE_TTL_MS")]
+        lease_ttl_ms: Option<u64>,
+        /// The agents' heartbeat interval (checked against the lease: ttl >= 3 x interval).
+        #[arg(long, env = "BRH_HEARTBEAT_INTERVAL_MS")]
+        heartbeat_interval_ms: Option<u64>,
+        /// Accepted clock distance for signed requests.
+        #[arg(long, env = "FORGE_SKEW_MS", default_value_t = brh_shared::sign::DEFAULT_SKEW_MS)]
+        skew_ms: u64,
+        /// How often leases are swept without waiting for a heartbeat.
+        #[arg(long, env = "FORGE_SWEEP_INTERVAL_MS", default_value_t = 500)]
+        sweep_interval_ms: u64,
+        /// Echoed by /manifest/resolve (seed compatibility).
+        #[arg(long, env = "FORGE_DOMINION_ROOT")]
+        dominion_root: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("forge: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cmd::Serve {
+        listen,
+        data,
+        seal,
+        profile,
+        lease_ttl_ms,
+        heartbeat_interval_ms,
+        skew_ms,
+        sweep_interval_ms,
+        dominion_root,
+    } = cli.cmd;
+    let seal = seal.filter(|s| !s.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!("DOMINION_SEAL is not set: the forge refuses to run without a secret (set it in the environment or pass --seal)")
+    })?;
+    let base = match profile {
+        Profile::Default => Timing::DEFAULT,
+        Profile::Fast => Timing::FAST,
+    };
+    let timing = Timing {
+        heartbeat_interval_ms: heartbeat_interval_ms.unwrap_or(base.heartbeat_interval_ms),
+        lease_ttl_ms: lease_ttl_ms.unwrap_or(base.lease_ttl_ms),
+    };
+    timing
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--lease-ttl-ms/--heartbeat-interval-ms: {e}"))?;
+    anyhow::ensure!(
+        sweep_interval_ms > 0,
+        "--sweep-interval-ms must be positive"
+    );
+    let opts = ServeOptions {
+        timing,
+        skew_ms,
+        sweep_interval: Duration::from_millis(sweep_interval_ms),
+        dominion_root,
+        ..ServeOptions::new(listen, data, seal.into_bytes())
+    };
+    let forge = start(opts).await?;
+    eprintln!("forge listening on http://{}", forge.addr);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    forge.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,463 @@
+//! Routing and handlers: the same code serves the Worker, the Durable Object and the native
+//! forge. Every handler follows one shape: check the request completely, load the env state,
+//! apply one event of the `brh-shared` state machine, save, answer. A refused request is
+//! answered before anything is saved, so bad input never changes state.
+use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
+use brh_shared::ids::validate_id;
+use brh_shared::sign::{self, AuthError, Authenticated, RawAuth};
+use brh_shared::wire::{
+    ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest,
+    MAX_BODY_BYTES,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::dashboard::DASHBOARD_HTML;
+use crate::http::{Request, Response};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// The env used when a GET names none (the original's default `BRH_ENV`).
+pub const DEFAULT_ENV: &str = "dev";
+
+#[derive(Debug, Clone)]
+pub struct ForgeConfig {
+    /// `DOMINION_SEAL`. Without it the forge serves no federation endpoint (503 `no_seal`).
+    pub seal: Option<Vec<u8>>,
+    pub election: ElectionConfig,
+    /// Accepted distance between a request's `x-brh-ts` and the forge's clock.
+    pub skew_ms: u64,
+    /// `native`, `kv` or `durable-object`: shown in views and on the dashboard.
+    pub mode: String,
+    /// `FORGE_DOMINION_ROOT`, echoed by `/manifest/resolve` (seed compatibility).
+    pub dominion_root: Option<String>,
+}
+
+impl ForgeConfig {
+    pub fn new(seal: Option<Vec<u8>>, mode: &str) -> Self {
+        ForgeConfig {
+            seal: seal.filter(|s| !s.is_empty()),
+            election: ElectionConfig::default(),
+            skew_ms: sign::DEFAULT_SKEW_MS,
+            mode: mode.into(),
+            dominion_root: None,
+        }
+    }
+}
+
+/// A change of leader, for the ledger and for logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaderChange {
+    pub env: String,
+    #[serde(flatten)]
+    pub entry: HistoryEntry,
+}
+
+/// A response plus the leader changes the request caused.
+#[derive(Debug)]
+pub struct Handled {
+    pub response: Response,
+    pub leader_changes: Vec<LeaderChange>,
+}
+
+impl From<Response> for Handled {
+    fn from(response: Response) -> Self {
+        Handled {
+            response,
+            leader_changes: Vec::new(),
+        }
+    }
+}
+
+pub struct Forge<S> {
+    pub cfg: ForgeConfig,
+    pub store: S,
+    pub metrics: Metrics,
+}
+
+/// A request refused with a wire error.
+struct Refusal(ErrorCode, String);
+
+impl Refusal {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Refusal(code, message.into())
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Refusal(ErrorCode::Internal, e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, Refusal>;
+
+/// The routes and the methods they take.
+const ROUTES: &[(&str, &str)] = &[
+    ("/", "GET"),
+    ("/health", "GET"),
+    ("/metrics", "GET"),
+    ("/federation/heartbeat", "POST"),
+    ("/federation/resign", "POST"),
+    ("/federation/consensus", "POST"),
+    ("/federation/leader", "GET"),
+    ("/federation/peers", "GET"),
+    ("/federation/history", "GET"),
+    ("/federation/envs", "GET"),
+    ("/manifest/resolve", "GET"),
+];
+
+impl<S: Store> Forge<S> {
+    pub fn new(cfg: ForgeConfig, store: S) -> Self {
+        Forge {
+            cfg,
+            store,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Answers one request at `now_ms` (the forge's unix clock).
+    pub async fn handle(&self, req: &Request, now_ms: u64) -> Handled {
+        let path = req.path.as_str();
+        if req.method == "OPTIONS" {
+            return Response::text(204, "text/plain", "")
+                .readable()
+                .with_header("access-control-allow-methods", "GET, POST, OPTIONS")
+                .with_header(
+                    "access-control-allow-headers",
+                    "content-type, x-brh-node, x-brh-ts, x-brh-nonce, x-brh-sig",
+                )
+                .into();
+        }
+        let method = match req.method.as_str() {
+            "HEAD" => "GET",
+            m => m,
+        };
+        let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+            self.metrics.reject(ErrorCode::NotFound.as_str());
+            return Response::error(ErrorCode::NotFound, format!("no endpoint {path}"))
+                .readable()
+                .into();
+        };
+        if method != *allowed {
+            self.metrics.reject(ErrorCode::MethodNotAllowed.as_str());
+            return Response::error(
+                ErrorCode::MethodNotAllowed,
+                format!("{path} takes {allowed}"),
+            )
+            .with_header("allow", allowed)
+            .into();
+        }
+        let mut changes = Vec::new();
+        let result = match path {
+            "/" => Ok(Response::text(200, "text/html; charset=utf-8", DASHBOARD_HTML)
+                .with_header("cache-control", "no-store")),
+            "/health" => Ok(Response::json(
+                200,
+                &json!({
+                    "status": "ok",
+                    "mode": self.cfg.mode,
+                    "seal": self.cfg.seal.is_some(),
+                    "version": env!("CARGO_PKG_VERSION"),
+                }),
+            )
+            .readable()),
+            "/metrics" => self.metrics_text(now_ms).await,
+            "/federation/heartbeat" => self.heartbeat(req, now_ms, &mut changes).await,
+            "/federation/resign" => self.resign(req, now_ms, &mut changes).await,
+            "/federation/consensus" => self.consensus(req, now_ms, &mut changes).await,
+            "/federation/leader" => self.leader(req, now_ms).await,
+            "/federation/peers" => self.peers(req, now_ms).await,
+            "/federation/history" => self.history(req).await,
+            "/federation/envs" => self.env_list().await,
+            "/manifest/resolve" => self.manifest(req, now_ms),
+            _ => Err(Refusal::new(ErrorCode::NotFound, "no such endpoint")),
+        };
+        match result {
+            Ok(response) => Handled {
+                response,
+                leader_changes: changes,
+            },
+            Err(Refusal(code, message)) => {
+                self.metrics.reject(code.as_str());
+                Response::error(code, message).into()
+            }
+        }
+    }
+
+    fn seal(&self) -> Result<&[u8]> {
+        self.cfg.seal.as_deref().ok_or_else(|| {
+            Refusal::new(
+                ErrorCode::NoSeal,
+                "the forge has no DOMINION_SEAL configured; set the secret and restart",
+            )
+        })
+    }
+
+    /// Size, signature, timestamp, then JSON: everything that needs no state.
+    fn authenticate<T: DeserializeOwned>(&self, req: &Request, now_ms: u64) -> Result<(Authenticated, T)> {
+        let seal = self.seal()?;
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::TooLarge,
+                format!("body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let raw = RawAuth {
+            node: req.header(sign::HEADER_NODE),
+            ts: req.header(sign::HEADER_TS),
+            nonce: req.header(sign::HEADER_NONCE),
+            sig: req.header(sign::HEADER_SIG),
+        };
+        let auth = sign::verify_request(
+            seal,
+            &req.method,
+            &req.path,
+            raw,
+            &req.body,
+            now_ms,
+            self.cfg.skew_ms,
+        )
+        .map_err(|e| match e {
+            AuthError::Malformed(m) => Refusal::new(ErrorCode::BadRequest, m),
+            AuthError::BadSignature => {
+                Refusal::new(ErrorCode::BadSignature, "request signature does not match")
+            }
+            AuthError::StaleTimestamp {
+                delta_ms,
+                allowed_ms,
+            } => Refusal::new(
+                ErrorCode::StaleTimestamp,
+                format!("timestamp is {delta_ms} ms from the forge's clock (allowed ±{allowed_ms} ms)"),
+            ),
+        })?;
+        let body: T = serde_json::from_slice(&req.body)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
+        Ok((auth, body))
+    }
+
+    /// Applies an election event to the stored state and saves what changed.
+    async fn apply(
+        &self,
+        env: &str,
+        now_ms: u64,
+        changes_out: &mut Vec<LeaderChange>,
+        event: impl FnOnce(&mut EnvState) -> std::result::Result<Vec<Change>, ElectionError>,
+    ) -> Result<EnvState> {
+        let before = self.store.load(env).await?;
+        let mut state = before.clone().unwrap_or_default();
+        let changes = event(&mut state).map_err(|e| match e {
+            ElectionError::Replay => Refusal::new(
+                ErrorCode::Replay,
+                "nonce is not newer than the last one accepted from this node",
+            ),
+            ElectionError::NotHolder { holder, term } => Refusal::new(
+                ErrorCode::NotHolder,
+                format!(
+                    "you do not hold that lease (holder {}, term {term})",
+                    holder.as_deref().unwrap_or("none")
+                ),
+            ),
+            ElectionError::UnknownNode => Refusal::new(
+                ErrorCode::NotFound,
+                "unknown node in this env: heartbeat first",
+            ),
+        })?;
+        let history = self.record(env, &changes, now_ms, changes_out);
+        if before.as_ref() != Some(&state) {
+            self.store
+                .save(env, before.as_ref(), &state, &history)
+                .await?;
+        }
+        Ok(state)
+    }
+
+    fn record(
+        &self,
+        env: &str,
+        changes: &[Change],
+        now_ms: u64,
+        out: &mut Vec<LeaderChange>,
+    ) -> Vec<HistoryEntry> {
+        let label = Metrics::env(env);
+        let mut history = Vec::new();
+        for c in changes {
+            match c {
+                Change::Granted { .. } => {
+                    self.metrics.leader_changes.get_or_create(&label).inc();
+                }
+                Change::SplitBrain { .. } => {
+                    self.metrics.split_brain_alarms.get_or_create(&label).inc();
+                }
+                _ => {}
+            }
+            if let Some(entry) = c.history_entry(now_ms) {
+                out.push(LeaderChange {
+                    env: env.into(),
+                    entry: entry.clone(),
+                });
+                history.push(entry);
+            }
+        }
+        history
+    }
+
+    fn signed_view(&self, state: &EnvState, env: &str, now_ms: u64, you: Option<&str>) -> Result<LeaderView> {
+        let mut view = state.view(env, now_ms, &self.cfg.election.timing, &self.cfg.mode, you);
+        sign::sign_view(self.seal()?, &mut view);
+        Ok(view)
+    }
+
+    async fn heartbeat(&self, req: &Request, now_ms: u64, out: &mut Vec<LeaderChange>) -> Result<Response> {
+        let (auth, hb): (_, Heartbeat) = self.authenticate(req, now_ms)?;
+        hb.validate().map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        let cfg = self.cfg.election;
+        let state = self
+            .apply(&hb.env, now_ms, out, |s| s.heartbeat(&cfg, &auth, &hb, now_ms))
+            .await?;
+        self.metrics.heartbeats.get_or_create(&Metrics::env(&hb.env)).inc();
+        let view = self.signed_view(&state, &hb.env, now_ms, Some(&auth.node))?;
+        Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
+    }
+
+    async fn resign(&self, req: &Request, now_ms: u64, out: &mut Vec<LeaderChange>) -> Result<Response> {
+        let (auth, r): (_, ResignRequest) = self.authenticate(req, now_ms)?;
+        r.validate().map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        let cfg = self.cfg.election;
+        let state = self
+            .apply(&r.env, now_ms, out, |s| s.resign(&cfg, &auth, r.term, now_ms))
+            .await?;
+        let view = self.signed_view(&state, &r.env, now_ms, Some(&auth.node))?;
+        Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
+    }
+
+    async fn consensus(&self, req: &Request, now_ms: u64, out: &mut Vec<LeaderChange>) -> Result<Response> {
+        let (auth, r): (_, ConsensusReport) = self.authenticate(req, now_ms)?;
+        r.validate().map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        let state = self
+            .apply(&r.env, now_ms, out, |s| s.consensus(&auth, &r, now_ms))
+            .await?;
+        let view = self.signed_view(&state, &r.env, now_ms, Some(&auth.node))?;
+        Ok(Response::json(202, &view).with_header("cache-control", "no-store"))
+    }
+
+    fn env_param(req: &Request) -> Result<String> {
+        let env = req.query_param("env").unwrap_or_else(|| DEFAULT_ENV.into());
+        validate_id(&env).map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("env {e}")))?;
+        Ok(env)
+    }
+
+    async fn known_env(&self, req: &Request) -> Result<(String, EnvState)> {
+        let env = Self::env_param(req)?;
+        match self.store.load(&env).await? {
+            Some(state) => Ok((env, state)),
+            None => Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("unknown env {env}: no node has heartbeated in it"),
+            )),
+        }
+    }
+
+    async fn leader(&self, req: &Request, now_ms: u64) -> Result<Response> {
+        self.seal()?;
+        let (env, state) = self.known_env(req).await?;
+        let view = self.signed_view(&state, &env, now_ms, None)?;
+        Ok(Response::json(200, &view).readable())
+    }
+
+    async fn peers(&self, req: &Request, now_ms: u64) -> Result<Response> {
+        self.seal()?;
+        let (env, state) = self.known_env(req).await?;
+        let peers = state.peer_summaries(now_ms, &self.cfg.election.timing);
+        Ok(Response::json(200, &json!({ "env": env, "peers": peers })).readable())
+    }
+
+    async fn history(&self, req: &Request) -> Result<Response> {
+        self.seal()?;
+        let (env, _) = self.known_env(req).await?;
+        let limit = match req.query_param("limit") {
+            None => 50,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=500).contains(l))
+                .ok_or_else(|| Refusal::new(ErrorCode::BadRequest, "limit must be 1..=500"))?,
+        };
+        let cursor = req.query_param("cursor");
+        let page = self.store.history(&env, cursor.as_deref(), limit).await?;
+        Ok(Response::json(
+            200,
+            &json!({ "env": env, "history": page.entries, "next": page.next }),
+        )
+        .readable())
+    }
+
+    async fn env_list(&self) -> Result<Response> {
+        self.seal()?;
+        let envs = self.store.envs().await?;
+        Ok(Response::json(200, &json!({ "envs": envs })).readable())
+    }
+
+    /// Seed compatibility: `{forge_root, epoch, target, forge_status, forge_epoch, forge_sig}`
+    /// with `forge_sig` the full hex HMAC of `"{target}:{epoch}"` (the original truncated it).
+    fn manifest(&self, req: &Request, now_ms: u64) -> Result<Response> {
+        let seal = self.seal()?;
+        let target = req.query_param("target").unwrap_or_else(|| "default".into());
+        validate_id(&target)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("target {e}")))?;
+        let epoch = now_ms / 1000;
+        let sig = sign::hmac_hex(seal, format!("{target}:{epoch}").as_bytes());
+        Ok(Response::json(
+            200,
+            &json!({
+                "forge_root": self.cfg.dominion_root,
+                "epoch": epoch,
+                "target": target,
+                "forge_status": "active",
+                "forge_epoch": epoch,
+                "forge_sig": sig,
+            }),
+        )
+        .readable())
+    }
+
+    async fn metrics_text(&self, now_ms: u64) -> Result<Response> {
+        let timing = self.cfg.election.timing;
+        for env in self.store.envs().await? {
+            if let Some(state) = self.store.load(&env).await? {
+                let label = Metrics::env(&env);
+                self.metrics
+                    .peers_alive
+                    .get_or_create(&label)
+                    .set(state.peers_alive(now_ms, &timing) as i64);
+                self.metrics.term.get_or_create(&label).set(state.term as i64);
+                self.metrics
+                    .leader_present
+                    .get_or_create(&label)
+                    .set(state.valid_lease(now_ms).is_some() as i64);
+            }
+        }
+        Ok(Response::text(
+            200,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            self.metrics.encode(),
+        )
+        .with_header("cache-control", "no-store"))
+    }
+
+    /// The cron sweep over every env: expire leases, elect, forget long-dead peers.
+    pub async fn sweep(&self, now_ms: u64) -> std::result::Result<Vec<LeaderChange>, StoreError> {
+        let mut out = Vec::new();
+        let cfg = self.cfg.election;
+        for env in self.store.envs().await? {
+            match self.apply(&env, now_ms, &mut out, |s| Ok(s.sweep(&cfg, now_ms))).await {
+                Ok(_) => {}
+                Err(Refusal(_, m)) => return Err(StoreError(m)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,238 @@
+//! The embedded native forge: the same core as the Worker, served over HTTP with an on-disk
+//! store. One dedicated thread owns the store and applies every request and sweep in arrival
+//! order, so the lease register is linearizable by construction; the HTTP server only
+//! translates requests and waits for answers.
+pub mod file_store;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use brh_shared::election::ElectionConfig;
+use brh_shared::wire::{ErrorCode, MAX_BODY_BYTES};
+use brh_shared::Timing;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::forge::{Forge, ForgeConfig};
+use crate::http::{Request, Response};
+use file_store::FileStore;
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub seal: Vec<u8>,
+    pub timing: Timing,
+    pub skew_ms: u64,
+    /// How often the sweep expires leases and elects without waiting for a heartbeat.
+    pub sweep_interval: Duration,
+    pub dominion_root: Option<String>,
+}
+
+impl ServeOptions {
+    pub fn new(listen: SocketAddr, data_dir: PathBuf, seal: Vec<u8>) -> Self {
+        ServeOptions {
+            listen,
+            data_dir,
+            seal,
+            timing: Timing::DEFAULT,
+            skew_ms: brh_shared::sign::DEFAULT_SKEW_MS,
+            sweep_interval: Duration::from_millis(500),
+            dominion_root: None,
+        }
+    }
+}
+
+/// A forge serving in the background.
+pub struct RunningForge {
+    pub addr: SocketAddr,
+    stop: tokio::sync::watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+    core: std::thread::JoinHandle<()>,
+}
+
+impl RunningForge {
+    /// Stops accepting, finishes requests in flight, and stops the core thread.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        let _ = tokio::task::spawn_blocking(move || self.core.join()).await;
+    }
+
+    /// Waits until the server ends (it ends only through [`RunningForge::shutdown`] or an error).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.server).await;
+    }
+}
+
+struct Job {
+    req: Request,
+    reply: oneshot::Sender<Response>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Opens the store, binds the socket and starts serving. Returns once the socket is bound.
+pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
+    opts.timing
+        .validate()
+        .map_err(|e| anyhow::anyhow!("invalid timing: {e}"))?;
+    anyhow::ensure!(!opts.seal.is_empty(), "DOMINION_SEAL is empty");
+    let store = FileStore::open(&opts.data_dir)
+        .with_context(|| format!("opening forge data dir {}", opts.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(opts.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", opts.listen))?;
+    let addr = listener.local_addr()?;
+
+    let mut cfg = ForgeConfig::new(Some(opts.seal.clone()), "native");
+    cfg.election = ElectionConfig::new(opts.timing);
+    cfg.skew_ms = opts.skew_ms;
+    cfg.dominion_root = opts.dominion_root.clone();
+    let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sweep_every = opts.sweep_interval;
+    let core_stop = stop_rx.clone();
+    let core = std::thread::Builder::new()
+        .name("forge-core".into())
+        .spawn(move || run_core(Forge::new(cfg, store), jobs_rx, sweep_every, core_stop))?;
+
+    let app = Router::new().fallback(serve_one).with_state(jobs_tx);
+    let mut stop_rx_srv = stop_rx;
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop_rx_srv.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("forge server stopped: {e}");
+        }
+    });
+    tracing::info!("forge listening on http://{addr} (mode native, data {})", opts.data_dir.display());
+    Ok(RunningForge {
+        addr,
+        stop: stop_tx,
+        server,
+        core,
+    })
+}
+
+/// The core thread: applies requests and sweeps one at a time.
+fn run_core(
+    forge: Forge<FileStore>,
+    mut jobs: mpsc::Receiver<Job>,
+    sweep_every: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("forge core cannot start: {e}");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut sweep = tokio::time::interval(sweep_every);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => {
+                    let Some(job) = job else { break };
+                    let handled = forge.handle(&job.req, now_ms()).await;
+                    for c in &handled.leader_changes {
+                        log_change(c);
+                    }
+                    let _ = job.reply.send(handled.response);
+                }
+                _ = sweep.tick() => {
+                    match forge.sweep(now_ms()).await {
+                        Ok(changes) => changes.iter().for_each(log_change),
+                        Err(e) => tracing::error!("sweep failed: {e}"),
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    });
+}
+
+fn log_change(c: &crate::forge::LeaderChange) {
+    match &c.entry.leader {
+        Some(l) => tracing::info!(
+            "[FORGE] env={} term={} leader={} ({})",
+            c.env, c.entry.term, l, c.entry.reason
+        ),
+        None => tracing::info!(
+            "[FORGE] env={} term={} lease ended ({})",
+            c.env, c.entry.term, c.entry.reason
+        ),
+    }
+}
+
+async fn serve_one(
+    State(jobs): State<mpsc::Sender<Job>>,
+    req: axum::extract::Request,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let too_large = parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n > MAX_BODY_BYTES);
+    let body = if too_large {
+        None
+    } else {
+        to_bytes(body, MAX_BODY_BYTES).await.ok()
+    };
+    let Some(body) = body else {
+        return into_axum(Response::error(
+            ErrorCode::TooLarge,
+            format!("body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
+    };
+    let mut core_req = Request::new(
+        parts.method.as_str(),
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+    );
+    for (name, value) in &parts.headers {
+        if let Ok(v) = value.to_str() {
+            core_req.headers.insert(name.as_str().to_string(), v.to_string());
+        }
+    }
+    core_req.body = body.to_vec();
+    let (reply, answer) = oneshot::channel();
+    if jobs.send(Job { req: core_req, reply }).await.is_err() {
+        return into_axum(Response::error(ErrorCode::Internal, "forge is shutting down"));
+    }
+    match answer.await {
+        Ok(r) => into_axum(r),
+        Err(_) => into_axum(Response::error(ErrorCode::Internal, "forge is shutting down")),
+    }
+}
+
+fn into_axum(r: Response) -> axum::response::Response {
+    let mut out = (
+        StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Body::from(r.body),
+    )
+        .into_response();
+    for (k, v) in r.headers {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            out.headers_mut().insert(k, v);
+        }
+    }
+    out
+}
