@@ -116,3 +116,50 @@ impl Store for FileStore {
         self.mem.envs().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brh_shared::election::ElectionConfig;
+    use brh_shared::replay::Nonce;
+    use brh_shared::sign::Authenticated;
+    use brh_shared::wire::Heartbeat;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn state_and_history_survive_reopen_and_corruption_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("brh-fs-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = FileStore::open(&dir).unwrap();
+        let mut st = EnvState::default();
+        let auth = Authenticated {
+            node: "n1".into(),
+            ts_ms: 1,
+            nonce: Nonce::new("b", 1),
+        };
+        let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev"}"#).unwrap();
+        let changes = st
+            .heartbeat(&ElectionConfig::default(), &auth, &hb, 1000)
+            .unwrap();
+        let rows: Vec<_> = changes.iter().filter_map(|c| c.history_entry(1000)).collect();
+        block_on(store.save("dev", None, &st, &rows)).unwrap();
+        drop(store);
+
+        let store = FileStore::open(&dir).unwrap();
+        assert_eq!(block_on(store.load("dev")).unwrap(), Some(st.clone()));
+        assert_eq!(block_on(store.history("dev", None, 10)).unwrap().entries, rows);
+        assert_eq!(block_on(store.envs()).unwrap(), vec!["dev".to_string()]);
+        drop(store);
+
+        fs::write(dir.join("envs/dev.json"), b"{garbage").unwrap();
+        let err = FileStore::open(&dir).err().unwrap();
+        assert!(err.0.contains("corrupt state"), "{err}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
