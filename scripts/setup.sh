@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, idempotently: a machine that already has
+# everything spends a few seconds here. Safe to run again at any time.
+#   - Rust targets for the no_std check and the Worker (wasm32, thumbv7em)
+#   - worker-build and wasm-bindgen-cli at the versions pinned in ../shared/toolchain.md
+#   - npm packages (wrangler, miniflare, Node 22, binaryen, esbuild) via scripts/setup-node.sh
+#   - Debian packages and a private dockerd for container tests, via scripts/dockerd.sh (if present)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+WORKER_BUILD_VERSION=0.8.7
+WASM_BINDGEN_VERSION=0.2.130
+
+have_targets=$(rustup target list --installed 2>/dev/null || true)
+for t in wasm32-unknown-unknown thumbv7em-none-eabi; do
+  if ! grep -qx "$t" <<<"$have_targets"; then
+    log "adding Rust target $t"
+    rustup target add "$t"
+  fi
+done
+for c in clippy rustfmt; do
+  if ! rustup component list --installed 2>/dev/null | grep -q "^$c"; then
+    log "adding Rust component $c"
+    rustup component add "$c"
+  fi
+done
+
+version_of() { "$1" --version 2>/dev/null | awk '{print $NF}' || true; }
+if [ "$(version_of worker-build)" != "$WORKER_BUILD_VERSION" ]; then
+  log "installing worker-build $WORKER_BUILD_VERSION (takes several minutes once)"
+  cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
+fi
+if [ "$(version_of wasm-bindgen)" != "$WASM_BINDGEN_VERSION" ]; then
+  # Without --locked on purpose: its lock file wants a crate version the registry lacks.
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (takes several minutes once)"
+  cargo install wasm-bindgen-cli --version "=$WASM_BINDGEN_VERSION"
+fi
+
+# worker-build runs `cargo metadata` for every platform: fetch everything once so later
+# builds work offline.
+cargo fetch --quiet
+
+if [ -x scripts/setup-node.sh ]; then
+  scripts/setup-node.sh
+fi
+if [ -x scripts/dockerd.sh ]; then
+  scripts/dockerd.sh start
+fi
+log "ok"

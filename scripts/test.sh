@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what it needs (idempotently), then runs every
+# check and every test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup"
+scripts/setup.sh
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (host)"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "no_std check: brh-shared for thumbv7em-none-eabi and wasm32-unknown-unknown"
+cargo build -p brh-shared --target thumbv7em-none-eabi
+cargo build -p brh-shared --target wasm32-unknown-unknown
+
+step "clippy (forge-worker for wasm32)"
+cargo clippy -p forge-worker --lib --target wasm32-unknown-unknown -- -D warnings
+
+step "unit, property and process tests"
+cargo build --workspace --bins
+cargo test --workspace
+
+if [ -x scripts/test-e2e.sh ]; then
+  step "end-to-end: native forge and the Worker in workerd (kv, durable-object)"
+  scripts/test-e2e.sh
+fi
