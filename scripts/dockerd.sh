@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# A private Docker engine for BRH's container tests and local use, started idempotently.
+#
+#   scripts/dockerd.sh start    install docker.io + busybox-static if missing, start dockerd,
+#                               build the test images (no registry needed)
+#   scripts/dockerd.sh stop     stop the private engine
+#   scripts/dockerd.sh env      print `export DOCKER_HOST=...` for this engine
+#
+# The engine runs with --iptables=false --ip-forward=false --ip-masq=false: the host firewall
+# is left alone (published ports still work through docker-proxy). Its state lives in
+# $BRH_DOCKER_DIR (default /var/tmp/brh-docker), outside the repository, so a second run on
+# the same machine finds the engine and the images already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DIR=${BRH_DOCKER_DIR:-/var/tmp/brh-docker}
+SOCK="$DIR/docker.sock"
+export DOCKER_HOST="unix://$SOCK"
+log() { printf '[dockerd] %s\n' "$*" >&2; }
+
+running() {
+  [ -S "$SOCK" ] && docker version --format '{{.Server.Version}}' >/dev/null 2>&1
+}
+
+install_packages() {
+  local missing=()
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || missing+=(busybox-static)
+  if [ ${#missing[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || { log "need root to install ${missing[*]}"; exit 1; }
+    log "installing ${missing[*]} with apt"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+start() {
+  install_packages
+  if ! running; then
+    mkdir -p "$DIR/data" "$DIR/exec"
+    [ -f "$DIR/docker.pid" ] && kill "$(cat "$DIR/docker.pid")" 2>/dev/null || true
+    rm -f "$SOCK" "$DIR/docker.pid"
+    log "starting dockerd at $SOCK"
+    nohup dockerd --host "$DOCKER_HOST" --data-root "$DIR/data" --exec-root "$DIR/exec" \
+      --pidfile "$DIR/docker.pid" --storage-driver overlay2 \
+      --iptables=false --ip-forward=false --ip-masq=false \
+      >"$DIR/dockerd.log" 2>&1 &
+    for _ in $(seq 1 100); do
+      running && break
+      sleep 0.1
+    done
+    running || { log "dockerd did not come up; see $DIR/dockerd.log"; tail -20 "$DIR/dockerd.log" >&2; exit 1; }
+  fi
+  images
+  log "ready: export DOCKER_HOST=$DOCKER_HOST"
+}
+
+# Test images made from a busybox rootfs, without any registry:
+#   brh-test/web:1, brh-test/web:2  httpd on :8080 serving /health (two tags for deploys)
+#   brh-test/broken:1               never becomes healthy (no server)
+#   brh-test/sleep:1                a plain long-running process
+images() {
+  local want=(brh-test/web:1 brh-test/web:2 brh-test/broken:1 brh-test/sleep:1)
+  local have
+  have=$(docker images --format '{{.Repository}}:{{.Tag}}')
+  local todo=()
+  for i in "${want[@]}"; do grep -qx "$i" <<<"$have" || todo+=("$i"); done
+  [ ${#todo[@]} -eq 0 ] && return 0
+  local root
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/www" "$root/tmp"
+  cp /bin/busybox "$root/bin/busybox"
+  for a in sh httpd sleep nc cat echo ls; do ln -s busybox "$root/bin/$a"; done
+  echo ok >"$root/www/health"
+  for i in "${todo[@]}"; do
+    local cmd
+    case "$i" in
+      brh-test/web:*) cmd='["/bin/httpd","-f","-p","8080","-h","/www"]' ;;
+      brh-test/broken:*) cmd='["/bin/sh","-c","exit 3"]' ;;
+      *) cmd='["/bin/sleep","3600"]' ;;
+    esac
+    echo "${i##*:}" >"$root/www/version"
+    log "building image $i"
+    tar -C "$root" -c . | docker import -c "CMD $cmd" -c 'EXPOSE 8080' - "$i" >/dev/null
+  done
+  rm -rf "$root"
+}
+
+stop() {
+  if [ -f "$DIR/docker.pid" ]; then
+    kill "$(cat "$DIR/docker.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do running || break; sleep 0.1; done
+  fi
+}
+
+case "${1:-start}" in
+  start) start ;;
+  stop) stop ;;
+  env) echo "export DOCKER_HOST=$DOCKER_HOST" ;;
+  images) images ;;
+  *) echo "usage: $0 start|stop|env|images" >&2; exit 2 ;;
+esac
