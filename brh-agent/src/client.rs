@@ -1,0 +1,329 @@
+//! The forge client: signed requests (design §3), verified answers, timeouts shorter than
+//! the renew interval, and retries with backoff and jitter for the idempotent reads.
+//!
+//! Signed requests carry a nonce `<boot_id>:<seq>` whose seq must strictly increase per
+//! boot, or the forge answers 409 `replay`. [`ForgeClient`] therefore takes `&mut self` for
+//! them and is owned by one sequential task (the keeper), so no two signed requests of one
+//! agent are ever in flight at once.
+use std::time::Duration;
+
+use brh_shared::replay::Nonce;
+use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
+use brh_shared::wire::{
+    ConsensusReport, ErrorBody, Heartbeat, HistoryEntry, LeaderView, PeerSummary, ResignRequest,
+    MAX_BODY_BYTES,
+};
+use serde::Deserialize;
+
+use crate::clock;
+use crate::role::{VerifiedView, ViewError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("forge unreachable: {0}")]
+    Unreachable(String),
+    #[error("forge refused the request: {status} {code}: {message}")]
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("forge answer not accepted: {0}")]
+    BadAnswer(String),
+    #[error(transparent)]
+    View(#[from] ViewError),
+}
+
+impl ClientError {
+    /// Short label for metrics and status.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Unreachable(_) => "unreachable",
+            ClientError::Refused { .. } => "refused",
+            ClientError::BadAnswer(_) | ClientError::View(_) => "bad_answer",
+        }
+    }
+}
+
+/// A random id, 16 lowercase hex digits (boot ids, client ids, generated secrets).
+pub fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    // getrandom only fails if the OS has no entropy source at all; there is nothing safe to
+    // fall back to, so refuse loudly.
+    getrandom::getrandom(&mut b).expect("the OS random number generator is unavailable");
+    brh_shared::hex::encode(&b)
+}
+
+/// Builds the shared HTTP client: rustls, connect and total timeouts.
+pub fn http_client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .user_agent(concat!("brh-agent/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a TLS backend is compiled in")
+}
+
+/// Joins a base URL and an absolute path, never after a query (the original's bug).
+pub fn join(base: &str, path: &str) -> String {
+    debug_assert!(path.starts_with('/'));
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// Appends `?env=` with the env percent-encoded (ids are already URL-safe; this is belt and
+/// braces for callers that pass user input).
+pub fn with_env(url: String, env: &str) -> String {
+    let enc: String = env
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    format!("{url}?env={enc}")
+}
+
+pub struct ForgeClient {
+    http: reqwest::Client,
+    base: String,
+    seal: Vec<u8>,
+    node: String,
+    env: String,
+    boot_id: String,
+    seq: u64,
+    clock_skew_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct PeersBody {
+    #[serde(default)]
+    peers: Vec<PeerSummary>,
+}
+
+#[derive(Deserialize)]
+struct HistoryBody {
+    #[serde(default, alias = "history")]
+    entries: Vec<HistoryEntry>,
+}
+
+impl ForgeClient {
+    pub fn new(
+        base: impl Into<String>,
+        seal: Vec<u8>,
+        node: impl Into<String>,
+        env: impl Into<String>,
+        timeout: Duration,
+    ) -> Self {
+        ForgeClient {
+            http: http_client(timeout),
+            base: base.into(),
+            seal,
+            node: node.into(),
+            env: env.into(),
+            boot_id: random_hex(8),
+            seq: 0,
+            clock_skew_ms: 0,
+        }
+    }
+
+    /// TEST ONLY: shift the wall clock used for `x-brh-ts`.
+    pub fn with_clock_skew(mut self, skew_ms: i64) -> Self {
+        self.clock_skew_ms = skew_ms;
+        self
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn ts_ms(&self) -> u64 {
+        (clock::wall_ms() as i64)
+            .saturating_add(self.clock_skew_ms)
+            .max(0) as u64
+    }
+
+    /// One signed POST. Returns the monotonic send time and the verified view.
+    async fn post_signed<T: serde::Serialize>(
+        &mut self,
+        path: &str,
+        body: &T,
+        addressed: bool,
+    ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
+        let body = serde_json::to_vec(body).expect("wire types serialize");
+        self.seq += 1;
+        let nonce = Nonce::new(self.boot_id.clone(), self.seq);
+        // Taken before signing and sending: the lease deadline counts from here.
+        let sent_at = clock::mono_ms();
+        let h = sign_request(
+            &self.seal,
+            "POST",
+            path,
+            &self.node,
+            self.ts_ms(),
+            nonce,
+            &body,
+        );
+        let res = self
+            .http
+            .post(join(&self.base, path))
+            .header(HEADER_NODE, &h.node)
+            .header(HEADER_TS, h.ts_ms.to_string())
+            .header(HEADER_NONCE, h.nonce.to_string())
+            .header(HEADER_SIG, &h.sig)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| (sent_at, ClientError::Unreachable(short(&e))))?;
+        let view: LeaderView = read_json(res).await.map_err(|e| (sent_at, e))?;
+        let me = addressed.then_some(self.node.as_str());
+        let v = VerifiedView::check(&self.seal, &self.env, me, view)
+            .map_err(|e| (sent_at, e.into()))?;
+        Ok((sent_at, v))
+    }
+
+    pub async fn heartbeat(
+        &mut self,
+        hb: &Heartbeat,
+    ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
+        self.post_signed("/federation/heartbeat", hb, true).await
+    }
+
+    pub async fn resign(&mut self, term: u64) -> Result<(u64, VerifiedView), (u64, ClientError)> {
+        let req = ResignRequest {
+            env: self.env.clone(),
+            term,
+        };
+        self.post_signed("/federation/resign", &req, true).await
+    }
+
+    pub async fn consensus(
+        &mut self,
+        report: &ConsensusReport,
+    ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
+        // The consensus answer is informational; it need not be addressed to us.
+        self.post_signed("/federation/consensus", report, false)
+            .await
+    }
+
+    /// `GET /federation/leader`, verified (no `you`), with retries.
+    pub async fn leader(&self) -> Result<VerifiedView, ClientError> {
+        let url = with_env(join(&self.base, "/federation/leader"), &self.env);
+        let view: LeaderView = get_json_retry(&self.http, &url).await?;
+        Ok(VerifiedView::check(&self.seal, &self.env, None, view)?)
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerSummary>, ClientError> {
+        let url = with_env(join(&self.base, "/federation/peers"), &self.env);
+        Ok(get_json_retry::<PeersBody>(&self.http, &url).await?.peers)
+    }
+
+    pub async fn history(&self) -> Result<Vec<HistoryEntry>, ClientError> {
+        let url = with_env(join(&self.base, "/federation/history"), &self.env);
+        Ok(get_json_retry::<HistoryBody>(&self.http, &url)
+            .await?
+            .entries)
+    }
+}
+
+fn short(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// Reads a JSON answer; non-2xx answers become [`ClientError::Refused`] with the forge's code.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    res: reqwest::Response,
+) -> Result<T, ClientError> {
+    let status = res.status();
+    let bytes = res
+        .bytes()
+        .await
+        .map_err(|e| ClientError::Unreachable(short(&e)))?;
+    if bytes.len() > 4 * MAX_BODY_BYTES {
+        return Err(ClientError::BadAnswer("answer too large".into()));
+    }
+    if !status.is_success() {
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(b) => (b.error.code.as_str().to_string(), b.error.message),
+            Err(_) => (
+                "unknown".to_string(),
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            ),
+        };
+        return Err(ClientError::Refused {
+            status: status.as_u16(),
+            code,
+            message,
+        });
+    }
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+}
+
+/// GET with three attempts, exponential backoff (100, 200 ms) with jitter. Only for reads:
+/// they are idempotent and carry no nonce.
+pub async fn get_json_retry<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    url: &str,
+) -> Result<T, ClientError> {
+    let mut delay = 100u64;
+    let mut last = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            let jitter = u64::from_str_radix(&random_hex(2), 16).unwrap_or(0) % (delay / 2 + 1);
+            tokio::time::sleep(Duration::from_millis(delay + jitter)).await;
+            delay *= 2;
+        }
+        match http.get(url).send().await {
+            Ok(res) => match read_json(res).await {
+                // A refusal (4xx) will not change on retry.
+                Err(e @ ClientError::Refused { status, .. }) if status < 500 => return Err(e),
+                Err(e) => last = Some(e),
+                Ok(v) => return Ok(v),
+            },
+            Err(e) => last = Some(ClientError::Unreachable(short(&e))),
+        }
+    }
+    Err(last.expect("at least one attempt"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_built_properly() {
+        assert_eq!(
+            join("https://forge.example", "/federation/heartbeat"),
+            "https://forge.example/federation/heartbeat"
+        );
+        assert_eq!(
+            join("http://127.0.0.1:8787/", "/federation/leader"),
+            "http://127.0.0.1:8787/federation/leader"
+        );
+        assert_eq!(
+            with_env(join("http://h", "/federation/peers"), "prod"),
+            "http://h/federation/peers?env=prod"
+        );
+        assert_eq!(with_env("u".into(), "a b&c"), "u?env=a%20b%26c");
+    }
+
+    #[test]
+    fn random_ids_are_hex_and_differ() {
+        let a = random_hex(8);
+        assert_eq!(a.len(), 16);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(8));
+    }
+}

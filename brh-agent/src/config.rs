@@ -1,0 +1,550 @@
+//! Agent configuration: flags, environment variables (the original's names) and the optional
+//! `bridge.runtime.yaml`. Precedence: flag > env > file > default (clap resolves flag > env;
+//! the file and defaults fill whatever is still unset).
+//!
+//! Everything is validated here, once, at start-up: an unsafe or invalid setting stops the
+//! agent with one line naming the setting (see [`ConfigError`]).
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use brh_shared::ids::validate_id;
+use brh_shared::root::DominionRoot;
+use brh_shared::Timing;
+use clap::Args;
+use serde::Deserialize;
+
+/// Seal used with `--insecure-dev` only. Public by design: anyone can forge with it.
+pub const INSECURE_DEV_SEAL: &str = "brh-insecure-development-seal";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+pub const DEFAULT_CONSENSUS_INTERVAL_MS: u64 = 180_000;
+/// The original's `BRH_EPOCH_SKEW_SECONDS` default.
+pub const DEFAULT_EPOCH_SKEW_S: u64 = 3600;
+
+/// One line naming the setting at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting {setting}: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn err(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// `brh-agent run` flags. Every value is optional here so that the file can fill the gaps.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// This node's id (`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`).
+    #[arg(long, env = "BRH_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The environment (federation) to join; must match the root's `env` if both are set.
+    #[arg(long, env = "BRH_ENV")]
+    pub env: Option<String>,
+    /// Signed forge address: `dominion://host[:port]?env=&epoch=&sig=` (HTTPS) or
+    /// `dominion+http://…` (explicit plain HTTP for a local forge).
+    #[arg(long, env = "FORGE_DOMINION_ROOT")]
+    pub forge_root: Option<String>,
+    /// Override the forge base URL (e.g. `http://127.0.0.1:8787`); the root is still verified.
+    #[arg(long, env = "BRH_FORGE_URL")]
+    pub forge_url: Option<String>,
+    /// The federation secret. Never logged.
+    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
+    pub seal: Option<String>,
+    /// Run with a public, well-known seal when `DOMINION_SEAL` is unset. Development only.
+    #[arg(long, env = "BRH_INSECURE_DEV")]
+    pub insecure_dev: Option<bool>,
+    /// Send heartbeats (and so take part in the election).
+    #[arg(long, env = "BRH_HEARTBEAT_ENABLED")]
+    pub heartbeat_enabled: Option<bool>,
+    /// Heartbeat interval: seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`).
+    #[arg(long, env = "BRH_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<String>,
+    /// Lease ttl, same format; must be ≥ 3 × the heartbeat interval and match the forge's.
+    #[arg(long, env = "BRH_LEASE_TTL")]
+    pub lease_ttl: Option<String>,
+    /// Send consensus reports to the forge.
+    #[arg(long, env = "BRH_CONSENSUS_ENABLED")]
+    pub consensus_enabled: Option<bool>,
+    /// Consensus report interval, same format.
+    #[arg(long, env = "BRH_CONSENSUS_INTERVAL")]
+    pub consensus_interval: Option<String>,
+    /// Election priority (higher wins).
+    #[arg(long, env = "BRH_PRIORITY", allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+    /// Where the local API listens. Loopback unless told otherwise.
+    #[arg(long, env = "BRH_API_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The API address advertised to the forge (default: `http://<listen>`).
+    #[arg(long, env = "BRH_API_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// CORS origins for the local API, comma-separated; empty means `*`.
+    #[arg(long, env = "BRH_ALLOWED_ORIGINS")]
+    pub allowed_origins: Option<String>,
+    /// How far in the future the root's epoch may be (seconds).
+    #[arg(long, env = "BRH_EPOCH_SKEW_SECONDS")]
+    pub epoch_skew_seconds: Option<u64>,
+    /// Optional `bridge.runtime.yaml`.
+    #[arg(long, env = "BRH_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Append leadership intervals as JSON lines to this file.
+    #[arg(long, env = "BRH_EVENT_LOG")]
+    pub event_log: Option<PathBuf>,
+    /// TEST ONLY: offset the wall clock used for `x-brh-ts` (ms, may be negative). Role
+    /// keeping uses the monotonic clock and is unaffected; this exists to prove it.
+    #[arg(long, hide = true, allow_hyphen_values = true)]
+    pub test_clock_skew_ms: Option<i64>,
+}
+
+/// The parts of `bridge.runtime.yaml` the agent reads (the original's schema; other keys,
+/// such as `services`, are ignored here).
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub runtime: FileRuntime,
+    /// Top-level `consensus` as in the original's manifest.
+    #[serde(default)]
+    pub consensus: Option<FileConsensus>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileRuntime {
+    #[serde(default)]
+    pub federation: FileFederation,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileFederation {
+    #[serde(default)]
+    pub heartbeat: FileHeartbeat,
+    #[serde(default)]
+    pub consensus: Option<FileConsensus>,
+    #[serde(default)]
+    pub priority: Option<i32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileHeartbeat {
+    pub enabled: Option<bool>,
+    /// Seconds, or a string with a unit.
+    pub interval: Option<serde_norway::Value>,
+    /// The lease ttl (the original's heartbeat validity), seconds or with a unit.
+    pub ttl: Option<serde_norway::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConsensus {
+    pub enabled: Option<bool>,
+    pub interval: Option<serde_norway::Value>,
+    pub election_method: Option<String>,
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| err("BRH_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+        serde_norway::from_str(&text).map_err(|e| {
+            err(
+                "BRH_CONFIG",
+                format!("{} is not valid: {e}", path.display()),
+            )
+        })
+    }
+}
+
+/// Parses `5`, `0.5` (seconds), `500ms`, `5s`, `2m`.
+pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000.0)
+    } else {
+        (s, 1000.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use 5, 0.5, 500ms, 5s or 2m)"))?;
+    if !v.is_finite() || v < 0.0 || v * mult > 1e15 {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok((v * mult).round() as u64)
+}
+
+fn yaml_duration(v: &serde_norway::Value) -> Result<u64, String> {
+    match v {
+        serde_norway::Value::Number(n) => parse_duration_ms(&n.to_string()),
+        serde_norway::Value::String(s) => parse_duration_ms(s),
+        _ => Err("must be a number of seconds or a string like 5s".into()),
+    }
+}
+
+/// The validated configuration of a running agent.
+#[derive(Clone)]
+pub struct Config {
+    pub node_id: String,
+    pub env: String,
+    pub root: DominionRoot,
+    pub forge_url: String,
+    pub seal: Vec<u8>,
+    pub timing: Timing,
+    pub heartbeat_enabled: bool,
+    pub consensus_enabled: bool,
+    pub consensus_interval_ms: u64,
+    pub priority: i32,
+    pub listen: SocketAddr,
+    pub advertise: String,
+    pub allowed_origins: Vec<String>,
+    pub event_log: Option<PathBuf>,
+    pub clock_skew_ms: i64,
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for Config {
+    // Hand-written so that the seal can never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("node_id", &self.node_id)
+            .field("env", &self.env)
+            .field("forge_url", &self.forge_url)
+            .field("seal", &"<redacted>")
+            .field("timing", &self.timing)
+            .field("priority", &self.priority)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads the seal (or the insecure development seal). Shared by `run` and the clients.
+pub fn resolve_seal(seal: Option<&str>, insecure: bool) -> Result<Vec<u8>, ConfigError> {
+    match seal {
+        Some(s) if !s.is_empty() => Ok(s.as_bytes().to_vec()),
+        _ if insecure => Ok(INSECURE_DEV_SEAL.as_bytes().to_vec()),
+        _ => Err(err(
+            "DOMINION_SEAL",
+            "missing: set the federation secret (or pass --insecure-dev for local development)",
+        )),
+    }
+}
+
+/// Turns a checked root (and an optional override) into the forge's base URL.
+pub fn forge_base_url(root: &DominionRoot, over: Option<&str>) -> Result<String, ConfigError> {
+    match over {
+        None => Ok(root.forge_base_url()),
+        Some(u) => {
+            let u = u.trim().trim_end_matches('/');
+            let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                && !u.contains('?')
+                && !u.contains('#')
+                && u.len() > "https://".len();
+            if !ok {
+                return Err(err(
+                    "BRH_FORGE_URL",
+                    "must be http(s)://host[:port][/path] without query",
+                ));
+            }
+            Ok(u.to_string())
+        }
+    }
+}
+
+impl Config {
+    /// Resolves and validates. `now_s` is the wall clock, for the root's epoch check.
+    pub fn resolve(args: RunArgs, now_s: u64) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let hb = &file.runtime.federation.heartbeat;
+        let cons = file
+            .runtime
+            .federation
+            .consensus
+            .as_ref()
+            .or(file.consensus.as_ref());
+        if let Some(m) = cons.and_then(|c| c.election_method.as_deref()) {
+            if m != "lease" && m != "highest_epoch" {
+                return Err(err(
+                    "consensus.election_method",
+                    format!("{m:?} is not known (the forge decides; use lease)"),
+                ));
+            }
+        }
+
+        let node_id = args
+            .node_id
+            .ok_or_else(|| err("BRH_NODE_ID", "missing: every agent needs a unique node id"))?;
+        validate_id(&node_id).map_err(|e| err("BRH_NODE_ID", e.to_string()))?;
+
+        let insecure = args.insecure_dev.unwrap_or(false);
+        let seal = resolve_seal(args.seal.as_deref(), insecure)?;
+
+        let root_text = args
+            .forge_root
+            .ok_or_else(|| err("FORGE_DOMINION_ROOT", "missing: the signed forge address"))?;
+        let root = DominionRoot::parse(&root_text)
+            .map_err(|e| err("FORGE_DOMINION_ROOT", e.to_string()))?;
+        let skew = args.epoch_skew_seconds.unwrap_or(DEFAULT_EPOCH_SKEW_S);
+        root.verify(&seal, now_s, skew, None)
+            .map_err(|e| err("FORGE_DOMINION_ROOT", e.to_string()))?;
+        let env = match args.env {
+            Some(e) if e != root.env => {
+                return Err(err(
+                    "BRH_ENV",
+                    format!("{e:?} differs from the root's env {:?}", root.env),
+                ))
+            }
+            _ => root.env.clone(),
+        };
+        let forge_url = forge_base_url(&root, args.forge_url.as_deref())?;
+
+        let dur = |setting: &'static str,
+                   flag: &Option<String>,
+                   file: &Option<serde_norway::Value>,
+                   default: u64|
+         -> Result<u64, ConfigError> {
+            match (flag, file) {
+                (Some(s), _) => parse_duration_ms(s).map_err(|m| err(setting, m)),
+                (None, Some(v)) => yaml_duration(v).map_err(|m| err(setting, m)),
+                (None, None) => Ok(default),
+            }
+        };
+        let interval = dur(
+            "BRH_HEARTBEAT_INTERVAL",
+            &args.heartbeat_interval,
+            &hb.interval,
+            Timing::DEFAULT.heartbeat_interval_ms,
+        )?;
+        // Default ttl follows the interval (3 ×, at least the design's 15 s when the interval
+        // is the default) so that setting only the interval stays valid.
+        let default_ttl = if interval == Timing::DEFAULT.heartbeat_interval_ms {
+            Timing::DEFAULT.lease_ttl_ms
+        } else {
+            interval.saturating_mul(3)
+        };
+        let ttl = dur("BRH_LEASE_TTL", &args.lease_ttl, &hb.ttl, default_ttl)?;
+        let timing = Timing {
+            heartbeat_interval_ms: interval,
+            lease_ttl_ms: ttl,
+        };
+        timing.validate().map_err(|e| {
+            let setting = match e {
+                brh_shared::timing::TimingError::HeartbeatTooShort { .. } => {
+                    "BRH_HEARTBEAT_INTERVAL"
+                }
+                _ => "BRH_LEASE_TTL",
+            };
+            err(setting, e.to_string())
+        })?;
+        let consensus_interval_ms = dur(
+            "BRH_CONSENSUS_INTERVAL",
+            &args.consensus_interval,
+            &cons.and_then(|c| c.interval.clone()),
+            DEFAULT_CONSENSUS_INTERVAL_MS,
+        )?;
+        if consensus_interval_ms < 1000 {
+            return Err(err("BRH_CONSENSUS_INTERVAL", "must be at least 1 s"));
+        }
+
+        let listen = args
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+        let advertise = args.advertise.unwrap_or_else(|| format!("http://{listen}"));
+        let allowed_origins = parse_origins(args.allowed_origins.as_deref().unwrap_or(""))?;
+        Ok(Config {
+            node_id,
+            env,
+            root,
+            forge_url,
+            seal,
+            timing,
+            heartbeat_enabled: args.heartbeat_enabled.or(hb.enabled).unwrap_or(true),
+            consensus_enabled: args
+                .consensus_enabled
+                .or(cons.and_then(|c| c.enabled))
+                .unwrap_or(true),
+            consensus_interval_ms,
+            priority: args
+                .priority
+                .or(file.runtime.federation.priority)
+                .unwrap_or(0),
+            listen,
+            advertise,
+            allowed_origins,
+            event_log: args.event_log,
+            clock_skew_ms: args.test_clock_skew_ms.unwrap_or(0),
+            insecure,
+        })
+    }
+}
+
+/// `BRH_ALLOWED_ORIGINS`: comma-separated (trimmed, unlike the original); empty means `*`.
+pub fn parse_origins(s: &str) -> Result<Vec<String>, ConfigError> {
+    let v: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(String::from)
+        .collect();
+    for o in &v {
+        if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+            return Err(err(
+                "BRH_ALLOWED_ORIGINS",
+                format!("{o:?} is not an origin (http(s)://host[:port] or *)"),
+            ));
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brh_shared::root::SCHEME_HTTP;
+
+    const NOW: u64 = 1_763_900_000;
+
+    fn root(seal: &str) -> String {
+        DominionRoot::sign(seal.as_bytes(), SCHEME_HTTP, "127.0.0.1:8787", "dev", NOW)
+            .unwrap()
+            .to_string()
+    }
+
+    fn args() -> RunArgs {
+        RunArgs {
+            node_id: Some("n1".into()),
+            forge_root: Some(root("s")),
+            seal: Some("s".into()),
+            ..RunArgs::default()
+        }
+    }
+
+    fn setting(r: Result<Config, ConfigError>) -> &'static str {
+        r.expect_err("should be refused").setting
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::resolve(args(), NOW).unwrap();
+        assert_eq!(c.timing, Timing::DEFAULT);
+        assert_eq!(c.forge_url, "http://127.0.0.1:8787");
+        assert_eq!(c.env, "dev");
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert!(c.heartbeat_enabled && c.consensus_enabled);
+        assert!(
+            !format!("{c:?}").contains("\"s\""),
+            "seal must not be printed"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_setting() {
+        let a = RunArgs {
+            seal: None,
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "DOMINION_SEAL");
+        let a = RunArgs {
+            seal: Some("other".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "FORGE_DOMINION_ROOT");
+        assert_eq!(
+            setting(Config::resolve(args(), NOW - 7200)),
+            "FORGE_DOMINION_ROOT"
+        );
+        let a = RunArgs {
+            heartbeat_interval: Some("5".into()),
+            lease_ttl: Some("10".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_LEASE_TTL");
+        let a = RunArgs {
+            heartbeat_interval: Some("10ms".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_HEARTBEAT_INTERVAL");
+        let a = RunArgs {
+            env: Some("prod".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_ENV");
+        let a = RunArgs {
+            node_id: Some("bad id".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_NODE_ID");
+        let a = RunArgs {
+            forge_url: Some("ftp://x".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_FORGE_URL");
+        let a = RunArgs {
+            allowed_origins: Some("evil".into()),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_ALLOWED_ORIGINS");
+        let a = RunArgs {
+            seal: None,
+            insecure_dev: Some(true),
+            forge_root: Some(root(INSECURE_DEV_SEAL)),
+            ..args()
+        };
+        assert!(Config::resolve(a, NOW).unwrap().insecure);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("5"), Ok(5000));
+        assert_eq!(parse_duration_ms("0.5"), Ok(500));
+        assert_eq!(parse_duration_ms("250ms"), Ok(250));
+        assert_eq!(parse_duration_ms("3s"), Ok(3000));
+        assert_eq!(parse_duration_ms("2m"), Ok(120_000));
+        assert!(parse_duration_ms("-1").is_err());
+        assert!(parse_duration_ms("x").is_err());
+        assert!(parse_duration_ms("1e30").is_err());
+    }
+
+    #[test]
+    fn file_fills_gaps_and_flags_win() {
+        let dir = std::env::temp_dir().join(format!("brh-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("bridge.runtime.yaml");
+        std::fs::write(
+            &p,
+            "provider: {kind: docker}\nruntime:\n  federation:\n    heartbeat: {enabled: true, interval: 1, ttl: \"3s\", endpoint: x}\n    priority: 7\nconsensus: {enabled: false, interval: 60, election_method: highest_epoch}\nservices: {}\n",
+        )
+        .unwrap();
+        let a = RunArgs {
+            config: Some(p.clone()),
+            ..args()
+        };
+        let c = Config::resolve(a, NOW).unwrap();
+        assert_eq!(c.timing, Timing::FAST);
+        assert_eq!(c.priority, 7);
+        assert!(!c.consensus_enabled);
+        assert_eq!(c.consensus_interval_ms, 60_000);
+        let a = RunArgs {
+            config: Some(p.clone()),
+            priority: Some(-2),
+            heartbeat_interval: Some("2".into()),
+            lease_ttl: Some("6".into()),
+            ..args()
+        };
+        let c = Config::resolve(a, NOW).unwrap();
+        assert_eq!(c.priority, -2);
+        assert_eq!(c.timing.heartbeat_interval_ms, 2000);
+        std::fs::write(&p, "runtime: [").unwrap();
+        let a = RunArgs {
+            config: Some(p),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_CONFIG");
+    }
+}

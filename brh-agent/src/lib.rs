@@ -1,0 +1,130 @@
+//! `brh-agent`: the BRH node agent.
+//!
+//! One module per concern: `config` (flags, env, file), `client` (signed forge requests),
+//! `role` (pure role keeping: deadlines, transitions, guard, heartbeat timing), `keeper`
+//! (the single task doing forge I/O), `api` + `auth` (local HTTP API), `events`, `metrics`,
+//! `cli` (subcommands) and `up` (a local federation in one command).
+#![forbid(unsafe_op_in_unsafe_fn)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod config;
+pub mod events;
+pub mod keeper;
+pub mod metrics;
+pub mod role;
+pub mod up;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::keeper::{RoleHooks, Shared};
+
+/// Forge request timeout: shorter than the renew interval, so a hung request never eats
+/// the next beat (and a leader gets several tries before its deadline).
+pub fn request_timeout(cfg: &Config) -> Duration {
+    Duration::from_millis((cfg.timing.heartbeat_interval_ms * 3 / 4).max(100))
+}
+
+/// A started agent: its API address and a handle to wait for it.
+pub struct RunningAgent {
+    pub api_addr: std::net::SocketAddr,
+    pub shared: Arc<Shared>,
+    pub done: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the API and the keeper. Both stop when `cancel` fires: the keeper first demotes
+/// and resigns, then the API closes.
+pub async fn start_agent(
+    cfg: Config,
+    hooks: Arc<dyn RoleHooks>,
+    cancel: CancellationToken,
+) -> anyhow::Result<RunningAgent> {
+    let timeout = request_timeout(&cfg);
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "invalid setting BRH_API_LISTEN: cannot listen on {}",
+                cfg.listen
+            )
+        })?;
+    let api_addr = listener.local_addr()?;
+    let mut cfg = cfg;
+    if cfg.listen.port() == 0 {
+        cfg.listen = api_addr;
+        cfg.advertise = format!("http://{api_addr}");
+    }
+    let client = client::ForgeClient::new(
+        cfg.forge_url.clone(),
+        cfg.seal.clone(),
+        cfg.node_id.clone(),
+        cfg.env.clone(),
+        timeout,
+    )
+    .with_clock_skew(cfg.clock_skew_ms);
+    let reader = client::ForgeClient::new(
+        cfg.forge_url.clone(),
+        cfg.seal.clone(),
+        cfg.node_id.clone(),
+        cfg.env.clone(),
+        timeout,
+    );
+    let api_key = auth::derive_api_key(&cfg.seal, &cfg.env);
+    let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
+    let state = api::ApiState {
+        shared: shared.clone(),
+        auth: Arc::new(auth::ApiAuth::new(api_key)),
+        forge: Arc::new(reader),
+    };
+    let app = api::router(state);
+    let api_stop = CancellationToken::new();
+    let api_stop2 = api_stop.clone();
+    let server = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { api_stop2.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!("API server failed: {e}");
+        }
+    });
+    tracing::info!(
+        "[API] {} listening on http://{api_addr}",
+        shared.cfg.node_id
+    );
+    let keeper_shared = shared.clone();
+    let done = tokio::spawn(async move {
+        keeper::run(keeper_shared, client, hooks, cancel).await;
+        api_stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    });
+    Ok(RunningAgent {
+        api_addr,
+        shared,
+        done,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stepping down"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stepping down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

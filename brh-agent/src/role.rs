@@ -1,0 +1,700 @@
+//! Role keeping, sans-IO (design §4, the agent's side).
+//!
+//! [`RoleState`] is fed with monotonic milliseconds and *verified* leader views and returns
+//! decisions: role transitions, the guard's answer, and when to send the next heartbeat. It
+//! never reads a clock and never does I/O, so every rule below is unit- and property-tested;
+//! `keeper.rs` only moves bytes and time into it.
+//!
+//! The rules (Patroni's: stand down before the lease can pass to someone else):
+//! - A grant is measured from the moment the renewing heartbeat was **sent**, on the agent's
+//!   own monotonic clock: `deadline = sent_at + (expires_at − issued_at) − margin`. The forge
+//!   received the request after `sent_at`, so its lease cannot end before our deadline
+//!   (up to clock-rate drift, which the margin absorbs).
+//! - At the deadline the agent is a witness, whatever the forge later says. A later fresh
+//!   grant starts a new leadership interval; a late answer never extends the old one.
+//! - The guard checks role, term and deadline against the current time on every call, so a
+//!   process that was paused past its deadline refuses before it has learnt anything new.
+//! - A witness that knows when the current lease ends times a heartbeat to reach the forge
+//!   just after that end, so failover costs about one round trip, not a heartbeat interval.
+use brh_shared::sign::verify_view;
+use brh_shared::wire::{LeaderView, Role};
+use brh_shared::Timing;
+
+/// How long after the (upper bound of the) lease's end a witness probes the forge.
+pub const PROBE_SLACK_MS: u64 = 5;
+/// First retry delay after a failed heartbeat; doubles per failure, capped at the interval.
+pub const RETRY_BASE_MS: u64 = 100;
+
+/// A leader view whose signature, env and addressee were checked. Only [`VerifiedView::check`]
+/// makes one, so role decisions can never be fed an unverified grant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedView(LeaderView);
+
+/// Why a forge answer was not accepted as a view. All of these are treated like an
+/// unreachable forge, never as a grant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    #[error("the forge's answer is not signed with our seal")]
+    BadSignature,
+    #[error("the forge's answer is for env {got:?}, not {want:?}")]
+    WrongEnv { got: String, want: String },
+    #[error("the forge's answer is addressed to {got:?}, not to this node")]
+    WrongNode { got: Option<String> },
+}
+
+impl VerifiedView {
+    /// Verifies `view` for `node` in `env`. With `node = None` (a public `GET` answer) the
+    /// `you` field is not required.
+    pub fn check(
+        seal: &[u8],
+        env: &str,
+        node: Option<&str>,
+        view: LeaderView,
+    ) -> Result<Self, ViewError> {
+        if !verify_view(seal, &view) {
+            return Err(ViewError::BadSignature);
+        }
+        if view.env != env {
+            return Err(ViewError::WrongEnv {
+                got: view.env,
+                want: env.into(),
+            });
+        }
+        if let Some(node) = node {
+            if view.you.as_ref().map(|y| y.node.as_str()) != Some(node) {
+                return Err(ViewError::WrongNode {
+                    got: view.you.map(|y| y.node),
+                });
+            }
+        }
+        Ok(VerifiedView(view))
+    }
+
+    pub fn view(&self) -> &LeaderView {
+        &self.0
+    }
+
+    /// For tests of the pure logic: wraps a view without checking it.
+    #[cfg(test)]
+    pub fn assume_verified(view: LeaderView) -> Self {
+        VerifiedView(view)
+    }
+}
+
+/// Why the agent stopped leading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoteReason {
+    /// The lease deadline passed without a renewal.
+    Deadline,
+    /// The forge answered that someone else leads (or nobody).
+    Forge,
+    /// A grant for a different term arrived while leading: the old term ends first.
+    TermChanged,
+    /// Shutdown or an operator's resign.
+    Shutdown,
+}
+
+impl DemoteReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DemoteReason::Deadline => "deadline",
+            DemoteReason::Forge => "forge",
+            DemoteReason::TermChanged => "term-changed",
+            DemoteReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A role change. `at_ms` is the monotonic time when acting started or stopped (for a
+/// deadline demotion: the deadline itself, when the guard began refusing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transition {
+    Promote {
+        term: u64,
+        at_ms: u64,
+    },
+    Demote {
+        term: u64,
+        leader: Option<String>,
+        reason: DemoteReason,
+        at_ms: u64,
+    },
+}
+
+/// The guard's refusal: the original's `NotLeaderError`, now enforced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("This BRH is not the elected leader; orchestration denied ({reason})")]
+pub struct NotLeader {
+    pub leader: Option<String>,
+    pub reason: &'static str,
+}
+
+/// A leadership the agent may act on: the term (fencing token) and its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub term: u64,
+    pub deadline_ms: u64,
+}
+
+/// The agent's role, fed by the keeper.
+#[derive(Debug, Clone)]
+pub struct RoleState {
+    node: String,
+    timing: Timing,
+    held: Option<Held>,
+    /// Leader and term of the last verified view.
+    leader: Option<String>,
+    term: u64,
+    /// Upper bound, on our monotonic clock, of when someone else's lease ends.
+    other_expiry_ms: Option<u64>,
+    /// Send time of the last attempt (successful or not).
+    last_attempt_ms: Option<u64>,
+    /// Send time of the last answered attempt.
+    last_ok_ms: Option<u64>,
+    /// Consecutive failed attempts.
+    failures: u32,
+    /// After shutdown the agent never leads again.
+    stopped: bool,
+}
+
+impl RoleState {
+    pub fn new(node: impl Into<String>, timing: Timing) -> Self {
+        RoleState {
+            node: node.into(),
+            timing,
+            held: None,
+            leader: None,
+            term: 0,
+            other_expiry_ms: None,
+            last_attempt_ms: None,
+            last_ok_ms: None,
+            failures: 0,
+            stopped: false,
+        }
+    }
+
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// The leadership held as of `now` (deadline not yet reached).
+    pub fn held(&self, now_ms: u64) -> Option<Held> {
+        self.held
+            .filter(|h| now_ms < h.deadline_ms && !self.stopped)
+    }
+
+    /// Leader and term as last seen (this node when it holds the lease).
+    pub fn leader(&self) -> (Option<&str>, u64) {
+        (self.leader.as_deref(), self.term)
+    }
+
+    pub fn failures(&self) -> u32 {
+        self.failures
+    }
+
+    /// Send time of the last answered heartbeat.
+    pub fn last_ok_ms(&self) -> Option<u64> {
+        self.last_ok_ms
+    }
+
+    /// The orchestration guard: `Ok(term)` only while this node holds an unexpired lease.
+    /// Every mutating action must pass it, with the current monotonic time.
+    pub fn guard(&self, now_ms: u64) -> Result<u64, NotLeader> {
+        if self.stopped {
+            return Err(NotLeader {
+                leader: self.leader.clone(),
+                reason: "shutting down",
+            });
+        }
+        match self.held {
+            Some(h) if now_ms < h.deadline_ms => Ok(h.term),
+            Some(_) => Err(NotLeader {
+                leader: None,
+                reason: "lease deadline passed without renewal",
+            }),
+            None => Err(NotLeader {
+                leader: self.leader.clone(),
+                reason: "witness",
+            }),
+        }
+    }
+
+    /// Demotes at the deadline. The keeper calls this from a timer, but the guard does not
+    /// depend on it running on time.
+    pub fn tick(&mut self, now_ms: u64) -> Option<Transition> {
+        let h = self.held?;
+        if now_ms < h.deadline_ms {
+            return None;
+        }
+        self.held = None;
+        Some(Transition::Demote {
+            term: h.term,
+            leader: None,
+            reason: DemoteReason::Deadline,
+            at_ms: h.deadline_ms,
+        })
+    }
+
+    /// A heartbeat sent at `sent_ms` failed (unreachable, timeout, refused or unverifiable
+    /// answer). The role is unchanged; the deadline alone decides demotion.
+    pub fn on_failure(&mut self, sent_ms: u64, now_ms: u64) -> Option<Transition> {
+        self.last_attempt_ms = Some(sent_ms);
+        self.failures = self.failures.saturating_add(1);
+        self.tick(now_ms)
+    }
+
+    /// A verified answer to a heartbeat sent at `sent_ms`, received at `received_ms`.
+    pub fn on_view(
+        &mut self,
+        sent_ms: u64,
+        received_ms: u64,
+        view: &VerifiedView,
+    ) -> Vec<Transition> {
+        let v = view.view();
+        let received_ms = received_ms.max(sent_ms);
+        self.last_attempt_ms = Some(sent_ms);
+        self.last_ok_ms = Some(sent_ms);
+        self.failures = 0;
+        self.leader.clone_from(&v.leader);
+        self.term = v.term;
+        let mut out = Vec::new();
+        // The old leadership first ends at its own deadline if that has passed: a late
+        // answer never extends it.
+        out.extend(self.tick(received_ms));
+
+        let remaining = v.lease_remaining_ms();
+        let granted = !self.stopped
+            && v.you.as_ref().is_some_and(|y| y.role == Role::Leader)
+            && v.leader.as_deref() == Some(self.node.as_str())
+            && v.lease.is_some();
+        if granted {
+            self.other_expiry_ms = None;
+            let deadline = sent_ms
+                .saturating_add(remaining)
+                .saturating_sub(self.timing.safety_margin_ms());
+            if deadline <= received_ms {
+                // The answer took so long that the grant is already unusable. Stay a witness;
+                // the next beat (due at once, see `next_beat_at`) renews it.
+                if let Some(h) = self.held.take() {
+                    out.push(self.demote(h, DemoteReason::Deadline, received_ms));
+                }
+                return out;
+            }
+            match self.held {
+                Some(h) if h.term == v.term => {
+                    self.held = Some(Held {
+                        term: h.term,
+                        deadline_ms: h.deadline_ms.max(deadline),
+                    });
+                }
+                Some(h) => {
+                    out.push(self.demote(h, DemoteReason::TermChanged, received_ms));
+                    self.promote(v.term, deadline, received_ms, &mut out);
+                }
+                None => self.promote(v.term, deadline, received_ms, &mut out),
+            }
+        } else {
+            if let Some(h) = self.held.take() {
+                out.push(self.demote(h, DemoteReason::Forge, received_ms));
+            }
+            // Someone else's lease ends on the forge no later than `received + remaining` on
+            // our clock (the forge issued the view before we received it).
+            self.other_expiry_ms = v
+                .lease
+                .as_ref()
+                .map(|_| received_ms.saturating_add(remaining));
+        }
+        out
+    }
+
+    fn promote(&mut self, term: u64, deadline_ms: u64, at_ms: u64, out: &mut Vec<Transition>) {
+        self.held = Some(Held { term, deadline_ms });
+        out.push(Transition::Promote { term, at_ms });
+    }
+
+    fn demote(&self, h: Held, reason: DemoteReason, at_ms: u64) -> Transition {
+        Transition::Demote {
+            term: h.term,
+            leader: self.leader.clone().filter(|l| *l != self.node),
+            reason,
+            at_ms: at_ms.min(h.deadline_ms),
+        }
+    }
+
+    /// Stops leading for good (shutdown). Returns the demotion and the term to resign, if
+    /// this node held one (even an expired one: resigning it is harmless and hands over
+    /// sooner if the forge still counts it).
+    pub fn stop(&mut self, now_ms: u64) -> (Option<Transition>, Option<u64>) {
+        self.stopped = true;
+        let Some(h) = self.held.take() else {
+            return (None, None);
+        };
+        let t = self.demote(h, DemoteReason::Shutdown, now_ms);
+        (Some(t), Some(h.term))
+    }
+
+    /// When to send the next heartbeat. `jitter_permille` (0..1000, random) spreads retries.
+    pub fn next_beat_at(&self, now_ms: u64, jitter_permille: u64) -> u64 {
+        let interval = self.timing.heartbeat_interval_ms;
+        let Some(last) = self.last_attempt_ms else {
+            return now_ms;
+        };
+        if self.failures > 0 {
+            // Exponential backoff with ±20 % jitter, capped at the interval: a leader keeps
+            // several chances to renew before its deadline (ttl ≥ 3 × interval).
+            let exp = self.failures.saturating_sub(1).min(20);
+            let backoff = RETRY_BASE_MS.saturating_mul(1 << exp).min(interval);
+            let jitter = 800 + jitter_permille.min(999) * 400 / 1000;
+            return last.saturating_add(backoff * jitter / 1000);
+        }
+        let regular = last.saturating_add(interval);
+        match self.other_expiry_ms {
+            // Reach the forge just after the current lease ends, but never beat more than
+            // ten times an interval while waiting for it.
+            Some(exp) => regular.min(
+                exp.saturating_add(PROBE_SLACK_MS)
+                    .max(last.saturating_add(interval / 10)),
+            ),
+            None => regular,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brh_shared::sign::sign_view;
+    use brh_shared::wire::{LeaseInfo, You};
+    use proptest::prelude::*;
+
+    const T: Timing = Timing::FAST; // 1 s / 3 s, margin 300 ms
+
+    fn view(leader: Option<&str>, term: u64, issued: u64, expires: u64, me: &str) -> LeaderView {
+        LeaderView {
+            env: "dev".into(),
+            leader: leader.map(Into::into),
+            term,
+            lease: leader.map(|l| LeaseInfo {
+                holder: l.into(),
+                term,
+                expires_at_ms: expires,
+                ttl_ms: 3000,
+            }),
+            epoch: 0,
+            issued_at_ms: issued,
+            peers_alive: 2,
+            mode: "native".into(),
+            you: Some(You {
+                node: me.into(),
+                role: if leader == Some(me) {
+                    Role::Leader
+                } else {
+                    Role::Witness
+                },
+            }),
+            sig: String::new(),
+        }
+    }
+
+    fn vv(leader: Option<&str>, term: u64, issued: u64, expires: u64) -> VerifiedView {
+        VerifiedView::assume_verified(view(leader, term, issued, expires, "a"))
+    }
+
+    #[test]
+    fn verification_rejects_bad_answers() {
+        let mut v = view(Some("a"), 1, 0, 3000, "a");
+        sign_view(b"seal", &mut v);
+        assert!(VerifiedView::check(b"seal", "dev", Some("a"), v.clone()).is_ok());
+        assert!(VerifiedView::check(b"seal", "dev", None, v.clone()).is_ok());
+        assert_eq!(
+            VerifiedView::check(b"other", "dev", Some("a"), v.clone()),
+            Err(ViewError::BadSignature)
+        );
+        assert!(matches!(
+            VerifiedView::check(b"seal", "prod", Some("a"), v.clone()),
+            Err(ViewError::WrongEnv { .. })
+        ));
+        assert!(matches!(
+            VerifiedView::check(b"seal", "dev", Some("b"), v.clone()),
+            Err(ViewError::WrongNode { .. })
+        ));
+        let mut unsigned = v;
+        unsigned.sig.clear();
+        assert_eq!(
+            VerifiedView::check(b"seal", "dev", Some("a"), unsigned),
+            Err(ViewError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn grant_deadline_counts_from_send_time() {
+        let mut r = RoleState::new("a", T);
+        // Sent at 1000, answered at 1400; forge clock says 3000 ms of lease are left.
+        let t = r.on_view(1000, 1400, &vv(Some("a"), 5, 50_000, 53_000));
+        assert_eq!(
+            t,
+            vec![Transition::Promote {
+                term: 5,
+                at_ms: 1400
+            }]
+        );
+        // deadline = 1000 + 3000 - 300
+        assert_eq!(
+            r.held(1400),
+            Some(Held {
+                term: 5,
+                deadline_ms: 3700
+            })
+        );
+        assert_eq!(r.guard(3699), Ok(5));
+        assert!(r.guard(3700).is_err());
+        assert_eq!(
+            r.tick(3750),
+            Some(Transition::Demote {
+                term: 5,
+                leader: None,
+                reason: DemoteReason::Deadline,
+                at_ms: 3700
+            })
+        );
+        assert_eq!(r.tick(3800), None);
+    }
+
+    #[test]
+    fn renewal_extends_and_late_answer_does_not_resurrect() {
+        let mut r = RoleState::new("a", T);
+        r.on_view(0, 10, &vv(Some("a"), 1, 0, 3000));
+        assert!(r
+            .on_view(1000, 1010, &vv(Some("a"), 1, 1000, 4000))
+            .is_empty());
+        assert_eq!(r.held(1010).unwrap().deadline_ms, 3700);
+        // An answer arriving after the deadline: demote at the deadline first, then the
+        // fresh grant (measured from its own send time) starts a new interval.
+        let t = r.on_view(3000, 3800, &vv(Some("a"), 1, 3000, 6000));
+        assert_eq!(
+            t,
+            vec![
+                Transition::Demote {
+                    term: 1,
+                    leader: None,
+                    reason: DemoteReason::Deadline,
+                    at_ms: 3700
+                },
+                Transition::Promote {
+                    term: 1,
+                    at_ms: 3800
+                }
+            ]
+        );
+        // A grant that is already unusable when it arrives is not acted on.
+        let mut r = RoleState::new("a", T);
+        assert!(r.on_view(0, 2800, &vv(Some("a"), 1, 0, 3000)).is_empty());
+        assert!(r.guard(2800).is_err());
+    }
+
+    #[test]
+    fn forge_saying_witness_demotes_and_term_change_refences() {
+        let mut r = RoleState::new("a", T);
+        r.on_view(0, 10, &vv(Some("a"), 1, 0, 3000));
+        let t = r.on_view(500, 510, &vv(Some("a"), 2, 500, 3500));
+        assert!(matches!(
+            t[0],
+            Transition::Demote {
+                term: 1,
+                reason: DemoteReason::TermChanged,
+                ..
+            }
+        ));
+        assert_eq!(
+            t[1],
+            Transition::Promote {
+                term: 2,
+                at_ms: 510
+            }
+        );
+        let t = r.on_view(600, 610, &vv(Some("b"), 3, 600, 3600));
+        assert_eq!(
+            t,
+            vec![Transition::Demote {
+                term: 2,
+                leader: Some("b".into()),
+                reason: DemoteReason::Forge,
+                at_ms: 610
+            }]
+        );
+        assert_eq!(
+            r.guard(620),
+            Err(NotLeader {
+                leader: Some("b".into()),
+                reason: "witness"
+            })
+        );
+    }
+
+    #[test]
+    fn failures_do_not_change_role_before_deadline() {
+        let mut r = RoleState::new("a", T);
+        r.on_view(0, 10, &vv(Some("a"), 1, 0, 3000));
+        assert_eq!(r.on_failure(1000, 2000), None);
+        assert_eq!(r.guard(2000), Ok(1));
+        assert!(matches!(
+            r.on_failure(2000, 2700),
+            Some(Transition::Demote { .. })
+        ));
+        assert!(r.guard(2700).is_err());
+    }
+
+    #[test]
+    fn stop_demotes_and_never_leads_again() {
+        let mut r = RoleState::new("a", T);
+        r.on_view(0, 10, &vv(Some("a"), 4, 0, 3000));
+        let (t, term) = r.stop(100);
+        assert!(matches!(
+            t,
+            Some(Transition::Demote {
+                reason: DemoteReason::Shutdown,
+                at_ms: 100,
+                ..
+            })
+        ));
+        assert_eq!(term, Some(4));
+        assert!(r.on_view(200, 210, &vv(Some("a"), 4, 200, 3200)).is_empty());
+        assert!(r.guard(220).is_err());
+        let mut w = RoleState::new("a", T);
+        assert_eq!(w.stop(0), (None, None));
+    }
+
+    #[test]
+    fn witness_probes_just_after_the_lease_ends() {
+        let mut r = RoleState::new("a", T);
+        assert_eq!(r.next_beat_at(7, 0), 7, "first beat at once");
+        // Leader b renewed long ago: 1200 ms left as of issue; we received at 1050.
+        r.on_view(1000, 1050, &vv(Some("b"), 3, 9000, 10_200));
+        // Regular beat would be 2000; the lease ends by 1050 + 1200 = 2250 → regular first.
+        assert_eq!(r.next_beat_at(1100, 0), 2000);
+        r.on_view(2000, 2040, &vv(Some("b"), 3, 10_000, 10_200));
+        // Lease ends by 2040 + 200: beat at 2245 rather than at 3000.
+        assert_eq!(r.next_beat_at(2050, 0), 2240 + PROBE_SLACK_MS);
+        // If that probe was early (same lease still shown), wait at least interval / 10.
+        r.on_view(2245, 2250, &vv(Some("b"), 3, 10_200, 10_200));
+        assert_eq!(r.next_beat_at(2250, 0), 2345);
+        // A vacant view: regular beats.
+        r.on_view(2345, 2350, &vv(None, 3, 10_300, 0));
+        assert_eq!(r.next_beat_at(2350, 0), 3345);
+    }
+
+    #[test]
+    fn retries_back_off_with_jitter_up_to_the_interval() {
+        let mut r = RoleState::new("a", T);
+        r.on_failure(0, 0);
+        assert_eq!(r.next_beat_at(0, 500), 100);
+        assert_eq!(r.next_beat_at(0, 0), 80);
+        assert_eq!(r.next_beat_at(0, 999), 119);
+        for i in 1..10 {
+            r.on_failure(i, i);
+        }
+        assert!(r.next_beat_at(9, 999) <= 9 + 1200);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Ev {
+        /// Heartbeat sent after `gap` ms, answered after `rtt` ms with a grant for `me` (or
+        /// for `b`), the forge's lease running `rem` ms from the answer's issue.
+        Answer {
+            gap: u64,
+            rtt: u64,
+            me: bool,
+            term_bump: bool,
+            rem: u64,
+        },
+        Fail {
+            gap: u64,
+            rtt: u64,
+        },
+        Tick {
+            gap: u64,
+        },
+    }
+
+    fn ev() -> impl Strategy<Value = Ev> {
+        prop_oneof![
+            (
+                0u64..2000,
+                0u64..3500,
+                any::<bool>(),
+                any::<bool>(),
+                0u64..4000
+            )
+                .prop_map(|(gap, rtt, me, term_bump, rem)| Ev::Answer {
+                    gap,
+                    rtt,
+                    me,
+                    term_bump,
+                    rem
+                }),
+            (0u64..2000, 0u64..3500).prop_map(|(gap, rtt)| Ev::Fail { gap, rtt }),
+            (0u64..2000).prop_map(|gap| Ev::Tick { gap }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the forge answers and however late: the guard only admits at times when
+        /// the forge's lease (as the forge's clock would see it, the request having arrived
+        /// no earlier than it was sent) is still valid for the guarded term, minus the margin;
+        /// and transitions alternate Promote/Demote with Demote at or before the deadline.
+        #[test]
+        fn guard_never_outlives_the_forge_lease(evs in proptest::collection::vec(ev(), 1..60)) {
+            let mut r = RoleState::new("a", T);
+            let mut now = 0u64;
+            let mut term = 1u64;
+            // (term, latest forge-side expiry on our clock) of each grant we were given.
+            let mut forge_expiry: Option<(u64, u64)> = None;
+            let mut leading = false;
+            for e in evs {
+                let (sent, recv, trans) = match e {
+                    Ev::Answer { gap, rtt, me, term_bump, rem } => {
+                        if term_bump { term += 1; }
+                        let sent = now + gap;
+                        // The forge handled the request at some point in [sent, sent + rtt];
+                        // take the worst case for safety: as early as possible.
+                        let recv = sent + rtt;
+                        let v = if me {
+                            let e = sent + rem; // forge expiry on our clock, worst case
+                            forge_expiry = Some(match forge_expiry {
+                                Some((t, old)) if t == term => (t, old.max(e)),
+                                _ => (term, e),
+                            });
+                            vv(Some("a"), term, 1_000_000, 1_000_000 + rem)
+                        } else {
+                            vv(Some("b"), term, 1_000_000, 1_000_000 + rem)
+                        };
+                        (sent, recv, r.on_view(sent, recv, &v))
+                    }
+                    Ev::Fail { gap, rtt } => {
+                        let sent = now + gap;
+                        (sent, sent + rtt, r.on_failure(sent, sent + rtt).into_iter().collect())
+                    }
+                    Ev::Tick { gap } => (now, now + gap, r.tick(now + gap).into_iter().collect()),
+                };
+                let _ = sent;
+                for t in &trans {
+                    match t {
+                        Transition::Promote { .. } => { prop_assert!(!leading); leading = true; }
+                        Transition::Demote { .. } => { prop_assert!(leading); leading = false; }
+                    }
+                }
+                now = recv;
+                // Probe the guard across the whole span up to the next event.
+                for probe in [now, now + 1, now + 299, now + 300, now + 2999, now + 4000] {
+                    if let Ok(t) = r.guard(probe) {
+                        let (ft, fe) = forge_expiry.expect("guard admits only after a grant");
+                        prop_assert_eq!(t, ft);
+                        prop_assert!(probe + T.safety_margin_ms() <= fe,
+                            "guard admitted at {} but forge lease ends at {}", probe, fe);
+                    }
+                }
+                prop_assert!(r.next_beat_at(now, 500) >= now.min(r.last_attempt_ms.unwrap_or(now)));
+            }
+        }
+    }
+}
