@@ -193,7 +193,8 @@ impl Shared {
     fn forge_ok(&self, view: &VerifiedView) {
         let mut f = lock(&self.forge);
         if !f.reachable {
-            tracing::info!("[HB] {} forge reachable again", self.cfg.node_id);
+            let again = if f.last_error.is_some() { " again" } else { "" };
+            tracing::info!("[HB] {} pulse → forge reachable{again}", self.cfg.node_id);
         }
         f.reachable = true;
         f.last_error = None;

@@ -146,12 +146,23 @@ pub struct Forge {
 impl Forge {
     /// Fast profile (1 s / 3 s). `listen` defaults to a free port.
     pub fn start(dir: &Path, seal: &str, listen: Option<SocketAddr>, skew_ms: u64) -> Forge {
+        Self::start_profile(dir, seal, listen, skew_ms, "fast")
+    }
+
+    /// `profile` is `fast` (1 s / 3 s) or `default` (5 s / 15 s).
+    pub fn start_profile(
+        dir: &Path,
+        seal: &str,
+        listen: Option<SocketAddr>,
+        skew_ms: u64,
+        profile: &str,
+    ) -> Forge {
         let data = dir.join("forge");
         let listen = listen.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
         let mut child = Command::new(bin("forge"))
             .args(["serve", "--listen", &listen, "--data"])
             .arg(&data)
-            .args(["--profile", "fast", "--skew-ms", &skew_ms.to_string()])
+            .args(["--profile", profile, "--skew-ms", &skew_ms.to_string()])
             .env("DOMINION_SEAL", seal)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -235,16 +246,20 @@ pub struct Agent {
 pub struct AgentOpts {
     pub priority: i32,
     pub clock_skew_ms: i64,
+    /// `(heartbeat_ms, ttl_ms)`; default the fast profile (1000, 3000).
+    pub timing: Option<(u64, u64)>,
 }
 
 impl Agent {
     /// Starts an agent (fast profile) that reaches the forge at `forge` (direct or a proxy).
     pub fn start(dir: &Path, node: &str, seal: &str, forge: SocketAddr, o: AgentOpts) -> Agent {
         let event_log = dir.join(format!("{node}.leadership.jsonl"));
+        let (hb, ttl) = o.timing.unwrap_or((1000, 3000));
         let mut child = Command::new(bin("brh-agent"))
             .arg("run")
             .args(["--node-id", node, "--listen", "127.0.0.1:0"])
-            .args(["--heartbeat-interval", "1", "--lease-ttl", "3"])
+            .args(["--heartbeat-interval", &format!("{hb}ms")])
+            .args(["--lease-ttl", &format!("{ttl}ms")])
             .args(["--consensus-interval", "2"])
             .args(["--priority", &o.priority.to_string()])
             .args(["--test-clock-skew-ms", &o.clock_skew_ms.to_string()])
