@@ -38,10 +38,10 @@ start() {
   install_packages
   if ! running; then
     mkdir -p "$DIR/data" "$DIR/exec"
-    [ -f "$DIR/docker.pid" ] && kill "$(cat "$DIR/docker.pid")" 2>/dev/null || true
-    rm -f "$SOCK" "$DIR/docker.pid"
+    stop
+    rm -f "$SOCK"
     log "starting dockerd at $SOCK"
-    nohup dockerd --host "$DOCKER_HOST" --data-root "$DIR/data" --exec-root "$DIR/exec" \
+    setsid nohup dockerd --host "$DOCKER_HOST" --data-root "$DIR/data" --exec-root "$DIR/exec" \
       --pidfile "$DIR/docker.pid" --storage-driver overlay2 \
       --iptables=false --ip-forward=false --ip-masq=false \
       >"$DIR/dockerd.log" 2>&1 &
@@ -87,10 +87,19 @@ images() {
 }
 
 stop() {
-  if [ -f "$DIR/docker.pid" ]; then
-    kill "$(cat "$DIR/docker.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do running || break; sleep 0.1; done
+  local pid
+  pid=$(cat "$DIR/docker.pid" 2>/dev/null || pgrep -f "dockerd --host $DOCKER_HOST" || true)
+  [ -n "$pid" ] || return 0
+  kill "$pid" 2>/dev/null || true
+  # Wait for dockerd itself to exit: it stops its containerd first. Starting again before
+  # that lets the old containerd delete the new one's socket on its way out.
+  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "dockerd $pid did not stop in 30 s; killing it"
+    kill -9 "$pid" 2>/dev/null || true
   fi
+  pkill -f "containerd --config $DIR/exec" 2>/dev/null || true
+  rm -f "$DIR/docker.pid"
 }
 
 case "${1:-start}" in
