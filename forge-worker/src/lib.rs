@@ -18,5 +18,10 @@ pub mod native;
 #[cfg(target_arch = "wasm32")]
 mod cloudflare;
 
+// The Workers KV key layout is pure; its tests run on the host too.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[path = "cloudflare/layout.rs"]
+mod cloudflare_layout;
+
 pub use forge::{Forge, ForgeConfig, Handled, LeaderChange};
 pub use store::{HistoryPage, MemoryStore, Store, StoreError};

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the forge Worker (Rust -> Wasm) into build/ at the repository root, where
+# wrangler.toml's `main = "build/index.js"` expects it, fully offline:
+#   build/index.js, build/index_bg.wasm, build/worker/shim.mjs
+#
+# worker-build would otherwise download wasm-bindgen, wasm-opt and esbuild; this points it at
+# the pinned local copies (~/.cargo/bin/wasm-bindgen, npm binaryen and esbuild).
+#
+# Skips the build when nothing that goes into the Wasm changed since the last successful build
+# (shared/, forge-worker/, Cargo.toml, Cargo.lock, rust-toolchain): the inputs' hash is kept in
+# build/.inputs.sha256. FORCE=1 rebuilds anyway; NO_OPT=1 skips wasm-opt (fast dev builds).
+# Respects an externally set CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+log() { printf '[build-worker] %s\n' "$*" >&2; }
+
+OUT="$ROOT/build"
+STAMP="$OUT/.inputs.sha256"
+
+inputs_hash() {
+  {
+    printf 'opt=%s\n' "${NO_OPT:-0}"
+    git ls-files -co --exclude-standard -- shared forge-worker Cargo.toml Cargo.lock \
+      rust-toolchain rust-toolchain.toml 2>/dev/null | LC_ALL=C sort | while read -r f; do
+      [ -f "$f" ] && printf '%s %s\n' "$f" "$(sha256sum <"$f" | cut -d' ' -f1)"
+    done
+  } | sha256sum | cut -d' ' -f1
+}
+
+want=$(inputs_hash)
+if [ "${FORCE:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] &&
+  [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] && [ -f "$OUT/worker/shim.mjs" ]; then
+  log "up to date (build/index_bg.wasm)"
+  exit 0
+fi
+
+# The tools, at the pinned versions (scripts/setup.sh and scripts/setup-node.sh install them).
+WASM_BINDGEN_BIN=${WASM_BINDGEN_BIN:-$HOME/.cargo/bin/wasm-bindgen}
+WASM_OPT_BIN=${WASM_OPT_BIN:-$ROOT/node_modules/.bin/wasm-opt}
+ESBUILD_BIN=${ESBUILD_BIN:-$ROOT/node_modules/.bin/esbuild}
+if [ ! -x "$WASM_OPT_BIN" ] || [ ! -x "$ESBUILD_BIN" ]; then
+  scripts/setup-node.sh
+fi
+for t in "$WASM_BINDGEN_BIN" "$WASM_OPT_BIN" "$ESBUILD_BIN"; do
+  [ -x "$t" ] || { log "missing tool $t (run scripts/setup.sh)"; exit 1; }
+done
+command -v worker-build >/dev/null || { log "worker-build is not installed (run scripts/setup.sh)"; exit 1; }
+export WASM_BINDGEN_BIN WASM_OPT_BIN ESBUILD_BIN
+# The npm binaryen wasm-opt is a Node script; make sure Node 22 from node_modules runs it.
+export PATH="$ROOT/node_modules/.bin:$PATH"
+
+# worker-build runs `cargo metadata` for every platform: have everything fetched (offline-safe
+# once fetched; a no-op when up to date).
+cargo fetch --quiet
+
+opt=()
+[ "${NO_OPT:-0}" = 1 ] && opt=(--no-opt)
+log "building the Worker (release${opt:+, no wasm-opt})"
+start=$(date +%s)
+rm -f "$STAMP"
+(cd forge-worker && worker-build --release "${opt[@]}" --out-dir "$OUT")
+for f in index.js index_bg.wasm worker/shim.mjs; do
+  [ -f "$OUT/$f" ] || { log "worker-build did not produce build/$f"; exit 1; }
+done
+printf '%s\n' "$want" >"$STAMP"
+log "built in $(($(date +%s) - start)) s: build/index_bg.wasm $(stat -c %s "$OUT/index_bg.wasm") bytes"
