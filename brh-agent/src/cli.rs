@@ -52,7 +52,7 @@ pub struct ForgeAccess {
     pub forge_url: Option<String>,
     #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
     pub seal: Option<String>,
-    #[arg(long, env = "BRH_INSECURE_DEV")]
+    #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_dev: Option<bool>,
 }
 
@@ -82,7 +82,7 @@ pub enum RootCmd {
         http: bool,
         #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
         seal: Option<String>,
-        #[arg(long, env = "BRH_INSECURE_DEV")]
+        #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
         insecure_dev: Option<bool>,
     },
     /// Check a root's signature and epoch; prints the forge URL and env.
@@ -92,7 +92,7 @@ pub enum RootCmd {
         root: String,
         #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
         seal: Option<String>,
-        #[arg(long, env = "BRH_INSECURE_DEV")]
+        #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
         insecure_dev: Option<bool>,
         #[arg(long, env = "BRH_EPOCH_SKEW_SECONDS", default_value_t = config::DEFAULT_EPOCH_SKEW_S)]
         epoch_skew_seconds: u64,

@@ -55,10 +55,10 @@ pub struct RunArgs {
     #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
     pub seal: Option<String>,
     /// Run with a public, well-known seal when `DOMINION_SEAL` is unset. Development only.
-    #[arg(long, env = "BRH_INSECURE_DEV")]
+    #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
     pub insecure_dev: Option<bool>,
     /// Send heartbeats (and so take part in the election).
-    #[arg(long, env = "BRH_HEARTBEAT_ENABLED")]
+    #[arg(long, env = "BRH_HEARTBEAT_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
     pub heartbeat_enabled: Option<bool>,
     /// Heartbeat interval: seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`).
     #[arg(long, env = "BRH_HEARTBEAT_INTERVAL")]
@@ -67,7 +67,7 @@ pub struct RunArgs {
     #[arg(long, env = "BRH_LEASE_TTL")]
     pub lease_ttl: Option<String>,
     /// Send consensus reports to the forge.
-    #[arg(long, env = "BRH_CONSENSUS_ENABLED")]
+    #[arg(long, env = "BRH_CONSENSUS_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
     pub consensus_enabled: Option<bool>,
     /// Consensus report interval, same format.
     #[arg(long, env = "BRH_CONSENSUS_INTERVAL")]
