@@ -3,14 +3,13 @@
 //! read the agents' leadership logs for the safety checker.
 //!
 //! The binaries are located next to the test executable (`<target>/<profile>/`). Build them
-//! first: `cargo build -p brh-agent -p forge-worker --bins` (the test helpers do it on first
-//! use if they are missing).
+//! first: `cargo build -p brh-agent -p forge-worker --bins`.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brh_shared::root::{DominionRoot, SCHEME_HTTP};
@@ -31,31 +30,14 @@ fn bin_dir() -> PathBuf {
     deps.parent().expect("profile dir").to_path_buf()
 }
 
-static BUILD: Once = Once::new();
-
-/// Path to a workspace binary, building the agent and forge binaries once if missing.
+/// Path to a workspace binary. They are not built from here: `cargo test` holds the build
+/// directory lock while tests run, so a nested `cargo build` would block. Build them first.
 pub fn bin(name: &str) -> PathBuf {
-    let dir = bin_dir();
-    BUILD.call_once(|| {
-        if dir.join("brh-agent").exists() && dir.join("forge").exists() {
-            return;
-        }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "brh-agent", "-p", "forge-worker", "--bins"]);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        if let Some(target) = dir.parent() {
-            cmd.env("CARGO_TARGET_DIR", target);
-        }
-        let st = cmd.status().expect("run cargo build");
-        assert!(st.success(), "building brh-agent and forge failed");
-    });
-    let p = dir.join(name);
+    let p = bin_dir().join(name);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build -p brh-agent -p forge-worker --bins`",
+        "{} is missing: run `cargo build -p brh-agent -p forge-worker --bins` (same profile and \
+         CARGO_TARGET_DIR) before these tests",
         p.display()
     );
     p
