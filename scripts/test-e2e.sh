@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# End-to-end suite: the same scenarios against the native forge, the Worker in workerd over KV,
+# and the Worker in workerd with the LeaseRegister Durable Object (tests/e2e/forge.test.mjs),
+# then proof that the bundle deploys (`wrangler deploy --dry-run`). Builds what is missing:
+# the npm tools (scripts/setup-node.sh), the native forge binary, the Worker bundle
+# (scripts/build-worker.sh, skipped when its inputs did not change). Offline; loopback only.
+# Respects CARGO_TARGET_DIR; E2E_TARGETS=native,kv,durable-object selects targets.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+step() { printf '\n--> %s\n' "$*" >&2; }
+
+export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false CLOUDFLARE_CF_FETCH_ENABLED=false
+export CI=true XDG_CONFIG_HOME="$ROOT/.config" NO_COLOR=1
+export PATH="$ROOT/node_modules/.bin:$PATH"
+
+step "npm tools"
+scripts/setup-node.sh
+
+step "native forge binary"
+cargo build --quiet -p forge-worker --bin forge
+FORGE_BIN="$(cargo metadata --format-version 1 --no-deps | node -e \
+  'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')/debug/forge"
+export FORGE_BIN
+[ -x "$FORGE_BIN" ] || { echo "no forge binary at $FORGE_BIN" >&2; exit 1; }
+
+step "Worker bundle"
+scripts/build-worker.sh
+
+step "scenarios: native, kv, durable-object"
+node --version >&2
+node --test --test-reporter=spec --test-concurrency=1 tests/e2e/*.test.mjs
+
+step "wrangler deploy --dry-run"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+wrangler deploy --dry-run --outdir "$out" 2>&1 | tail -n 25
+for f in index.js index_bg.wasm; do
+  [ -s "$out/$f" ] || { echo "dry-run bundle lacks $f" >&2; ls -la "$out" >&2; exit 1; }
+done
+echo "dry-run bundle: $(ls "$out" | tr '\n' ' ')" >&2

@@ -1,0 +1,302 @@
+// One scenario suite, three forges: the native binary, the Worker in workerd over KV, and the
+// Worker in workerd with the LeaseRegister Durable Object. Every scenario asserts status codes
+// and bodies; refused requests must leave the lease, term and peer table unchanged.
+//
+// Run with scripts/test-e2e.sh (builds what is missing). Lease ttl 900 ms, heartbeat 300 ms.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Agent, get, sleep, snapshot, uniqueEnv } from "./client.mjs";
+import { hmacHex, verifyView } from "./sign.mjs";
+import { KINDS, SEAL, startTarget } from "./targets.mjs";
+
+const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : KINDS;
+
+function assertError(res, status, code) {
+  assert.equal(res.status, status, `expected ${status} ${code}, got ${res.status} ${res.text}`);
+  assert.equal(res.json?.error?.code, code, res.text);
+  assert.equal(typeof res.json.error.message, "string");
+}
+
+function assertView(t, res, { env, leader, term, you, role }) {
+  assert.equal(res.status, 200, res.text);
+  const v = res.json;
+  assert.equal(v.env, env);
+  assert.equal(v.leader, leader);
+  assert.equal(v.term, term);
+  assert.equal(v.mode, t.mode);
+  if (leader === null) {
+    assert.equal(v.lease, null);
+  } else {
+    assert.equal(v.lease.holder, leader);
+    assert.equal(v.lease.term, term);
+    assert.equal(v.lease.ttl_ms, t.ttl);
+    assert.ok(v.lease.expires_at_ms > v.issued_at_ms, "a valid lease ends after the view was issued");
+  }
+  if (you) assert.deepEqual(v.you, { node: you, role });
+  else assert.equal(v.you, undefined);
+  assert.ok(verifyView(SEAL, v), "the view's sig verifies with the seal");
+  return v;
+}
+
+/** Waits for a ledger POST matching `pred`; checks its HMAC. */
+async function ledgerEntry(t, pred) {
+  for (let i = 0; i < 50; i++) {
+    for (const { headers, body } of t.ledger) {
+      const change = JSON.parse(body);
+      if (pred(change)) {
+        assert.equal(headers["x-brh-sig"], hmacHex(SEAL, body), "ledger POST carries the body's HMAC");
+        return change;
+      }
+    }
+    await sleep(50);
+  }
+  assert.fail("the ledger did not receive the leader change");
+}
+
+for (const kind of only) {
+  describe(`forge ${kind}`, () => {
+    let t;
+    before(async () => {
+      t = await startTarget(kind);
+    });
+    after(async () => {
+      await t?.stop();
+    });
+
+    test("grant: the first heartbeat leads with term 1, signed view verifies", async () => {
+      const env = uniqueEnv("grant");
+      const n1 = new Agent(t, "n1");
+      const res = await n1.heartbeat(env);
+      assertView(t, res, { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      assert.equal(res.headers.get("cache-control"), "no-store");
+      const read = await get(t, `/federation/leader?env=${env}`);
+      assertView(t, read, { env, leader: "n1", term: 1 });
+      assert.equal(read.headers.get("access-control-allow-origin"), "*");
+      const peers = await get(t, `/federation/peers?env=${env}`);
+      assert.equal(peers.status, 200);
+      assert.deepEqual(
+        peers.json.peers.map((p) => [p.node, p.alive, p.version]),
+        [["n1", true, "e2e"]],
+      );
+      const hist = await get(t, `/federation/history?env=${env}`);
+      assert.equal(hist.status, 200);
+      assert.deepEqual(
+        hist.json.history.map((h) => [h.term, h.leader, h.reason]),
+        [[1, "n1", "elected"]],
+      );
+      if (t.ledger) {
+        const c = await ledgerEntry(t, (c) => c.env === env && c.term === 1);
+        assert.deepEqual([c.leader, c.reason], ["n1", "elected"]);
+      }
+    });
+
+    test("renew: the term stays, the expiry moves forward", async () => {
+      const env = uniqueEnv("renew");
+      const n1 = new Agent(t, "n1");
+      const first = assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      await sleep(60);
+      const second = assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      assert.ok(
+        second.lease.expires_at_ms > first.lease.expires_at_ms,
+        `expiry moved: ${first.lease.expires_at_ms} -> ${second.lease.expires_at_ms}`,
+      );
+      const n2 = new Agent(t, "n2", { priority: 9 });
+      assertView(t, await n2.heartbeat(env), { env, leader: "n1", term: 1, you: "n2", role: "witness" });
+    });
+
+    test("expiry and failover: a silent leader loses the lease, a live peer leads with term + 1", async () => {
+      const env = uniqueEnv("failover");
+      const n1 = new Agent(t, "n1");
+      const n2 = new Agent(t, "n2");
+      const v1 = assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      const deadline = Date.now() + 10 * t.ttl;
+      let last;
+      for (;;) {
+        last = await n2.heartbeat(env);
+        assert.equal(last.status, 200, last.text);
+        if (last.json.leader === "n2") break;
+        // While n1's lease is valid, n2 stays a witness (the lease is sticky).
+        if (last.json.issued_at_ms < v1.lease.expires_at_ms) {
+          assertView(t, last, { env, leader: "n1", term: 1, you: "n2", role: "witness" });
+        }
+        assert.ok(Date.now() < deadline, "n2 never got the lease");
+        await sleep(t.hb / 2);
+      }
+      assertView(t, last, { env, leader: "n2", term: 2, you: "n2", role: "leader" });
+      assert.ok(last.json.issued_at_ms >= v1.lease.expires_at_ms, "no grant before the old lease ended");
+      // The old leader is now a witness; it does not get the lease back.
+      assertView(t, await n1.heartbeat(env), { env, leader: "n2", term: 2, you: "n1", role: "witness" });
+      const hist = await get(t, `/federation/history?env=${env}`);
+      assert.deepEqual(hist.json.history[0], { ...hist.json.history[0], term: 2, leader: "n2", reason: "expired" });
+    });
+
+    test("resign: immediate handover to the next best node, no bounce back", async () => {
+      const env = uniqueEnv("resign");
+      const n1 = new Agent(t, "n1", { priority: 0 });
+      const n2 = new Agent(t, "n2", { priority: 5 });
+      const n3 = new Agent(t, "n3", { priority: 1 });
+      assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      assertView(t, await n2.heartbeat(env), { env, leader: "n1", term: 1, you: "n2", role: "witness" });
+      assertView(t, await n3.heartbeat(env), { env, leader: "n1", term: 1, you: "n3", role: "witness" });
+
+      const before = await snapshot(t, env);
+      assertError(await n2.resign(env, 1), 409, "not_holder");
+      assertError(await n1.resign(env, 7), 409, "not_holder");
+      assert.deepEqual(await snapshot(t, env), before, "a refused resign changes nothing");
+
+      const res = await n1.resign(env, 1);
+      assertView(t, res, { env, leader: "n2", term: 2, you: "n1", role: "witness" });
+      assertView(t, await n1.heartbeat(env), { env, leader: "n2", term: 2, you: "n1", role: "witness" });
+      assertView(t, await n2.heartbeat(env), { env, leader: "n2", term: 2, you: "n2", role: "leader" });
+      assertError(await n1.resign(env, 2), 409, "not_holder");
+      const hist = await get(t, `/federation/history?env=${env}`);
+      assert.deepEqual(
+        hist.json.history.map((h) => [h.term, h.leader, h.reason]),
+        [
+          [2, "n2", "resigned"],
+          [1, null, "resigned"],
+          [1, "n1", "elected"],
+        ],
+      );
+    });
+
+    test("replay: a reused or older nonce is refused with 409 and changes nothing", async () => {
+      const env = uniqueEnv("replay");
+      const n1 = new Agent(t, "n1");
+      assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      const ts = Date.now();
+      const nonce = n1.nextNonce();
+      assert.equal((await n1.heartbeat(env, { ts, nonce })).status, 200);
+      const before = await snapshot(t, env);
+      assertError(await n1.heartbeat(env, { ts, nonce }), 409, "replay");
+      assertError(await n1.heartbeat(env, { nonce: `${n1.boot}:1` }), 409, "replay");
+      assert.deepEqual(await snapshot(t, env), before);
+      assert.equal((await n1.heartbeat(env)).status, 200, "the next fresh nonce is accepted");
+    });
+
+    test("bad input: 401/413/400/404/405, each leaving the state unchanged", async () => {
+      const env = uniqueEnv("refuse");
+      const n1 = new Agent(t, "n1");
+      assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      const before = await snapshot(t, env);
+      const hb = { env, priority: 100, draining: false, uptime_s: 1, version: "evil" };
+      const far = `${n1.boot}:1000000`;
+
+      assertError(await n1.post("/federation/heartbeat", hb, { seal: "wrong-seal", nonce: far }), 401, "bad_signature");
+      assertError(
+        await n1.post("/federation/heartbeat", hb, { sendBody: JSON.stringify({ ...hb, priority: 101 }), nonce: far }),
+        401,
+        "bad_signature",
+      );
+      assertError(await n1.post("/federation/heartbeat", hb, { ts: Date.now() - 120_000, nonce: far }), 401, "stale_timestamp");
+      const big = JSON.stringify({ ...hb, pad: "x".repeat(70 * 1024) });
+      assertError(await n1.post("/federation/heartbeat", null, { rawBody: big, nonce: far }), 413, "too_large");
+      // The same without content-length: a chunked body is cut off at the cap.
+      const stream = new ReadableStream({
+        start(c) {
+          for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode("x".repeat(8 * 1024)));
+          c.close();
+        },
+      });
+      assertError(await n1.post("/federation/heartbeat", null, { rawBody: "", sendBody: stream, nonce: far }), 413, "too_large");
+      assertError(await n1.post("/federation/heartbeat", null, { rawBody: "{not json", nonce: far }), 400, "bad_request");
+      assertError(await n1.post("/federation/heartbeat", { priority: 1 }, { nonce: far }), 400, "bad_request");
+      assertError(await n1.post("/federation/heartbeat", { ...hb, env: "bad env!" }, { nonce: far }), 400, "bad_request");
+      assertError(await get(t, `/federation/leader?env=${uniqueEnv("nobody")}`), 404, "not_found");
+      assertError(await get(t, "/federation/heartbeat"), 405, "method_not_allowed");
+      assertError(await get(t, "/no/such/endpoint"), 404, "not_found");
+
+      assert.deepEqual(await snapshot(t, env), before, "no refused request changed the state");
+      // None of them advanced the replay mark: the next small sequence number is accepted.
+      assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+    });
+
+    test("cron sweep: a dead leader is expired and a live peer elected without any heartbeat", async () => {
+      const env = uniqueEnv("sweep");
+      const n1 = new Agent(t, "n1");
+      const n2 = new Agent(t, "n2");
+      const v1 = assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      await sleep(t.ttl - 200);
+      // n2's last heartbeat: it stays alive until ~ttl after this.
+      assertView(t, await n2.heartbeat(env), { env, leader: "n1", term: 1, you: "n2", role: "witness" });
+      await sleep(Math.max(0, v1.lease.expires_at_ms - Date.now()) + 100);
+      if (t.sweep) {
+        // The lease has run out, but nothing elected a new leader yet.
+        assertView(t, await get(t, `/federation/leader?env=${env}`), { env, leader: null, term: 1 });
+        await t.sweep();
+        assertView(t, await get(t, `/federation/leader?env=${env}`), { env, leader: "n2", term: 2 });
+        const c = await ledgerEntry(t, (c) => c.env === env && c.term === 2 && c.leader === "n2");
+        assert.equal(c.reason, "expired");
+      } else {
+        // The native forge sweeps on its own every 100 ms.
+        let v;
+        for (let i = 0; i < 20; i++) {
+          v = await get(t, `/federation/leader?env=${env}`);
+          if (v.json.leader === "n2") break;
+          await sleep(50);
+        }
+        assertView(t, v, { env, leader: "n2", term: 2 });
+      }
+    });
+
+    test("dashboard and metrics", async () => {
+      const page = await get(t, "/");
+      assert.equal(page.status, 200);
+      assert.match(page.headers.get("content-type"), /^text\/html/);
+      assert.match(page.text, /<title>BRH forge<\/title>/);
+      const m = await get(t, "/metrics");
+      assert.equal(m.status, 200);
+      assert.match(m.text, /^brh_forge_heartbeats_total\{env="[^"]+"\} [1-9]/m);
+      assert.match(m.text, /^brh_forge_rejections_total\{reason="replay"\} [1-9]/m);
+      const health = await get(t, "/health");
+      assert.equal(health.status, 200);
+      assert.equal(health.json.mode, t.mode);
+      assert.equal(health.json.seal, true);
+    });
+  });
+
+  describe(`forge ${kind} restart`, () => {
+    let t;
+    before(async () => {
+      // A longer lease, so it is still valid after the restart.
+      t = await startTarget(kind, { ttl: 15000, hb: 1000 });
+    });
+    after(async () => {
+      await t?.stop();
+    });
+
+    test("persistence: term, lease, replay marks and history survive a restart", async () => {
+      const env = uniqueEnv("persist");
+      const n1 = new Agent(t, "n1");
+      const n2 = new Agent(t, "n2");
+      assertView(t, await n1.heartbeat(env), { env, leader: "n1", term: 1, you: "n1", role: "leader" });
+      assertView(t, await n2.heartbeat(env), { env, leader: "n1", term: 1, you: "n2", role: "witness" });
+      const handed = assertView(t, await n1.resign(env, 1), { env, leader: "n2", term: 2, you: "n1", role: "witness" });
+
+      await t.restart();
+
+      const v = assertView(t, await get(t, `/federation/leader?env=${env}`), { env, leader: "n2", term: 2 });
+      assert.equal(v.lease.expires_at_ms, handed.lease.expires_at_ms, "the lease survived unchanged");
+      assertError(await n1.heartbeat(env, { nonce: `${n1.boot}:1` }), 409, "replay");
+      assertView(t, await n2.heartbeat(env), { env, leader: "n2", term: 2, you: "n2", role: "leader" });
+      const n3 = new Agent(t, "n3", { priority: 50 });
+      assertView(t, await n3.heartbeat(env), { env, leader: "n2", term: 2, you: "n3", role: "witness" });
+
+      // History pages newest first, one row at a time, through the store's cursor.
+      const rows = [];
+      let cursor = null;
+      for (let i = 0; i < 5; i++) {
+        const page = await get(t, `/federation/history?env=${env}&limit=1${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+        assert.equal(page.status, 200, page.text);
+        rows.push(...page.json.history.map((h) => [h.term, h.leader, h.reason]));
+        cursor = page.json.next;
+        if (!cursor) break;
+      }
+      assert.deepEqual(rows, [
+        [2, "n2", "resigned"],
+        [1, null, "resigned"],
+        [1, "n1", "elected"],
+      ]);
+    });
+  });
+}
