@@ -1,5 +1,6 @@
 // A minimal signed forge client for the end-to-end suite and the benchmark.
 import { randomBytes } from "node:crypto";
+import { request as httpRequest } from "node:http";
 import { SEAL } from "./targets.mjs";
 import { signRequest } from "./sign.mjs";
 
@@ -37,6 +38,42 @@ export class Agent {
     return `${this.boot}:${this.seq}`;
   }
 
+  /**
+   * Signs `rawBody` and sends `chunks` instead, chunked (no content-length). Uses node:http, not
+   * fetch: a server may answer (413) and close before the client has written everything, and
+   * the answer still counts.
+   */
+  async postChunked(path, rawBody, chunks, opts = {}) {
+    const nonce = opts.nonce ?? this.nextNonce();
+    const headers = signRequest(SEAL, { method: "POST", path, node: this.node, ts: Date.now(), nonce, body: rawBody });
+    return new Promise((resolve, reject) => {
+      let answered = false;
+      const req = httpRequest(this.t.url + path, { method: "POST", headers: { ...headers, "content-type": "application/json" } }, (res) => {
+        answered = true;
+        const parts = [];
+        res.on("data", (d) => parts.push(d));
+        res.on("end", () => {
+          const text = Buffer.concat(parts).toString("utf8");
+          let json = null;
+          try {
+            json = JSON.parse(text);
+          } catch {
+            // not JSON
+          }
+          resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json });
+        });
+        res.on("error", reject);
+      });
+      req.on("error", (e) => setTimeout(() => answered || reject(e), 500));
+      (async () => {
+        for (const c of chunks) {
+          if (!req.write(c)) await new Promise((r) => req.once("drain", r));
+        }
+        req.end();
+      })().catch(() => {});
+    });
+  }
+
   /** Signs and sends; `opts` can override ts, nonce, seal, the raw body, or tamper after signing. */
   async post(path, body, opts = {}) {
     const raw = opts.rawBody ?? JSON.stringify(body);
@@ -45,7 +82,6 @@ export class Agent {
     const headers = signRequest(opts.seal ?? SEAL, { method: "POST", path, node: this.node, ts, nonce, body: raw });
     const sent = opts.sendBody ?? raw;
     const init = { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: sent };
-    if (typeof sent !== "string") init.duplex = "half";
     return answer(await fetch(this.t.url + path, init));
   }
 

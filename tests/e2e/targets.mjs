@@ -60,7 +60,7 @@ async function startNative({ ttl, hb, dir }) {
       const timer = setTimeout(() => reject(new Error(`native forge did not start: ${err}`)), 15000);
       child.stderr.on("data", (d) => {
         err += d;
-        const m = /forge listening on (http:\/\/\S+)/.exec(err);
+        const m = /forge listening on (http:\/\/\S+)\r?\n/.exec(err);
         if (m) {
           clearTimeout(timer);
           resolve(m[1]);
