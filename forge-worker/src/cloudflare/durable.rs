@@ -26,11 +26,15 @@ use std::rc::Rc;
 use brh_shared::election::EnvState;
 use brh_shared::wire::HistoryEntry;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::{console_error, durable_object, js_sys, DurableObject, Env, ListOptions, State, Storage};
+use worker::{
+    console_error, durable_object, js_sys, DurableObject, Env, ListOptions, State, Storage,
+};
 
 use super::kv::KvLayout;
 use super::layout;
-use super::{changes_to_wire, read_request, to_worker, Mode, Setup, CHANGES_HEADER, KV_BINDING, SWEEP_PATH};
+use super::{
+    changes_to_wire, read_request, to_worker, Mode, Setup, CHANGES_HEADER, KV_BINDING, SWEEP_PATH,
+};
 use crate::forge::Forge;
 use crate::http::{Request, Response};
 use crate::store::{HistoryPage, Store, StoreError};
@@ -78,7 +82,9 @@ impl Store for DoStore {
             .map(|t| serde_json::from_str::<EnvState>(&t))
             .transpose()
             .map_err(|e| StoreError(format!("corrupt state in durable object {key}: {e}")))?;
-        self.cache.borrow_mut().insert(env.to_string(), state.clone());
+        self.cache
+            .borrow_mut()
+            .insert(env.to_string(), state.clone());
         Ok(state)
     }
 
@@ -95,7 +101,10 @@ impl Store for DoStore {
                 .map(|_| ())
                 .map_err(|_| StoreError("cannot build the storage batch".into()))
         };
-        set(&state_key(env), serde_json::to_string(after).unwrap_or_default())?;
+        set(
+            &state_key(env),
+            serde_json::to_string(after).unwrap_or_default(),
+        )?;
         let prefix = history_prefix(env);
         for (i, h) in history.iter().enumerate() {
             set(
@@ -189,8 +198,14 @@ impl Register {
         let now = super::now_ms();
         let (mut response, changes) = if req.path == SWEEP_PATH {
             match self.forge.sweep(now).await {
-                Ok(changes) => (Response::json(200, &serde_json::json!({"swept": true})), changes),
-                Err(e) => (Response::error(ErrorCode::Internal, e.to_string()), Vec::new()),
+                Ok(changes) => (
+                    Response::json(200, &serde_json::json!({"swept": true})),
+                    changes,
+                ),
+                Err(e) => (
+                    Response::error(ErrorCode::Internal, e.to_string()),
+                    Vec::new(),
+                ),
             }
         } else {
             let handled = self.forge.handle(&req, now).await;

@@ -165,7 +165,10 @@ impl Store for KvLayout {
         if let Some(c) = cursor.filter(|c| !c.is_empty()) {
             list = list.cursor(c.to_string());
         }
-        let page = list.execute().await.map_err(|e| kv_err("list history", e))?;
+        let page = list
+            .execute()
+            .await
+            .map_err(|e| kv_err("list history", e))?;
         let mut entries = Vec::with_capacity(page.keys.len());
         for key in page.keys {
             let from_meta = key

@@ -215,11 +215,18 @@ mod tests {
                 history_key("env/prod/hist/", &h, 0).as_str()
             ]
         );
-        let Op::Put { value, .. } = &ops[1] else { panic!() };
+        let Op::Put { value, .. } = &ops[1] else {
+            panic!()
+        };
         let lease: EnvState = serde_json::from_str(value).unwrap();
         assert!(lease.peers.is_empty());
         assert_eq!(lease.term, 1);
-        let Op::Put { metadata, value, .. } = &ops[2] else { panic!() };
+        let Op::Put {
+            metadata, value, ..
+        } = &ops[2]
+        else {
+            panic!()
+        };
         assert_eq!(metadata.as_deref(), Some(value.as_str()));
     }
 
@@ -230,7 +237,10 @@ mod tests {
         beat(&mut s, "n2", 1, 1_100);
         let before = s.clone();
         beat(&mut s, "n2", 2, 6_000);
-        assert_eq!(keys(&plan_save("prod", Some(&before), &s, &[])), vec!["env/prod/peer/n2"]);
+        assert_eq!(
+            keys(&plan_save("prod", Some(&before), &s, &[])),
+            vec!["env/prod/peer/n2"]
+        );
         let before = s.clone();
         beat(&mut s, "n1", 2, 6_100);
         assert_eq!(

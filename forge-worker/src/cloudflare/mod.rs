@@ -100,17 +100,21 @@ impl Setup {
         let seal = env_string(env, "DOMINION_SEAL").map(String::into_bytes);
         let mut cfg = ForgeConfig::new(seal, mode.as_str());
         let mut errors = Vec::new();
-        let timing = env_ms(env, "BRH_HEARTBEAT_INTERVAL_MS", Timing::DEFAULT.heartbeat_interval_ms)
-            .and_then(|hb| {
-                let ttl = env_ms(env, "BRH_LEASE_TTL_MS", Timing::DEFAULT.lease_ttl_ms)?;
-                let t = Timing {
-                    heartbeat_interval_ms: hb,
-                    lease_ttl_ms: ttl,
-                };
-                t.validate()
-                    .map(|()| t)
-                    .map_err(|e| format!("BRH_LEASE_TTL_MS/BRH_HEARTBEAT_INTERVAL_MS: {e}"))
-            });
+        let timing = env_ms(
+            env,
+            "BRH_HEARTBEAT_INTERVAL_MS",
+            Timing::DEFAULT.heartbeat_interval_ms,
+        )
+        .and_then(|hb| {
+            let ttl = env_ms(env, "BRH_LEASE_TTL_MS", Timing::DEFAULT.lease_ttl_ms)?;
+            let t = Timing {
+                heartbeat_interval_ms: hb,
+                lease_ttl_ms: ttl,
+            };
+            t.validate()
+                .map(|()| t)
+                .map_err(|e| format!("BRH_LEASE_TTL_MS/BRH_HEARTBEAT_INTERVAL_MS: {e}"))
+        });
         match timing {
             Ok(t) => cfg.election = ElectionConfig::new(t),
             Err(e) => errors.push(e),
@@ -288,7 +292,9 @@ fn routable_env(body: &[u8]) -> Option<String> {
 }
 
 fn do_stub(env: &Env, name: &str) -> worker::Result<worker::Stub> {
-    env.durable_object(DO_BINDING)?.id_from_name(name)?.get_stub()
+    env.durable_object(DO_BINDING)?
+        .id_from_name(name)?
+        .get_stub()
 }
 
 async fn call_do(
@@ -379,7 +385,9 @@ impl WorkerForge {
     fn count_forwarded(&self, req: &Request, env: &str, resp: &Response, changes: &[LeaderChange]) {
         let m = &self.forge.metrics;
         if resp.status == 200 && req.path == "/federation/heartbeat" {
-            m.heartbeats.get_or_create(&crate::metrics::Metrics::env(env)).inc();
+            m.heartbeats
+                .get_or_create(&crate::metrics::Metrics::env(env))
+                .inc();
         }
         if resp.status >= 400 {
             if let Ok(e) = serde_json::from_slice::<ErrorBody>(&resp.body) {
