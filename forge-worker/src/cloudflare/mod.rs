@@ -249,6 +249,12 @@ fn log_change(c: &LeaderChange) {
 struct WorkerForge {
     setup: Setup,
     forge: Forge<KvLayout>,
+    /// `kv` mode: one election step at a time in this isolate. An isolate serves requests
+    /// concurrently, interleaving at every KV await; without this, two heartbeats after an
+    /// expiry could both load the vacant lease and grant the same term to two nodes. (Across
+    /// isolates and locations KV offers no such guarantee: that is the documented weakness of
+    /// the `kv` mode, and the reason for the `durable-object` mode.)
+    write_lock: futures_util::lock::Mutex<()>,
 }
 
 thread_local! {
@@ -269,6 +275,7 @@ fn worker_forge(env: &Env) -> Rc<WorkerForge> {
                 Rc::new(WorkerForge {
                     forge: Forge::new(setup.cfg.clone(), store),
                     setup,
+                    write_lock: futures_util::lock::Mutex::new(()),
                 })
             })
             .clone()
@@ -357,7 +364,16 @@ impl WorkerForge {
                 };
             }
         }
+        let serial = if req.method == "POST" && WRITE_PATHS.contains(&req.path.as_str()) {
+            Some(self.write_lock.lock().await)
+        } else {
+            None
+        };
+        // The clock is read after the lock: a step waiting behind another must not apply an
+        // older time after a newer one.
+        let now = if serial.is_some() { now_ms() } else { now };
         let handled = self.forge.handle(req, now).await;
+        drop(serial);
         (handled.response, handled.leader_changes)
     }
 
@@ -413,16 +429,22 @@ impl WorkerForge {
     /// Cron: every env's sweep, through its Durable Object in `durable-object` mode.
     async fn sweep(&self, env: &Env, now: u64) -> Vec<LeaderChange> {
         match self.setup.mode {
-            Mode::Kv => match self.forge.sweep(now).await {
-                Ok(changes) => {
-                    changes.iter().for_each(log_change);
-                    changes
+            Mode::Kv => {
+                let swept = {
+                    let _serial = self.write_lock.lock().await;
+                    self.forge.sweep(now_ms().max(now)).await
+                };
+                match swept {
+                    Ok(changes) => {
+                        changes.iter().for_each(log_change);
+                        changes
+                    }
+                    Err(e) => {
+                        console_error!("sweep failed: {e}");
+                        Vec::new()
+                    }
                 }
-                Err(e) => {
-                    console_error!("sweep failed: {e}");
-                    Vec::new()
-                }
-            },
+            }
             Mode::DurableObject => {
                 let envs = match crate::store::Store::envs(&self.forge.store).await {
                     Ok(envs) => envs,
