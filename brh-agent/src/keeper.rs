@@ -63,6 +63,9 @@ pub struct StatusSnapshot {
     pub term: u64,
     /// Until this node's own deadline (0 unless leading).
     pub lease_remaining_ms: u64,
+    /// Witnesses: at most this long until the current leader's lease ends unless renewed
+    /// (as of the last answer; `null` when there is no lease or this node leads).
+    pub leader_lease_remaining_ms: Option<u64>,
     pub forge: ForgeSnapshot,
     pub version: &'static str,
     pub uptime_s: u64,
@@ -124,6 +127,10 @@ impl Shared {
             },
             term: held.map_or(term, |h| h.term),
             lease_remaining_ms: held.map_or(0, |h| h.deadline_ms.saturating_sub(now)),
+            leader_lease_remaining_ms: role
+                .other_lease_end_ms()
+                .filter(|_| held.is_none())
+                .map(|e| e.saturating_sub(now)),
             forge: ForgeSnapshot {
                 url: self.cfg.forge_url.clone(),
                 reachable: f.reachable,
@@ -195,6 +202,10 @@ impl Shared {
         if !f.reachable {
             let again = if f.last_error.is_some() { " again" } else { "" };
             tracing::info!("[HB] {} pulse → forge reachable{again}", self.cfg.node_id);
+            self.events.log(format!(
+                "HEARTBEAT: forge reachable{again} at {}",
+                self.cfg.forge_url
+            ));
         }
         f.reachable = true;
         f.last_error = None;
@@ -208,6 +219,8 @@ impl Shared {
         let mut f = lock(&self.forge);
         if f.reachable || f.last_error.is_none() {
             tracing::warn!("[HB] {} failed pulse → {e}", self.cfg.node_id);
+            self.events
+                .log(format!("HEARTBEAT: failed pulse → {}", e.kind()));
         } else {
             tracing::debug!("[HB] {} failed pulse → {e}", self.cfg.node_id);
         }

@@ -188,6 +188,12 @@ impl RoleState {
         (self.leader.as_deref(), self.term)
     }
 
+    /// Upper bound (our monotonic clock) of when the current leader's lease ends, when that
+    /// leader is someone else.
+    pub fn other_lease_end_ms(&self) -> Option<u64> {
+        self.other_expiry_ms
+    }
+
     pub fn failures(&self) -> u32 {
         self.failures
     }

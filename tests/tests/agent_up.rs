@@ -1,0 +1,80 @@
+//! `brh-agent up`: the one-command local federation starts, elects, and stops cleanly.
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use brh_tests::federation::*;
+
+#[test]
+fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
+    let dir = scratch("up");
+    let mut child = Command::new(bin("brh-agent"))
+        .args([
+            "up",
+            "--forge-listen",
+            "127.0.0.1:0",
+            "--api-port",
+            "0",
+            "--data",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut dashboard, mut apis) = (None, Vec::<SocketAddr>::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(u) = line.trim().strip_prefix("dashboard: http://") {
+            dashboard = Some(u.trim_end_matches('/').parse::<SocketAddr>().unwrap());
+        } else if line.trim().starts_with("brh-node-") {
+            let u = line.split("http://").nth(1).unwrap();
+            apis.push(u.trim_end_matches("/status").parse().unwrap());
+        } else if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    assert_eq!(apis.len(), 3, "three agents by default");
+    let forge = dashboard.expect("dashboard URL printed");
+    // One leader, agreed by all three and by the forge.
+    let leader = wait_until(Duration::from_secs(15), || {
+        let st: Vec<_> = apis
+            .iter()
+            .map(|a| http_get(*a, "/status"))
+            .collect::<Option<_>>()?;
+        let l = st[0]["leader"].as_str()?.to_string();
+        let ok = st.iter().all(|s| s["leader"].as_str() == Some(&l))
+            && st.iter().filter(|s| s["role"] == "leader").count() == 1;
+        ok.then_some(l)
+    })
+    .expect("no agreed leader");
+    let v = http_get(forge, "/federation/leader?env=dev").unwrap();
+    assert_eq!(v["leader"].as_str(), Some(leader.as_str()));
+    // The keys file is private and the seal is not on stdout.
+    let env_file = dir.join("up.env");
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    assert!(text.contains("DOMINION_SEAL="));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "up.env must not be readable by others");
+    }
+    signal(child.id(), libc::SIGINT);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "up must exit 0 on Ctrl-C");
+    for a in &apis {
+        assert!(
+            http_get(*a, "/health").is_none(),
+            "agent API still up after Ctrl-C"
+        );
+    }
+    let recs = read_records(&dir.join(format!("{leader}.leadership.jsonl")));
+    let last = recs.last().unwrap();
+    assert_eq!(
+        (last.event.as_str(), last.reason.as_deref()),
+        ("demote", Some("shutdown"))
+    );
+}
