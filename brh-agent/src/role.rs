@@ -280,7 +280,7 @@ impl RoleState {
                 .saturating_sub(self.timing.safety_margin_ms());
             if deadline <= received_ms {
                 // The answer took so long that the grant is already unusable. Stay a witness;
-                // the next beat (due at once, see `next_beat_at`) renews it.
+                // the next regular beat renews it and is measured afresh.
                 if let Some(h) = self.held.take() {
                     out.push(self.demote(h, DemoteReason::Deadline, received_ms));
                 }
