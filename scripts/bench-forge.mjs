@@ -27,14 +27,14 @@ function pct(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** `op(i)` resolves to a status; checks every answer is 200. */
+/** `op(client, i)` resolves to an answer; every answer must be 200. */
 async function measure(op) {
   const lat = [];
   for (let i = 0; i < N; i++) {
     const t0 = performance.now();
-    const s = await op(0, i);
+    const r = await op(0, i);
     lat.push(performance.now() - t0);
-    if (s !== 200) throw new Error(`status ${s}`);
+    if (r.status !== 200) throw new Error(`status ${r.status}: ${r.text}`);
   }
   lat.sort((a, b) => a - b);
   const per = Math.ceil(N / CONCURRENCY);
@@ -42,8 +42,8 @@ async function measure(op) {
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async (_, c) => {
       for (let i = 0; i < per; i++) {
-        const s = await op(c, i);
-        if (s !== 200) throw new Error(`status ${s}`);
+        const r = await op(c, i);
+        if (r.status !== 200) throw new Error(`status ${r.status}: ${r.text}`);
       }
     }),
   );
@@ -58,8 +58,8 @@ async function benchTarget(kind) {
     // One agent per concurrent client: each keeps its own nonce sequence in order.
     const agents = Array.from({ length: CONCURRENCY }, (_, i) => new Agent(t, `bench-${i}`));
     for (const a of agents) await a.heartbeat(env);
-    const hb = await measure((c) => agents[c].heartbeat(env).then((r) => r.status));
-    const leader = await measure(() => get(t, `/federation/leader?env=${env}`).then((r) => r.status));
+    const hb = await measure((c) => agents[c].heartbeat(env));
+    const leader = await measure(() => get(t, `/federation/leader?env=${env}`));
     return { kind, hb, leader };
   } finally {
     await t.stop();
@@ -76,14 +76,14 @@ const rows = [];
 for (const kind of ["native", "kv", "durable-object"]) rows.push(await benchTarget(kind));
 
 const f = (x) => x.toFixed(2).padStart(7);
-console.log("| runtime          | endpoint                      |  p50 ms |  p99 ms |   req/s |");
-console.log("|------------------|-------------------------------|---------|---------|---------|");
+console.log("| runtime                | endpoint                      |  p50 ms |  p99 ms |   req/s |");
+console.log("|------------------------|-------------------------------|---------|---------|---------|");
 for (const r of rows) {
   for (const [name, m] of [
     ["POST /federation/heartbeat", r.hb],
     ["GET /federation/leader", r.leader],
   ]) {
     const runtime = r.kind === "native" ? "native" : `workerd ${r.kind}`;
-    console.log(`| ${runtime.padEnd(16)} | ${name.padEnd(29)} | ${f(m.p50)} | ${f(m.p99)} | ${m.rps.toFixed(0).padStart(7)} |`);
+    console.log(`| ${runtime.padEnd(22)} | ${name.padEnd(29)} | ${f(m.p50)} | ${f(m.p99)} | ${m.rps.toFixed(0).padStart(7)} |`);
   }
 }

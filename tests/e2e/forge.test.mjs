@@ -160,6 +160,22 @@ for (const kind of only) {
       );
     });
 
+    test("concurrent first heartbeats: exactly one leader for term 1", async () => {
+      const env = uniqueEnv("race");
+      const agents = Array.from({ length: 16 }, (_, i) => new Agent(t, `r${i}`));
+      // Open the connections first, so the heartbeats arrive together.
+      await Promise.all(agents.map(() => get(t, "/health")));
+      const answers = await Promise.all(agents.map((a) => a.heartbeat(env)));
+      for (const a of answers) assert.equal(a.status, 200, a.text);
+      const leaders = new Set(answers.map((a) => `${a.json.leader}@${a.json.term}`));
+      assert.equal(leaders.size, 1, `all answers agree on one leader: ${[...leaders]}`);
+      const [leader] = answers.map((a) => a.json.leader);
+      assert.equal(answers.filter((a) => a.json.you.role === "leader").length, 1);
+      assertView(t, await get(t, `/federation/leader?env=${env}`), { env, leader, term: 1 });
+      const peers = await get(t, `/federation/peers?env=${env}`);
+      assert.equal(peers.json.peers.length, 16, "no heartbeat was lost");
+    });
+
     test("replay: a reused or older nonce is refused with 409 and changes nothing", async () => {
       const env = uniqueEnv("replay");
       const n1 = new Agent(t, "n1");

@@ -254,7 +254,36 @@ struct WorkerForge {
     /// expiry could both load the vacant lease and grant the same term to two nodes. (Across
     /// isolates and locations KV offers no such guarantee: that is the documented weakness of
     /// the `kv` mode, and the reason for the `durable-object` mode.)
-    write_lock: futures_util::lock::Mutex<()>,
+    write_lock: IsolateLock,
+}
+
+/// A lock over the requests of one isolate. workerd cancels a request that waits on a promise
+/// only another request can resolve ("hung"), so a waker-based async mutex cannot be used
+/// across requests; a waiter polls on its own timer instead (2 ms; KV calls take longer).
+#[derive(Default)]
+struct IsolateLock {
+    busy: std::cell::Cell<bool>,
+}
+
+struct IsolateGuard<'a>(&'a IsolateLock);
+
+impl Drop for IsolateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.busy.set(false);
+    }
+}
+
+impl IsolateLock {
+    /// Waits up to 10 s; `None` if the lock stayed busy that long.
+    async fn lock(&self) -> Option<IsolateGuard<'_>> {
+        for _ in 0..5000 {
+            if !self.busy.replace(true) {
+                return Some(IsolateGuard(self));
+            }
+            worker::Delay::from(std::time::Duration::from_millis(2)).await;
+        }
+        None
+    }
 }
 
 thread_local! {
@@ -275,7 +304,7 @@ fn worker_forge(env: &Env) -> Rc<WorkerForge> {
                 Rc::new(WorkerForge {
                     forge: Forge::new(setup.cfg.clone(), store),
                     setup,
-                    write_lock: futures_util::lock::Mutex::new(()),
+                    write_lock: IsolateLock::default(),
                 })
             })
             .clone()
@@ -365,7 +394,13 @@ impl WorkerForge {
             }
         }
         let serial = if req.method == "POST" && WRITE_PATHS.contains(&req.path.as_str()) {
-            Some(self.write_lock.lock().await)
+            match self.write_lock.lock().await {
+                Some(guard) => Some(guard),
+                None => {
+                    let busy = "the forge is overloaded (election steps queued for 10 s): retry";
+                    return (Response::error(ErrorCode::Internal, busy), Vec::new());
+                }
+            }
         } else {
             None
         };
