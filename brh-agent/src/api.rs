@@ -61,6 +61,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/events", get(events))
         .route("/metrics", get(metrics))
         .route("/deploy", post(deploy))
+        .route("/federation/nudge", post(nudge))
         .route("/restart/{name}", post(restart))
         .route("/drain/{name}", post(drain))
         .fallback(not_found)
@@ -153,6 +154,19 @@ fn authenticate(
     s.auth
         .check(method, uri.path(), raw, body, clock::wall_ms())
         .map_err(|err| e(ErrorCode::Unauthorized, err.to_string()))
+}
+
+/// A resigning peer says the lease is free: beat early (rate-limited by the keeper).
+async fn nudge(
+    State(s): State<ApiState>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&s, "POST", &uri, &h, &body)?;
+    tracing::debug!("nudged by {caller}");
+    s.shared.nudge.notify_one();
+    Ok((StatusCode::ACCEPTED, Json(json!({"status": "nudged"}))).into_response())
 }
 
 #[derive(Deserialize)]

@@ -363,6 +363,7 @@ pub fn api_key(k: &KeyArgs) -> anyhow::Result<[u8; 32]> {
 
 /// Signs and sends one request to an agent's mutating endpoint.
 pub async fn signed_agent_post(
+    http: &reqwest::Client,
     agent: &str,
     path: &str,
     body: Vec<u8>,
@@ -383,7 +384,7 @@ pub async fn signed_agent_post(
         Nonce::new(random_hex(8), 1),
         &body,
     );
-    let res = client::http_client(Duration::from_secs(30))
+    let res = http
         .post(client::join(agent, path))
         .header(HEADER_NODE, &h.node)
         .header(HEADER_TS, h.ts_ms.to_string())
@@ -403,7 +404,15 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     crate::api::validate_image_name(&a.image).map_err(|m| anyhow!("invalid --image: {m}"))?;
     let key = api_key(&a.key)?;
     let body = serde_json::to_vec(&serde_json::json!({"image": a.image, "branch": a.branch}))?;
-    let (status, j) = signed_agent_post(&a.agent, "/deploy", body, &key, &a.key.caller).await?;
+    let (status, j) = signed_agent_post(
+        &client::http_client(Duration::from_secs(30)),
+        &a.agent,
+        "/deploy",
+        body,
+        &key,
+        &a.key.caller,
+    )
+    .await?;
     println!("{j}");
     if (200..300).contains(&status) {
         if j.get("status").and_then(|s| s.as_str()) == Some("ignored") {

@@ -46,6 +46,8 @@ pub struct Shared {
     pub events: EventLog,
     pub metrics: Metrics,
     pub started_mono: u64,
+    /// Set by `POST /federation/nudge`: a peer resigned, beat early to pick the lease up.
+    pub nudge: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -93,6 +95,7 @@ impl Shared {
             events,
             metrics: Metrics::new(),
             started_mono: mono_ms(),
+            nudge: tokio::sync::Notify::new(),
         }))
     }
 
@@ -269,11 +272,18 @@ pub async fn run(
         if cfg.consensus_enabled {
             wake = wake.min(next_consensus);
         }
-        tokio::select! {
+        let nudged = tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(clock::instant_at(wake)) => {}
+            _ = shared.nudge.notified() => true,
+            _ = tokio::time::sleep_until(clock::instant_at(wake)) => false,
+        };
+        if nudged {
+            // Re-plan: the nudge brings the next beat forward (see `RoleState::nudge`).
+            lock(&shared.role).nudge();
+            continue;
         }
         let now = mono_ms();
+        let beat_due = now >= next_beat;
         let t = lock(&shared.role).tick(now);
         shared.apply(hooks.as_ref(), t);
         shared.metrics.lease_remaining_ms.set(
@@ -282,7 +292,7 @@ pub async fn run(
                 .map_or(0, |h| h.deadline_ms.saturating_sub(now)) as i64,
         );
 
-        if now >= next_beat {
+        if beat_due {
             let outcome = tokio::select! {
                 _ = cancel.cancelled() => break,
                 o = beat(&shared, &mut client) => o,
@@ -407,6 +417,41 @@ async fn report(shared: &Shared, client: &mut ForgeClient) {
     ));
 }
 
+/// Tells the other agents that the lease is free, so the one the forge just granted it to
+/// learns so in one round trip instead of at its next regular heartbeat. Best effort and
+/// bounded: without it, handover still completes within one heartbeat interval.
+async fn nudge_peers(shared: &Shared, client: &ForgeClient) {
+    let Ok(peers) = client.peers().await else {
+        return;
+    };
+    let key = crate::auth::derive_api_key(&shared.cfg.seal, &shared.cfg.env);
+    let http = crate::client::http_client(Duration::from_millis(500));
+    let mut set = tokio::task::JoinSet::new();
+    for api in peers
+        .into_iter()
+        .filter(|p| p.alive && p.node != shared.cfg.node_id)
+        .filter_map(|p| p.api)
+        .filter(|api| *api != shared.cfg.advertise)
+    {
+        let (http, node) = (http.clone(), shared.cfg.node_id.clone());
+        set.spawn(async move {
+            let r = crate::cli::signed_agent_post(
+                &http,
+                &api,
+                "/federation/nudge",
+                Vec::new(),
+                &key,
+                &node,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::debug!("nudge to {api} failed: {e}");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), set.join_all()).await;
+}
+
 /// Stop acting first (the guard closes), then hand the lease over.
 async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHooks) {
     let (t, term) = lock(&shared.role).stop(mono_ms());
@@ -424,6 +469,7 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
                 Ok(_) => {
                     tracing::info!("[CN] {} resigned term {term}", shared.cfg.node_id);
                     shared.events.log(format!("RESIGN: gave up term {term}"));
+                    nudge_peers(shared, client).await;
                     return;
                 }
                 Err((_, ClientError::Refused { code, .. })) if code == "not_holder" => {

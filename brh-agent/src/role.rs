@@ -155,6 +155,8 @@ pub struct RoleState {
     failures: u32,
     /// After shutdown the agent never leads again.
     stopped: bool,
+    /// A nudge arrived since the last attempt.
+    nudged: bool,
 }
 
 impl RoleState {
@@ -170,6 +172,7 @@ impl RoleState {
             last_ok_ms: None,
             failures: 0,
             stopped: false,
+            nudged: false,
         }
     }
 
@@ -245,6 +248,7 @@ impl RoleState {
     /// answer). The role is unchanged; the deadline alone decides demotion.
     pub fn on_failure(&mut self, sent_ms: u64, now_ms: u64) -> Option<Transition> {
         self.last_attempt_ms = Some(sent_ms);
+        self.nudged = false;
         self.failures = self.failures.saturating_add(1);
         self.tick(now_ms)
     }
@@ -259,6 +263,7 @@ impl RoleState {
         let v = view.view();
         let received_ms = received_ms.max(sent_ms);
         self.last_attempt_ms = Some(sent_ms);
+        self.nudged = false;
         self.last_ok_ms = Some(sent_ms);
         self.failures = 0;
         self.leader.clone_from(&v.leader);
@@ -339,6 +344,15 @@ impl RoleState {
         (Some(t), Some(h.term))
     }
 
+    /// A peer announced that it resigned: beat early to pick the lease up. The early beat
+    /// still keeps a tenth of an interval after the previous attempt, so nudges cannot make
+    /// an agent flood the forge.
+    pub fn nudge(&mut self) {
+        if !self.stopped {
+            self.nudged = true;
+        }
+    }
+
     /// When to send the next heartbeat. `jitter_permille` (0..1000, random) spreads retries.
     pub fn next_beat_at(&self, now_ms: u64, jitter_permille: u64) -> u64 {
         let interval = self.timing.heartbeat_interval_ms;
@@ -353,7 +367,10 @@ impl RoleState {
             let jitter = 800 + jitter_permille.min(999) * 400 / 1000;
             return last.saturating_add(backoff * jitter / 1000);
         }
-        let regular = last.saturating_add(interval);
+        let mut regular = last.saturating_add(interval);
+        if self.nudged {
+            regular = regular.min(last.saturating_add(interval / 10));
+        }
         match self.other_expiry_ms {
             // Reach the forge just after the current lease ends, but never beat more than
             // ten times an interval while waiting for it.
@@ -587,6 +604,20 @@ mod tests {
         // A vacant view: regular beats.
         r.on_view(2345, 2350, &vv(None, 3, 10_300, 0));
         assert_eq!(r.next_beat_at(2350, 0), 3345);
+    }
+
+    #[test]
+    fn nudges_bring_the_next_beat_forward_but_not_closer_than_a_tenth() {
+        let mut r = RoleState::new("a", T);
+        r.on_view(1000, 1010, &vv(Some("b"), 1, 0, 3000));
+        assert_eq!(r.next_beat_at(1020, 0), 2000);
+        r.nudge();
+        assert_eq!(r.next_beat_at(1020, 0), 1100);
+        r.on_view(1100, 1110, &vv(None, 1, 0, 0));
+        assert_eq!(r.next_beat_at(1120, 0), 2100, "a nudge counts once");
+        r.stop(1200);
+        r.nudge();
+        assert_eq!(r.next_beat_at(1200, 0), 2100);
     }
 
     #[test]
