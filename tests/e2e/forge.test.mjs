@@ -311,3 +311,34 @@ for (const kind of only) {
     });
   });
 }
+
+// The Worker refuses clearly when it is not configured: no silent defaults.
+for (const kind of only.filter((k) => k !== "native")) {
+  describe(`forge ${kind} misconfigured`, () => {
+    test("invalid timing vars: every endpoint but the page answers 503 naming the setting", async () => {
+      const t = await startTarget(kind, { bindings: { BRH_LEASE_TTL_MS: "400", BRH_HEARTBEAT_INTERVAL_MS: "300" } });
+      try {
+        const res = await new Agent(t, "n1").heartbeat("dev");
+        assertError(res, 503, "no_seal");
+        assert.match(res.json.error.message, /BRH_LEASE_TTL_MS/);
+        assertError(await get(t, "/federation/leader?env=dev"), 503, "no_seal");
+        assert.equal((await get(t, "/")).status, 200);
+      } finally {
+        await t.stop();
+      }
+    });
+
+    test("no DOMINION_SEAL: federation endpoints answer 503 no_seal", async () => {
+      const t = await startTarget(kind, { bindings: { DOMINION_SEAL: "" } });
+      try {
+        assertError(await new Agent(t, "n1").heartbeat("dev"), 503, "no_seal");
+        assertError(await get(t, "/federation/leader?env=dev"), 503, "no_seal");
+        const health = await get(t, "/health");
+        assert.equal(health.status, 200);
+        assert.equal(health.json.seal, false);
+      } finally {
+        await t.stop();
+      }
+    });
+  });
+}

@@ -85,7 +85,7 @@ async function startNative({ ttl, hb, dir }) {
   return t;
 }
 
-async function startWorkerd(kind, { ttl, hb, dir }) {
+async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
   const { Miniflare } = await import("miniflare");
   const ledger = await startLedger();
   const options = () => ({
@@ -101,6 +101,7 @@ async function startWorkerd(kind, { ttl, hb, dir }) {
       BRH_LEASE_TTL_MS: String(ttl),
       BRH_HEARTBEAT_INTERVAL_MS: String(hb),
       LEDGER_URL: ledger.url,
+      ...bindings,
     },
     kvNamespaces: ["BRH_KV"],
     kvPersist: path.join(dir, "kv"),
@@ -130,9 +131,10 @@ async function startWorkerd(kind, { ttl, hb, dir }) {
 }
 
 /** Starts a target with its own temporary data directory (removed by `stop`). */
-export async function startTarget(kind, { ttl = 900, hb = 300 } = {}) {
+export async function startTarget(kind, { ttl = 900, hb = 300, bindings } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), `brh-e2e-${kind}-`));
-  const t = kind === "native" ? await startNative({ ttl, hb, dir }) : await startWorkerd(kind, { ttl, hb, dir });
+  const t =
+    kind === "native" ? await startNative({ ttl, hb, dir }) : await startWorkerd(kind, { ttl, hb, dir, bindings });
   const stop = t.stop;
   t.ttl = ttl;
   t.hb = hb;
