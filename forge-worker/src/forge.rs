@@ -6,8 +6,7 @@ use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
 use brh_shared::ids::validate_id;
 use brh_shared::sign::{self, AuthError, Authenticated, RawAuth};
 use brh_shared::wire::{
-    ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest,
-    MAX_BODY_BYTES,
+    ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, MAX_BODY_BYTES,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -150,8 +149,10 @@ impl<S: Store> Forge<S> {
         }
         let mut changes = Vec::new();
         let result = match path {
-            "/" => Ok(Response::text(200, "text/html; charset=utf-8", DASHBOARD_HTML)
-                .with_header("cache-control", "no-store")),
+            "/" => Ok(
+                Response::text(200, "text/html; charset=utf-8", DASHBOARD_HTML)
+                    .with_header("cache-control", "no-store"),
+            ),
             "/health" => Ok(Response::json(
                 200,
                 &json!({
@@ -195,7 +196,11 @@ impl<S: Store> Forge<S> {
     }
 
     /// Size, signature, timestamp, then JSON: everything that needs no state.
-    fn authenticate<T: DeserializeOwned>(&self, req: &Request, now_ms: u64) -> Result<(Authenticated, T)> {
+    fn authenticate<T: DeserializeOwned>(
+        &self,
+        req: &Request,
+        now_ms: u64,
+    ) -> Result<(Authenticated, T)> {
         let seal = self.seal()?;
         if req.body.len() > MAX_BODY_BYTES {
             return Err(Refusal::new(
@@ -228,7 +233,9 @@ impl<S: Store> Forge<S> {
                 allowed_ms,
             } => Refusal::new(
                 ErrorCode::StaleTimestamp,
-                format!("timestamp is {delta_ms} ms from the forge's clock (allowed ±{allowed_ms} ms)"),
+                format!(
+                    "timestamp is {delta_ms} ms from the forge's clock (allowed ±{allowed_ms} ms)"
+                ),
             ),
         })?;
         let body: T = serde_json::from_slice(&req.body)
@@ -302,38 +309,69 @@ impl<S: Store> Forge<S> {
         history
     }
 
-    fn signed_view(&self, state: &EnvState, env: &str, now_ms: u64, you: Option<&str>) -> Result<LeaderView> {
+    fn signed_view(
+        &self,
+        state: &EnvState,
+        env: &str,
+        now_ms: u64,
+        you: Option<&str>,
+    ) -> Result<LeaderView> {
         let mut view = state.view(env, now_ms, &self.cfg.election.timing, &self.cfg.mode, you);
         sign::sign_view(self.seal()?, &mut view);
         Ok(view)
     }
 
-    async fn heartbeat(&self, req: &Request, now_ms: u64, out: &mut Vec<LeaderChange>) -> Result<Response> {
+    async fn heartbeat(
+        &self,
+        req: &Request,
+        now_ms: u64,
+        out: &mut Vec<LeaderChange>,
+    ) -> Result<Response> {
         let (auth, hb): (_, Heartbeat) = self.authenticate(req, now_ms)?;
-        hb.validate().map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        hb.validate()
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let cfg = self.cfg.election;
         let state = self
-            .apply(&hb.env, now_ms, out, |s| s.heartbeat(&cfg, &auth, &hb, now_ms))
+            .apply(&hb.env, now_ms, out, |s| {
+                s.heartbeat(&cfg, &auth, &hb, now_ms)
+            })
             .await?;
-        self.metrics.heartbeats.get_or_create(&Metrics::env(&hb.env)).inc();
+        self.metrics
+            .heartbeats
+            .get_or_create(&Metrics::env(&hb.env))
+            .inc();
         let view = self.signed_view(&state, &hb.env, now_ms, Some(&auth.node))?;
         Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
     }
 
-    async fn resign(&self, req: &Request, now_ms: u64, out: &mut Vec<LeaderChange>) -> Result<Response> {
+    async fn resign(
+        &self,
+        req: &Request,
+        now_ms: u64,
+        out: &mut Vec<LeaderChange>,
+    ) -> Result<Response> {
         let (auth, r): (_, ResignRequest) = self.authenticate(req, now_ms)?;
-        r.validate().map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        r.validate()
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let cfg = self.cfg.election;
         let state = self
-            .apply(&r.env, now_ms, out, |s| s.resign(&cfg, &auth, r.term, now_ms))
+            .apply(&r.env, now_ms, out, |s| {
+                s.resign(&cfg, &auth, r.term, now_ms)
+            })
             .await?;
         let view = self.signed_view(&state, &r.env, now_ms, Some(&auth.node))?;
         Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
     }
 
-    async fn consensus(&self, req: &Request, now_ms: u64, out: &mut Vec<LeaderChange>) -> Result<Response> {
+    async fn consensus(
+        &self,
+        req: &Request,
+        now_ms: u64,
+        out: &mut Vec<LeaderChange>,
+    ) -> Result<Response> {
         let (auth, r): (_, ConsensusReport) = self.authenticate(req, now_ms)?;
-        r.validate().map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        r.validate()
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let state = self
             .apply(&r.env, now_ms, out, |s| s.consensus(&auth, &r, now_ms))
             .await?;
@@ -402,7 +440,9 @@ impl<S: Store> Forge<S> {
     /// with `forge_sig` the full hex HMAC of `"{target}:{epoch}"` (the original truncated it).
     fn manifest(&self, req: &Request, now_ms: u64) -> Result<Response> {
         let seal = self.seal()?;
-        let target = req.query_param("target").unwrap_or_else(|| "default".into());
+        let target = req
+            .query_param("target")
+            .unwrap_or_else(|| "default".into());
         validate_id(&target)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("target {e}")))?;
         let epoch = now_ms / 1000;
@@ -430,7 +470,10 @@ impl<S: Store> Forge<S> {
                     .peers_alive
                     .get_or_create(&label)
                     .set(state.peers_alive(now_ms, &timing) as i64);
-                self.metrics.term.get_or_create(&label).set(state.term as i64);
+                self.metrics
+                    .term
+                    .get_or_create(&label)
+                    .set(state.term as i64);
                 self.metrics
                     .leader_present
                     .get_or_create(&label)
@@ -450,7 +493,10 @@ impl<S: Store> Forge<S> {
         let mut out = Vec::new();
         let cfg = self.cfg.election;
         for env in self.store.envs().await? {
-            match self.apply(&env, now_ms, &mut out, |s| Ok(s.sweep(&cfg, now_ms))).await {
+            match self
+                .apply(&env, now_ms, &mut out, |s| Ok(s.sweep(&cfg, now_ms)))
+                .await
+            {
                 Ok(_) => {}
                 Err(Refusal(_, m)) => return Err(StoreError(m)),
             }

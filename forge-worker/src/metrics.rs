@@ -40,11 +40,7 @@ impl Default for Metrics {
             leader_present: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "heartbeats",
-            "Heartbeats accepted",
-            m.heartbeats.clone(),
-        );
+        registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
         registry.register(
             "rejections",
             "Requests refused, by error code",
@@ -60,7 +56,11 @@ impl Default for Metrics {
             "Consensus reports that contradict the lease",
             m.split_brain_alarms.clone(),
         );
-        registry.register("peers_alive", "Peers heard from within one lease ttl", m.peers_alive.clone());
+        registry.register(
+            "peers_alive",
+            "Peers heard from within one lease ttl",
+            m.peers_alive.clone(),
+        );
         registry.register("term", "Current term (fencing token)", m.term.clone());
         registry.register(
             "leader_present",

@@ -35,10 +35,25 @@ impl Harness {
 
     fn signed(&self, path: &str, node: &str, body: &str, ts: u64) -> Request {
         self.seq.set(self.seq.get() + 1);
-        self.signed_with(path, node, body, ts, Nonce::new("boot", self.seq.get()), SEAL)
+        self.signed_with(
+            path,
+            node,
+            body,
+            ts,
+            Nonce::new("boot", self.seq.get()),
+            SEAL,
+        )
     }
 
-    fn signed_with(&self, path: &str, node: &str, body: &str, ts: u64, nonce: Nonce, seal: &[u8]) -> Request {
+    fn signed_with(
+        &self,
+        path: &str,
+        node: &str,
+        body: &str,
+        ts: u64,
+        nonce: Nonce,
+        seal: &[u8],
+    ) -> Request {
         let h = sign_request(seal, "POST", path, node, ts, nonce, body.as_bytes());
         let mut r = Request::new("POST", path);
         r.headers.insert("x-brh-node".into(), h.node);
@@ -55,7 +70,12 @@ impl Harness {
 
     fn beat(&self, node: &str, now: u64) -> LeaderView {
         let r = self.send(
-            &self.signed("/federation/heartbeat", node, r#"{"env":"dev","version":"t"}"#, now),
+            &self.signed(
+                "/federation/heartbeat",
+                node,
+                r#"{"env":"dev","version":"t"}"#,
+                now,
+            ),
             now,
         );
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
@@ -75,7 +95,10 @@ impl Harness {
 
 fn error_code(r: &Response) -> ErrorCode {
     assert_eq!(r.header("content-type"), Some("application/json"));
-    serde_json::from_slice::<ErrorBody>(&r.body).unwrap().error.code
+    serde_json::from_slice::<ErrorBody>(&r.body)
+        .unwrap()
+        .error
+        .code
 }
 
 #[test]
@@ -104,7 +127,15 @@ fn leader_endpoint_is_public_signed_and_uncached() {
     assert!(verify_view(SEAL, &v));
     assert!(v.you.is_none());
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    for key in ["leader", "lease", "epoch", "term", "issued_at_ms", "peers_alive", "sig"] {
+    for key in [
+        "leader",
+        "lease",
+        "epoch",
+        "term",
+        "issued_at_ms",
+        "peers_alive",
+        "sig",
+    ] {
         assert!(j.get(key).is_some(), "{key}");
     }
     // Default env is dev.
@@ -116,14 +147,34 @@ fn resign_hands_over_and_wrong_holder_is_409() {
     let h = Harness::new();
     h.beat("n1", T0);
     h.beat("n2", T0 + 1);
-    let r = h.send(&h.signed("/federation/resign", "n2", r#"{"env":"dev","term":1}"#, T0 + 2), T0 + 2);
+    let r = h.send(
+        &h.signed(
+            "/federation/resign",
+            "n2",
+            r#"{"env":"dev","term":1}"#,
+            T0 + 2,
+        ),
+        T0 + 2,
+    );
     assert_eq!((r.status, error_code(&r)), (409, ErrorCode::NotHolder));
-    let handled = block_on(h.forge.handle(&h.signed("/federation/resign", "n1", r#"{"env":"dev","term":1}"#, T0 + 3), T0 + 3));
+    let handled = block_on(h.forge.handle(
+        &h.signed(
+            "/federation/resign",
+            "n1",
+            r#"{"env":"dev","term":1}"#,
+            T0 + 3,
+        ),
+        T0 + 3,
+    ));
     assert_eq!(handled.response.status, 200);
     let v: LeaderView = serde_json::from_slice(&handled.response.body).unwrap();
     assert_eq!((v.leader.as_deref(), v.term), (Some("n2"), 2));
     assert_eq!(v.you.unwrap().role, Role::Witness);
-    let reasons: Vec<_> = handled.leader_changes.iter().map(|c| c.entry.reason.as_str()).collect();
+    let reasons: Vec<_> = handled
+        .leader_changes
+        .iter()
+        .map(|c| c.entry.reason.as_str())
+        .collect();
     assert_eq!(reasons, ["resigned", "resigned"]);
 }
 
@@ -132,13 +183,32 @@ fn consensus_is_accepted_never_sets_leader_and_counts_alarms() {
     let h = Harness::new();
     h.beat("n1", T0);
     h.beat("n2", T0);
-    let r = h.send(&h.signed("/federation/consensus", "n2", r#"{"env":"dev","leader":"n2","term":1,"peers":["n1","n2"],"epoch":1}"#, T0 + 1), T0 + 1);
+    let r = h.send(
+        &h.signed(
+            "/federation/consensus",
+            "n2",
+            r#"{"env":"dev","leader":"n2","term":1,"peers":["n1","n2"],"epoch":1}"#,
+            T0 + 1,
+        ),
+        T0 + 1,
+    );
     assert_eq!(r.status, 202);
     let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(v.leader.as_deref(), Some("n1"));
     let m = String::from_utf8(h.get("/metrics", T0 + 2).body).unwrap();
-    assert!(m.contains(r#"brh_forge_split_brain_alarms_total{env="dev"} 1"#), "{m}");
-    let r = h.send(&h.signed("/federation/consensus", "ghost", r#"{"env":"dev","leader":null}"#, T0 + 1), T0 + 1);
+    assert!(
+        m.contains(r#"brh_forge_split_brain_alarms_total{env="dev"} 1"#),
+        "{m}"
+    );
+    let r = h.send(
+        &h.signed(
+            "/federation/consensus",
+            "ghost",
+            r#"{"env":"dev","leader":null}"#,
+            T0 + 1,
+        ),
+        T0 + 1,
+    );
     assert_eq!((r.status, error_code(&r)), (404, ErrorCode::NotFound));
 }
 
@@ -156,45 +226,167 @@ fn every_error_class_is_4xx_json_and_changes_nothing() {
     cases.push(("bad signature", bad_sig, 401, ErrorCode::BadSignature));
     cases.push((
         "wrong seal",
-        h.signed_with("/federation/heartbeat", "n1", hb, now, Nonce::new("boot", 900), b"other"),
+        h.signed_with(
+            "/federation/heartbeat",
+            "n1",
+            hb,
+            now,
+            Nonce::new("boot", 900),
+            b"other",
+        ),
         401,
         ErrorCode::BadSignature,
     ));
     let mut tampered = h.signed("/federation/heartbeat", "n1", hb, now);
     tampered.body = br#"{"env":"dev","priority":99}"#.to_vec();
     cases.push(("tampered body", tampered, 401, ErrorCode::BadSignature));
-    cases.push(("stale", h.signed("/federation/heartbeat", "n1", hb, now - 30_001), 401, ErrorCode::StaleTimestamp));
-    cases.push(("future", h.signed("/federation/heartbeat", "n1", hb, now + 30_001), 401, ErrorCode::StaleTimestamp));
+    cases.push((
+        "stale",
+        h.signed("/federation/heartbeat", "n1", hb, now - 30_001),
+        401,
+        ErrorCode::StaleTimestamp,
+    ));
+    cases.push((
+        "future",
+        h.signed("/federation/heartbeat", "n1", hb, now + 30_001),
+        401,
+        ErrorCode::StaleTimestamp,
+    ));
     cases.push((
         "replay",
-        h.signed_with("/federation/heartbeat", "n1", hb, now, Nonce::new("boot", 1), SEAL),
+        h.signed_with(
+            "/federation/heartbeat",
+            "n1",
+            hb,
+            now,
+            Nonce::new("boot", 1),
+            SEAL,
+        ),
         409,
         ErrorCode::Replay,
     ));
-    let big = format!(r#"{{"env":"dev","version":"{}"}}"#, "x".repeat(MAX_BODY_BYTES));
-    cases.push(("too large", h.signed("/federation/heartbeat", "n1", &big, now), 413, ErrorCode::TooLarge));
-    cases.push(("malformed json", h.signed("/federation/heartbeat", "n1", "{not json", now), 400, ErrorCode::BadRequest));
-    cases.push(("missing env", h.signed("/federation/heartbeat", "n1", r#"{"priority":1}"#, now), 400, ErrorCode::BadRequest));
-    cases.push(("wrong type", h.signed("/federation/heartbeat", "n1", r#"{"env":"dev","priority":"high"}"#, now), 400, ErrorCode::BadRequest));
-    cases.push(("bad env", h.signed("/federation/heartbeat", "n1", r#"{"env":"../etc"}"#, now), 400, ErrorCode::BadRequest));
-    cases.push(("bad node", h.signed("/federation/heartbeat", "bad node", hb, now), 400, ErrorCode::BadRequest));
+    let big = format!(
+        r#"{{"env":"dev","version":"{}"}}"#,
+        "x".repeat(MAX_BODY_BYTES)
+    );
+    cases.push((
+        "too large",
+        h.signed("/federation/heartbeat", "n1", &big, now),
+        413,
+        ErrorCode::TooLarge,
+    ));
+    cases.push((
+        "malformed json",
+        h.signed("/federation/heartbeat", "n1", "{not json", now),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "missing env",
+        h.signed("/federation/heartbeat", "n1", r#"{"priority":1}"#, now),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "wrong type",
+        h.signed(
+            "/federation/heartbeat",
+            "n1",
+            r#"{"env":"dev","priority":"high"}"#,
+            now,
+        ),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "bad env",
+        h.signed("/federation/heartbeat", "n1", r#"{"env":"../etc"}"#, now),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "bad node",
+        h.signed("/federation/heartbeat", "bad node", hb, now),
+        400,
+        ErrorCode::BadRequest,
+    ));
     let mut no_headers = Request::new("POST", "/federation/heartbeat");
     no_headers.body = hb.as_bytes().to_vec();
     cases.push(("unsigned", no_headers, 400, ErrorCode::BadRequest));
-    cases.push(("resign unknown", h.signed("/federation/resign", "n9", r#"{"env":"dev","term":1}"#, now), 409, ErrorCode::NotHolder));
-    cases.push(("resign bad body", h.signed("/federation/resign", "n1", r#"{"env":"dev","term":-1}"#, now), 400, ErrorCode::BadRequest));
-    cases.push(("unknown env", Request::new("GET", "/federation/leader?env=nowhere"), 404, ErrorCode::NotFound));
-    cases.push(("unknown env peers", Request::new("GET", "/federation/peers?env=nowhere"), 404, ErrorCode::NotFound));
-    cases.push(("invalid env", Request::new("GET", "/federation/leader?env=a%20b"), 400, ErrorCode::BadRequest));
-    cases.push(("bad limit", Request::new("GET", "/federation/history?env=dev&limit=0"), 400, ErrorCode::BadRequest));
-    cases.push(("wrong method", Request::new("GET", "/federation/heartbeat"), 405, ErrorCode::MethodNotAllowed));
-    cases.push(("wrong method 2", Request::new("POST", "/federation/leader"), 405, ErrorCode::MethodNotAllowed));
-    cases.push(("unknown path", Request::new("GET", "/nope"), 404, ErrorCode::NotFound));
-    cases.push(("bad target", Request::new("GET", "/manifest/resolve?target=a/b"), 400, ErrorCode::BadRequest));
+    cases.push((
+        "resign unknown",
+        h.signed("/federation/resign", "n9", r#"{"env":"dev","term":1}"#, now),
+        409,
+        ErrorCode::NotHolder,
+    ));
+    cases.push((
+        "resign bad body",
+        h.signed(
+            "/federation/resign",
+            "n1",
+            r#"{"env":"dev","term":-1}"#,
+            now,
+        ),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "unknown env",
+        Request::new("GET", "/federation/leader?env=nowhere"),
+        404,
+        ErrorCode::NotFound,
+    ));
+    cases.push((
+        "unknown env peers",
+        Request::new("GET", "/federation/peers?env=nowhere"),
+        404,
+        ErrorCode::NotFound,
+    ));
+    cases.push((
+        "invalid env",
+        Request::new("GET", "/federation/leader?env=a%20b"),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "bad limit",
+        Request::new("GET", "/federation/history?env=dev&limit=0"),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
+        "wrong method",
+        Request::new("GET", "/federation/heartbeat"),
+        405,
+        ErrorCode::MethodNotAllowed,
+    ));
+    cases.push((
+        "wrong method 2",
+        Request::new("POST", "/federation/leader"),
+        405,
+        ErrorCode::MethodNotAllowed,
+    ));
+    cases.push((
+        "unknown path",
+        Request::new("GET", "/nope"),
+        404,
+        ErrorCode::NotFound,
+    ));
+    cases.push((
+        "bad target",
+        Request::new("GET", "/manifest/resolve?target=a/b"),
+        400,
+        ErrorCode::BadRequest,
+    ));
 
     for (name, req, status, code) in cases {
         let r = h.send(&req, now);
-        assert_eq!(r.status, status, "{name}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(error_code(&r), code, "{name}");
         assert_eq!(h.snapshot(), before, "{name} changed state");
     }
@@ -209,11 +401,20 @@ fn no_seal_is_503_for_federation_but_health_and_dashboard_serve() {
     assert_eq!((r.status, error_code(&r)), (503, ErrorCode::NoSeal));
     let r = block_on(forge.handle(&Request::new("GET", "/federation/leader"), T0)).response;
     assert_eq!(r.status, 503);
-    assert_eq!(block_on(forge.handle(&Request::new("GET", "/health"), T0)).response.status, 200);
+    assert_eq!(
+        block_on(forge.handle(&Request::new("GET", "/health"), T0))
+            .response
+            .status,
+        200
+    );
     let r = block_on(forge.handle(&Request::new("GET", "/"), T0)).response;
     assert_eq!(r.status, 200);
     assert!(String::from_utf8(r.body).unwrap().contains("BRH forge"));
-    assert_eq!(ForgeConfig::new(Some(vec![]), "kv").seal, None, "an empty seal is no seal");
+    assert_eq!(
+        ForgeConfig::new(Some(vec![]), "kv").seal,
+        None,
+        "an empty seal is no seal"
+    );
 }
 
 #[test]
@@ -235,10 +436,16 @@ fn peers_history_envs_manifest_health_dashboard() {
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     let rows = j["history"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    assert_eq!((rows[0]["term"].as_u64(), rows[0]["leader"].as_str()), (Some(2), Some("n2")));
+    assert_eq!(
+        (rows[0]["term"].as_u64(), rows[0]["leader"].as_str()),
+        (Some(2), Some("n2"))
+    );
     assert_eq!(rows[1]["reason"], "expired");
     let next = j["next"].as_str().unwrap();
-    let r = h.get(&format!("/federation/history?env=dev&limit=2&cursor={next}"), T0 + 15_000);
+    let r = h.get(
+        &format!("/federation/history?env=dev&limit=2&cursor={next}"),
+        T0 + 15_000,
+    );
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(j["history"][0]["leader"], "n1");
     assert_eq!(j["next"], serde_json::Value::Null);
@@ -248,7 +455,8 @@ fn peers_history_envs_manifest_health_dashboard() {
 
     let r = h.get("/manifest/resolve?target=ledger", T0 + 15_000);
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    let expect = brh_shared::sign::hmac_hex(SEAL, format!("ledger:{}", (T0 + 15_000) / 1000).as_bytes());
+    let expect =
+        brh_shared::sign::hmac_hex(SEAL, format!("ledger:{}", (T0 + 15_000) / 1000).as_bytes());
     assert_eq!(j["forge_sig"], expect.as_str());
     assert_eq!(r.header("cache-control"), Some("no-store"));
 
@@ -270,9 +478,16 @@ fn peers_history_envs_manifest_health_dashboard() {
 fn envs_are_isolated() {
     let h = Harness::new();
     h.beat("n1", T0);
-    let r = h.send(&h.signed("/federation/heartbeat", "n2", r#"{"env":"prod"}"#, T0), T0);
+    let r = h.send(
+        &h.signed("/federation/heartbeat", "n2", r#"{"env":"prod"}"#, T0),
+        T0,
+    );
     let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
-    assert_eq!((v.leader.as_deref(), v.term, v.env.as_str()), (Some("n2"), 1, "prod"));
-    let dev: LeaderView = serde_json::from_slice(&h.get("/federation/leader?env=dev", T0).body).unwrap();
+    assert_eq!(
+        (v.leader.as_deref(), v.term, v.env.as_str()),
+        (Some("n2"), 1, "prod")
+    );
+    let dev: LeaderView =
+        serde_json::from_slice(&h.get("/federation/leader?env=dev", T0).body).unwrap();
     assert_eq!(dev.leader.as_deref(), Some("n1"));
 }

@@ -12,7 +12,7 @@ use brh_shared::wire::HistoryEntry;
 use brh_shared::EnvState;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{MemoryStore, Store, StoreError, HistoryPage};
+use crate::store::{HistoryPage, MemoryStore, Store, StoreError};
 
 #[derive(Serialize, Deserialize)]
 struct EnvFile {
@@ -37,7 +37,9 @@ impl FileStore {
         let mem = MemoryStore::default();
         let entries = fs::read_dir(&envs_dir).map_err(|e| io_err("cannot read", &envs_dir, e))?;
         for entry in entries {
-            let path = entry.map_err(|e| io_err("cannot read", &envs_dir, e))?.path();
+            let path = entry
+                .map_err(|e| io_err("cannot read", &envs_dir, e))?
+                .path();
             let Some(env) = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -52,10 +54,7 @@ impl FileStore {
                 .borrow_mut()
                 .insert(env.to_string(), (file.state, file.history));
         }
-        Ok(FileStore {
-            dir: envs_dir,
-            mem,
-        })
+        Ok(FileStore { dir: envs_dir, mem })
     }
 
     fn write(&self, env: &str, durable: bool) -> Result<(), StoreError> {
@@ -71,7 +70,8 @@ impl FileStore {
         })
         .map_err(|e| io_err("cannot encode", &path, e))?;
         let mut f = fs::File::create(&tmp).map_err(|e| io_err("cannot write", &tmp, e))?;
-        f.write_all(&bytes).map_err(|e| io_err("cannot write", &tmp, e))?;
+        f.write_all(&bytes)
+            .map_err(|e| io_err("cannot write", &tmp, e))?;
         if durable {
             f.sync_all().map_err(|e| io_err("cannot sync", &tmp, e))?;
         }
@@ -99,7 +99,7 @@ impl Store for FileStore {
         history: &[HistoryEntry],
     ) -> Result<(), StoreError> {
         self.mem.save(env, before, after, history).await?;
-        let term_changed = before.map_or(true, |b| b.term != after.term);
+        let term_changed = before.is_none_or(|b| b.term != after.term);
         self.write(env, term_changed)
     }
 
@@ -147,13 +147,19 @@ mod tests {
         let changes = st
             .heartbeat(&ElectionConfig::default(), &auth, &hb, 1000)
             .unwrap();
-        let rows: Vec<_> = changes.iter().filter_map(|c| c.history_entry(1000)).collect();
+        let rows: Vec<_> = changes
+            .iter()
+            .filter_map(|c| c.history_entry(1000))
+            .collect();
         block_on(store.save("dev", None, &st, &rows)).unwrap();
         drop(store);
 
         let store = FileStore::open(&dir).unwrap();
         assert_eq!(block_on(store.load("dev")).unwrap(), Some(st.clone()));
-        assert_eq!(block_on(store.history("dev", None, 10)).unwrap().entries, rows);
+        assert_eq!(
+            block_on(store.history("dev", None, 10)).unwrap().entries,
+            rows
+        );
         assert_eq!(block_on(store.envs()).unwrap(), vec!["dev".to_string()]);
         drop(store);
 

@@ -120,7 +120,10 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
             tracing::error!("forge server stopped: {e}");
         }
     });
-    tracing::info!("forge listening on http://{addr} (mode native, data {})", opts.data_dir.display());
+    tracing::info!(
+        "forge listening on http://{addr} (mode native, data {})",
+        opts.data_dir.display()
+    );
     Ok(RunningForge {
         addr,
         stop: stop_tx,
@@ -136,7 +139,10 @@ fn run_core(
     sweep_every: Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("forge core cannot start: {e}");
@@ -172,11 +178,16 @@ fn log_change(c: &crate::forge::LeaderChange) {
     match &c.entry.leader {
         Some(l) => tracing::info!(
             "[FORGE] env={} term={} leader={} ({})",
-            c.env, c.entry.term, l, c.entry.reason
+            c.env,
+            c.entry.term,
+            l,
+            c.entry.reason
         ),
         None => tracing::info!(
             "[FORGE] env={} term={} lease ended ({})",
-            c.env, c.entry.term, c.entry.reason
+            c.env,
+            c.entry.term,
+            c.entry.reason
         ),
     }
 }
@@ -209,17 +220,32 @@ async fn serve_one(
     );
     for (name, value) in &parts.headers {
         if let Ok(v) = value.to_str() {
-            core_req.headers.insert(name.as_str().to_string(), v.to_string());
+            core_req
+                .headers
+                .insert(name.as_str().to_string(), v.to_string());
         }
     }
     core_req.body = body.to_vec();
     let (reply, answer) = oneshot::channel();
-    if jobs.send(Job { req: core_req, reply }).await.is_err() {
-        return into_axum(Response::error(ErrorCode::Internal, "forge is shutting down"));
+    if jobs
+        .send(Job {
+            req: core_req,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return into_axum(Response::error(
+            ErrorCode::Internal,
+            "forge is shutting down",
+        ));
     }
     match answer.await {
         Ok(r) => into_axum(r),
-        Err(_) => into_axum(Response::error(ErrorCode::Internal, "forge is shutting down")),
+        Err(_) => into_axum(Response::error(
+            ErrorCode::Internal,
+            "forge is shutting down",
+        )),
     }
 }
 
