@@ -18,6 +18,8 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::auth::ApiAuth;
 use crate::client::ForgeClient;
 use crate::clock;
+use crate::containers::orchestrator::{OrchestratorError, PullPolicy};
+use crate::containers::{reference, Orchestrator};
 use crate::events::TAIL;
 use crate::keeper::Shared;
 
@@ -27,6 +29,8 @@ pub struct ApiState {
     pub auth: Arc<ApiAuth>,
     /// Read-only forge access (peers for `/federation/state`); never signs.
     pub forge: Arc<ForgeClient>,
+    /// The container layer; `None` without a manifest with services.
+    pub containers: Option<Arc<Orchestrator>>,
 }
 
 pub struct ApiError(pub ErrorCode, pub String);
@@ -91,8 +95,38 @@ async fn health(State(s): State<ApiState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn status(State(s): State<ApiState>) -> Json<crate::keeper::StatusSnapshot> {
-    Json(s.shared.status())
+async fn status(State(s): State<ApiState>) -> Json<serde_json::Value> {
+    let mut v = serde_json::to_value(s.shared.status()).unwrap_or_default();
+    let containers = match &s.containers {
+        None => json!({"enabled": false}),
+        Some(o) => {
+            // Bounded: a hung engine must not hang /status.
+            let list =
+                tokio::time::timeout(std::time::Duration::from_secs(2), o.containers()).await;
+            let (managed, error) = match list {
+                Ok(Ok(l)) => (
+                    l.iter()
+                        .map(|c| json!({"id": &c.id[..c.id.len().min(12)], "name": c.name, "service": c.service,
+                                        "image": c.image, "running": c.running, "term": c.term, "owner": c.owner}))
+                        .collect::<Vec<_>>(),
+                    None,
+                ),
+                Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+                Err(_) => (Vec::new(), Some("docker engine did not answer within 2 s".to_string())),
+            };
+            let engine = o.engine_status();
+            json!({
+                "enabled": true,
+                "engine": if engine.available && error.is_none() { "ok" } else { "degraded" },
+                "error": error.or(engine.last_error),
+                "managed": managed,
+            })
+        }
+    };
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("containers".into(), containers);
+    }
+    Json(v)
 }
 
 async fn federation_state(State(s): State<ApiState>) -> Json<serde_json::Value> {
@@ -172,24 +206,23 @@ async fn nudge(
 #[derive(Deserialize)]
 struct DeployBody {
     image: String,
+    /// The manifest service to deploy; may be left out when the manifest has one service.
+    #[serde(default)]
+    service: Option<String>,
+    /// `never`, `missing` (default) or `always`.
+    #[serde(default)]
+    pull: PullPolicy,
     #[serde(default)]
     branch: Option<String>,
 }
 
-/// The original's image name rule, kept (and applied before anything else is done).
-pub fn validate_image_name(image: &str) -> Result<(), &'static str> {
-    if image.is_empty() || image.len() > 256 {
-        return Err("image name must be 1 to 256 characters");
-    }
-    if image.chars().any(|c| ";&|$`()<>\n\r ".contains(c)) {
-        return Err("image name contains a forbidden character");
-    }
-    let mut chars = image.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || "._:/-".contains(c)) {
-        return Err("image name must match ^[a-zA-Z0-9][a-zA-Z0-9._:/-]*$");
-    }
-    Ok(())
+/// The container layer's errors keep their own status and code (422 `unhealthy`, 409
+/// `fenced`, 503 `engine_unavailable`, …), in the usual error body.
+fn orchestration_error(err: OrchestratorError) -> Response {
+    let (status, code) = err.http();
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = json!({"error": {"code": code, "message": err.to_string()}});
+    (status, Json(body)).into_response()
 }
 
 async fn deploy(
@@ -206,19 +239,42 @@ async fn deploy(
     let req: DeployBody = serde_json::from_slice(&body).map_err(|err| {
         e(
             ErrorCode::BadRequest,
-            format!("body must be {{\"image\":…}}: {err}"),
+            format!("body must be {{\"image\":…, \"service\":…, \"pull\":\"never|missing|always\"}}: {err}"),
         )
     })?;
-    validate_image_name(&req.image).map_err(|m| e(ErrorCode::BadRequest, m))?;
+    reference::validate(&req.image).map_err(|m| e(ErrorCode::BadRequest, m))?;
+    let Some(orch) = &s.containers else {
+        return Err(e(
+            ErrorCode::NotImplemented,
+            "this agent has no manifest with services (BRH_CONFIG), so nothing to deploy",
+        ));
+    };
+    let manifest = orch.manifest();
+    let service = match (&req.service, manifest.services.as_slice()) {
+        (Some(svc), _) => svc.clone(),
+        (None, [only]) => only.name.clone(),
+        (None, _) => {
+            return Err(e(
+                ErrorCode::BadRequest,
+                "service is required: the manifest has several services",
+            ))
+        }
+    };
     s.shared.events.log(format!(
-        "DEPLOY: requested by {caller}: image={} branch={}",
+        "DEPLOY: requested by {caller}: service={service} image={} branch={}",
         req.image,
         req.branch.as_deref().unwrap_or("unknown")
     ));
-    Err(e(
-        ErrorCode::NotImplemented,
-        "deploy is accepted by the leader but the container layer is not built yet",
-    ))
+    let outcome = match orch.deploy(&service, &req.image, req.pull).await {
+        Ok(o) => o,
+        Err(err) => return Ok(orchestration_error(err)),
+    };
+    let status = if outcome.status == "deployed" {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, Json(outcome)).into_response())
 }
 
 async fn container_action(
@@ -231,14 +287,34 @@ async fn container_action(
 ) -> Result<Response, ApiError> {
     authenticate(&s, "POST", &uri, &h, &body)?;
     validate_id(&name).map_err(|err| e(ErrorCode::BadRequest, format!("name {err}")))?;
-    let term = s
-        .shared
+    s.shared
         .guard()
         .map_err(|nl| e(ErrorCode::NotLeader, nl.to_string()))?;
-    Err(e(
-        ErrorCode::NotImplemented,
-        format!("{action} of {name} (term {term}): the container layer is not built yet"),
-    ))
+    let Some(orch) = &s.containers else {
+        return Err(e(
+            ErrorCode::NotImplemented,
+            "this agent has no manifest with services (BRH_CONFIG), so it manages no containers",
+        ));
+    };
+    let c = match action {
+        "restart" => orch.restart(&name).await,
+        _ => orch.drain(&name).await,
+    };
+    let c = match c {
+        Ok(c) => c,
+        Err(err) => return Ok(orchestration_error(err)),
+    };
+    let done = if action == "restart" {
+        "restarted"
+    } else {
+        "drained"
+    };
+    s.shared.events.log(format!(
+        "{}: {done} container {}",
+        action.to_uppercase(),
+        c.name
+    ));
+    Ok(Json(json!({"status": done, "name": c.name, "id": c.id})).into_response())
 }
 
 async fn restart(
@@ -259,19 +335,4 @@ async fn drain(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     container_action(s, "drain", name, uri, h, body).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn image_names() {
-        assert!(validate_image_name("nginx:1.27").is_ok());
-        assert!(validate_image_name("ghcr.io/a/b-c_d:1").is_ok());
-        for bad in ["", "-x", "a b", "a;b", "a@sha256:x", "$(x)"] {
-            assert!(validate_image_name(bad).is_err(), "{bad}");
-        }
-        assert!(validate_image_name(&"a".repeat(257)).is_err());
-    }
 }

@@ -28,7 +28,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Run the agent: heartbeat to the forge, keep the role, serve the local API.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the env's leader, term and peers as the forge sees them.
     Status(StatusArgs),
     /// Generate or verify a dominion root (replaces generate_forge_root.sh).
@@ -107,8 +107,15 @@ pub struct DeployArgs {
     /// The agent's API (usually the leader's).
     #[arg(long, env = "BRH_AGENT_URL", default_value = "http://127.0.0.1:7878")]
     pub agent: String,
+    /// Image reference (Docker's grammar), e.g. `registry.example.com/app:1.2`.
     #[arg(long)]
     pub image: String,
+    /// The manifest service to deploy (may be left out when the manifest has one service).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Pull policy: never, missing or always.
+    #[arg(long, default_value = "missing", value_parser = ["never", "missing", "always"])]
+    pub pull: String,
     #[arg(long)]
     pub branch: Option<String>,
     #[command(flatten)]
@@ -188,7 +195,7 @@ fn init_tracing() {
 
 async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
-        Cmd::Run(args) => run(args).await,
+        Cmd::Run(args) => run(*args).await,
         Cmd::Status(a) => status(a).await,
         Cmd::Root { cmd } => root(cmd),
         Cmd::Deploy(a) => deploy(a).await,
@@ -401,11 +408,15 @@ pub async fn signed_agent_post(
 }
 
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
-    crate::api::validate_image_name(&a.image).map_err(|m| anyhow!("invalid --image: {m}"))?;
+    crate::containers::reference::validate(&a.image)
+        .map_err(|m| anyhow!("invalid --image: {m}"))?;
     let key = api_key(&a.key)?;
-    let body = serde_json::to_vec(&serde_json::json!({"image": a.image, "branch": a.branch}))?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "image": a.image, "service": a.service, "pull": a.pull, "branch": a.branch
+    }))?;
     let (status, j) = signed_agent_post(
-        &client::http_client(Duration::from_secs(30)),
+        // A deploy health-checks every replica: allow it time.
+        &client::http_client(Duration::from_secs(600)),
         &a.agent,
         "/deploy",
         body,

@@ -6,12 +6,16 @@
 //! agent with one line naming the setting (see [`ConfigError`]).
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use brh_shared::ids::validate_id;
 use brh_shared::root::DominionRoot;
 use brh_shared::Timing;
 use clap::Args;
 use serde::Deserialize;
+
+use crate::containers::orchestrator::DemotePolicy;
+use crate::containers::Manifest;
 
 /// Seal used with `--insecure-dev` only. Public by design: anyone can forge with it.
 pub const INSECURE_DEV_SEAL: &str = "brh-insecure-development-seal";
@@ -93,6 +97,29 @@ pub struct RunArgs {
     /// Append leadership intervals as JSON lines to this file.
     #[arg(long, env = "BRH_EVENT_LOG")]
     pub event_log: Option<PathBuf>,
+    /// What a demoted leader does with its containers: `relinquish` (keep them running and
+    /// stop managing them; the next leader adopts them in place) or `drain` (stop with the
+    /// stop timeout and remove those this node created; for one engine per host).
+    #[arg(long, env = "BRH_DEMOTE_POLICY")]
+    pub demote_policy: Option<String>,
+    /// Restart managed containers that die (leader only, driven by Docker events).
+    #[arg(long, env = "BRH_RECOVERY_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub recovery_enabled: Option<bool>,
+    /// Chaos drills: kill a random managed container now and then (leader only). Off by default.
+    #[arg(long, env = "BRH_CHAOS_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub chaos_enabled: Option<bool>,
+    /// Interval between chaos draws (default 600 s).
+    #[arg(long, env = "BRH_CHAOS_INTERVAL")]
+    pub chaos_interval: Option<String>,
+    /// Probability of a kill at each chaos draw (default 0.15).
+    #[arg(long, env = "BRH_KILL_PROB")]
+    pub kill_prob: Option<f64>,
+    /// How long a container gets to stop before it is killed (default 10 s).
+    #[arg(long, env = "BRH_STOP_TIMEOUT")]
+    pub stop_timeout: Option<String>,
+    /// `api` runs without the container layer even if the manifest has services.
+    #[arg(long, env = "BRH_RUNTIME")]
+    pub runtime: Option<String>,
     /// TEST ONLY: offset the wall clock used for `x-brh-ts` (ms, may be negative). Role
     /// keeping uses the monotonic clock and is unaffected; this exists to prove it.
     #[arg(long, hide = true, allow_hyphen_values = true)]
@@ -108,6 +135,16 @@ pub struct FileConfig {
     /// Top-level `consensus` as in the original's manifest.
     #[serde(default)]
     pub consensus: Option<FileConsensus>,
+    /// `chaos{enabled, interval, probability}` as in the original's manifest.
+    #[serde(default)]
+    pub chaos: Option<FileChaos>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FileChaos {
+    pub enabled: Option<bool>,
+    pub interval: Option<serde_norway::Value>,
+    pub probability: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -143,15 +180,17 @@ pub struct FileConsensus {
 }
 
 impl FileConfig {
-    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+    /// Reads the file; returns the agent's settings and the text (for the manifest).
+    pub fn load(path: &Path) -> Result<(Self, String), ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err("BRH_CONFIG", format!("cannot read {}: {e}", path.display())))?;
-        serde_norway::from_str(&text).map_err(|e| {
+        let file = serde_norway::from_str(&text).map_err(|e| {
             err(
                 "BRH_CONFIG",
                 format!("{} is not valid: {e}", path.display()),
             )
-        })
+        })?;
+        Ok((file, text))
     }
 }
 
@@ -204,6 +243,100 @@ pub struct Config {
     pub event_log: Option<PathBuf>,
     pub clock_skew_ms: i64,
     pub insecure: bool,
+    /// The container layer's settings; `None` without a manifest with services (or with
+    /// `BRH_RUNTIME=api`).
+    pub containers: Option<ContainerSettings>,
+}
+
+/// What the container layer needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct ContainerSettings {
+    pub manifest: Manifest,
+    pub demote_policy: DemotePolicy,
+    pub recovery: bool,
+    pub chaos: Option<(Duration, f64)>,
+    pub stop_timeout: Duration,
+    /// Lifetime of each container's `BRH_TOKEN` (the original's `service_ttl_minutes`).
+    pub token_ttl: Duration,
+}
+
+type DurFn<'a> = dyn Fn(&'static str, &Option<String>, &Option<serde_norway::Value>, u64) -> Result<u64, ConfigError>
+    + 'a;
+
+/// The run arguments the container layer reads.
+struct ContainerArgs<'a> {
+    runtime: Option<&'a str>,
+    demote_policy: Option<&'a str>,
+    recovery_enabled: Option<bool>,
+    chaos_enabled: Option<bool>,
+    chaos_interval: &'a Option<String>,
+    kill_prob: Option<f64>,
+    stop_timeout: &'a Option<String>,
+}
+
+fn container_settings(
+    args: ContainerArgs<'_>,
+    file: &FileConfig,
+    text: &str,
+    dur: &DurFn<'_>,
+) -> Result<Option<ContainerSettings>, ConfigError> {
+    match args.runtime {
+        None | Some("") | Some("docker") => {}
+        Some("api") => return Ok(None),
+        Some(other) => {
+            return Err(err(
+                "BRH_RUNTIME",
+                format!("{other:?} is not a runtime (docker, or api for no containers)"),
+            ))
+        }
+    }
+    let manifest = if text.is_empty() {
+        Manifest::default()
+    } else {
+        Manifest::parse(text).map_err(|e| err("BRH_CONFIG", e.to_string()))?
+    };
+    if manifest.services.is_empty() {
+        return Ok(None);
+    }
+    let demote_policy = match args.demote_policy {
+        None => DemotePolicy::Relinquish,
+        Some(p) => p.parse().map_err(|m: String| err("BRH_DEMOTE_POLICY", m))?,
+    };
+    let chaos_file = file.chaos.as_ref();
+    let chaos_enabled = args
+        .chaos_enabled
+        .or(chaos_file.and_then(|c| c.enabled))
+        .unwrap_or(false);
+    let chaos = if chaos_enabled {
+        let interval = dur(
+            "BRH_CHAOS_INTERVAL",
+            args.chaos_interval,
+            &chaos_file.and_then(|c| c.interval.clone()),
+            600_000,
+        )?;
+        if interval < 100 {
+            return Err(err("BRH_CHAOS_INTERVAL", "must be at least 100 ms"));
+        }
+        let p = args
+            .kill_prob
+            .or(chaos_file.and_then(|c| c.probability))
+            .unwrap_or(0.15);
+        if !(0.0..=1.0).contains(&p) {
+            return Err(err("BRH_KILL_PROB", "must be between 0 and 1"));
+        }
+        Some((Duration::from_millis(interval), p))
+    } else {
+        None
+    };
+    let stop_timeout = dur("BRH_STOP_TIMEOUT", args.stop_timeout, &None, 10_000)?;
+    Ok(Some(ContainerSettings {
+        manifest,
+        demote_policy,
+        recovery: args.recovery_enabled.unwrap_or(true),
+        chaos,
+        stop_timeout: Duration::from_millis(stop_timeout),
+        token_ttl: Duration::from_secs(180 * 60),
+    }))
 }
 
 impl std::fmt::Debug for Config {
@@ -257,9 +390,9 @@ pub fn forge_base_url(root: &DominionRoot, over: Option<&str>) -> Result<String,
 impl Config {
     /// Resolves and validates. `now_s` is the wall clock, for the root's epoch check.
     pub fn resolve(args: RunArgs, now_s: u64) -> Result<Config, ConfigError> {
-        let file = match &args.config {
+        let (file, text) = match &args.config {
             Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
+            None => (FileConfig::default(), String::new()),
         };
         let hb = &file.runtime.federation.heartbeat;
         let cons = file
@@ -357,6 +490,20 @@ impl Config {
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
         let advertise = args.advertise.unwrap_or_else(|| format!("http://{listen}"));
         let allowed_origins = parse_origins(args.allowed_origins.as_deref().unwrap_or(""))?;
+        let containers = container_settings(
+            ContainerArgs {
+                runtime: args.runtime.as_deref(),
+                demote_policy: args.demote_policy.as_deref(),
+                recovery_enabled: args.recovery_enabled,
+                chaos_enabled: args.chaos_enabled,
+                chaos_interval: &args.chaos_interval,
+                kill_prob: args.kill_prob,
+                stop_timeout: &args.stop_timeout,
+            },
+            &file,
+            &text,
+            &dur,
+        )?;
         Ok(Config {
             node_id,
             env,
@@ -380,6 +527,7 @@ impl Config {
             event_log: args.event_log,
             clock_skew_ms: args.test_clock_skew_ms.unwrap_or(0),
             insecure,
+            containers,
         })
     }
 }

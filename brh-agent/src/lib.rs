@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod containers;
 pub mod events;
 pub mod keeper;
 pub mod metrics;
@@ -79,10 +80,28 @@ pub async fn start_agent(
     );
     let api_key = auth::derive_api_key(&cfg.seal, &cfg.env);
     let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
+    // The container layer, when the manifest has services: its hooks wrap the caller's, and
+    // its leader-only loops run until the keeper has stepped down.
+    let loops_stop = CancellationToken::new();
+    let (hooks, container_hooks, orch) = match shared.cfg.containers.clone() {
+        Some(settings) => {
+            let orch = containers::agent::orchestrator(&shared, &settings);
+            containers::agent::spawn_loops(&orch, &settings, &loops_stop);
+            let ch = containers::agent::ContainerHooks::new(hooks, orch.clone());
+            let settle = settings.stop_timeout * 2 + Duration::from_secs(10);
+            (
+                ch.clone() as Arc<dyn RoleHooks>,
+                Some((ch, settle)),
+                Some(orch),
+            )
+        }
+        None => (hooks, None, None),
+    };
     let state = api::ApiState {
         shared: shared.clone(),
         auth: Arc::new(auth::ApiAuth::new(api_key)),
         forge: Arc::new(reader),
+        containers: orch,
     };
     let app = api::router(state);
     let api_stop = CancellationToken::new();
@@ -102,6 +121,11 @@ pub async fn start_agent(
     let keeper_shared = shared.clone();
     let done = tokio::spawn(async move {
         keeper::run(keeper_shared, client, hooks, cancel).await;
+        if let Some((ch, limit)) = container_hooks {
+            // A drain on shutdown finishes before the process goes.
+            ch.settle(limit).await;
+        }
+        loops_stop.cancel();
         api_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     });

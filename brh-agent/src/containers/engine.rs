@@ -1,0 +1,377 @@
+//! The Docker engine, through bollard. Only this file knows bollard's types; everything above
+//! it works with [`Observed`] and [`CreateSpec`].
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, EventMessage, HostConfig, NetworkCreateRequest, PortBinding,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
+    RemoveContainerOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+
+use super::labels;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("docker engine unavailable: {0}")]
+    Unavailable(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("docker engine refused: {0}")]
+    Refused(String),
+}
+
+impl From<BollardError> for EngineError {
+    fn from(e: BollardError) -> Self {
+        match e {
+            BollardError::DockerResponseServerError {
+                status_code,
+                message,
+            } => match status_code {
+                404 => EngineError::NotFound(message),
+                409 => EngineError::Conflict(message),
+                _ => EngineError::Refused(format!("{status_code}: {message}")),
+            },
+            other => EngineError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// A BRH-managed container as the engine shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub id: String,
+    pub name: String,
+    pub env: String,
+    pub service: String,
+    pub replica: Option<u32>,
+    pub term: u64,
+    pub owner: String,
+    pub image: String,
+    pub running: bool,
+}
+
+/// Details only `inspect` gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inspected {
+    pub observed: Observed,
+    pub started_at: Option<String>,
+    pub ip: Option<String>,
+    pub env_vars: Vec<String>,
+}
+
+/// Everything needed to create one managed container.
+#[derive(Debug, Clone)]
+pub struct CreateSpec {
+    pub name: String,
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    pub ports: Vec<super::manifest::PortMap>,
+    pub volumes: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+}
+
+impl Engine {
+    /// Connects through `DOCKER_HOST` (or the default socket) and negotiates the API version:
+    /// bollard's default is newer than many daemons (Debian's 20.10 speaks 1.41).
+    pub async fn connect() -> Result<Self, EngineError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?
+            .with_timeout(Duration::from_secs(60));
+        let docker = docker.negotiate_version().await?;
+        Ok(Engine { docker })
+    }
+
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        self.docker.ping().await?;
+        Ok(())
+    }
+
+    fn observed(
+        id: Option<String>,
+        name: Option<String>,
+        image: Option<String>,
+        labels_map: Option<HashMap<String, String>>,
+        running: bool,
+    ) -> Option<Observed> {
+        let l = labels_map.unwrap_or_default();
+        if l.get(labels::MANAGED).map(String::as_str) != Some("true") {
+            return None;
+        }
+        Some(Observed {
+            id: id?,
+            name: name.unwrap_or_default().trim_start_matches('/').to_string(),
+            env: l.get(labels::ENV).cloned().unwrap_or_default(),
+            service: l.get(labels::SERVICE).cloned().unwrap_or_default(),
+            replica: l.get(labels::REPLICA).and_then(|r| r.parse().ok()),
+            term: l
+                .get(labels::TERM)
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(0),
+            owner: l.get(labels::OWNER).cloned().unwrap_or_default(),
+            image: image.unwrap_or_default(),
+            running,
+        })
+    }
+
+    /// Every BRH-managed container of `env`, running or not.
+    pub async fn list_managed(&self, env: &str) -> Result<Vec<Observed>, EngineError> {
+        let filters = HashMap::from([(
+            "label",
+            vec![
+                format!("{}=true", labels::MANAGED),
+                format!("{}={env}", labels::ENV),
+            ],
+        )]);
+        let opts = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let list = self.docker.list_containers(Some(opts)).await?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let running = matches!(
+                    c.state,
+                    Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                );
+                Self::observed(
+                    c.id,
+                    c.names.and_then(|n| n.into_iter().next()),
+                    c.image,
+                    c.labels,
+                    running,
+                )
+            })
+            .filter(|o| o.env == env)
+            .collect())
+    }
+
+    /// Inspects a container by id or name. Unmanaged containers are reported as not found,
+    /// so nothing above this layer can act on them by accident.
+    pub async fn inspect_managed(&self, id_or_name: &str) -> Result<Inspected, EngineError> {
+        let c = self.docker.inspect_container(id_or_name, None).await?;
+        let state = c.state.unwrap_or_default();
+        let config = c.config.unwrap_or_default();
+        let ip = c.network_settings.and_then(|n| {
+            n.networks?
+                .into_values()
+                .find_map(|e| e.ip_address.filter(|ip| !ip.is_empty()))
+        });
+        let observed = Self::observed(
+            c.id,
+            c.name,
+            config.image.clone(),
+            config.labels.clone(),
+            state.running.unwrap_or(false),
+        )
+        .ok_or_else(|| EngineError::NotFound(format!("{id_or_name} is not managed by BRH")))?;
+        Ok(Inspected {
+            observed,
+            started_at: state.started_at,
+            ip,
+            env_vars: config.env.unwrap_or_default(),
+        })
+    }
+
+    /// Ids of the networks named exactly `name`, sorted. Docker allows several networks with
+    /// one name (two agents creating it at once), and then refuses to resolve the name.
+    async fn networks_named(&self, name: &str) -> Result<Vec<String>, EngineError> {
+        let filters = HashMap::from([("name", vec![name.to_string()])]);
+        let opts = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let mut ids: Vec<String> = self
+            .docker
+            .list_networks(Some(opts))
+            .await?
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .filter_map(|n| n.id)
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Makes sure a network of that name exists and returns the id to attach containers to.
+    /// When duplicates exist, every agent picks the same one (the smallest id), and a
+    /// duplicate this call created itself is removed again.
+    pub async fn ensure_network(&self, name: &str) -> Result<String, EngineError> {
+        // One creator at a time within this process; across processes duplicates are
+        // cleaned up below.
+        static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _one = CREATE.lock().await;
+        let existing = self.networks_named(name).await?;
+        if let Some(first) = existing.first() {
+            // Docker 20.10 refuses even id-based references while a name is ambiguous: drop
+            // duplicates nobody uses (removal of one in use fails harmlessly).
+            for dup in &existing[1..] {
+                let _ = self.docker.remove_network(dup).await;
+            }
+            return Ok(first.clone());
+        }
+        let req = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(HashMap::from([(
+                labels::MANAGED.to_string(),
+                "true".to_string(),
+            )])),
+            ..Default::default()
+        };
+        let created = self.docker.create_network(req).await?.id;
+        let all = self.networks_named(name).await?;
+        let chosen = all.first().cloned().unwrap_or_else(|| created.clone());
+        for dup in all.iter().filter(|id| **id != chosen) {
+            let _ = self.docker.remove_network(dup).await;
+        }
+        Ok(chosen)
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub async fn pull(&self, image: &str) -> Result<(), EngineError> {
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = stream.next().await {
+            item?;
+        }
+        Ok(())
+    }
+
+    pub async fn create(&self, spec: &CreateSpec) -> Result<String, EngineError> {
+        let mut exposed = Vec::new();
+        let mut bindings = HashMap::new();
+        for p in &spec.ports {
+            let key = format!("{}/{}", p.container_port, p.proto);
+            exposed.push(key.clone());
+            if p.host_port.is_some() || p.host_ip.is_some() {
+                bindings.insert(
+                    key,
+                    Some(vec![PortBinding {
+                        host_ip: p.host_ip.clone(),
+                        host_port: p.host_port.map(|h| h.to_string()),
+                    }]),
+                );
+            }
+        }
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: spec.command.clone(),
+            env: Some(spec.env.clone()),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: (!exposed.is_empty()).then_some(exposed),
+            host_config: Some(HostConfig {
+                // tini as PID 1: a plain `sleep` ignores SIGTERM and every stop would wait for
+                // the whole timeout.
+                init: Some(true),
+                network_mode: Some(spec.network.clone()),
+                port_bindings: (!bindings.is_empty()).then_some(bindings),
+                binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        Ok(self.docker.create_container(Some(opts), body).await?.id)
+    }
+
+    pub async fn start(&self, id: &str) -> Result<(), EngineError> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            // 304: already running.
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<(), EngineError> {
+        let opts = StopContainerOptionsBuilder::default()
+            .t(timeout.as_secs().min(i32::MAX as u64) as i32)
+            .build();
+        match self.docker.stop_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let opts = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => Ok(()),
+            Err(e) => match EngineError::from(e) {
+                EngineError::NotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    pub async fn kill(&self, id: &str) -> Result<(), EngineError> {
+        let opts = KillContainerOptionsBuilder::default()
+            .signal("SIGKILL")
+            .build();
+        Ok(self.docker.kill_container(id, Some(opts)).await?)
+    }
+
+    /// Renames a container. Docker answers 409 if the new name is taken and 404 if the old one
+    /// is gone, so a rename doubles as a compare-and-swap on the canonical name.
+    pub async fn rename(&self, id: &str, new_name: &str) -> Result<(), EngineError> {
+        let opts = RenameContainerOptionsBuilder::default()
+            .name(new_name)
+            .build();
+        Ok(self.docker.rename_container(id, opts).await?)
+    }
+
+    /// Container events of BRH-managed containers of `env`.
+    pub fn events(
+        &self,
+        env: &str,
+    ) -> impl Stream<Item = Result<EventMessage, EngineError>> + use<> {
+        let filters = HashMap::from([
+            ("type", vec!["container".to_string()]),
+            (
+                "label",
+                vec![
+                    format!("{}=true", labels::MANAGED),
+                    format!("{}={env}", labels::ENV),
+                ],
+            ),
+        ]);
+        let opts = EventsOptionsBuilder::default().filters(&filters).build();
+        self.docker
+            .events(Some(opts))
+            .map(|r| r.map_err(EngineError::from))
+    }
+}

@@ -1,0 +1,43 @@
+//! The container layer: the manifest, its reconciliation against a real Docker engine, and the
+//! leader-only loops (recovery, chaos), deploys, restarts and drains.
+//!
+//! Split like the rest of BRH: `manifest`, `reference` and `plan` are pure (parsing,
+//! validation, deciding what to do given what the engine shows); `engine`, `health` and
+//! `orchestrator` do the I/O. Every mutation goes through [`LeaseGuard`] first, and an agent
+//! never mutates a container labelled with a term greater than its own (resource-side
+//! fencing, design §6).
+pub mod agent;
+pub mod engine;
+pub mod health;
+pub mod manifest;
+pub mod orchestrator;
+pub mod plan;
+pub mod reference;
+
+pub use engine::{Engine, EngineError, Observed};
+pub use manifest::{Manifest, ManifestError, Service};
+pub use orchestrator::{DemotePolicy, DeployOutcome, Orchestrator, OrchestratorError, PullPolicy};
+
+/// Labels BRH puts on the containers it creates. Labels are immutable after create, so they
+/// carry identity and the creating term; ownership itself is the lease.
+pub mod labels {
+    pub const SERVICE: &str = "brh.service";
+    pub const ENV: &str = "brh.env";
+    pub const OWNER: &str = "brh.owner";
+    pub const TERM: &str = "brh.term";
+    pub const EPOCH: &str = "brh.epoch";
+    pub const REPLICA: &str = "brh.replica";
+    pub const MANAGED: &str = "brh.managed";
+}
+
+/// Refusal of an orchestration action because this agent does not (or no longer) lead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("This BRH is not the elected leader; orchestration denied.")]
+pub struct NotLeader;
+
+/// The role guard every mutation passes: `Ok(term)` while this agent holds a lease whose
+/// deadline has not passed, `Err(NotLeader)` otherwise. It is consulted immediately before
+/// each engine call, not once per batch, so a lease lost halfway stops the batch.
+pub trait LeaseGuard: Send + Sync {
+    fn check(&self) -> Result<u64, NotLeader>;
+}

@@ -1,0 +1,804 @@
+//! The leader's hands on the engine: promotion-time reconciliation, demotion policy, deploys,
+//! restarts, drains, and the recovery and chaos loops. Every mutation is preceded by
+//! [`LeaseGuard::check`] and by the fencing rule (never touch a container whose `brh.term` is
+//! greater than ours), and only BRH-managed containers of this env are ever listed, so
+//! nothing else on the host can be touched.
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{CreateSpec, Engine, EngineError, Inspected, Observed};
+use super::health::{self, Unhealthy};
+use super::manifest::{Manifest, Service};
+use super::plan::{self, Action, Seen};
+use super::{labels, reference, LeaseGuard, NotLeader};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemotePolicy {
+    /// Keep the containers running and stop managing them (zero-downtime handover on a shared
+    /// engine: the next leader adopts them).
+    Relinquish,
+    /// Stop (with the stop timeout) and remove the containers this node created. Meant for
+    /// one engine per host, where the next leader starts the services on its own host.
+    Drain,
+}
+
+impl FromStr for DemotePolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "relinquish" => Ok(DemotePolicy::Relinquish),
+            "drain" => Ok(DemotePolicy::Drain),
+            _ => Err(format!(
+                "{s:?} is not a demotion policy (relinquish or drain)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PullPolicy {
+    Never,
+    #[default]
+    Missing,
+    Always,
+}
+
+impl FromStr for PullPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "never" => Ok(PullPolicy::Never),
+            "missing" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            _ => Err(format!(
+                "{s:?} is not a pull policy (never, missing or always)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    pub env: String,
+    pub node: String,
+    /// The dominion root's epoch, passed to containers as `BRH_EPOCH` and label `brh.epoch`.
+    pub epoch: u64,
+    pub seal: Vec<u8>,
+    /// Lifetime of the `BRH_TOKEN` minted for each container.
+    pub token_ttl: Duration,
+    pub stop_timeout: Duration,
+    pub demote_policy: DemotePolicy,
+    /// Opt-in chaos drills: kill a random managed container every `interval` with `probability`.
+    pub chaos: Option<(Duration, f64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OrchestratorError {
+    #[error(transparent)]
+    NotLeader(#[from] NotLeader),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("container {id} belongs to term {theirs}, newer than ours ({ours}); not touched")]
+    Fenced { id: String, theirs: u64, ours: u64 },
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{service}: {source}")]
+    Unhealthy { service: String, source: Unhealthy },
+}
+
+impl OrchestratorError {
+    /// The HTTP status and error code for the agent API.
+    pub fn http(&self) -> (u16, &'static str) {
+        match self {
+            OrchestratorError::NotLeader(_) => (409, "not_leader"),
+            OrchestratorError::BadRequest(_) => (400, "bad_request"),
+            OrchestratorError::NotFound(_) => (404, "not_found"),
+            OrchestratorError::Fenced { .. } => (409, "fenced"),
+            OrchestratorError::Engine(EngineError::NotFound(_)) => (404, "not_found"),
+            OrchestratorError::Engine(EngineError::Conflict(_)) => (409, "conflict"),
+            OrchestratorError::Engine(EngineError::Unavailable(_)) => (503, "engine_unavailable"),
+            OrchestratorError::Engine(EngineError::Refused(_)) => (502, "engine_refused"),
+            OrchestratorError::Unhealthy { .. } => (422, "unhealthy"),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, OrchestratorError>;
+
+/// What a promotion did, for logs, events and tests.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub term: u64,
+    pub adopted: Vec<String>,
+    pub started: Vec<String>,
+    pub created: Vec<String>,
+    pub removed: Vec<String>,
+    pub fenced: Vec<String>,
+    pub orphans: Vec<String>,
+    pub unhealthy: Vec<String>,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DeployOutcome {
+    pub status: &'static str,
+    pub service: String,
+    pub image: String,
+    pub previous_image: String,
+    pub replaced: Vec<ReplicaChange>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReplicaChange {
+    pub replica: u32,
+    pub old_id: Option<String>,
+    pub new_id: String,
+}
+
+/// The engine's standing, for `/status`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct EngineStatus {
+    pub available: bool,
+    pub last_error: Option<String>,
+}
+
+pub struct Orchestrator {
+    cfg: OrchestratorConfig,
+    guard: Arc<dyn LeaseGuard>,
+    manifest: RwLock<Manifest>,
+    engine: tokio::sync::Mutex<Option<Engine>>,
+    status: Mutex<EngineStatus>,
+    /// Serializes mutations: reconcile, deploy, restart, drain and recovery never interleave.
+    ops: tokio::sync::Mutex<()>,
+    /// Containers we stop ourselves, so the recovery loop does not "recover" them.
+    expected_stops: Mutex<HashMap<String, Instant>>,
+    /// The network id resolved at promotion (names can be ambiguous on a shared engine).
+    network_id: Mutex<Option<String>>,
+    /// Where the original's event lines go (the agent's `/events`).
+    event_sink: std::sync::OnceLock<EventSink>,
+}
+
+/// Receives event lines in the original's vocabulary (`RECOVERY: …`, `CHAOS: …`).
+pub type EventSink = Box<dyn Fn(String) + Send + Sync>;
+
+fn unix_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Orchestrator {
+    pub fn new(
+        cfg: OrchestratorConfig,
+        manifest: Manifest,
+        guard: Arc<dyn LeaseGuard>,
+    ) -> Arc<Self> {
+        Arc::new(Orchestrator {
+            cfg,
+            guard,
+            manifest: RwLock::new(manifest),
+            engine: tokio::sync::Mutex::new(None),
+            status: Mutex::new(EngineStatus::default()),
+            ops: tokio::sync::Mutex::new(()),
+            expected_stops: Mutex::new(HashMap::new()),
+            network_id: Mutex::new(None),
+            event_sink: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Sets where event lines go; only the first call has an effect.
+    pub fn set_event_sink(&self, sink: EventSink) {
+        let _ = self.event_sink.set(sink);
+    }
+
+    /// Logs an event line (and traces it).
+    pub fn event(&self, line: String) {
+        tracing::info!("{line}");
+        if let Some(sink) = self.event_sink.get() {
+            sink(line);
+        }
+    }
+
+    pub fn manifest(&self) -> Manifest {
+        self.manifest.read().expect("manifest lock").clone()
+    }
+
+    pub fn engine_status(&self) -> EngineStatus {
+        self.status.lock().expect("status lock").clone()
+    }
+
+    fn note_engine<T>(
+        &self,
+        r: std::result::Result<T, EngineError>,
+    ) -> std::result::Result<T, EngineError> {
+        let mut s = self.status.lock().expect("status lock");
+        match &r {
+            Ok(_) => {
+                s.available = true;
+                s.last_error = None;
+            }
+            Err(EngineError::Unavailable(m)) => {
+                if s.available || s.last_error.is_none() {
+                    tracing::warn!("[ENGINE] degraded: {m}");
+                }
+                s.available = false;
+                s.last_error = Some(m.clone());
+            }
+            Err(_) => s.available = true,
+        }
+        r
+    }
+
+    /// The engine client, connecting (again) if needed. bollard opens a connection per
+    /// request, so once connected a client keeps working across an engine restart.
+    async fn engine(&self) -> Result<Engine> {
+        let mut slot = self.engine.lock().await;
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let e = self.note_engine(Engine::connect().await)?;
+        tracing::info!("[ENGINE] connected");
+        *slot = Some(e.clone());
+        Ok(e)
+    }
+
+    async fn call<T>(
+        &self,
+        f: impl std::future::Future<Output = std::result::Result<T, EngineError>>,
+    ) -> Result<T> {
+        Ok(self.note_engine(f.await)?)
+    }
+
+    /// Checks the lease and the fence for one container: the term to act under.
+    fn guard_for(&self, target: Option<&Observed>) -> Result<u64> {
+        let term = self.guard.check()?;
+        if let Some(o) = target {
+            if o.term > term {
+                return Err(OrchestratorError::Fenced {
+                    id: o.id.clone(),
+                    theirs: o.term,
+                    ours: term,
+                });
+            }
+        }
+        Ok(term)
+    }
+
+    fn expect_stop(&self, id: &str) {
+        let mut m = self.expected_stops.lock().expect("stops lock");
+        m.retain(|_, t| t.elapsed() < Duration::from_secs(120));
+        m.insert(id.to_string(), Instant::now());
+    }
+
+    fn was_expected(&self, id: &str) -> bool {
+        self.expected_stops
+            .lock()
+            .expect("stops lock")
+            .remove(id)
+            .is_some()
+    }
+
+    fn spec(
+        &self,
+        svc: &Service,
+        image: &str,
+        name: String,
+        replica: u32,
+        term: u64,
+    ) -> Result<CreateSpec> {
+        let token = brh_shared::token::mint(
+            &self.cfg.seal,
+            &self.cfg.env,
+            &svc.name,
+            unix_s() + self.cfg.token_ttl.as_secs(),
+        )
+        .map_err(|_| {
+            OrchestratorError::BadRequest(format!("cannot mint a token for service {}", svc.name))
+        })?;
+        let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.push(format!("BRH_ENV={}", self.cfg.env));
+        env.push(format!("BRH_EPOCH={}", self.cfg.epoch));
+        env.push(format!("BRH_TOKEN={token}"));
+        let mut l: HashMap<String, String> = svc.labels.clone().into_iter().collect();
+        l.insert(labels::MANAGED.into(), "true".into());
+        l.insert(labels::SERVICE.into(), svc.name.clone());
+        l.insert(labels::ENV.into(), self.cfg.env.clone());
+        l.insert(labels::OWNER.into(), self.cfg.node.clone());
+        l.insert(labels::TERM.into(), term.to_string());
+        l.insert(labels::EPOCH.into(), self.cfg.epoch.to_string());
+        l.insert(labels::REPLICA.into(), replica.to_string());
+        let network = self
+            .network_id
+            .lock()
+            .expect("network lock")
+            .clone()
+            .unwrap_or_else(|| self.manifest.read().expect("manifest lock").network.clone());
+        Ok(CreateSpec {
+            name,
+            image: image.to_string(),
+            command: svc.command.clone(),
+            env,
+            labels: l,
+            network,
+            ports: svc.ports.clone(),
+            volumes: svc.volumes.clone(),
+        })
+    }
+
+    /// Creates and starts one replica, guarded; returns its id and inspect data.
+    async fn create_started(
+        &self,
+        engine: &Engine,
+        svc: &Service,
+        image: &str,
+        name: String,
+        replica: u32,
+    ) -> Result<Inspected> {
+        let term = self.guard_for(None)?;
+        let spec = self.spec(svc, image, name, replica, term)?;
+        let id = self.call(engine.create(&spec)).await?;
+        self.guard_for(None)?;
+        self.call(engine.start(&id)).await?;
+        self.call(engine.inspect_managed(&id)).await
+    }
+
+    /// Promotion: reconcile the manifest against the engine. Matching containers are adopted
+    /// in place (same id, no restart); stopped ones are started; missing ones created; then
+    /// everything started is health-checked.
+    pub async fn promote(&self) -> Result<ReconcileReport> {
+        let _ops = self.ops.lock().await;
+        let term = self.guard_for(None)?;
+        let engine = self.engine().await?;
+        let manifest = self.manifest();
+        let network = self.call(engine.ensure_network(&manifest.network)).await?;
+        *self.network_id.lock().expect("network lock") = Some(network);
+        let observed = self.call(engine.list_managed(&self.cfg.env)).await?;
+        let seen: Vec<Seen> = observed
+            .iter()
+            .map(|o| Seen {
+                id: o.id.clone(),
+                name: o.name.clone(),
+                service: o.service.clone(),
+                replica: o.replica,
+                term: o.term,
+                running: o.running,
+            })
+            .collect();
+        let mut report = ReconcileReport {
+            term,
+            ..Default::default()
+        };
+        let mut to_check: Vec<(Service, Option<String>, String)> = Vec::new();
+        for action in plan::reconcile(&manifest, &seen, term) {
+            match action {
+                Action::Adopt { id, service, .. } => {
+                    report.adopted.push(id.clone());
+                    let ip = self.call(engine.inspect_managed(&id)).await?.ip;
+                    if let Some(s) = manifest.service(&service) {
+                        to_check.push((s.clone(), ip, id));
+                    }
+                }
+                Action::Start { id, service, .. } => {
+                    self.guard_for(observed.iter().find(|o| o.id == id))?;
+                    self.call(engine.start(&id)).await?;
+                    let ip = self.call(engine.inspect_managed(&id)).await?.ip;
+                    report.started.push(id.clone());
+                    if let Some(s) = manifest.service(&service) {
+                        to_check.push((s.clone(), ip, id));
+                    }
+                }
+                Action::Create { service, replica } => {
+                    let Some(svc) = manifest.service(&service) else {
+                        continue;
+                    };
+                    let name = plan::container_name(&self.cfg.env, &service, replica);
+                    let c = self
+                        .create_started(&engine, svc, &svc.image, name, replica)
+                        .await?;
+                    report.created.push(c.observed.id.clone());
+                    to_check.push((svc.clone(), c.ip, c.observed.id));
+                }
+                Action::RemoveExtra { id, .. } => {
+                    self.guard_for(observed.iter().find(|o| o.id == id))?;
+                    self.expect_stop(&id);
+                    self.call(engine.stop(&id, self.cfg.stop_timeout)).await?;
+                    self.call(engine.remove(&id)).await?;
+                    report.removed.push(id);
+                }
+                Action::Fenced { id, term: theirs } => {
+                    tracing::warn!(
+                        "[PROMOTE] container {id} has term {theirs} > {term}: not touched"
+                    );
+                    report.fenced.push(id);
+                }
+                Action::Orphan { id, service } => {
+                    tracing::info!("[PROMOTE] container {id} of service {service} is not in the manifest: left alone");
+                    report.orphans.push(id);
+                }
+            }
+        }
+        for (svc, ip, id) in to_check {
+            if let Err(e) = health::wait_healthy(svc.health.as_ref(), ip.as_deref()).await {
+                tracing::warn!("[PROMOTE] {} ({id}) unhealthy: {e}", svc.name);
+                report.unhealthy.push(id);
+            }
+        }
+        tracing::info!(
+            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, unhealthy {}",
+            report.adopted.len(),
+            report.started.len(),
+            report.created.len(),
+            report.removed.len(),
+            report.fenced.len(),
+            report.unhealthy.len()
+        );
+        Ok(report)
+    }
+
+    /// Demotion: the configured policy. `last_term` is the term this agent held; it is a
+    /// witness now, so the lease guard no longer applies — the fence and ownership do:
+    /// `drain` removes only containers this node created under a term not newer than its own.
+    pub async fn demote(&self, last_term: u64) -> Result<Vec<String>> {
+        let _ops = self.ops.lock().await;
+        if self.cfg.demote_policy == DemotePolicy::Relinquish {
+            tracing::info!(
+                "[DEMOTE] relinquish: containers keep running, no longer managed by {}",
+                self.cfg.node
+            );
+            return Ok(Vec::new());
+        }
+        let engine = self.engine().await?;
+        let mut drained = Vec::new();
+        for o in self.call(engine.list_managed(&self.cfg.env)).await? {
+            if o.owner != self.cfg.node || o.term > last_term {
+                continue;
+            }
+            self.expect_stop(&o.id);
+            self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
+            self.call(engine.remove(&o.id)).await?;
+            self.event(format!("DEMOTION: drained container {}", o.name));
+            drained.push(o.id);
+        }
+        Ok(drained)
+    }
+
+    async fn find_managed(&self, engine: &Engine, name: &str) -> Result<Observed> {
+        let list = self.call(engine.list_managed(&self.cfg.env)).await?;
+        list.into_iter()
+            .find(|o| {
+                o.name == name || o.id == name || (name.len() >= 12 && o.id.starts_with(name))
+            })
+            .ok_or_else(|| {
+                OrchestratorError::NotFound(format!(
+                    "no BRH-managed container {name:?} in env {}",
+                    self.cfg.env
+                ))
+            })
+    }
+
+    /// `POST /restart/{name}`: only managed containers of this env.
+    pub async fn restart(&self, name: &str) -> Result<Observed> {
+        let _ops = self.ops.lock().await;
+        self.guard_for(None)?;
+        let engine = self.engine().await?;
+        let o = self.find_managed(&engine, name).await?;
+        self.guard_for(Some(&o))?;
+        self.expect_stop(&o.id);
+        self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
+        self.guard_for(Some(&o))?;
+        self.call(engine.start(&o.id)).await?;
+        Ok(o)
+    }
+
+    /// `POST /drain/{name}`: stop with the timeout, then remove.
+    pub async fn drain(&self, name: &str) -> Result<Observed> {
+        let _ops = self.ops.lock().await;
+        self.guard_for(None)?;
+        let engine = self.engine().await?;
+        let o = self.find_managed(&engine, name).await?;
+        self.guard_for(Some(&o))?;
+        self.expect_stop(&o.id);
+        self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
+        self.call(engine.remove(&o.id)).await?;
+        Ok(o)
+    }
+
+    /// `POST /deploy {service, image}`: replace the service's containers one at a time, each
+    /// health-checked; if a new one fails, it is removed and the old one kept (or restarted),
+    /// and the deploy stops there. Services that bind host ports are replaced stop-first (two
+    /// copies cannot bind one port); others start-first, with no gap.
+    pub async fn deploy(
+        &self,
+        service: &str,
+        image: &str,
+        pull: PullPolicy,
+    ) -> Result<DeployOutcome> {
+        reference::validate(image).map_err(OrchestratorError::BadRequest)?;
+        let started = Instant::now();
+        let _ops = self.ops.lock().await;
+        self.guard_for(None)?;
+        let svc = self.manifest().service(service).cloned().ok_or_else(|| {
+            OrchestratorError::NotFound(format!("service {service:?} is not in the manifest"))
+        })?;
+        let engine = self.engine().await?;
+        let present = self.call(engine.image_exists(image)).await?;
+        match (pull, present) {
+            (PullPolicy::Never, false) => {
+                return Err(OrchestratorError::NotFound(format!(
+                    "image {image} is not on the engine and the pull policy is never"
+                )))
+            }
+            (PullPolicy::Always, _) | (PullPolicy::Missing, false) => {
+                self.guard_for(None)?;
+                self.call(engine.pull(image)).await.map_err(|e| match e {
+                    OrchestratorError::Engine(EngineError::Unavailable(m)) => {
+                        OrchestratorError::Engine(EngineError::Unavailable(m))
+                    }
+                    other => OrchestratorError::NotFound(format!("cannot pull {image}: {other}")),
+                })?;
+            }
+            _ => {}
+        }
+        let current = self.call(engine.list_managed(&self.cfg.env)).await?;
+        let mut outcome = DeployOutcome {
+            status: "deployed",
+            service: service.into(),
+            image: image.into(),
+            previous_image: svc.image.clone(),
+            replaced: Vec::new(),
+            error: None,
+            duration_ms: 0,
+        };
+        for replica in 1..=svc.replicas {
+            let canonical = plan::container_name(&self.cfg.env, service, replica);
+            let old = current
+                .iter()
+                .find(|o| o.service == service && o.replica.unwrap_or(1) == replica)
+                .cloned();
+            if let Some(o) = &old {
+                self.guard_for(Some(o))?;
+            }
+            match self
+                .replace_one(&engine, &svc, image, replica, &canonical, old.as_ref())
+                .await
+            {
+                Ok(new_id) => outcome.replaced.push(ReplicaChange {
+                    replica,
+                    old_id: old.map(|o| o.id),
+                    new_id,
+                }),
+                Err(e @ OrchestratorError::Unhealthy { .. }) => {
+                    outcome.status = "rolled-back";
+                    outcome.error = Some(e.to_string());
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if outcome.status == "deployed" {
+            let mut m = self.manifest.write().expect("manifest lock");
+            if let Some(s) = m.services.iter_mut().find(|s| s.name == service) {
+                s.image = image.into();
+            }
+        }
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    async fn replace_one(
+        &self,
+        engine: &Engine,
+        svc: &Service,
+        image: &str,
+        replica: u32,
+        canonical: &str,
+        old: Option<&Observed>,
+    ) -> Result<String> {
+        let stop_first = svc.binds_host_ports();
+        if stop_first {
+            if let Some(o) = old {
+                self.expect_stop(&o.id);
+                self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
+            }
+        }
+        let term = self.guard_for(None)?;
+        let temp = format!("{canonical}_t{term}_{}", unix_s());
+        let new = match self.create_started(engine, svc, image, temp, replica).await {
+            Ok(c) => c,
+            Err(e) => {
+                if let (true, Some(o)) = (stop_first, old) {
+                    let _ = self.call(engine.start(&o.id)).await;
+                }
+                return Err(e);
+            }
+        };
+        let new_id = new.observed.id.clone();
+        if let Err(source) = health::wait_healthy(svc.health.as_ref(), new.ip.as_deref()).await {
+            tracing::warn!(
+                "[DEPLOY] {} replica {replica} on {image} unhealthy: rolling back",
+                svc.name
+            );
+            self.expect_stop(&new_id);
+            let _ = self.call(engine.remove(&new_id)).await;
+            if let (true, Some(o)) = (stop_first, old) {
+                self.guard_for(Some(o))?;
+                self.call(engine.start(&o.id)).await?;
+            }
+            return Err(OrchestratorError::Unhealthy {
+                service: svc.name.clone(),
+                source,
+            });
+        }
+        if let Some(o) = old {
+            self.guard_for(Some(o))?;
+            self.expect_stop(&o.id);
+            self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
+            self.call(engine.remove(&o.id)).await?;
+        }
+        self.guard_for(None)?;
+        self.call(engine.rename(&new_id, canonical)).await?;
+        self.event(format!(
+            "DEPLOY: {} replica {replica} now runs {image}",
+            svc.name
+        ));
+        Ok(new_id)
+    }
+
+    /// The recovery loop (leader only): restart managed containers of this env that die,
+    /// driven by the engine's event stream, with exponential backoff per container. The
+    /// stream is re-opened when the engine goes away; on reconnection a leader reconciles,
+    /// since containers may have died while nobody was listening.
+    pub async fn run_recovery(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        let failures: Arc<Mutex<HashMap<String, (u32, Instant)>>> = Arc::default();
+        let mut first = true;
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let engine = match self.engine().await {
+                Ok(e) => e,
+                Err(_) => {
+                    tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let mut events = Box::pin(engine.events(&self.cfg.env));
+            if self.note_engine(engine.ping().await).is_ok() {
+                backoff = Duration::from_millis(200);
+                if !first && self.guard.check().is_ok() {
+                    if let Err(e) = self.promote().await {
+                        tracing::warn!("[RECOVERY] reconcile after reconnect failed: {e}");
+                    }
+                }
+                first = false;
+            }
+            loop {
+                let ev = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    ev = events.next() => ev,
+                };
+                let Some(ev) = ev else { break };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(e) => {
+                        let _ = self.note_engine::<()>(Err(e));
+                        break;
+                    }
+                };
+                if ev.action.as_deref() != Some("die") {
+                    continue;
+                }
+                let Some(id) = ev.actor.and_then(|a| a.id) else {
+                    continue;
+                };
+                if self.was_expected(&id) || self.guard.check().is_err() {
+                    continue;
+                }
+                let me = Arc::clone(&self);
+                let failures = Arc::clone(&failures);
+                tokio::spawn(async move { me.recover(&id, &failures).await });
+            }
+            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn recover(&self, id: &str, failures: &Mutex<HashMap<String, (u32, Instant)>>) {
+        let delay = {
+            let mut f = failures.lock().expect("failures lock");
+            let entry = f.entry(id.to_string()).or_insert((0, Instant::now()));
+            if entry.1.elapsed() > Duration::from_secs(60) {
+                entry.0 = 0;
+            }
+            entry.0 += 1;
+            entry.1 = Instant::now();
+            Duration::from_millis(250u64 << entry.0.min(7)).min(Duration::from_secs(30))
+        };
+        tokio::time::sleep(delay).await;
+        let _ops = self.ops.lock().await;
+        let Ok(engine) = self.engine().await else {
+            return;
+        };
+        let Ok(c) = self.call(engine.inspect_managed(id)).await else {
+            return;
+        };
+        if c.observed.running || c.observed.env != self.cfg.env {
+            return;
+        }
+        if self.guard_for(Some(&c.observed)).is_err() {
+            return;
+        }
+        match self.call(engine.start(id)).await {
+            Ok(()) => self.event(format!("RECOVERY: restarted container {}", c.observed.name)),
+            Err(e) => tracing::warn!("[RECOVERY] cannot restart {}: {e}", c.observed.name),
+        }
+    }
+
+    /// Opt-in chaos drills (leader only): at each interval, with the configured probability,
+    /// kill one random running managed container of this env. Recovery brings it back.
+    pub async fn run_chaos(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some((interval, probability)) = self.cfg.chaos else {
+            return;
+        };
+        let mut rng = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        let mut next = move || {
+            // xorshift64: drills need variety, not cryptographic randomness.
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        loop {
+            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(interval) => {} }
+            if (next() as f64 / u64::MAX as f64) > probability || self.guard.check().is_err() {
+                continue;
+            }
+            let _ops = self.ops.lock().await;
+            let Ok(engine) = self.engine().await else {
+                continue;
+            };
+            let Ok(list) = self.call(engine.list_managed(&self.cfg.env)).await else {
+                continue;
+            };
+            let running: Vec<&Observed> = list.iter().filter(|o| o.running).collect();
+            if running.is_empty() {
+                continue;
+            }
+            let victim = running[(next() % running.len() as u64) as usize];
+            if self.guard_for(Some(victim)).is_ok()
+                && self.call(engine.kill(&victim.id)).await.is_ok()
+            {
+                self.event(format!("CHAOS: killed container {}", victim.name));
+            }
+        }
+    }
+
+    /// The managed containers of this env, for `/status`.
+    pub async fn containers(&self) -> Result<Vec<Observed>> {
+        let engine = self.engine().await?;
+        self.call(engine.list_managed(&self.cfg.env)).await
+    }
+
+    /// Ids of managed containers of this env (test and status helper).
+    pub async fn managed_ids(&self) -> Result<HashSet<String>> {
+        Ok(self.containers().await?.into_iter().map(|o| o.id).collect())
+    }
+}

@@ -1,0 +1,225 @@
+//! Reconciliation as a pure function: given the manifest, what the engine shows for this env
+//! and this agent's term, decide what to do. No I/O here, so every rule is unit-tested.
+use super::manifest::Manifest;
+
+/// A BRH-managed container of this env, as the engine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub replica: Option<u32>,
+    /// The term of the leader that created it (label `brh.term`); 0 if absent.
+    pub term: u64,
+    pub running: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Running and matching: keep it as it is (same container, no restart).
+    Adopt {
+        id: String,
+        service: String,
+        replica: u32,
+    },
+    /// Matching but stopped: adopt and start it.
+    Start {
+        id: String,
+        service: String,
+        replica: u32,
+    },
+    /// Missing: create and start it.
+    Create { service: String, replica: u32 },
+    /// A replica beyond the manifest's count: stop and remove it.
+    RemoveExtra { id: String, service: String },
+    /// Labelled with a newer term than ours: never touched (resource-side fencing). Its slot
+    /// is not filled either, since a newer leader owns it.
+    Fenced { id: String, term: u64 },
+    /// A managed container of a service no longer in the manifest: left alone and reported.
+    Orphan { id: String, service: String },
+}
+
+/// Plans promotion-time reconciliation.
+pub fn reconcile(manifest: &Manifest, seen: &[Seen], my_term: u64) -> Vec<Action> {
+    let mut actions = Vec::new();
+    let mut used = vec![false; seen.len()];
+    for svc in &manifest.services {
+        for replica in 1..=svc.replicas {
+            let found = seen.iter().enumerate().find(|(i, s)| {
+                !used[*i] && s.service == svc.name && s.replica.unwrap_or(1) == replica
+            });
+            match found {
+                Some((i, s)) => {
+                    used[i] = true;
+                    actions.push(if s.term > my_term {
+                        Action::Fenced {
+                            id: s.id.clone(),
+                            term: s.term,
+                        }
+                    } else if s.running {
+                        Action::Adopt {
+                            id: s.id.clone(),
+                            service: svc.name.clone(),
+                            replica,
+                        }
+                    } else {
+                        Action::Start {
+                            id: s.id.clone(),
+                            service: svc.name.clone(),
+                            replica,
+                        }
+                    });
+                }
+                None => actions.push(Action::Create {
+                    service: svc.name.clone(),
+                    replica,
+                }),
+            }
+        }
+    }
+    for (i, s) in seen.iter().enumerate() {
+        if used[i] {
+            continue;
+        }
+        actions.push(if s.term > my_term {
+            Action::Fenced {
+                id: s.id.clone(),
+                term: s.term,
+            }
+        } else if manifest.service(&s.service).is_some() {
+            Action::RemoveExtra {
+                id: s.id.clone(),
+                service: s.service.clone(),
+            }
+        } else {
+            Action::Orphan {
+                id: s.id.clone(),
+                service: s.service.clone(),
+            }
+        });
+    }
+    actions
+}
+
+/// The container name of one replica: `brh_{env}_{service}_{replica}`.
+pub fn container_name(env: &str, service: &str, replica: u32) -> String {
+    format!("brh_{env}_{service}_{replica}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn manifest(services: &[(&str, u32)]) -> Manifest {
+        let yaml: String = services
+            .iter()
+            .map(|(n, r)| format!("  {n}: {{ image: brh-test/sleep:1, replicas: {r} }}\n"))
+            .collect();
+        Manifest::parse(&format!("services:\n{yaml}")).unwrap()
+    }
+
+    fn seen(id: &str, service: &str, replica: u32, term: u64, running: bool) -> Seen {
+        Seen {
+            id: id.into(),
+            name: container_name("dev", service, replica),
+            service: service.into(),
+            replica: Some(replica),
+            term,
+            running,
+        }
+    }
+
+    #[test]
+    fn adopts_starts_creates_removes_fences() {
+        let m = manifest(&[("web", 2), ("db", 1)]);
+        let s = vec![
+            seen("a", "web", 1, 3, true),
+            seen("b", "web", 2, 3, false),
+            seen("c", "web", 3, 2, true),
+            seen("d", "old", 1, 1, true),
+            seen("e", "db", 1, 9, true),
+        ];
+        let plan = reconcile(&m, &s, 5);
+        assert_eq!(
+            plan,
+            vec![
+                Action::Adopt {
+                    id: "a".into(),
+                    service: "web".into(),
+                    replica: 1
+                },
+                Action::Start {
+                    id: "b".into(),
+                    service: "web".into(),
+                    replica: 2
+                },
+                Action::Fenced {
+                    id: "e".into(),
+                    term: 9
+                },
+                Action::RemoveExtra {
+                    id: "c".into(),
+                    service: "web".into()
+                },
+                Action::Orphan {
+                    id: "d".into(),
+                    service: "old".into()
+                },
+            ]
+        );
+        assert_eq!(
+            reconcile(&m, &[], 1),
+            vec![
+                Action::Create {
+                    service: "web".into(),
+                    replica: 1
+                },
+                Action::Create {
+                    service: "web".into(),
+                    replica: 2
+                },
+                Action::Create {
+                    service: "db".into(),
+                    replica: 1
+                },
+            ]
+        );
+    }
+
+    proptest! {
+        /// Whatever the engine shows: a container with a newer term is only ever `Fenced`,
+        /// every container appears in exactly one action, and every manifest slot is covered
+        /// exactly once.
+        #[test]
+        fn prop_plan_is_total_and_fenced(
+            replicas in prop::collection::vec(1..4u32, 1..4),
+            seen_spec in prop::collection::vec((0..5usize, 1..5u32, 0..10u64, any::<bool>()), 0..12),
+            my_term in 0..10u64,
+        ) {
+            let names = ["s0", "s1", "s2", "s3", "gone"];
+            let svcs: Vec<(&str, u32)> = replicas.iter().enumerate().map(|(i, r)| (names[i], *r)).collect();
+            let m = manifest(&svcs);
+            let seen: Vec<Seen> = seen_spec.iter().enumerate()
+                .map(|(i, (s, r, t, run))| seen(&format!("c{i}"), names[*s], *r, *t, *run))
+                .collect();
+            let plan = reconcile(&m, &seen, my_term);
+            for s in &seen {
+                let acts: Vec<&Action> = plan.iter().filter(|a| match a {
+                    Action::Adopt { id, .. } | Action::Start { id, .. } | Action::RemoveExtra { id, .. }
+                    | Action::Fenced { id, .. } | Action::Orphan { id, .. } => *id == s.id,
+                    Action::Create { .. } => false,
+                }).collect();
+                prop_assert_eq!(acts.len(), 1);
+                if s.term > my_term {
+                    let fenced = matches!(acts[0], Action::Fenced { .. });
+                    prop_assert!(fenced);
+                }
+            }
+            let slots: usize = svcs.iter().map(|(_, r)| *r as usize).sum();
+            let filled = plan.iter().filter(|a| matches!(a, Action::Adopt { .. } | Action::Start { .. } | Action::Create { .. })).count();
+            let fenced_slots = plan.iter().filter(|a| matches!(a, Action::Fenced { .. })).count();
+            prop_assert!(filled <= slots && filled + fenced_slots >= slots);
+        }
+    }
+}
