@@ -202,11 +202,15 @@ impl Drop for Forge {
 
 /// A signed root pointing at `addr` (plain HTTP, env `dev`).
 pub fn root_for(seal: &str, addr: SocketAddr) -> String {
+    root_for_env(seal, addr, "dev")
+}
+
+pub fn root_for_env(seal: &str, addr: SocketAddr, env: &str) -> String {
     DominionRoot::sign(
         seal.as_bytes(),
         SCHEME_HTTP,
         &addr.to_string(),
-        "dev",
+        env,
         wall_ms() / 1000,
     )
     .unwrap()
@@ -230,6 +234,10 @@ pub struct AgentOpts {
     pub clock_skew_ms: i64,
     /// `(heartbeat_ms, ttl_ms)`; default the fast profile (1000, 3000).
     pub timing: Option<(u64, u64)>,
+    /// Extra `brh-agent run` arguments (e.g. `--config manifest.yaml`).
+    pub args: Vec<String>,
+    /// The env (default `dev`).
+    pub env: Option<String>,
 }
 
 impl Agent {
@@ -247,8 +255,12 @@ impl Agent {
             .args(["--test-clock-skew-ms", &o.clock_skew_ms.to_string()])
             .arg("--event-log")
             .arg(&event_log)
+            .args(&o.args)
             .env("DOMINION_SEAL", seal)
-            .env("FORGE_DOMINION_ROOT", root_for(seal, forge))
+            .env(
+                "FORGE_DOMINION_ROOT",
+                root_for_env(seal, forge, o.env.as_deref().unwrap_or("dev")),
+            )
             .env("BRH_LOG", "info")
             .env_remove("BRH_ENV")
             .stdout(Stdio::null())
