@@ -5,7 +5,6 @@ use std::time::Duration;
 use anyhow::{anyhow, Context};
 use brh_shared::replay::Nonce;
 use brh_shared::root::{DominionRoot, SCHEME_HTTP, SCHEME_HTTPS};
-use brh_shared::sign::{HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -391,14 +390,7 @@ pub async fn signed_agent_post(
         Nonce::new(random_hex(8), 1),
         &body,
     );
-    let res = http
-        .post(client::join(agent, path))
-        .header(HEADER_NODE, &h.node)
-        .header(HEADER_TS, h.ts_ms.to_string())
-        .header(HEADER_NONCE, h.nonce.to_string())
-        .header(HEADER_SIG, &h.sig)
-        .header("content-type", "application/json")
-        .body(body)
+    let res = client::signed_post(http, client::join(agent, path), &h, body)
         .send()
         .await
         .with_context(|| format!("cannot reach the agent at {agent}"))?;

@@ -66,6 +66,22 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
 }
 
 /// Joins a base URL and an absolute path, never after a query (the original's bug).
+/// A JSON POST carrying the four `x-brh-*` authentication headers.
+pub fn signed_post(
+    http: &reqwest::Client,
+    url: String,
+    h: &brh_shared::sign::SignedHeaders,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
+    http.post(url)
+        .header(HEADER_NODE, &h.node)
+        .header(HEADER_TS, h.ts_ms.to_string())
+        .header(HEADER_NONCE, h.nonce.to_string())
+        .header(HEADER_SIG, &h.sig)
+        .header("content-type", "application/json")
+        .body(body)
+}
+
 pub fn join(base: &str, path: &str) -> String {
     debug_assert!(path.starts_with('/'));
     format!("{}{}", base.trim_end_matches('/'), path)
@@ -167,15 +183,7 @@ impl ForgeClient {
             nonce,
             &body,
         );
-        let res = self
-            .http
-            .post(join(&self.base, path))
-            .header(HEADER_NODE, &h.node)
-            .header(HEADER_TS, h.ts_ms.to_string())
-            .header(HEADER_NONCE, h.nonce.to_string())
-            .header(HEADER_SIG, &h.sig)
-            .header("content-type", "application/json")
-            .body(body)
+        let res = signed_post(&self.http, join(&self.base, path), &h, body)
             .send()
             .await
             .map_err(|e| (sent_at, ClientError::Unreachable(short(&e))))?;

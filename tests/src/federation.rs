@@ -579,6 +579,38 @@ fn pipe(mut from: TcpStream, mut to: TcpStream) {
 }
 
 /// A random seal for one test run.
+/// Runs `brh-agent deploy --agent <api> --image <image> [extra]` for `env`; returns whether
+/// it succeeded and everything it printed.
+pub fn cli_deploy(
+    seal: &str,
+    env: &str,
+    api: SocketAddr,
+    image: &str,
+    extra: &[&str],
+) -> (bool, String) {
+    let out = Command::new(bin("brh-agent"))
+        .args([
+            "deploy",
+            "--agent",
+            &format!("http://{api}"),
+            "--image",
+            image,
+        ])
+        .args(extra)
+        .env("DOMINION_SEAL", seal)
+        .env("BRH_ENV", env)
+        .output()
+        .expect("run brh-agent deploy");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 pub fn fresh_seal() -> String {
     let mut b = [0u8; 16];
     let mut f = std::fs::File::open("/dev/urandom").unwrap();

@@ -24,26 +24,7 @@ fn raw_post(addr: SocketAddr, path: &str, body: &str) -> (u16, Value) {
 }
 
 fn deploy(seal: &str, api: SocketAddr, image: &str) -> (bool, String) {
-    let out = Command::new(bin("brh-agent"))
-        .args([
-            "deploy",
-            "--agent",
-            &format!("http://{api}"),
-            "--image",
-            image,
-        ])
-        .env("DOMINION_SEAL", seal)
-        .env("BRH_ENV", "dev")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    cli_deploy(seal, "dev", api, image, &[])
 }
 
 #[test]

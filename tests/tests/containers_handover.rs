@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use brh_tests::federation::*;
 
+const DEPLOY_WEB: &[&str] = &["--service", "web", "--pull", "never"];
 const SOCK: &str = "unix:///var/tmp/brh-docker/docker.sock";
 
 fn docker_host() -> String {
@@ -76,33 +77,6 @@ fn healthy(id: &str) -> bool {
         Duration::from_secs(1),
     )
     .is_ok()
-}
-
-fn cli_deploy(seal: &str, env: &str, api: std::net::SocketAddr, image: &str) -> (bool, String) {
-    let out = Command::new(bin("brh-agent"))
-        .args([
-            "deploy",
-            "--agent",
-            &format!("http://{api}"),
-            "--service",
-            "web",
-            "--pull",
-            "never",
-            "--image",
-            image,
-        ])
-        .env("DOMINION_SEAL", seal)
-        .env("BRH_ENV", env)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]
@@ -221,7 +195,7 @@ fn shared_engine_handover_adopts_in_place_and_deploys() {
     assert_eq!(st["containers"]["managed"].as_array().unwrap().len(), 3);
 
     // A deploy through the new leader's API rolls the web service to web:2, healthy.
-    let (ok, out) = cli_deploy(&seal, &env, survivor.api, "brh-test/web:2");
+    let (ok, out) = cli_deploy(&seal, &env, survivor.api, "brh-test/web:2", DEPLOY_WEB);
     assert!(ok, "deploy failed: {out}");
     assert!(out.contains("\"deployed\""), "{out}");
     let s = snapshot(&env);
@@ -231,7 +205,7 @@ fn shared_engine_handover_adopts_in_place_and_deploys() {
         "{s:?}"
     );
     // A bad reference: refused, the engine unchanged.
-    let (ok, out) = cli_deploy(&seal, &env, survivor.api, "Not/A:Valid:Ref");
+    let (ok, out) = cli_deploy(&seal, &env, survivor.api, "Not/A:Valid:Ref", DEPLOY_WEB);
     assert!(!ok, "{out}");
     assert_eq!(snapshot(&env), s);
 
