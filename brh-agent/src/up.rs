@@ -44,6 +44,10 @@ pub struct UpArgs {
     /// Where the forge keeps its state and the agents their event logs.
     #[arg(long, default_value = ".brh/up")]
     pub data: PathBuf,
+    /// A `bridge.runtime.yaml` with services: the agents then share the Docker engine of
+    /// `DOCKER_HOST`, and the leader runs the manifest (handover adopts it in place).
+    #[arg(long, env = "BRH_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
@@ -112,6 +116,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             consensus_interval: Some("30s".into()),
             listen: Some(SocketAddr::new([127, 0, 0, 1].into(), port)),
             event_log: Some(a.data.join(format!("{node}.leadership.jsonl"))),
+            config: a.config.clone(),
             ..RunArgs::default()
         };
         let cfg = Config::resolve(args.clone(), clock::wall_ms() / 1000)?;
