@@ -216,7 +216,8 @@ pub fn parse_duration_ms(s: &str) -> Result<u64, String> {
     Ok((v * mult).round() as u64)
 }
 
-fn yaml_duration(v: &serde_norway::Value) -> Result<u64, String> {
+/// A YAML duration: a number of seconds or a string in [`parse_duration_ms`]'s syntax.
+pub fn yaml_duration(v: &serde_norway::Value) -> Result<u64, String> {
     match v {
         serde_norway::Value::Number(n) => parse_duration_ms(&n.to_string()),
         serde_norway::Value::String(s) => parse_duration_ms(s),
