@@ -22,6 +22,9 @@ use crate::wire::{
     ConsensusReport, Heartbeat, HistoryEntry, LeaderView, LeaseInfo, PeerSummary, Role, You,
 };
 
+mod durable;
+pub use durable::{Durability, LeaseRecord, Outcome, Record};
+
 /// How the next leader is chosen when the lease is vacant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +137,7 @@ pub struct EnvState {
     pub term: u64,
     /// The current or last lease (it may have expired: check [`Lease::is_valid_at`]).
     pub lease: Option<Lease>,
+    #[serde(default)]
     pub peers: BTreeMap<String, Peer>,
     pub resigned: Option<Resignation>,
     pub split_brain_alarms: u64,
@@ -146,6 +150,11 @@ pub enum Change {
         node: String,
     },
     PeerForgotten {
+        node: String,
+    },
+    /// A known node changed what the election or the dashboards depend on: priority,
+    /// draining, version, API address, or its boot (a restarted agent).
+    PeerUpdated {
         node: String,
     },
     Granted {
@@ -269,12 +278,18 @@ impl EnvState {
                 priority: hb.priority,
                 draining: hb.draining,
                 uptime_s: hb.uptime_s,
-                version: String::new(),
-                api: None,
+                version: hb.version.clone(),
+                api: hb.api.clone(),
                 nonce: NonceMark::of(&auth.nonce, auth.ts_ms),
                 reported: None,
             }
         });
+        let updated = changes.is_empty()
+            && (peer.priority != hb.priority
+                || peer.draining != hb.draining
+                || peer.version != hb.version
+                || peer.api != hb.api
+                || peer.nonce.boot_id != auth.nonce.boot_id);
         peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
         peer.priority = hb.priority;
         peer.draining = hb.draining;
@@ -282,6 +297,9 @@ impl EnvState {
         peer.version.clone_from(&hb.version);
         peer.api.clone_from(&hb.api);
         self.mark_nonce(node, &auth.nonce, auth.ts_ms);
+        if updated {
+            changes.push(Change::PeerUpdated { node: node.clone() });
+        }
 
         // Rule 1: the holder of a valid lease renews it — unless it asked to drain, in which
         // case the lease is left to run out (only an explicit resign ends it early, because
@@ -376,11 +394,33 @@ impl EnvState {
         Ok(changes)
     }
 
-    /// The cron sweep: expire the lease, elect, forget long-dead peers.
+    /// The sweep: forget long-dead peers, expire the lease, elect. Forgetting scans the whole
+    /// peer table, so it lives here (run on a timer) and not on the heartbeat path, whose
+    /// cost must not grow with the fleet.
     pub fn sweep(&mut self, cfg: &ElectionConfig, now_ms: u64) -> Vec<Change> {
         let mut changes = Vec::new();
+        let holder = self.lease.as_ref().map(|l| l.holder.clone());
+        let forget = cfg.forget_after_ms;
+        let gone: Vec<String> = self
+            .peers
+            .iter()
+            .filter(|(n, p)| {
+                now_ms.saturating_sub(p.last_seen_ms) > forget && Some(*n) != holder.as_ref()
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for node in gone {
+            self.peers.remove(&node);
+            changes.push(Change::PeerForgotten { node });
+        }
         self.settle(cfg, now_ms, &mut changes);
         changes
+    }
+
+    /// When the lease next needs the forge's attention without a request: its expiry.
+    /// A runtime sets its timer (a Durable Object alarm) to this.
+    pub fn next_deadline_ms(&self) -> Option<u64> {
+        self.lease.as_ref().map(|l| l.expires_at_ms)
     }
 
     fn settle(&mut self, cfg: &ElectionConfig, now_ms: u64, changes: &mut Vec<Change>) {
@@ -397,20 +437,6 @@ impl EnvState {
                 holder: lease.holder,
                 term: lease.term,
             });
-        }
-        let holder = self.lease.as_ref().map(|l| l.holder.clone());
-        let forget = cfg.forget_after_ms;
-        let gone: Vec<String> = self
-            .peers
-            .iter()
-            .filter(|(n, p)| {
-                now_ms.saturating_sub(p.last_seen_ms) > forget && Some(*n) != holder.as_ref()
-            })
-            .map(|(n, _)| n.clone())
-            .collect();
-        for node in gone {
-            self.peers.remove(&node);
-            changes.push(Change::PeerForgotten { node });
         }
         if self.lease.is_none() {
             if let Some(node) = self.best_candidate(cfg, now_ms) {

@@ -21,7 +21,10 @@ pub mod timing;
 pub mod token;
 pub mod wire;
 
-pub use election::{Change, ElectionConfig, ElectionError, ElectionMethod, EnvState, Lease, Peer};
+pub use election::{
+    Change, Durability, ElectionConfig, ElectionError, ElectionMethod, EnvState, Lease, Outcome,
+    Peer, Record,
+};
 pub use timing::Timing;
 
 /// The protocol version string that prefixes every signed message.

@@ -189,7 +189,7 @@ fn draining_nodes_are_not_elected_and_holder_is_not_renewed() {
     assert_eq!(s.leader(1), Some(("b", 1)));
     // Holder drains: no renewal, the lease runs out at 15_001.
     let ch = s.hb_full("b", 0, true, 10_000);
-    assert!(ch.is_empty());
+    assert_eq!(ch, vec![Change::PeerUpdated { node: "b".into() }]);
     s.hb("a", 14_000);
     assert_eq!(s.leader(15_000), Some(("b", 1)));
     s.hb("a", 15_001);
@@ -457,6 +457,9 @@ enum Op {
     Advance {
         ms: u64,
     },
+    /// The forge restarts from its durable records (process restart, Durable Object eviction
+    /// or redeploy), losing every volatile update.
+    Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -466,6 +469,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..4usize).prop_map(|n| Op::Resign { n }),
         1 => Just(Op::Sweep),
         4 => (1..8_000u64).prop_map(|ms| Op::Advance { ms }),
+        1 => Just(Op::Restart),
     ]
 }
 
@@ -478,6 +482,9 @@ struct Belief {
 
 struct World {
     sim: Sim,
+    /// What the store holds: every step's durable records applied in order.
+    durable: EnvState,
+    restarts: u32,
     now: u64,
     /// Per node: the current (last) belief interval.
     beliefs: Vec<Option<Belief>>,
@@ -496,6 +503,8 @@ impl World {
     fn new(nodes: usize) -> Self {
         World {
             sim: Sim::default(),
+            durable: EnvState::default(),
+            restarts: 0,
             now: 1_000_000,
             beliefs: vec![None; nodes],
             closed: Vec::new(),
@@ -526,6 +535,7 @@ impl World {
                 let node = name(n);
                 let prev_holder = self.sim.st.valid_lease(self.now).map(|l| l.holder.clone());
                 let changes = self.sim.hb_full(&node, prio, draining, self.now);
+                self.persist(&changes);
                 self.check_replacement(&changes, prev_holder);
                 if !draining
                     && self
@@ -565,7 +575,10 @@ impl World {
                 self.end_belief(n, self.now);
                 let before = self.sim.st.clone();
                 match self.sim.resign(&node, term, self.now) {
-                    Ok(_) => self.last_renew[n] = None,
+                    Ok(changes) => {
+                        self.persist(&changes);
+                        self.last_renew[n] = None
+                    }
                     Err(_) => {
                         // Refused events change nothing (beyond the driver's own seq counter).
                         assert_eq!(self.sim.st, before);
@@ -575,12 +588,36 @@ impl World {
             Op::Sweep => {
                 let prev_holder = self.sim.st.valid_lease(self.now).map(|l| l.holder.clone());
                 let changes = self.sim.st.sweep(&cfg(), self.now);
+                self.persist(&changes);
                 self.check_replacement(&changes, prev_holder);
             }
             Op::Advance { ms } => self.now += ms,
+            Op::Restart => {
+                let term_before = self.sim.st.term;
+                let mut st = self.durable.clone();
+                st.recover(&cfg(), self.now);
+                assert_eq!(st.term, term_before, "a restart lost a term");
+                self.sim.st = st;
+                self.restarts += 1;
+            }
         }
+        // Everything but volatile fields is durable after every step.
+        assert_eq!(self.durable.lease_record().term, self.sim.st.term);
+        assert_eq!(
+            self.durable.lease.as_ref().map(|l| (&l.holder, l.term)),
+            self.sim.st.lease.as_ref().map(|l| (&l.holder, l.term))
+        );
+        assert!(self.durable.peers.keys().eq(self.sim.st.peers.keys()));
         let v = self.sim.st.view("dev", self.now, &T, "native", None);
         self.trail.push((v.leader, v.term));
+    }
+
+    fn persist(&mut self, changes: &[Change]) {
+        let out = self.sim.st.outcome(changes, self.now);
+        assert_eq!(out.records.is_empty(), out.is_volatile());
+        for r in out.records {
+            self.durable.apply_record(r);
+        }
     }
 
     /// Property: a holder that renewed within the ttl is never replaced.
@@ -640,6 +677,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     #[test]
+    /// Includes forge restarts from the last durable state at any point: no two agents
+    /// overlap, terms never go back, a renewed holder is not replaced within its ttl.
     fn prop_random_interleavings_are_safe(ops in prop::collection::vec(op(), 1..200)) {
         let mut w = World::new(4);
         for op in &ops {
@@ -807,4 +846,125 @@ proptest! {
             }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Durable on change, volatile on renewal.
+// ---------------------------------------------------------------------------------------------
+
+fn replayed(records: &[Record]) -> EnvState {
+    let mut st = EnvState::default();
+    for r in records {
+        st.apply_record(r.clone());
+    }
+    st
+}
+
+#[test]
+fn renewals_and_liveness_are_volatile_changes_are_durable() {
+    let mut s = Sim::default();
+    let ch = s.hb("a", 1_000);
+    let out = s.st.outcome(&ch, 1_000);
+    assert_eq!(out.durability, Durability::Sync, "first grant");
+    assert_eq!(out.history.len(), 1);
+    let mut log = out.records.clone();
+    assert!(log.iter().any(|r| matches!(r, Record::Peer { node, .. } if node == "a")));
+
+    // The holder renews: nothing to write.
+    let ch = s.hb("a", 6_000);
+    assert!(ch.iter().all(|c| matches!(c, Change::Renewed { .. })));
+    let out = s.st.outcome(&ch, 6_000);
+    assert!(out.is_volatile() && out.records.is_empty() && out.history.is_empty());
+
+    // A witness joins (write), then beats unchanged (volatile), then changes priority (write).
+    let ch = s.hb("b", 6_100);
+    let out = s.st.outcome(&ch, 6_100);
+    assert_eq!(out.durability, Durability::Write);
+    log.extend(out.records);
+    let ch = s.hb("b", 11_000);
+    assert!(s.st.outcome(&ch, 11_000).is_volatile());
+    let ch = s.hb_full("b", 5, false, 12_000);
+    assert_eq!(ch, vec![Change::PeerUpdated { node: "b".into() }]);
+    log.extend(s.st.outcome(&ch, 12_000).records);
+
+    // A new boot of a known node is durable (its retired boots must survive a restart).
+    let a = Authenticated {
+        node: "b".into(),
+        ts_ms: 13_000,
+        nonce: Nonce::new("boot2", 1),
+    };
+    let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev","priority":5,"version":"t"}"#).unwrap();
+    let ch = s.st.heartbeat(&cfg(), &a, &hb, 13_000).unwrap();
+    assert_eq!(ch, vec![Change::PeerUpdated { node: "b".into() }]);
+    log.extend(s.st.outcome(&ch, 13_000).records);
+
+    // Replaying the log gives the live state except volatile fields.
+    let back = replayed(&log);
+    assert_eq!(back.term, s.st.term);
+    assert_eq!(back.peers["b"].priority, 5);
+    assert_eq!(back.peers["b"].nonce.boot_id, "boot2");
+    assert_eq!(back.peers["b"].nonce.retired, vec!["boot".to_string()]);
+    assert!(back.lease.as_ref().unwrap().expires_at_ms <= s.st.lease.as_ref().unwrap().expires_at_ms);
+}
+
+#[test]
+fn expiry_resign_and_forget_are_durable() {
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    s.hb("b", 0);
+    let ch = s.resign("a", 1, 1_000).unwrap();
+    let out = s.st.outcome(&ch, 1_000);
+    assert_eq!(out.durability, Durability::Sync);
+    assert_eq!(out.history.len(), 2, "resigned + granted");
+    let ch = s.st.sweep(&cfg(), 1_000 + T.lease_ttl_ms);
+    assert_eq!(s.st.outcome(&ch, 0).durability, Durability::Sync);
+    let ch = s.st.sweep(&cfg(), cfg().forget_after_ms + 100_000);
+    let out = s.st.outcome(&ch, 0);
+    assert!(out
+        .records
+        .iter()
+        .any(|r| matches!(r, Record::Forget { .. })));
+}
+
+#[test]
+fn recovery_extends_the_holders_lease_never_shortens_it() {
+    let mut s = Sim::default();
+    s.hb("a", 1_000);
+    s.hb("b", 1_000);
+    let durable = s.st.clone();
+    s.hb("a", 9_000); // renewal, lost in the restart
+    let mut st = durable.clone();
+    let at = 100_000;
+    assert!(st.recover(&cfg(), at));
+    let l = st.lease.clone().unwrap();
+    assert_eq!((l.holder.as_str(), l.term), ("a", 1));
+    assert_eq!(l.expires_at_ms, at + T.lease_ttl_ms);
+    // Never shortened: recovering "in the past" keeps the later expiry.
+    let mut st2 = st.clone();
+    assert!(!st2.recover(&cfg(), 2_000));
+    assert_eq!(st2.lease.unwrap().expires_at_ms, at + T.lease_ttl_ms);
+    // Peers last heard long ago are dead until they speak, and not forgotten early.
+    assert_eq!(st.peers_alive(at, &T), 0);
+    assert!(st.sweep(&cfg(), at + 1).is_empty());
+    assert_eq!(st.peers.len(), 2);
+    // The holder renews in the same term; nobody else is granted before restart + ttl.
+    let mut s2 = Sim {
+        st,
+        seq: s.seq.clone(),
+    };
+    let ch = s2.hb("b", at + T.lease_ttl_ms - 1);
+    assert!(!ch.iter().any(|c| matches!(c, Change::Granted { .. })));
+    let ch = s2.hb("a", at + 1_000);
+    assert!(matches!(ch[..], [Change::Renewed { term: 1, .. }]));
+}
+
+#[test]
+fn heartbeats_do_not_scan_the_peer_table_for_forgetting() {
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    s.hb("b", 0);
+    // b is long dead, but only the sweep forgets it.
+    let ch = s.hb("a", cfg().forget_after_ms + 10);
+    assert!(!ch.iter().any(|c| matches!(c, Change::PeerForgotten { .. })));
+    assert!(s.st.peers.contains_key("b"));
 }
