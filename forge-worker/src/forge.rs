@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::dashboard::DASHBOARD_HTML;
 use crate::http::{Request, Response};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{StepError, Store, StoreError};
 
 /// The env used when a GET names none (the original's default `BRH_ENV`).
 pub const DEFAULT_ENV: &str = "dev";
@@ -85,9 +85,23 @@ impl Refusal {
 
 impl From<StoreError> for Refusal {
     fn from(e: StoreError) -> Self {
-        Refusal(ErrorCode::Internal, e.to_string())
+        Refusal(ErrorCode::StoreUnavailable, e.to_string())
     }
 }
+
+/// Seconds a client should wait after `store_unavailable`.
+pub const STORE_RETRY_AFTER_S: &str = "2";
+
+/// Read endpoints: every answer, errors included, is open to any origin and never cached.
+const READ_PATHS: &[&str] = &[
+    "/health",
+    "/metrics",
+    "/federation/leader",
+    "/federation/peers",
+    "/federation/history",
+    "/federation/envs",
+    "/manifest/resolve",
+];
 
 type Result<T> = std::result::Result<T, Refusal>;
 
@@ -161,28 +175,46 @@ impl<S: Store> Forge<S> {
                     "seal": self.cfg.seal.is_some(),
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
-            )
-            .readable()),
+            )),
             "/metrics" => self.metrics_text(now_ms).await,
             "/federation/heartbeat" => self.heartbeat(req, now_ms, &mut changes).await,
             "/federation/resign" => self.resign(req, now_ms, &mut changes).await,
             "/federation/consensus" => self.consensus(req, now_ms, &mut changes).await,
             "/federation/leader" => self.leader(req, now_ms).await,
             "/federation/peers" => self.peers(req, now_ms).await,
-            "/federation/history" => self.history(req).await,
+            "/federation/history" => self.history(req, now_ms).await,
             "/federation/envs" => self.env_list().await,
             "/manifest/resolve" => self.manifest(req, now_ms),
             _ => Err(Refusal::new(ErrorCode::NotFound, "no such endpoint")),
         };
-        match result {
-            Ok(response) => Handled {
-                response,
-                leader_changes: changes,
-            },
+        let mut response = match result {
+            Ok(response) => response,
             Err(Refusal(code, message)) => {
                 self.metrics.reject(code.as_str());
-                Response::error(code, message).into()
+                if code == ErrorCode::StoreUnavailable {
+                    self.metrics.store_failures.inc();
+                    let detail = sanitize(&message);
+                    Response::error(
+                        code,
+                        format!(
+                            "the forge's storage is unavailable ({detail}); nothing was \
+                             changed, retry after {STORE_RETRY_AFTER_S} s"
+                        ),
+                    )
+                    .with_header("retry-after", STORE_RETRY_AFTER_S)
+                } else {
+                    Response::error(code, message)
+                }
             }
+        };
+        if READ_PATHS.contains(&path) {
+            response = response.readable_once();
+        } else if response.header("cache-control").is_none() {
+            response = response.with_header("cache-control", "no-store");
+        }
+        Handled {
+            response,
+            leader_changes: changes,
         }
     }
 
@@ -214,6 +246,22 @@ impl<S: Store> Forge<S> {
             nonce: req.header(sign::HEADER_NONCE),
             sig: req.header(sign::HEADER_SIG),
         };
+        let missing: Vec<&str> = [
+            (sign::HEADER_NODE, raw.node),
+            (sign::HEADER_TS, raw.ts),
+            (sign::HEADER_NONCE, raw.nonce),
+            (sign::HEADER_SIG, raw.sig),
+        ]
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(h, _)| *h)
+        .collect();
+        if !missing.is_empty() {
+            return Err(Refusal::new(
+                ErrorCode::Unauthorized,
+                format!("missing authentication header(s): {}", missing.join(", ")),
+            ));
+        }
         let auth = sign::verify_request(
             seal,
             &req.method,
@@ -243,51 +291,45 @@ impl<S: Store> Forge<S> {
         Ok((auth, body))
     }
 
-    /// Applies an election event to the stored state and saves what changed.
-    async fn apply(
+    /// Runs an election event on the env's state; the store persists what it requires.
+    /// `answer` builds the reply from the state after the event.
+    async fn apply<T>(
         &self,
         env: &str,
         now_ms: u64,
         changes_out: &mut Vec<LeaderChange>,
         event: impl FnOnce(&mut EnvState) -> std::result::Result<Vec<Change>, ElectionError>,
-    ) -> Result<EnvState> {
-        let before = self.store.load(env).await?;
-        let mut state = before.clone().unwrap_or_default();
-        let changes = event(&mut state).map_err(|e| match e {
-            ElectionError::Replay => Refusal::new(
-                ErrorCode::Replay,
-                "nonce is not newer than the last one accepted from this node",
-            ),
-            ElectionError::NotHolder { holder, term } => Refusal::new(
-                ErrorCode::NotHolder,
-                format!(
-                    "you do not hold that lease (holder {}, term {term})",
-                    holder.as_deref().unwrap_or("none")
+        answer: impl FnOnce(&EnvState) -> T,
+    ) -> Result<T> {
+        let stepped = self
+            .store
+            .step(env, now_ms, Box::new(event), Box::new(answer))
+            .await
+            .map_err(|e| match e {
+                StepError::Store(e) => Refusal::from(e),
+                StepError::Refused(ElectionError::Replay) => Refusal::new(
+                    ErrorCode::Replay,
+                    "nonce is not newer than the last one accepted from this node",
                 ),
-            ),
-            ElectionError::UnknownNode => Refusal::new(
-                ErrorCode::NotFound,
-                "unknown node in this env: heartbeat first",
-            ),
-        })?;
-        let history = self.record(env, &changes, now_ms, changes_out);
-        if before.as_ref() != Some(&state) {
-            self.store
-                .save(env, before.as_ref(), &state, &history)
-                .await?;
-        }
-        Ok(state)
+                StepError::Refused(ElectionError::NotHolder { holder, term }) => Refusal::new(
+                    ErrorCode::NotHolder,
+                    format!(
+                        "you do not hold that lease (holder {}, term {term})",
+                        holder.as_deref().unwrap_or("none")
+                    ),
+                ),
+                StepError::Refused(ElectionError::UnknownNode) => Refusal::new(
+                    ErrorCode::NotFound,
+                    "unknown node in this env: heartbeat first",
+                ),
+            })?;
+        self.metrics.count_outcome(&stepped.outcome);
+        self.record(env, &stepped.changes, now_ms, changes_out);
+        Ok(stepped.answer)
     }
 
-    fn record(
-        &self,
-        env: &str,
-        changes: &[Change],
-        now_ms: u64,
-        out: &mut Vec<LeaderChange>,
-    ) -> Vec<HistoryEntry> {
+    fn record(&self, env: &str, changes: &[Change], now_ms: u64, out: &mut Vec<LeaderChange>) {
         let label = Metrics::env(env);
-        let mut history = Vec::new();
         for c in changes {
             match c {
                 Change::Granted { .. } => {
@@ -301,24 +343,24 @@ impl<S: Store> Forge<S> {
             if let Some(entry) = c.history_entry(now_ms) {
                 out.push(LeaderChange {
                     env: env.into(),
-                    entry: entry.clone(),
+                    entry,
                 });
-                history.push(entry);
             }
         }
-        history
     }
 
+    /// The view of `state` at `now_ms`, signed. Pure, so it can run inside a store step.
     fn signed_view(
-        &self,
+        seal: &[u8],
+        cfg: &ForgeConfig,
         state: &EnvState,
         env: &str,
         now_ms: u64,
         you: Option<&str>,
-    ) -> Result<LeaderView> {
-        let mut view = state.view(env, now_ms, &self.cfg.election.timing, &self.cfg.mode, you);
-        sign::sign_view(self.seal()?, &mut view);
-        Ok(view)
+    ) -> LeaderView {
+        let mut view = state.view(env, now_ms, &cfg.election.timing, &cfg.mode, you);
+        sign::sign_view(seal, &mut view);
+        view
     }
 
     async fn heartbeat(
@@ -330,17 +372,20 @@ impl<S: Store> Forge<S> {
         let (auth, hb): (_, Heartbeat) = self.authenticate(req, now_ms)?;
         hb.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let cfg = self.cfg.election;
-        let state = self
-            .apply(&hb.env, now_ms, out, |s| {
-                s.heartbeat(&cfg, &auth, &hb, now_ms)
-            })
+        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let view = self
+            .apply(
+                &hb.env,
+                now_ms,
+                out,
+                |s| s.heartbeat(&cfg.election, &auth, &hb, now_ms),
+                |s| Self::signed_view(seal, cfg, s, &hb.env, now_ms, Some(&auth.node)),
+            )
             .await?;
         self.metrics
             .heartbeats
             .get_or_create(&Metrics::env(&hb.env))
             .inc();
-        let view = self.signed_view(&state, &hb.env, now_ms, Some(&auth.node))?;
         Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
     }
 
@@ -353,13 +398,16 @@ impl<S: Store> Forge<S> {
         let (auth, r): (_, ResignRequest) = self.authenticate(req, now_ms)?;
         r.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let cfg = self.cfg.election;
-        let state = self
-            .apply(&r.env, now_ms, out, |s| {
-                s.resign(&cfg, &auth, r.term, now_ms)
-            })
+        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let view = self
+            .apply(
+                &r.env,
+                now_ms,
+                out,
+                |s| s.resign(&cfg.election, &auth, r.term, now_ms),
+                |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
+            )
             .await?;
-        let view = self.signed_view(&state, &r.env, now_ms, Some(&auth.node))?;
         Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
     }
 
@@ -372,10 +420,16 @@ impl<S: Store> Forge<S> {
         let (auth, r): (_, ConsensusReport) = self.authenticate(req, now_ms)?;
         r.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let state = self
-            .apply(&r.env, now_ms, out, |s| s.consensus(&auth, &r, now_ms))
+        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let view = self
+            .apply(
+                &r.env,
+                now_ms,
+                out,
+                |s| s.consensus(&auth, &r, now_ms),
+                |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
+            )
             .await?;
-        let view = self.signed_view(&state, &r.env, now_ms, Some(&auth.node))?;
         Ok(Response::json(202, &view).with_header("cache-control", "no-store"))
     }
 
@@ -385,34 +439,52 @@ impl<S: Store> Forge<S> {
         Ok(env)
     }
 
-    async fn known_env(&self, req: &Request) -> Result<(String, EnvState)> {
-        let env = Self::env_param(req)?;
-        match self.store.load(&env).await? {
-            Some(state) => Ok((env, state)),
-            None => Err(Refusal::new(
-                ErrorCode::NotFound,
-                format!("unknown env {env}: no node has heartbeated in it"),
-            )),
-        }
+    fn unknown_env(env: &str) -> Refusal {
+        Refusal::new(
+            ErrorCode::NotFound,
+            format!("unknown env {env}: no node has heartbeated in it"),
+        )
     }
 
+    /// The leader view. An env nobody has joined yet answers like a vacant one (term 0, no
+    /// leader): dashboards poll before nodes join.
     async fn leader(&self, req: &Request, now_ms: u64) -> Result<Response> {
-        self.seal()?;
-        let (env, state) = self.known_env(req).await?;
-        let view = self.signed_view(&state, &env, now_ms, None)?;
-        Ok(Response::json(200, &view).readable())
+        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let env = Self::env_param(req)?;
+        let view = self
+            .store
+            .read(
+                &env,
+                now_ms,
+                Box::new(|s| Self::signed_view(seal, cfg, s, &env, now_ms, None)),
+            )
+            .await?;
+        let view = match view {
+            Some(v) => v,
+            None => Self::signed_view(seal, cfg, &EnvState::default(), &env, now_ms, None),
+        };
+        Ok(Response::json(200, &view))
     }
 
     async fn peers(&self, req: &Request, now_ms: u64) -> Result<Response> {
         self.seal()?;
-        let (env, state) = self.known_env(req).await?;
-        let peers = state.peer_summaries(now_ms, &self.cfg.election.timing);
-        Ok(Response::json(200, &json!({ "env": env, "peers": peers })).readable())
+        let env = Self::env_param(req)?;
+        let timing = self.cfg.election.timing;
+        let peers = self
+            .store
+            .read(
+                &env,
+                now_ms,
+                Box::new(|s| s.peer_summaries(now_ms, &timing)),
+            )
+            .await?
+            .ok_or_else(|| Self::unknown_env(&env))?;
+        Ok(Response::json(200, &json!({ "env": env, "peers": peers })))
     }
 
-    async fn history(&self, req: &Request) -> Result<Response> {
+    async fn history(&self, req: &Request, now_ms: u64) -> Result<Response> {
         self.seal()?;
-        let (env, _) = self.known_env(req).await?;
+        let env = Self::env_param(req)?;
         let limit = match req.query_param("limit") {
             None => 50,
             Some(l) => l
@@ -422,18 +494,29 @@ impl<S: Store> Forge<S> {
                 .ok_or_else(|| Refusal::new(ErrorCode::BadRequest, "limit must be 1..=500"))?,
         };
         let cursor = req.query_param("cursor");
+        if let Some(c) = cursor.as_deref() {
+            if !self.store.valid_history_cursor(c) {
+                return Err(Refusal::new(
+                    ErrorCode::BadRequest,
+                    "cursor must be a value of `next` from a previous page",
+                ));
+            }
+        }
+        self.store
+            .read(&env, now_ms, Box::new(|_| ()))
+            .await?
+            .ok_or_else(|| Self::unknown_env(&env))?;
         let page = self.store.history(&env, cursor.as_deref(), limit).await?;
         Ok(Response::json(
             200,
             &json!({ "env": env, "history": page.entries, "next": page.next }),
-        )
-        .readable())
+        ))
     }
 
     async fn env_list(&self) -> Result<Response> {
         self.seal()?;
         let envs = self.store.envs().await?;
-        Ok(Response::json(200, &json!({ "envs": envs })).readable())
+        Ok(Response::json(200, &json!({ "envs": envs })))
     }
 
     /// Seed compatibility: `{forge_root, epoch, target, forge_status, forge_epoch, forge_sig}`
@@ -457,35 +540,44 @@ impl<S: Store> Forge<S> {
                 "forge_epoch": epoch,
                 "forge_sig": sig,
             }),
-        )
-        .readable())
+        ))
     }
 
     async fn metrics_text(&self, now_ms: u64) -> Result<Response> {
         let timing = self.cfg.election.timing;
         for env in self.store.envs().await? {
-            if let Some(state) = self.store.load(&env).await? {
+            let counts = self
+                .store
+                .read(
+                    &env,
+                    now_ms,
+                    Box::new(|s| {
+                        (
+                            s.peers_alive(now_ms, &timing),
+                            s.term,
+                            s.valid_lease(now_ms).is_some(),
+                        )
+                    }),
+                )
+                .await?;
+            if let Some((alive, term, present)) = counts {
                 let label = Metrics::env(&env);
                 self.metrics
                     .peers_alive
                     .get_or_create(&label)
-                    .set(state.peers_alive(now_ms, &timing) as i64);
-                self.metrics
-                    .term
-                    .get_or_create(&label)
-                    .set(state.term as i64);
+                    .set(alive as i64);
+                self.metrics.term.get_or_create(&label).set(term as i64);
                 self.metrics
                     .leader_present
                     .get_or_create(&label)
-                    .set(state.valid_lease(now_ms).is_some() as i64);
+                    .set(present as i64);
             }
         }
         Ok(Response::text(
             200,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             self.metrics.encode(),
-        )
-        .with_header("cache-control", "no-store"))
+        ))
     }
 
     /// The cron sweep over every env: expire leases, elect, forget long-dead peers.
@@ -494,7 +586,13 @@ impl<S: Store> Forge<S> {
         let cfg = self.cfg.election;
         for env in self.store.envs().await? {
             match self
-                .apply(&env, now_ms, &mut out, |s| Ok(s.sweep(&cfg, now_ms)))
+                .apply(
+                    &env,
+                    now_ms,
+                    &mut out,
+                    |s| Ok(s.sweep(&cfg, now_ms)),
+                    |_| (),
+                )
                 .await
             {
                 Ok(_) => {}
@@ -507,3 +605,15 @@ impl<S: Store> Forge<S> {
 
 #[cfg(test)]
 mod tests;
+
+/// A store error for a header: one line of printable ASCII (never a stack trace in a body).
+fn sanitize(message: &str) -> String {
+    message
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(200)
+        .collect()
+}

@@ -103,6 +103,20 @@ impl Response {
             .with_header("cache-control", "no-store")
     }
 
+    /// [`Response::readable`] unless the headers are already there.
+    pub fn readable_once(self) -> Self {
+        let mut r = self;
+        for (k, v) in [
+            ("access-control-allow-origin", "*"),
+            ("cache-control", "no-store"),
+        ] {
+            if r.header(k).is_none() {
+                r = r.with_header(k, v);
+            }
+        }
+        r
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -16,6 +16,26 @@ pub struct ReasonLabel {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DurabilityLabel {
+    pub durability: String,
+}
+
+/// A storage operation, counted where the forge calls its store (`op` like `kv_write`,
+/// `kv_read`, `kv_list`, `do_rows_written`, `log_append`, `fsync`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: String,
+}
+
+/// Counters a store adapter shares with the forge's registry (cheap to clone).
+pub type StoreOps = Family<OpLabel, Counter>;
+
+/// Adds `n` to the counter of `op`.
+pub fn count_op(ops: &StoreOps, op: &str, n: u64) {
+    ops.get_or_create(&OpLabel { op: op.into() }).inc_by(n);
+}
+
 pub struct Metrics {
     registry: Registry,
     pub heartbeats: Family<EnvLabel, Counter>,
@@ -25,6 +45,9 @@ pub struct Metrics {
     pub peers_alive: Family<EnvLabel, Gauge>,
     pub term: Family<EnvLabel, Gauge>,
     pub leader_present: Family<EnvLabel, Gauge>,
+    pub steps: Family<DurabilityLabel, Counter>,
+    pub store_failures: Counter,
+    pub store_ops: StoreOps,
 }
 
 impl Default for Metrics {
@@ -38,6 +61,9 @@ impl Default for Metrics {
             peers_alive: Family::default(),
             term: Family::default(),
             leader_present: Family::default(),
+            steps: Family::default(),
+            store_failures: Counter::default(),
+            store_ops: Family::default(),
             registry: Registry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
@@ -67,6 +93,21 @@ impl Default for Metrics {
             "1 if a valid lease exists",
             m.leader_present.clone(),
         );
+        registry.register(
+            "steps",
+            "Election steps applied, by what they required of the store (volatile: nothing)",
+            m.steps.clone(),
+        );
+        registry.register(
+            "store_failures",
+            "Requests answered 503 store_unavailable",
+            m.store_failures.clone(),
+        );
+        registry.register(
+            "store_operations",
+            "Storage operations issued by this process, by kind",
+            m.store_ops.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -74,6 +115,19 @@ impl Default for Metrics {
 impl Metrics {
     pub fn env(env: &str) -> EnvLabel {
         EnvLabel { env: env.into() }
+    }
+
+    pub fn count_outcome(&self, outcome: &brh_shared::Outcome) {
+        let d = match outcome.durability {
+            brh_shared::Durability::Volatile => "volatile",
+            brh_shared::Durability::Write => "write",
+            brh_shared::Durability::Sync => "sync",
+        };
+        self.steps
+            .get_or_create(&DurabilityLabel {
+                durability: d.into(),
+            })
+            .inc();
     }
 
     pub fn reject(&self, reason: &str) {

@@ -189,6 +189,8 @@ pub enum ErrorCode {
     Unauthorized,
     NotLeader,
     NotImplemented,
+    /// The forge's storage failed; nothing was changed. Retry after `Retry-After`.
+    StoreUnavailable,
     Internal,
 }
 
@@ -207,6 +209,7 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -220,7 +223,7 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::NotImplemented => 501,
-            ErrorCode::NoSeal => 503,
+            ErrorCode::NoSeal | ErrorCode::StoreUnavailable => 503,
             ErrorCode::Internal => 500,
         }
     }

@@ -312,7 +312,7 @@ fn every_error_class_is_4xx_json_and_changes_nothing() {
     ));
     let mut no_headers = Request::new("POST", "/federation/heartbeat");
     no_headers.body = hb.as_bytes().to_vec();
-    cases.push(("unsigned", no_headers, 400, ErrorCode::BadRequest));
+    cases.push(("unsigned", no_headers, 401, ErrorCode::Unauthorized));
     cases.push((
         "resign unknown",
         h.signed("/federation/resign", "n9", r#"{"env":"dev","term":1}"#, now),
@@ -331,10 +331,10 @@ fn every_error_class_is_4xx_json_and_changes_nothing() {
         ErrorCode::BadRequest,
     ));
     cases.push((
-        "unknown env",
-        Request::new("GET", "/federation/leader?env=nowhere"),
-        404,
-        ErrorCode::NotFound,
+        "bad cursor",
+        Request::new("GET", "/federation/history?env=dev&cursor=abc"),
+        400,
+        ErrorCode::BadRequest,
     ));
     cases.push((
         "unknown env peers",
@@ -389,6 +389,10 @@ fn every_error_class_is_4xx_json_and_changes_nothing() {
         );
         assert_eq!(error_code(&r), code, "{name}");
         assert_eq!(h.snapshot(), before, "{name} changed state");
+        if req.method == "GET" && req.path != "/nope" && req.path != "/federation/heartbeat" {
+            assert_eq!(r.header("access-control-allow-origin"), Some("*"), "{name}");
+            assert_eq!(r.header("cache-control"), Some("no-store"), "{name}");
+        }
     }
     let r = h.get("/federation/heartbeat", now);
     assert_eq!(r.header("allow"), Some("POST"));
@@ -490,4 +494,94 @@ fn envs_are_isolated() {
     let dev: LeaderView =
         serde_json::from_slice(&h.get("/federation/leader?env=dev", T0).body).unwrap();
     assert_eq!(dev.leader.as_deref(), Some("n1"));
+}
+
+#[test]
+fn leader_of_an_env_nobody_joined_is_vacant_term_0_with_read_headers() {
+    let h = Harness::new();
+    let r = h.get("/federation/leader?env=nowhere", T0);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!((&v.leader, &v.lease, v.term), (&None, &None, 0));
+    assert!(brh_shared::sign::verify_view(SEAL, &v));
+    // Reading does not create the env.
+    assert_eq!(h.snapshot(), "{}");
+}
+
+#[test]
+fn renewals_are_volatile_steps() {
+    let h = Harness::new();
+    h.beat("n1", T0);
+    h.beat("n2", T0 + 10);
+    for i in 1..20 {
+        h.beat("n1", T0 + i * 1000);
+    }
+    let text = String::from_utf8(h.get("/metrics", T0 + 30_000).body).unwrap();
+    assert!(
+        text.contains(r#"brh_forge_steps_total{durability="volatile"} 19"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"brh_forge_steps_total{durability="sync"} 1"#));
+    assert!(text.contains(r#"brh_forge_steps_total{durability="write"} 1"#));
+}
+
+/// A store whose every operation fails, as KV over quota or a broken disk would.
+struct BrokenStore;
+
+impl Store for BrokenStore {
+    async fn step<T>(
+        &self,
+        _env: &str,
+        _now_ms: u64,
+        _event: crate::store::Event<'_>,
+        _answer: crate::store::Answer<'_, T>,
+    ) -> std::result::Result<crate::store::Stepped<T>, StepError> {
+        Err(StepError::Store(StoreError(
+            "kv put env/dev/lease: Error: KV PUT failed: 429\n    at stack (worker.js:1:2)".into(),
+        )))
+    }
+    async fn read<T>(
+        &self,
+        _env: &str,
+        _now_ms: u64,
+        _f: crate::store::Answer<'_, T>,
+    ) -> std::result::Result<Option<T>, StoreError> {
+        Err(StoreError("kv get: down".into()))
+    }
+    async fn history(
+        &self,
+        _env: &str,
+        _cursor: Option<&str>,
+        _limit: usize,
+    ) -> std::result::Result<crate::store::HistoryPage, StoreError> {
+        Err(StoreError("kv list: down".into()))
+    }
+    async fn envs(&self) -> std::result::Result<Vec<String>, StoreError> {
+        Err(StoreError("kv list: down".into()))
+    }
+}
+
+#[test]
+fn a_store_failure_is_503_store_unavailable_with_retry_after_and_no_stack() {
+    let good = Harness::new();
+    let mut cfg = ForgeConfig::new(Some(SEAL.to_vec()), "kv");
+    cfg.election = ElectionConfig::new(Timing::DEFAULT);
+    let forge = Forge::new(cfg, BrokenStore);
+    let req = good.signed("/federation/heartbeat", "n1", r#"{"env":"dev"}"#, T0);
+    for req in [req, Request::new("GET", "/federation/leader?env=dev")] {
+        let r = block_on(forge.handle(&req, T0)).response;
+        assert_eq!(r.status, 503);
+        assert_eq!(error_code(&r), ErrorCode::StoreUnavailable);
+        assert_eq!(r.header("retry-after"), Some(STORE_RETRY_AFTER_S));
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(
+            !body.contains("worker.js") && !body.contains("\\n"),
+            "{body}"
+        );
+    }
+    let text = block_on(forge.handle(&Request::new("GET", "/metrics"), T0)).response;
+    assert_eq!(text.status, 503, "metrics read the store too");
+    assert_eq!(forge.metrics.store_failures.get(), 3);
 }

@@ -1,106 +1,354 @@
-//! The native forge's on-disk store: one JSON file per env under `DIR/envs/`, replaced
-//! atomically (write to a temporary file, then rename) on every change.
+//! The native forge's on-disk store: per env, a snapshot plus an append-only log of durable
+//! records, with the whole state in memory.
 //!
-//! A rename survives the process being killed at any point. A change of term is also
-//! `fsync`ed (file and directory) before the answer goes out, so terms never go back even
-//! across a power loss; renewals are not, since losing one only shortens a lease.
-use std::fs;
+//! ```text
+//! DIR/envs/{env}.snap        {"gen": g, "state": EnvState, "history": [...]}  (replaced by rename)
+//! DIR/envs/{env}.{g}.log     one JSON line per durable record or history row since snapshot g
+//! ```
+//!
+//! Why a log and not one file per env or an embedded database: a renewal writes nothing (the
+//! outcome is volatile), and a change appends a few hundred bytes — its own records — so the
+//! cost of a step is the size of the change, never the size of the fleet. Terms change rarely,
+//! and that is the only time the log is fsynced (`Durability::Sync`). The log is compacted
+//! into a new snapshot once it holds more lines than `max(4096, 2 × peers)`, so the amortized
+//! cost per record stays O(1) and a restart replays a bounded log. No dependency, and the
+//! files stay greppable JSON. A row-per-peer database would buy nothing here: the writes we
+//! keep are already per record.
+//!
+//! Crash safety: a snapshot is written to a temporary file, fsynced, renamed, and the
+//! directory fsynced before the next log generation starts; loading reads the snapshot and
+//! replays only its own generation's log, so rows are never applied twice. A torn last line
+//! (the process died mid-append) is ignored. If an append fails, the env is dropped from
+//! memory and reloaded from disk on next use (then the restart rule applies), so an answer
+//! never reflects a change that was not written.
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use brh_shared::election::{Durability, ElectionConfig, Outcome, Record};
 use brh_shared::wire::HistoryEntry;
 use brh_shared::EnvState;
 use serde::{Deserialize, Serialize};
 
-use crate::store::{HistoryPage, MemoryStore, Store, StoreError};
+use crate::metrics::{count_op, StoreOps};
+use crate::store::{
+    step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
+};
 
 #[derive(Serialize, Deserialize)]
-struct EnvFile {
+struct Snapshot {
+    #[serde(default)]
+    gen: u64,
     state: EnvState,
     history: Vec<HistoryEntry>,
 }
 
+/// One log line.
+#[derive(Serialize, Deserialize)]
+enum Line {
+    #[serde(rename = "r")]
+    Record(Record),
+    #[serde(rename = "h")]
+    History(HistoryEntry),
+}
+
+struct EnvFiles {
+    slot: EnvSlot,
+    gen: u64,
+    log: File,
+    log_lines: usize,
+}
+
 pub struct FileStore {
     dir: PathBuf,
-    mem: MemoryStore,
+    cfg: ElectionConfig,
+    envs: RefCell<BTreeMap<String, EnvFiles>>,
+    ops: StoreOps,
 }
 
 fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("{what} {}: {e}", path.display()))
 }
 
+const MIN_COMPACT_LINES: usize = 4096;
+
 impl FileStore {
-    /// Opens (creating if needed) `dir` and loads every env in it.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) `dir`, loads every env in it and applies the restart rule
+    /// at `now_ms`. `ops` counts log appends, fsyncs and snapshots.
+    pub fn open(
+        dir: &Path,
+        cfg: ElectionConfig,
+        now_ms: u64,
+        ops: StoreOps,
+    ) -> Result<Self, StoreError> {
         let envs_dir = dir.join("envs");
         fs::create_dir_all(&envs_dir).map_err(|e| io_err("cannot create", &envs_dir, e))?;
-        let mem = MemoryStore::default();
+        let store = FileStore {
+            dir: envs_dir.clone(),
+            cfg,
+            envs: RefCell::default(),
+            ops,
+        };
         let entries = fs::read_dir(&envs_dir).map_err(|e| io_err("cannot read", &envs_dir, e))?;
+        let mut names = std::collections::BTreeSet::new();
         for entry in entries {
             let path = entry
                 .map_err(|e| io_err("cannot read", &envs_dir, e))?
                 .path();
-            let Some(env) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            let bytes = fs::read(&path).map_err(|e| io_err("cannot read", &path, e))?;
-            let file: EnvFile =
-                serde_json::from_slice(&bytes).map_err(|e| io_err("corrupt state in", &path, e))?;
-            mem.envs
-                .borrow_mut()
-                .insert(env.to_string(), (file.state, file.history));
+            let env = name
+                .strip_suffix(".snap")
+                .or_else(|| name.strip_suffix(".json"))
+                .or_else(|| {
+                    name.strip_suffix(".log")
+                        .and_then(|n| n.rsplit_once('.').map(|p| p.0))
+                });
+            if let Some(env) = env.filter(|e| !e.starts_with('.')) {
+                names.insert(env.to_string());
+            }
         }
-        Ok(FileStore { dir: envs_dir, mem })
+        for env in names {
+            let files = store.load_env(&env, now_ms)?;
+            store.envs.borrow_mut().insert(env, files);
+        }
+        Ok(store)
     }
 
-    fn write(&self, env: &str, durable: bool) -> Result<(), StoreError> {
-        let envs = self.mem.envs.borrow();
-        let Some((state, history)) = envs.get(env) else {
-            return Ok(());
+    fn snap_path(&self, env: &str) -> PathBuf {
+        self.dir.join(format!("{env}.snap"))
+    }
+
+    fn log_path(&self, env: &str, gen: u64) -> PathBuf {
+        self.dir.join(format!("{env}.{gen}.log"))
+    }
+
+    /// Snapshot + its log generation, then the restart rule.
+    fn load_env(&self, env: &str, now_ms: u64) -> Result<EnvFiles, StoreError> {
+        let snap_path = self.snap_path(env);
+        let legacy = self.dir.join(format!("{env}.json"));
+        let snap = match fs::read(&snap_path) {
+            Ok(bytes) => Some((bytes, snap_path.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match fs::read(&legacy) {
+                Ok(bytes) => Some((bytes, legacy.clone())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(io_err("cannot read", &legacy, e)),
+            },
+            Err(e) => return Err(io_err("cannot read", &snap_path, e)),
         };
-        let path = self.dir.join(format!("{env}.json"));
-        let tmp = self.dir.join(format!(".{env}.json.tmp"));
-        let bytes = serde_json::to_vec(&EnvFile {
-            state: state.clone(),
-            history: history.clone(),
-        })
-        .map_err(|e| io_err("cannot encode", &path, e))?;
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err("cannot write", &tmp, e))?;
-        f.write_all(&bytes)
-            .map_err(|e| io_err("cannot write", &tmp, e))?;
-        if durable {
-            f.sync_all().map_err(|e| io_err("cannot sync", &tmp, e))?;
+        let mut slot = EnvSlot::default();
+        let mut gen = 0;
+        if let Some((bytes, path)) = snap {
+            let s: Snapshot =
+                serde_json::from_slice(&bytes).map_err(|e| io_err("corrupt state in", &path, e))?;
+            gen = s.gen;
+            slot.state = s.state;
+            slot.push_history(&s.history);
         }
-        drop(f);
-        fs::rename(&tmp, &path).map_err(|e| io_err("cannot replace", &path, e))?;
-        if durable {
-            if let Ok(d) = fs::File::open(&self.dir) {
-                let _ = d.sync_all();
+        let log_path = self.log_path(env, gen);
+        let mut log_lines = 0;
+        match fs::read(&log_path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let complete = text.ends_with('\n');
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, line) in lines.iter().enumerate() {
+                    if line.is_empty() {
+                        continue;
+                    }
+                    match serde_json::from_str::<Line>(line) {
+                        Ok(Line::Record(r)) => slot.state.apply_record(r),
+                        Ok(Line::History(h)) => slot.push_history(std::slice::from_ref(&h)),
+                        // The process died mid-append: that record was never acknowledged.
+                        Err(_) if i + 1 == lines.len() && !complete => {
+                            tracing::warn!("{}: ignoring a torn last line", log_path.display());
+                        }
+                        Err(e) => {
+                            return Err(io_err(&format!("corrupt line {} in", i + 1), &log_path, e))
+                        }
+                    }
+                    log_lines += 1;
+                }
+                if !complete && !bytes.is_empty() {
+                    // Cut the torn tail so the next append starts on a fresh line.
+                    let keep = text.rfind('\n').map_or(0, |i| i + 1);
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&log_path)
+                        .map_err(|e| io_err("cannot open", &log_path, e))?;
+                    f.set_len(keep as u64)
+                        .map_err(|e| io_err("cannot truncate", &log_path, e))?;
+                }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("cannot read", &log_path, e)),
+        }
+        slot.state.recover(&self.cfg, now_ms);
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| io_err("cannot open", &log_path, e))?;
+        Ok(EnvFiles {
+            slot,
+            gen,
+            log,
+            log_lines,
+        })
+    }
+
+    /// Appends the outcome's records and history rows; fsyncs on a term change.
+    fn append(&self, env: &str, files: &mut EnvFiles, outcome: &Outcome) -> Result<(), StoreError> {
+        let mut buf = Vec::with_capacity(256);
+        let lines = outcome
+            .records
+            .iter()
+            .cloned()
+            .map(Line::Record)
+            .chain(outcome.history.iter().cloned().map(Line::History));
+        let mut n = 0;
+        for line in lines {
+            serde_json::to_writer(&mut buf, &line)
+                .map_err(|e| StoreError(format!("cannot encode a log line: {e}")))?;
+            buf.push(b'\n');
+            n += 1;
+        }
+        let path = self.log_path(env, files.gen);
+        files
+            .log
+            .write_all(&buf)
+            .map_err(|e| io_err("cannot append to", &path, e))?;
+        count_op(&self.ops, "log_append", 1);
+        count_op(&self.ops, "log_bytes", buf.len() as u64);
+        if outcome.durability == Durability::Sync {
+            files
+                .log
+                .sync_data()
+                .map_err(|e| io_err("cannot sync", &path, e))?;
+            count_op(&self.ops, "fsync", 1);
+        }
+        files.log_lines += n;
+        if files.log_lines > MIN_COMPACT_LINES.max(2 * files.slot.state.peers.len()) {
+            self.compact(env, files)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole env as snapshot `gen + 1` and starts an empty log for it.
+    fn compact(&self, env: &str, files: &mut EnvFiles) -> Result<(), StoreError> {
+        let gen = files.gen + 1;
+        let snap_path = self.snap_path(env);
+        let tmp = self.dir.join(format!(".{env}.snap.tmp"));
+        let bytes = serde_json::to_vec(&Snapshot {
+            gen,
+            state: files.slot.state.clone(),
+            history: files.slot.history.iter().cloned().collect(),
+        })
+        .map_err(|e| io_err("cannot encode", &snap_path, e))?;
+        let mut f = File::create(&tmp).map_err(|e| io_err("cannot write", &tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_err("cannot write", &tmp, e))?;
+        drop(f);
+        fs::rename(&tmp, &snap_path).map_err(|e| io_err("cannot replace", &snap_path, e))?;
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        let new_log = self.log_path(env, gen);
+        let log = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&new_log)
+            .map_err(|e| io_err("cannot open", &new_log, e))?;
+        let old = self.log_path(env, files.gen);
+        let _ = fs::remove_file(&old);
+        let _ = fs::remove_file(self.dir.join(format!("{env}.json")));
+        files.gen = gen;
+        files.log = log;
+        files.log_lines = 0;
+        count_op(&self.ops, "snapshot", 1);
+        count_op(&self.ops, "snapshot_bytes", bytes.len() as u64);
+        Ok(())
+    }
+
+    /// The env in memory, loading it from disk if it was dropped after a write failure.
+    fn ensure_loaded(&self, env: &str, now_ms: u64) -> Result<(), StoreError> {
+        if self.envs.borrow().contains_key(env) {
+            return Ok(());
+        }
+        let exists = self.snap_path(env).exists()
+            || self.dir.join(format!("{env}.json")).exists()
+            || self.log_path(env, 0).exists();
+        if exists {
+            let files = self.load_env(env, now_ms)?;
+            self.envs.borrow_mut().insert(env.to_string(), files);
         }
         Ok(())
     }
 }
 
 impl Store for FileStore {
-    async fn load(&self, env: &str) -> Result<Option<EnvState>, StoreError> {
-        self.mem.load(env).await
-    }
-
-    async fn save(
+    async fn step<T>(
         &self,
         env: &str,
-        before: Option<&EnvState>,
-        after: &EnvState,
-        history: &[HistoryEntry],
-    ) -> Result<(), StoreError> {
-        self.mem.save(env, before, after, history).await?;
-        let term_changed = before.is_none_or(|b| b.term != after.term);
-        self.write(env, term_changed)
+        now_ms: u64,
+        event: Event<'_>,
+        answer: Answer<'_, T>,
+    ) -> Result<Stepped<T>, StepError> {
+        self.ensure_loaded(env, now_ms)?;
+        let mut envs = self.envs.borrow_mut();
+        if !envs.contains_key(env) {
+            // A new env: its log starts at generation 0. Nothing is written until a step
+            // has a durable outcome (a refused first request leaves no file behind).
+            let path = self.log_path(env, 0);
+            let mut slot = EnvSlot::default();
+            let stepped =
+                step_in_memory(&mut slot, now_ms, event, answer).map_err(StepError::Refused)?;
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| io_err("cannot open", &path, e))?;
+            let mut files = EnvFiles {
+                slot,
+                gen: 0,
+                log,
+                log_lines: 0,
+            };
+            self.append(env, &mut files, &stepped.outcome)?;
+            if let Ok(d) = File::open(&self.dir) {
+                let _ = d.sync_all();
+            }
+            envs.insert(env.to_string(), files);
+            return Ok(stepped);
+        }
+        let Some(files) = envs.get_mut(env) else {
+            return Err(StepError::Store(StoreError(format!("env {env} vanished"))));
+        };
+        let stepped =
+            step_in_memory(&mut files.slot, now_ms, event, answer).map_err(StepError::Refused)?;
+        if !stepped.outcome.is_volatile() {
+            if let Err(e) = self.append(env, files, &stepped.outcome) {
+                // Forget what was not written; the next use reloads from disk.
+                envs.remove(env);
+                return Err(StepError::Store(e));
+            }
+        }
+        Ok(stepped)
+    }
+
+    async fn read<T>(
+        &self,
+        env: &str,
+        now_ms: u64,
+        f: Answer<'_, T>,
+    ) -> Result<Option<T>, StoreError> {
+        self.ensure_loaded(env, now_ms)?;
+        Ok(self.envs.borrow().get(env).map(|e| f(&e.slot.state)))
     }
 
     async fn history(
@@ -109,63 +357,18 @@ impl Store for FileStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
-        self.mem.history(env, cursor, limit).await
+        Ok(self
+            .envs
+            .borrow()
+            .get(env)
+            .map(|e| e.slot.page(cursor, limit))
+            .unwrap_or_default())
     }
 
     async fn envs(&self) -> Result<Vec<String>, StoreError> {
-        self.mem.envs().await
+        Ok(self.envs.borrow().keys().cloned().collect())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use brh_shared::election::ElectionConfig;
-    use brh_shared::replay::Nonce;
-    use brh_shared::sign::Authenticated;
-    use brh_shared::wire::Heartbeat;
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    #[test]
-    fn state_and_history_survive_reopen_and_corruption_is_an_error() {
-        let dir = std::env::temp_dir().join(format!("brh-fs-test-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        let store = FileStore::open(&dir).unwrap();
-        let mut st = EnvState::default();
-        let auth = Authenticated {
-            node: "n1".into(),
-            ts_ms: 1,
-            nonce: Nonce::new("b", 1),
-        };
-        let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev"}"#).unwrap();
-        let changes = st
-            .heartbeat(&ElectionConfig::default(), &auth, &hb, 1000)
-            .unwrap();
-        let rows: Vec<_> = changes
-            .iter()
-            .filter_map(|c| c.history_entry(1000))
-            .collect();
-        block_on(store.save("dev", None, &st, &rows)).unwrap();
-        drop(store);
-
-        let store = FileStore::open(&dir).unwrap();
-        assert_eq!(block_on(store.load("dev")).unwrap(), Some(st.clone()));
-        assert_eq!(
-            block_on(store.history("dev", None, 10)).unwrap().entries,
-            rows
-        );
-        assert_eq!(block_on(store.envs()).unwrap(), vec!["dev".to_string()]);
-        drop(store);
-
-        fs::write(dir.join("envs/dev.json"), b"{garbage").unwrap();
-        let err = FileStore::open(&dir).err().unwrap();
-        assert!(err.0.contains("corrupt state"), "{err}");
-        let _ = fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

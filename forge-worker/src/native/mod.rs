@@ -88,8 +88,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid timing: {e}"))?;
     anyhow::ensure!(!opts.seal.is_empty(), "DOMINION_SEAL is empty");
-    let store = FileStore::open(&opts.data_dir)
-        .with_context(|| format!("opening forge data dir {}", opts.data_dir.display()))?;
+    let metrics = crate::metrics::Metrics::default();
+    let store = FileStore::open(
+        &opts.data_dir,
+        ElectionConfig::new(opts.timing),
+        now_ms(),
+        metrics.store_ops.clone(),
+    )
+    .with_context(|| format!("opening forge data dir {}", opts.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -105,7 +111,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
     let core_stop = stop_rx.clone();
     let core = std::thread::Builder::new()
         .name("forge-core".into())
-        .spawn(move || run_core(Forge::new(cfg, store), jobs_rx, sweep_every, core_stop))?;
+        .spawn(move || {
+            let forge = Forge {
+                cfg,
+                store,
+                metrics,
+            };
+            run_core(forge, jobs_rx, sweep_every, core_stop)
+        })?;
 
     let app = Router::new().fallback(serve_one).with_state(jobs_tx);
     let mut stop_rx_srv = stop_rx;

@@ -868,7 +868,9 @@ fn renewals_and_liveness_are_volatile_changes_are_durable() {
     assert_eq!(out.durability, Durability::Sync, "first grant");
     assert_eq!(out.history.len(), 1);
     let mut log = out.records.clone();
-    assert!(log.iter().any(|r| matches!(r, Record::Peer { node, .. } if node == "a")));
+    assert!(log
+        .iter()
+        .any(|r| matches!(r, Record::Peer { node, .. } if node == "a")));
 
     // The holder renews: nothing to write.
     let ch = s.hb("a", 6_000);
@@ -893,7 +895,8 @@ fn renewals_and_liveness_are_volatile_changes_are_durable() {
         ts_ms: 13_000,
         nonce: Nonce::new("boot2", 1),
     };
-    let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev","priority":5,"version":"t"}"#).unwrap();
+    let hb: Heartbeat =
+        serde_json::from_str(r#"{"env":"dev","priority":5,"version":"t"}"#).unwrap();
     let ch = s.st.heartbeat(&cfg(), &a, &hb, 13_000).unwrap();
     assert_eq!(ch, vec![Change::PeerUpdated { node: "b".into() }]);
     log.extend(s.st.outcome(&ch, 13_000).records);
@@ -904,7 +907,9 @@ fn renewals_and_liveness_are_volatile_changes_are_durable() {
     assert_eq!(back.peers["b"].priority, 5);
     assert_eq!(back.peers["b"].nonce.boot_id, "boot2");
     assert_eq!(back.peers["b"].nonce.retired, vec!["boot".to_string()]);
-    assert!(back.lease.as_ref().unwrap().expires_at_ms <= s.st.lease.as_ref().unwrap().expires_at_ms);
+    assert!(
+        back.lease.as_ref().unwrap().expires_at_ms <= s.st.lease.as_ref().unwrap().expires_at_ms
+    );
 }
 
 #[test]
