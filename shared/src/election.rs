@@ -141,7 +141,27 @@ pub struct EnvState {
     pub peers: BTreeMap<String, Peer>,
     pub resigned: Option<Resignation>,
     pub split_brain_alarms: u64,
+    /// Memo of [`EnvState::peers_alive`], so that answering a heartbeat does not scan the
+    /// whole peer table every time. Not state: never serialized, always equal.
+    #[serde(skip)]
+    alive_memo: AliveMemo,
 }
+
+/// `(computed_at_ms, peer count then, alive count)`, reused for [`AliveMemo::FRESH_MS`].
+#[derive(Debug, Clone, Default)]
+struct AliveMemo(core::cell::Cell<Option<(u64, usize, u32)>>);
+
+impl AliveMemo {
+    /// The count is informational (views, dashboards, metrics): a quarter second stale is fine.
+    const FRESH_MS: u64 = 250;
+}
+
+impl PartialEq for AliveMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for AliveMemo {}
 
 /// What an event did. The forge turns these into history, metrics, logs and storage writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -488,11 +508,21 @@ impl EnvState {
         pick(&mut { preferred }).or_else(|| pick(&mut live()))
     }
 
+    /// Peers heard from within the dead-after window. Memoized for a quarter second (while
+    /// the table's size is unchanged), so it costs O(1) per heartbeat at any fleet size.
     pub fn peers_alive(&self, now_ms: u64, timing: &Timing) -> u32 {
-        self.peers
+        if let Some((at, len, n)) = self.alive_memo.0.get() {
+            if len == self.peers.len() && now_ms >= at && now_ms - at < AliveMemo::FRESH_MS {
+                return n;
+            }
+        }
+        let n = self
+            .peers
             .values()
             .filter(|p| p.is_alive_at(now_ms, timing))
-            .count() as u32
+            .count() as u32;
+        self.alive_memo.0.set(Some((now_ms, self.peers.len(), n)));
+        n
     }
 
     /// The unsigned leader view at `now_ms`, optionally for one node (`you`).

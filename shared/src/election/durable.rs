@@ -188,6 +188,7 @@ impl EnvState {
     /// records at `now_ms`. Returns whether the holder's lease was extended.
     pub fn recover(&mut self, cfg: &ElectionConfig, now_ms: u64) -> bool {
         let timing = &cfg.timing;
+        self.alive_memo = Default::default();
         let floor = now_ms.saturating_sub(timing.peer_dead_after_ms());
         for p in self.peers.values_mut() {
             p.last_seen_ms = p.last_seen_ms.max(floor);
