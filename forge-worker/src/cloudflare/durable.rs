@@ -1,30 +1,37 @@
 //! `durable-object` mode: one Durable Object per env (`id_from_name(env)`) is the env's lease
-//! register. It runs the same [`Forge::handle`] over its own transactional storage and mirrors
-//! the result into KV (same layout as the `kv` mode) so the Worker serves reads from KV.
+//! register. It runs the same [`Forge::handle`] over its own transactional storage, serves
+//! the env's reads fresh from memory, and mirrors changes into KV.
 //!
-//! Why the read-modify-write cannot interleave:
-//! - Cloudflare runs at most one instance of a given Durable Object id in the world, and that
-//!   instance is single-threaded.
-//! - Within the instance, concurrency only happens at `await` points. The input gate already
-//!   holds other events back while a *storage* operation is in flight, but any other I/O (the KV
-//!   mirror, a fetch) opens it. So [`LeaseRegister::fetch`] runs the whole request — load, the
-//!   election step, save, KV mirror — inside `state.blockConcurrencyWhile`, which delivers no
-//!   other event to the object until that future completes. Requests to one env are therefore
-//!   applied strictly one after another, in arrival order: a linearizable register.
-//! - The state is also cached in memory ([`DoStore`]); a cold instance loads it from storage
-//!   first. Saves are `put`s of the state plus the new history rows in one call (atomic), and
-//!   the answer is only returned after the put resolved; the output gate additionally holds
-//!   any outgoing message until the write is durable. Terms therefore never go back, across
-//!   evictions and restarts too.
-//! - The KV mirror is best effort: if a KV write fails, the register state is still committed,
-//!   and the next request mirrors the difference again (it remembers what KV was last known to
-//!   hold; a cold instance reads KV first), so KV converges without rewriting unchanged keys.
-use std::cell::RefCell;
+//! Cost per operation (the point of this module):
+//! - A renewal (or a witness's liveness beat) writes **nothing**: no storage row, no KV key.
+//!   The state lives in the object's memory; only a step whose outcome is durable
+//!   (`brh_shared::election::durable`) writes rows — the lease record and the peers it names,
+//!   plus history rows — in one atomic `put`.
+//! - KV is written only when the leader, the term or the membership changes, *after* the
+//!   register's critical section (`waitUntil`), by one mirror task per object that drains
+//!   changes in order. A KV failure never delays, fails or reorders a grant; the mirror
+//!   retries on the next change or alarm, and `brh_forge_store_operations_total{op="kv_mirror_failures"}`
+//!   counts the failures.
+//! - Lease expiry is driven by an alarm set at the lease's expiry: it fires, sweeps (expiring
+//!   and electing if the holder stopped renewing) and re-arms at the new expiry — one alarm
+//!   write per lease ttl at most, not one per beat.
+//!
+//! Why the read-modify-write cannot interleave: Cloudflare runs at most one instance of a
+//! given object id, single-threaded; [`LeaseRegister::fetch`] and `alarm` run each step inside
+//! `blockConcurrencyWhile`, which delivers no other event until the step's storage write has
+//! resolved. So requests to one env apply strictly one after another: a linearizable register.
+//! If a write fails, the in-memory state is dropped and reloaded from storage (restart rule)
+//! before the next step, so nothing unwritten is ever answered.
+//!
+//! Eviction or redeploy: a cold instance reads the lease row and the peer rows (legacy
+//! `state/{env}` rows of earlier versions are read too) and applies the restart rule — the
+//! holder's lease is extended to now + ttl, never shortened.
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use brh_shared::election::EnvState;
-use brh_shared::wire::HistoryEntry;
+use brh_shared::election::{ElectionConfig, EnvState, Outcome, Record};
+use brh_shared::wire::{ErrorCode, HistoryEntry};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
     console_error, durable_object, js_sys, DurableObject, Env, ListOptions, State, Storage,
@@ -37,14 +44,24 @@ use super::{
 };
 use crate::forge::Forge;
 use crate::http::{Request, Response};
-use crate::store::{HistoryPage, Store, StoreError};
-use brh_shared::wire::ErrorCode;
+use crate::metrics::{count_op, StoreOps};
+use crate::store::{
+    step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
+};
 
 fn do_err(what: &str, e: worker::Error) -> StoreError {
     StoreError(format!("durable object storage {what}: {e}"))
 }
 
-fn state_key(env: &str) -> String {
+fn lease_row(env: &str) -> String {
+    format!("lease/{env}")
+}
+
+fn peer_prefix(env: &str) -> String {
+    format!("peer/{env}/")
+}
+
+fn legacy_state_row(env: &str) -> String {
     format!("state/{env}")
 }
 
@@ -52,80 +69,231 @@ fn history_prefix(env: &str) -> String {
     format!("hist/{env}/")
 }
 
-/// [`Store`] over the Durable Object's storage, with the state cached in memory. Values are
-/// JSON strings (exact u64s, no JS number rounding).
+/// What the KV mirror still has to write, per env, in order.
+#[derive(Default)]
+struct Pending {
+    /// The env is new to KV: write its index key.
+    new_env: bool,
+    lease: bool,
+    peers: BTreeMap<String, ()>,
+    history: Vec<HistoryEntry>,
+}
+
+/// [`Store`] over the Durable Object's storage with the env's state held in memory.
 pub struct DoStore {
     storage: Storage,
-    cache: RefCell<BTreeMap<String, Option<EnvState>>>,
-    /// History rows saved but not yet mirrored to KV, per env.
-    unmirrored: RefCell<BTreeMap<String, Vec<HistoryEntry>>>,
+    cfg: ElectionConfig,
+    envs: RefCell<BTreeMap<String, EnvSlot>>,
+    pending: RefCell<BTreeMap<String, Pending>>,
+    ops: StoreOps,
+    /// Tests only (`BRH_TEST_FAULTS=do-storage`): every storage write fails.
+    fail_writes: bool,
 }
 
 impl DoStore {
-    fn new(storage: Storage) -> Self {
+    fn new(storage: Storage, cfg: ElectionConfig, ops: StoreOps, fail_writes: bool) -> Self {
         DoStore {
             storage,
-            cache: RefCell::default(),
-            unmirrored: RefCell::default(),
+            cfg,
+            envs: RefCell::default(),
+            pending: RefCell::default(),
+            ops,
+            fail_writes,
         }
     }
-}
 
-impl Store for DoStore {
-    async fn load(&self, env: &str) -> Result<Option<EnvState>, StoreError> {
-        if let Some(hit) = self.cache.borrow().get(env) {
-            return Ok(hit.clone());
+    /// Reads the env's rows (cold start) and applies the restart rule.
+    async fn load(&self, env: &str, now_ms: u64) -> Result<Option<EnvSlot>, StoreError> {
+        let lease: Option<String> = self
+            .storage
+            .get(&lease_row(env))
+            .await
+            .map_err(|e| do_err("get", e))?;
+        count_op(&self.ops, "do_rows_read", 1);
+        let mut state = match lease {
+            Some(text) => serde_json::from_str::<EnvState>(&text)
+                .map_err(|e| StoreError(format!("corrupt lease row of env {env}: {e}")))?,
+            None => {
+                let legacy: Option<String> = self
+                    .storage
+                    .get(&legacy_state_row(env))
+                    .await
+                    .map_err(|e| do_err("get", e))?;
+                count_op(&self.ops, "do_rows_read", 1);
+                match legacy {
+                    Some(text) => serde_json::from_str::<EnvState>(&text)
+                        .map_err(|e| StoreError(format!("corrupt state row of env {env}: {e}")))?,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let map = self
+            .storage
+            .list_with_options(ListOptions::new().prefix(&peer_prefix(env)))
+            .await
+            .map_err(|e| do_err("list", e))?;
+        let prefix = peer_prefix(env);
+        for item in map.entries() {
+            let Ok(pair) = item.and_then(|p| p.dyn_into::<js_sys::Array>()) else {
+                continue;
+            };
+            count_op(&self.ops, "do_rows_read", 1);
+            let key = pair.get(0).as_string().unwrap_or_default();
+            let Some(node) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let text = pair.get(1).as_string().unwrap_or_default();
+            let peer = serde_json::from_str(&text)
+                .map_err(|e| StoreError(format!("corrupt peer row {key}: {e}")))?;
+            state.apply_record(Record::Peer {
+                node: node.to_string(),
+                peer,
+            });
         }
-        let key = state_key(env);
-        let text: Option<String> = self.storage.get(&key).await.map_err(|e| do_err("get", e))?;
-        let state = text
-            .map(|t| serde_json::from_str::<EnvState>(&t))
-            .transpose()
-            .map_err(|e| StoreError(format!("corrupt state in durable object {key}: {e}")))?;
-        self.cache
-            .borrow_mut()
-            .insert(env.to_string(), state.clone());
-        Ok(state)
+        state.recover(&self.cfg, now_ms);
+        Ok(Some(EnvSlot {
+            state,
+            history: Default::default(),
+        }))
     }
 
-    async fn save(
-        &self,
-        env: &str,
-        _before: Option<&EnvState>,
-        after: &EnvState,
-        history: &[HistoryEntry],
-    ) -> Result<(), StoreError> {
+    /// Writes the outcome's rows in one atomic put.
+    async fn persist(&self, env: &str, outcome: &Outcome) -> Result<(), StoreError> {
         let obj = js_sys::Object::new();
-        let set = |k: &str, v: String| {
+        let mut rows = 0u64;
+        let mut set = |k: &str, v: String| -> Result<(), StoreError> {
+            rows += 1;
             js_sys::Reflect::set(&obj, &JsValue::from_str(k), &JsValue::from_str(&v))
                 .map(|_| ())
                 .map_err(|_| StoreError("cannot build the storage batch".into()))
         };
-        set(
-            &state_key(env),
-            serde_json::to_string(after).unwrap_or_default(),
-        )?;
-        let prefix = history_prefix(env);
-        for (i, h) in history.iter().enumerate() {
-            set(
-                &layout::history_key(&prefix, h, i),
-                serde_json::to_string(h).unwrap_or_default(),
-            )?;
+        let mut deletes = Vec::new();
+        for r in &outcome.records {
+            match r {
+                Record::Lease(l) => set(&lease_row(env), json(l))?,
+                Record::Peer { node, peer } => {
+                    set(&format!("{}{node}", peer_prefix(env)), json(peer))?
+                }
+                Record::Forget { node } => deletes.push(format!("{}{node}", peer_prefix(env))),
+            }
         }
-        // One put of all keys: atomic.
+        let hp = history_prefix(env);
+        for (i, h) in outcome.history.iter().enumerate() {
+            set(&layout::history_key(&hp, h, i), json(h))?;
+        }
+        if self.fail_writes {
+            return Err(StoreError(
+                "durable object storage put: injected fault (BRH_TEST_FAULTS)".into(),
+            ));
+        }
         self.storage
             .put_multiple_raw(obj)
             .await
             .map_err(|e| do_err("put", e))?;
-        self.cache
-            .borrow_mut()
-            .insert(env.to_string(), Some(after.clone()));
-        self.unmirrored
-            .borrow_mut()
-            .entry(env.to_string())
-            .or_default()
-            .extend_from_slice(history);
+        count_op(&self.ops, "do_rows_written", rows);
+        if !deletes.is_empty() {
+            count_op(&self.ops, "do_rows_deleted", deletes.len() as u64);
+            self.storage
+                .delete_multiple(deletes)
+                .await
+                .map_err(|e| do_err("delete", e))?;
+        }
         Ok(())
+    }
+
+    /// Remembers what the KV mirror must write for this outcome.
+    fn queue_mirror(&self, env: &str, outcome: &Outcome, new_env: bool) {
+        if outcome.is_volatile() {
+            return;
+        }
+        let mut pending = self.pending.borrow_mut();
+        let p = pending.entry(env.to_string()).or_default();
+        p.new_env |= new_env;
+        for r in &outcome.records {
+            match r {
+                Record::Lease(_) => p.lease = true,
+                Record::Peer { node, .. } | Record::Forget { node } => {
+                    p.peers.insert(node.clone(), ());
+                }
+            }
+        }
+        p.history.extend_from_slice(&outcome.history);
+    }
+
+    pub fn lease_expiry(&self) -> Option<u64> {
+        self.envs
+            .borrow()
+            .values()
+            .filter_map(|s| s.state.next_deadline_ms())
+            .min()
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+impl Store for DoStore {
+    async fn step<T>(
+        &self,
+        env: &str,
+        now_ms: u64,
+        event: Event<'_>,
+        answer: Answer<'_, T>,
+    ) -> Result<Stepped<T>, StepError> {
+        let loaded = self.envs.borrow().contains_key(env);
+        let mut new_env = false;
+        if !loaded {
+            let slot = match self.load(env, now_ms).await? {
+                Some(slot) => slot,
+                None => {
+                    new_env = true;
+                    EnvSlot::default()
+                }
+            };
+            self.envs.borrow_mut().insert(env.to_string(), slot);
+        }
+        let stepped = {
+            let mut envs = self.envs.borrow_mut();
+            let Some(slot) = envs.get_mut(env) else {
+                return Err(StepError::Store(StoreError("env vanished".into())));
+            };
+            match step_in_memory(slot, now_ms, event, answer) {
+                Ok(s) => s,
+                Err(e) => {
+                    if new_env {
+                        envs.remove(env);
+                    }
+                    return Err(StepError::Refused(e));
+                }
+            }
+        };
+        if !stepped.outcome.is_volatile() {
+            if let Err(e) = self.persist(env, &stepped.outcome).await {
+                // Nothing unwritten may be answered later: reload from storage next time.
+                self.envs.borrow_mut().remove(env);
+                return Err(StepError::Store(e));
+            }
+            self.queue_mirror(env, &stepped.outcome, new_env);
+        }
+        Ok(stepped)
+    }
+
+    async fn read<T>(
+        &self,
+        env: &str,
+        now_ms: u64,
+        f: Answer<'_, T>,
+    ) -> Result<Option<T>, StoreError> {
+        if !self.envs.borrow().contains_key(env) {
+            match self.load(env, now_ms).await? {
+                Some(slot) => {
+                    self.envs.borrow_mut().insert(env.to_string(), slot);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.envs.borrow().get(env).map(|s| f(&s.state)))
     }
 
     async fn history(
@@ -150,6 +318,7 @@ impl Store for DoStore {
             let Ok(pair) = item.and_then(|p| p.dyn_into::<js_sys::Array>()) else {
                 continue;
             };
+            count_op(&self.ops, "do_rows_read", 1);
             let key = pair.get(0).as_string().unwrap_or_default();
             if entries.len() == limit {
                 next = Some(key);
@@ -167,27 +336,43 @@ impl Store for DoStore {
     }
 
     async fn envs(&self) -> Result<Vec<String>, StoreError> {
-        let map = self
-            .storage
-            .list_with_options(ListOptions::new().prefix("state/"))
-            .await
-            .map_err(|e| do_err("list", e))?;
-        Ok(map
-            .keys()
-            .into_iter()
-            .filter_map(|k| k.ok()?.as_string())
-            .filter_map(|k| k.strip_prefix("state/").map(str::to_string))
-            .collect())
+        let mut out: Vec<String> = self.envs.borrow().keys().cloned().collect();
+        if out.is_empty() {
+            // A cold instance woken by its alarm: which env is this object for?
+            for prefix in ["lease/", "state/"] {
+                let map = self
+                    .storage
+                    .list_with_options(ListOptions::new().prefix(prefix).limit(1))
+                    .await
+                    .map_err(|e| do_err("list", e))?;
+                count_op(&self.ops, "do_rows_read", 1);
+                out.extend(
+                    map.keys()
+                        .into_iter()
+                        .filter_map(|k| k.ok()?.as_string())
+                        .filter_map(|k| k.strip_prefix(prefix).map(str::to_string)),
+                );
+                if !out.is_empty() {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn valid_history_cursor(&self, cursor: &str) -> bool {
+        cursor.starts_with("hist/") && cursor.len() < 300
     }
 }
 
-/// The register's logic, shared (`Rc`) with the future run under `blockConcurrencyWhile`.
+/// The register's logic, shared (`Rc`) with the futures run under `blockConcurrencyWhile`.
 struct Register {
     setup: Setup,
     forge: Forge<DoStore>,
     mirror: KvLayout,
-    /// What KV is known to hold per env (`None` inside: nothing there). Absent: unknown.
-    mirrored: RefCell<BTreeMap<String, Option<EnvState>>>,
+    /// When the alarm is set for (this instance's knowledge; `None` after a cold start).
+    alarm_at: Cell<Option<u64>>,
+    mirroring: Cell<bool>,
 }
 
 impl Register {
@@ -203,7 +388,7 @@ impl Register {
                     changes,
                 ),
                 Err(e) => (
-                    Response::error(ErrorCode::Internal, e.to_string()),
+                    Response::error(ErrorCode::StoreUnavailable, e.to_string()),
                     Vec::new(),
                 ),
             }
@@ -211,51 +396,76 @@ impl Register {
             let handled = self.forge.handle(&req, now).await;
             (handled.response, handled.leader_changes)
         };
-        self.mirror_all().await;
         if !changes.is_empty() {
             response = response.with_header(CHANGES_HEADER, &changes_to_wire(&changes));
         }
         response
     }
 
-    /// Writes to KV what changed since KV was last known to match, for every env with news.
-    async fn mirror_all(&self) {
-        let envs: Vec<String> = self.forge.store.cache.borrow().keys().cloned().collect();
-        for env in envs {
-            if let Err(e) = self.mirror(&env).await {
-                console_error!("mirroring env {env} to KV failed (will retry): {e}");
-                self.mirrored.borrow_mut().remove(&env);
+    /// Sets the alarm at the lease's expiry if none is set: at most one write per lease ttl.
+    async fn arm(&self, storage: &Storage) {
+        let Some(expiry) = self.forge.store.lease_expiry() else {
+            return;
+        };
+        if self.alarm_at.get().is_some() {
+            return;
+        }
+        let at = expiry.max(super::now_ms() + 1);
+        match storage.set_alarm(at as i64).await {
+            Ok(()) => {
+                self.alarm_at.set(Some(at));
+                count_op(&self.forge.store.ops, "do_alarms_set", 1);
             }
+            Err(e) => console_error!("cannot set the lease alarm: {e}"),
         }
     }
 
-    async fn mirror(&self, env: &str) -> Result<(), StoreError> {
-        let Some(Some(after)) = self.forge.store.cache.borrow().get(env).cloned() else {
-            return Ok(());
-        };
-        let known = self.mirrored.borrow().get(env).cloned();
-        let before = match known {
-            Some(b) => b,
-            None => self.mirror.load(env).await?,
-        };
-        let history = self
-            .forge
-            .store
-            .unmirrored
-            .borrow()
-            .get(env)
-            .cloned()
-            .unwrap_or_default();
-        if before.as_ref() != Some(&after) || !history.is_empty() {
-            self.mirror
-                .save(env, before.as_ref(), &after, &history)
-                .await?;
+    /// Drains the queued mirror writes to KV, in order; one drain at a time per object.
+    async fn mirror_pending(self: Rc<Self>) {
+        if self.mirroring.replace(true) {
+            return;
         }
-        self.forge.store.unmirrored.borrow_mut().remove(env);
-        self.mirrored
-            .borrow_mut()
-            .insert(env.to_string(), Some(after));
-        Ok(())
+        loop {
+            let Some((env, p)) = self.forge.store.pending.borrow_mut().pop_first() else {
+                break;
+            };
+            if let Err(e) = self.mirror_one(&env, &p).await {
+                console_error!(
+                    "mirroring env {env} to KV failed (retried on the next change): {e}"
+                );
+                count_op(&self.forge.store.ops, "kv_mirror_failures", 1);
+                // Put it back, merged with anything queued meanwhile, and stop for now.
+                let mut pending = self.forge.store.pending.borrow_mut();
+                let q = pending.entry(env).or_default();
+                q.new_env |= p.new_env;
+                q.lease |= p.lease;
+                q.peers.extend(p.peers);
+                let mut history = p.history;
+                history.append(&mut q.history);
+                q.history = history;
+                break;
+            }
+        }
+        self.mirroring.set(false);
+    }
+
+    async fn mirror_one(&self, env: &str, p: &Pending) -> Result<(), StoreError> {
+        // The current values (not the queued ones): the mirror converges to the register.
+        let ops = {
+            let envs = self.forge.store.envs.borrow();
+            let Some(slot) = envs.get(env) else {
+                return Ok(());
+            };
+            layout::plan_mirror(
+                env,
+                &slot.state,
+                p.new_env,
+                p.lease,
+                p.peers.keys(),
+                &p.history,
+            )
+        };
+        self.mirror.apply_all(ops).await
     }
 }
 
@@ -266,21 +476,51 @@ pub struct LeaseRegister {
     register: Rc<Register>,
 }
 
+impl LeaseRegister {
+    async fn run(&self, req: Request) -> worker::Result<Response> {
+        let register = self.register.clone();
+        // Errors are answers (`Ok`): an `Err` here would reset the object.
+        let response = self
+            .state
+            .block_concurrency_while(async move { Ok(register.serve(req).await) })
+            .await?;
+        // Outside the critical section: the alarm and the KV mirror.
+        self.register.arm(&self.state.storage()).await;
+        if !self.register.forge.store.pending.borrow().is_empty() {
+            self.state
+                .wait_until(self.register.clone().mirror_pending());
+        }
+        Ok(response)
+    }
+}
+
 impl DurableObject for LeaseRegister {
     fn new(state: State, env: Env) -> Self {
         let setup = Setup::from_env(&env, Mode::DurableObject);
-        let mirror = KvLayout::new(false);
+        let metrics = crate::metrics::Metrics::default();
+        let mirror = KvLayout::new(false, metrics.store_ops.clone());
         if let Ok(kv) = env.kv(KV_BINDING) {
             mirror.bind(kv);
         }
-        let forge = Forge::new(setup.cfg.clone(), DoStore::new(state.storage()));
+        let store = DoStore::new(
+            state.storage(),
+            setup.cfg.election,
+            metrics.store_ops.clone(),
+            setup.test_faults.iter().any(|f| f == "do-storage"),
+        );
+        let forge = Forge {
+            cfg: setup.cfg.clone(),
+            store,
+            metrics,
+        };
         LeaseRegister {
             state,
             register: Rc::new(Register {
                 setup,
                 forge,
                 mirror,
-                mirrored: RefCell::default(),
+                alarm_at: Cell::new(None),
+                mirroring: Cell::new(false),
             }),
         }
     }
@@ -290,12 +530,21 @@ impl DurableObject for LeaseRegister {
             Ok(r) => r,
             Err(refused) => return to_worker(refused),
         };
-        let register = self.register.clone();
-        // Errors are answers (`Ok`): an `Err` here would reset the object.
-        let response = self
-            .state
-            .block_concurrency_while(async move { Ok(register.serve(req).await) })
-            .await?;
-        to_worker(response)
+        to_worker(self.run(req).await?)
+    }
+
+    async fn alarm(&self) -> worker::Result<worker::Response> {
+        // The alarm that fired is spent; `run` re-arms at the current expiry if a lease exists.
+        self.register.alarm_at.set(None);
+        count_op(&self.register.forge.store.ops, "do_alarms_fired", 1);
+        let response = self.run(Request::new("POST", SWEEP_PATH)).await?;
+        if response.status != 200 {
+            console_error!(
+                "lease alarm sweep: {} {}",
+                response.status,
+                String::from_utf8_lossy(&response.body)
+            );
+        }
+        worker::Response::ok("swept")
     }
 }

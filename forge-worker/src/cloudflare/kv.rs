@@ -8,11 +8,15 @@ use std::cell::RefCell;
 
 use brh_shared::election::{EnvState, Peer};
 use brh_shared::wire::HistoryEntry;
+use brh_shared::Timing;
 use futures_util::future::{join, join_all};
 use worker::KvStore;
 
 use super::layout::{self, Op};
-use crate::store::{HistoryPage, Store, StoreError};
+use crate::metrics::{count_op, StoreOps};
+use crate::store::{
+    step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
+};
 
 /// KV lists return at most 1000 keys per call.
 const LIST_PAGE: u64 = 1000;
@@ -25,16 +29,47 @@ pub struct KvLayout {
     /// Bound on every request (the binding is taken from that request's `Env`).
     kv: RefCell<Option<KvStore>>,
     /// The Worker's store in `durable-object` mode: reads only, every write goes through the
-    /// env's Durable Object. A save here is a bug; refuse it rather than bypass the register.
+    /// env's Durable Object. A step here is a bug; refuse it rather than bypass the register.
     read_only: bool,
+    /// `kv` mode: the timing, for how often a peer key must be refreshed.
+    timing: Timing,
+    ops: StoreOps,
+    /// Tests only (`BRH_TEST_FAULTS=kv`): every KV call fails.
+    fail: std::cell::Cell<bool>,
 }
 
 impl KvLayout {
-    pub fn new(read_only: bool) -> Self {
+    pub fn new(read_only: bool, ops: StoreOps) -> Self {
         KvLayout {
             kv: RefCell::new(None),
             read_only,
+            timing: Timing::DEFAULT,
+            ops,
+            fail: std::cell::Cell::new(false),
         }
+    }
+
+    pub fn with_timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    pub fn inject_failures(&self, fail: bool) {
+        self.fail.set(fail);
+    }
+
+    fn count(&self, op: &str, n: u64) {
+        count_op(&self.ops, op, n);
+    }
+
+    /// Writes `ops` (in parallel: they touch distinct keys).
+    pub async fn apply_all(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let kv = self.kv()?;
+        let results = join_all(ops.into_iter().map(|op| self.apply(&kv, op))).await;
+        results.into_iter().collect()
     }
 
     pub fn bind(&self, kv: KvStore) {
@@ -42,6 +77,9 @@ impl KvLayout {
     }
 
     fn kv(&self) -> Result<KvStore, StoreError> {
+        if self.fail.get() {
+            return Err(StoreError("kv: injected fault (BRH_TEST_FAULTS=kv)".into()));
+        }
         self.kv
             .borrow()
             .clone()
@@ -59,6 +97,7 @@ impl KvLayout {
                 list = list.cursor(c);
             }
             let page = list.execute().await.map_err(|e| kv_err("list peers", e))?;
+            self.count("kv_list", 1);
             for key in page.keys {
                 let node = key.name[prefix.len()..].to_string();
                 let from_meta = key
@@ -77,6 +116,7 @@ impl KvLayout {
             }
         }
         // Peers whose record did not fit in the metadata: read their values.
+        self.count("kv_read", missing.len() as u64);
         let reads = missing.iter().map(|(_, key)| kv.get(key).text());
         for ((node, key), got) in missing.iter().zip(join_all(reads).await) {
             let text = got.map_err(|e| kv_err("get peer", e))?;
@@ -90,7 +130,11 @@ impl KvLayout {
         Ok(out)
     }
 
-    async fn apply(kv: &KvStore, op: Op) -> Result<(), StoreError> {
+    async fn apply(&self, kv: &KvStore, op: Op) -> Result<(), StoreError> {
+        match &op {
+            Op::Put { .. } => self.count("kv_write", 1),
+            Op::Delete { .. } => self.count("kv_delete", 1),
+        }
         match op {
             Op::Put {
                 key,
@@ -117,12 +161,13 @@ impl KvLayout {
     }
 }
 
-impl Store for KvLayout {
+impl KvLayout {
+    /// The env's state as KV holds it: the lease key and the peer table, in parallel.
     async fn load(&self, env: &str) -> Result<Option<EnvState>, StoreError> {
         let kv = self.kv()?;
         let lease_key = layout::lease_key(env);
-        // The lease key and the peer table in parallel: one round trip on the request path.
         let (lease, peers) = join(kv.get(&lease_key).text(), self.peers(&kv, env)).await;
+        self.count("kv_read", 1);
         let Some(text) = lease.map_err(|e| kv_err("get lease", e))? else {
             return Ok(None);
         };
@@ -131,24 +176,51 @@ impl Store for KvLayout {
         state.peers = peers?.into_iter().collect();
         Ok(Some(state))
     }
+}
 
-    async fn save(
+impl Store for KvLayout {
+    async fn step<T>(
         &self,
         env: &str,
-        before: Option<&EnvState>,
-        after: &EnvState,
-        history: &[HistoryEntry],
-    ) -> Result<(), StoreError> {
+        now_ms: u64,
+        event: Event<'_>,
+        answer: Answer<'_, T>,
+    ) -> Result<Stepped<T>, StepError> {
         if self.read_only {
-            return Err(StoreError(
+            return Err(StepError::Store(StoreError(
                 "this Worker runs in durable-object mode: writes go through the Durable Object"
                     .into(),
-            ));
+            )));
         }
-        let kv = self.kv()?;
-        let ops = layout::plan_save(env, before, after, history);
-        let results = join_all(ops.into_iter().map(|op| Self::apply(&kv, op))).await;
-        results.into_iter().collect()
+        let before = self.load(env).await?;
+        let mut slot = EnvSlot {
+            state: before.clone().unwrap_or_default(),
+            history: Default::default(),
+        };
+        let stepped =
+            step_in_memory(&mut slot, now_ms, event, answer).map_err(StepError::Refused)?;
+        let refresh = self
+            .timing
+            .lease_ttl_ms
+            .saturating_sub(self.timing.heartbeat_interval_ms);
+        let ops = layout::plan_save(
+            env,
+            before.as_ref(),
+            &slot.state,
+            &stepped.outcome.history,
+            refresh,
+        );
+        self.apply_all(ops).await?;
+        Ok(stepped)
+    }
+
+    async fn read<T>(
+        &self,
+        env: &str,
+        _now_ms: u64,
+        f: Answer<'_, T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.load(env).await?.map(|s| f(&s)))
     }
 
     async fn history(
@@ -169,6 +241,7 @@ impl Store for KvLayout {
             .execute()
             .await
             .map_err(|e| kv_err("list history", e))?;
+        self.count("kv_list", 1);
         let mut entries = Vec::with_capacity(page.keys.len());
         for key in page.keys {
             let from_meta = key
@@ -178,7 +251,12 @@ impl Store for KvLayout {
                 .and_then(|m| serde_json::from_str::<HistoryEntry>(m).ok());
             let entry = match from_meta {
                 Some(e) => Some(e),
-                None => match kv.get(&key.name).text().await {
+                None => match kv
+                    .get(&key.name)
+                    .text()
+                    .await
+                    .inspect(|_| self.count("kv_read", 1))
+                {
                     Ok(Some(t)) => serde_json::from_str(&t).ok(),
                     Ok(None) => None,
                     Err(e) => return Err(kv_err("get history", e)),
@@ -188,6 +266,10 @@ impl Store for KvLayout {
         }
         let next = page.cursor.filter(|c| !page.list_complete && !c.is_empty());
         Ok(HistoryPage { entries, next })
+    }
+
+    fn valid_history_cursor(&self, cursor: &str) -> bool {
+        plausible_cursor(cursor)
     }
 
     async fn envs(&self) -> Result<Vec<String>, StoreError> {
@@ -203,6 +285,7 @@ impl Store for KvLayout {
                 list = list.cursor(c);
             }
             let page = list.execute().await.map_err(|e| kv_err("list envs", e))?;
+            self.count("kv_list", 1);
             out.extend(
                 page.keys
                     .into_iter()
@@ -215,4 +298,9 @@ impl Store for KvLayout {
         }
         Ok(out)
     }
+}
+
+/// KV list cursors are opaque; refuse only what cannot be one.
+pub fn plausible_cursor(c: &str) -> bool {
+    !c.is_empty() && c.len() <= 1024 && c.bytes().all(|b| b.is_ascii_graphic())
 }

@@ -61,11 +61,8 @@ pub fn history_key(prefix: &str, entry: &HistoryEntry, index_in_save: usize) -> 
 }
 
 /// The env state as kept in the lease key: everything but the peers (they have their keys).
-pub fn lease_record(state: &EnvState) -> EnvState {
-    EnvState {
-        peers: Default::default(),
-        ..state.clone()
-    }
+pub fn lease_record(state: &EnvState) -> brh_shared::election::LeaseRecord {
+    state.lease_record()
 }
 
 /// The metadata to store with a peer key: its JSON if it fits, else none (the reader then
@@ -103,22 +100,36 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
-/// The KV writes that turn `before` (what KV holds, `None` if the env is new there) into
-/// `after`, plus the new history rows.
+/// Whether two records of one peer differ in what is not volatile (liveness, uptime, the
+/// replay mark within a boot, consensus reports).
+pub fn peer_durably_equal(a: &Peer, b: &Peer) -> bool {
+    a.joined_at_ms == b.joined_at_ms
+        && a.priority == b.priority
+        && a.draining == b.draining
+        && a.version == b.version
+        && a.api == b.api
+        && a.nonce.boot_id == b.nonce.boot_id
+        && a.nonce.retired == b.nonce.retired
+}
+
+/// `kv` mode: the KV writes that turn `before` (what KV holds, `None` if the env is new there)
+/// into `after`, plus the new history rows.
+///
+/// KV *is* the register in this mode, so the lease key is written whenever it changes —
+/// including a renewal's new expiry, or another isolate would see the lease end early. Peer
+/// keys are written on a durable change, or when the stored `last_seen` is `refresh_ms` old
+/// (liveness must stay visible to other isolates: with `refresh_ms = ttl − interval` a live
+/// peer never looks dead, and a node writes its key every other beat or less).
 pub fn plan_save(
     env: &str,
     before: Option<&EnvState>,
     after: &EnvState,
     history: &[HistoryEntry],
+    refresh_ms: u64,
 ) -> Vec<Op> {
     let mut ops = Vec::new();
     if before.is_none() {
-        ops.push(Op::Put {
-            key: index_key(env),
-            value: "1".into(),
-            metadata: None,
-            ttl_s: None,
-        });
+        ops.push(index_op(env));
     }
     let lease_after = lease_record(after);
     if before.map(lease_record).as_ref() != Some(&lease_after) {
@@ -132,7 +143,14 @@ pub fn plan_save(
     let empty = Default::default();
     let before_peers = before.map_or(&empty, |b| &b.peers);
     for (node, peer) in &after.peers {
-        if before_peers.get(node) != Some(peer) {
+        let write = match before_peers.get(node) {
+            None => true,
+            Some(old) => {
+                !peer_durably_equal(old, peer)
+                    || peer.last_seen_ms.saturating_sub(old.last_seen_ms) >= refresh_ms
+            }
+        };
+        if write {
             ops.push(put_peer(env, node, peer));
         }
     }
@@ -143,17 +161,68 @@ pub fn plan_save(
             });
         }
     }
-    let prefix = history_prefix(env);
-    for (i, entry) in history.iter().enumerate() {
-        let value = json(entry);
+    ops.extend(history_ops(env, history));
+    ops
+}
+
+/// `durable-object` mode: the KV writes that mirror a register change — the index key of a new
+/// env, the lease key, the named peers (current value, or a delete if forgotten), history.
+pub fn plan_mirror<'a>(
+    env: &str,
+    state: &EnvState,
+    new_env: bool,
+    lease: bool,
+    peers: impl Iterator<Item = &'a String>,
+    history: &[HistoryEntry],
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    if new_env {
+        ops.push(index_op(env));
+    }
+    if lease {
         ops.push(Op::Put {
-            key: history_key(&prefix, entry, i),
-            metadata: Some(value.clone()),
-            value,
-            ttl_s: Some(HISTORY_TTL_S),
+            key: lease_key(env),
+            value: json(&lease_record(state)),
+            metadata: None,
+            ttl_s: None,
         });
     }
+    for node in peers {
+        match state.peers.get(node) {
+            Some(p) => ops.push(put_peer(env, node, p)),
+            None => ops.push(Op::Delete {
+                key: peer_key(env, node),
+            }),
+        }
+    }
+    ops.extend(history_ops(env, history));
     ops
+}
+
+fn index_op(env: &str) -> Op {
+    Op::Put {
+        key: index_key(env),
+        value: "1".into(),
+        metadata: None,
+        ttl_s: None,
+    }
+}
+
+fn history_ops(env: &str, history: &[HistoryEntry]) -> Vec<Op> {
+    let prefix = history_prefix(env);
+    history
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let value = json(entry);
+            Op::Put {
+                key: history_key(&prefix, entry, i),
+                metadata: Some(value.clone()),
+                value,
+                ttl_s: Some(HISTORY_TTL_S),
+            }
+        })
+        .collect()
 }
 
 fn put_peer(env: &str, node: &str, peer: &Peer) -> Op {
@@ -191,6 +260,8 @@ mod tests {
         state.heartbeat(&cfg, &auth, &hb, now).unwrap();
     }
 
+    const REFRESH: u64 = 10_000;
+
     fn keys(ops: &[Op]) -> Vec<&str> {
         ops.iter().map(Op::key).collect()
     }
@@ -205,7 +276,7 @@ mod tests {
             reason: "elected".into(),
             at_ms: 1_000,
         };
-        let ops = plan_save("prod", None, &s, std::slice::from_ref(&h));
+        let ops = plan_save("prod", None, &s, std::slice::from_ref(&h), REFRESH);
         assert_eq!(
             keys(&ops),
             vec![
@@ -231,23 +302,41 @@ mod tests {
     }
 
     #[test]
-    fn witness_heartbeat_writes_only_its_peer_key_and_renewal_adds_the_lease_key() {
+    fn kv_mode_writes_peer_keys_only_for_liveness_refresh_and_renewals_write_the_lease() {
         let mut s = EnvState::default();
         beat(&mut s, "n1", 1, 1_000);
         beat(&mut s, "n2", 1, 1_100);
         let before = s.clone();
-        beat(&mut s, "n2", 2, 6_000);
+        // A witness beat 5 s later: nothing (its stored liveness is fresh enough).
+        beat(&mut s, "n2", 2, 6_100);
+        assert!(keys(&plan_save("prod", Some(&before), &s, &[], REFRESH)).is_empty());
+        // 10 s after the stored value: refresh its key.
+        beat(&mut s, "n2", 3, 11_100);
         assert_eq!(
-            keys(&plan_save("prod", Some(&before), &s, &[])),
+            keys(&plan_save("prod", Some(&before), &s, &[], REFRESH)),
             vec!["env/prod/peer/n2"]
         );
+        // The holder's renewal writes the lease key (KV is the register in kv mode).
         let before = s.clone();
         beat(&mut s, "n1", 2, 6_100);
         assert_eq!(
-            keys(&plan_save("prod", Some(&before), &s, &[])),
-            vec!["env/prod/lease", "env/prod/peer/n1"]
+            keys(&plan_save("prod", Some(&before), &s, &[], REFRESH)),
+            vec!["env/prod/lease"]
         );
-        assert!(plan_save("prod", Some(&s), &s, &[]).is_empty());
+        assert!(plan_save("prod", Some(&s), &s, &[], REFRESH).is_empty());
+    }
+
+    #[test]
+    fn mirror_writes_only_what_changed() {
+        let mut s = EnvState::default();
+        beat(&mut s, "n1", 1, 1_000);
+        let nodes = ["n1".to_string(), "gone".to_string()];
+        let ops = plan_mirror("prod", &s, false, true, nodes.iter(), &[]);
+        assert_eq!(
+            keys(&ops),
+            vec!["env/prod/lease", "env/prod/peer/n1", "env/prod/peer/gone"]
+        );
+        assert!(matches!(ops[2], Op::Delete { .. }));
     }
 
     #[test]
@@ -258,7 +347,7 @@ mod tests {
         let before = s.clone();
         s.peers.remove("n2");
         assert_eq!(
-            plan_save("prod", Some(&before), &s, &[]),
+            plan_save("prod", Some(&before), &s, &[], REFRESH),
             vec![Op::Delete {
                 key: "env/prod/peer/n2".into()
             }]

@@ -51,6 +51,13 @@ const WRITE_PATHS: &[&str] = &[
     "/federation/resign",
     "/federation/consensus",
 ];
+/// Reads of one env: in `durable-object` mode the register answers them from memory (fresh,
+/// no KV operation; a DO request costs less than a KV read).
+const ENV_READ_PATHS: &[&str] = &[
+    "/federation/leader",
+    "/federation/peers",
+    "/federation/history",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -93,6 +100,9 @@ pub struct Setup {
     /// Why the forge cannot serve (bad timing vars, missing KV binding).
     pub error: Option<String>,
     pub ledger_url: Option<String>,
+    /// `BRH_TEST_FAULTS` (tests only, comma-separated): `kv` makes every KV call fail,
+    /// `do-storage` every Durable Object storage write.
+    pub test_faults: Vec<String>,
 }
 
 impl Setup {
@@ -132,6 +142,9 @@ impl Setup {
             mode,
             error: (!errors.is_empty()).then(|| errors.join("; ")),
             ledger_url: env_string(env, "LEDGER_URL"),
+            test_faults: env_string(env, "BRH_TEST_FAULTS")
+                .map(|s| s.split(',').map(|f| f.trim().to_string()).collect())
+                .unwrap_or_default(),
         }
     }
 
@@ -300,9 +313,16 @@ fn worker_forge(env: &Env) -> Rc<WorkerForge> {
                     Mode::Kv
                 };
                 let setup = Setup::from_env(env, mode);
-                let store = KvLayout::new(mode == Mode::DurableObject);
+                let metrics = crate::metrics::Metrics::default();
+                let store = KvLayout::new(mode == Mode::DurableObject, metrics.store_ops.clone())
+                    .with_timing(setup.cfg.election.timing);
+                store.inject_failures(setup.test_faults.iter().any(|f| f == "kv"));
                 Rc::new(WorkerForge {
-                    forge: Forge::new(setup.cfg.clone(), store),
+                    forge: Forge {
+                        cfg: setup.cfg.clone(),
+                        store,
+                        metrics,
+                    },
                     setup,
                     write_lock: IsolateLock::default(),
                 })
@@ -335,14 +355,17 @@ fn do_stub(env: &Env, name: &str) -> worker::Result<worker::Stub> {
 
 async fn call_do(
     stub: &worker::Stub,
+    method: Method,
     path_and_query: &str,
     headers: Headers,
     body: &[u8],
 ) -> worker::Result<(Response, Vec<LeaderChange>)> {
     let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(js_sys::Uint8Array::from(body).into()));
+    let post = method == Method::Post;
+    init.with_method(method).with_headers(headers);
+    if post {
+        init.with_body(Some(js_sys::Uint8Array::from(body).into()));
+    }
     let req = worker::Request::new_with_init(
         &format!("https://lease-register.internal{path_and_query}"),
         &init,
@@ -370,11 +393,24 @@ impl WorkerForge {
         if let Some(r) = self.setup.refusal(req) {
             return (r, Vec::new());
         }
-        if self.setup.mode == Mode::DurableObject
-            && req.method == "POST"
-            && WRITE_PATHS.contains(&req.path.as_str())
-        {
-            if let Some(name) = routable_env(&req.body) {
+        if self.setup.mode == Mode::DurableObject {
+            let write = req.method == "POST" && WRITE_PATHS.contains(&req.path.as_str());
+            let read = (req.method == "GET" || req.method == "HEAD")
+                && (ENV_READ_PATHS.contains(&req.path.as_str())
+                    || (req.path == "/metrics" && req.query_param("env").is_some()));
+            let name = if write {
+                routable_env(&req.body)
+            } else if read {
+                // An invalid env is refused by the core below, without a DO request.
+                Some(
+                    req.query_param("env")
+                        .unwrap_or_else(|| crate::forge::DEFAULT_ENV.into()),
+                )
+                .filter(|e| validate_id(e).is_ok())
+            } else {
+                None
+            };
+            if let Some(name) = name {
                 return match self.forward(env, &name, req).await {
                     Ok((resp, changes)) => {
                         self.count_forwarded(req, &name, &resp, &changes);
@@ -382,11 +418,13 @@ impl WorkerForge {
                     }
                     Err(e) => {
                         console_error!("durable object for env {name}: {e}");
+                        self.forge.metrics.store_failures.inc();
                         (
                             Response::error(
-                                ErrorCode::Internal,
-                                format!("the lease register of env {name} is unavailable"),
-                            ),
+                                ErrorCode::StoreUnavailable,
+                                format!("the lease register of env {name} is unavailable; retry shortly"),
+                            )
+                            .with_header("retry-after", crate::forge::STORE_RETRY_AFTER_S),
                             Vec::new(),
                         )
                     }
@@ -398,7 +436,11 @@ impl WorkerForge {
                 Some(guard) => Some(guard),
                 None => {
                     let busy = "the forge is overloaded (election steps queued for 10 s): retry";
-                    return (Response::error(ErrorCode::Internal, busy), Vec::new());
+                    return (
+                        Response::error(ErrorCode::StoreUnavailable, busy)
+                            .with_header("retry-after", crate::forge::STORE_RETRY_AFTER_S),
+                        Vec::new(),
+                    );
                 }
             }
         } else {
@@ -429,7 +471,12 @@ impl WorkerForge {
         } else {
             format!("{}?{}", req.path, req.query)
         };
-        call_do(&do_stub(env, name)?, &pq, headers, &req.body).await
+        let method = if req.method == "POST" {
+            Method::Post
+        } else {
+            Method::Get
+        };
+        call_do(&do_stub(env, name)?, method, &pq, headers, &req.body).await
     }
 
     /// Counts a request the Durable Object served, so this isolate's `/metrics` shows it.
@@ -490,7 +537,7 @@ impl WorkerForge {
                 };
                 let calls = envs.iter().map(|name| async move {
                     let stub = do_stub(env, name)?;
-                    call_do(&stub, SWEEP_PATH, Headers::new(), b"").await
+                    call_do(&stub, Method::Post, SWEEP_PATH, Headers::new(), b"").await
                 });
                 let mut out = Vec::new();
                 for (name, result) in envs.iter().zip(join_all(calls).await) {
