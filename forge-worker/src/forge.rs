@@ -30,6 +30,10 @@ pub struct ForgeConfig {
     pub mode: String,
     /// `FORGE_DOMINION_ROOT`, echoed by `/manifest/resolve` (seed compatibility).
     pub dominion_root: Option<String>,
+    /// Whether `/metrics` reads every env's state for its gauges. Off for the Worker in
+    /// durable-object mode: the registers hold the state (`/metrics?env=`), and a KV list per
+    /// scrape would cost more than the scrape is worth.
+    pub env_gauges: bool,
 }
 
 impl ForgeConfig {
@@ -40,6 +44,7 @@ impl ForgeConfig {
             skew_ms: sign::DEFAULT_SKEW_MS,
             mode: mode.into(),
             dominion_root: None,
+            env_gauges: true,
         }
     }
 }
@@ -545,7 +550,12 @@ impl<S: Store> Forge<S> {
 
     async fn metrics_text(&self, now_ms: u64) -> Result<Response> {
         let timing = self.cfg.election.timing;
-        for env in self.store.envs().await? {
+        let envs = if self.cfg.env_gauges {
+            self.store.envs().await?
+        } else {
+            Vec::new()
+        };
+        for env in envs {
             let counts = self
                 .store
                 .read(

@@ -213,7 +213,17 @@ for (const kind of only) {
       assertError(await n1.post("/federation/heartbeat", null, { rawBody: "{not json", nonce: far }), 400, "bad_request");
       assertError(await n1.post("/federation/heartbeat", { priority: 1 }, { nonce: far }), 400, "bad_request");
       assertError(await n1.post("/federation/heartbeat", { ...hb, env: "bad env!" }, { nonce: far }), 400, "bad_request");
-      assertError(await get(t, `/federation/leader?env=${uniqueEnv("nobody")}`), 404, "not_found");
+      // An env nobody joined reads as vacant (dashboards poll before nodes join), with the
+      // read headers, and reading it creates nothing.
+      const nobodyEnv = uniqueEnv("nobody");
+      const nobody = await get(t, `/federation/leader?env=${nobodyEnv}`);
+      assertView(t, nobody, { env: nobodyEnv, leader: null, term: 0 });
+      assert.equal(nobody.headers.get("access-control-allow-origin"), "*");
+      assert.equal(nobody.headers.get("cache-control"), "no-store");
+      assertError(await get(t, `/federation/history?env=${env}&cursor=abc`), 400, "bad_request");
+      const raw = await fetch(`${t.url}/federation/heartbeat`, { method: "POST", body: JSON.stringify(hb) });
+      const rawText = await raw.text();
+      assertError({ status: raw.status, text: rawText, json: JSON.parse(rawText) }, 401, "unauthorized");
       assertError(await get(t, "/federation/heartbeat"), 405, "method_not_allowed");
       assertError(await get(t, "/no/such/endpoint"), 404, "not_found");
 
@@ -287,7 +297,9 @@ for (const kind of only) {
       await t.restart();
 
       const v = assertView(t, await get(t, `/federation/leader?env=${env}`), { env, leader: "n2", term: 2 });
-      assert.equal(v.lease.expires_at_ms, handed.lease.expires_at_ms, "the lease survived unchanged");
+      // The restart rule: same holder and term, the lease extended (to restart + ttl), never
+      // shortened — renewals are not persisted.
+      assert.ok(v.lease.expires_at_ms >= handed.lease.expires_at_ms, "the lease was not shortened");
       assertError(await n1.heartbeat(env, { nonce: `${n1.boot}:1` }), 409, "replay");
       assertView(t, await n2.heartbeat(env), { env, leader: "n2", term: 2, you: "n2", role: "leader" });
       const n3 = new Agent(t, "n3", { priority: 50 });

@@ -502,6 +502,7 @@ impl DurableObject for LeaseRegister {
         if let Ok(kv) = env.kv(KV_BINDING) {
             mirror.bind(kv);
         }
+        mirror.inject_failures(setup.test_faults.iter().any(|f| f == "kv"));
         let store = DoStore::new(
             state.storage(),
             setup.cfg.election,

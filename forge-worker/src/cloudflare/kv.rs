@@ -7,6 +7,7 @@
 use std::cell::RefCell;
 
 use brh_shared::election::{EnvState, Peer};
+use brh_shared::replay::NonceMark;
 use brh_shared::wire::HistoryEntry;
 use brh_shared::Timing;
 use futures_util::future::{join, join_all};
@@ -36,6 +37,24 @@ pub struct KvLayout {
     ops: StoreOps,
     /// Tests only (`BRH_TEST_FAULTS=kv`): every KV call fails.
     fail: std::cell::Cell<bool>,
+    /// `kv` mode: the newest replay mark this isolate accepted per (env, node). Peer keys are
+    /// not rewritten on every beat, so KV's mark can lag; merging this in at load refuses a
+    /// replayed request in the isolate that saw the original. (Across isolates a replay is
+    /// possible until the node's key is refreshed — ≤ ttl − interval — part of kv mode's
+    /// documented weakness.)
+    marks: RefCell<std::collections::HashMap<(String, String), NonceMark>>,
+}
+
+/// Entries kept in [`KvLayout::marks`] before it is cleared (bounded memory per isolate).
+const MARKS_KEPT: usize = 20_000;
+
+/// Whether mark `a` is ahead of mark `b` (accepted later by the same node).
+fn mark_ahead(a: &NonceMark, b: &NonceMark) -> bool {
+    if a.boot_id == b.boot_id {
+        a.seq > b.seq
+    } else {
+        a.retired.contains(&b.boot_id)
+    }
 }
 
 impl KvLayout {
@@ -46,6 +65,7 @@ impl KvLayout {
             timing: Timing::DEFAULT,
             ops,
             fail: std::cell::Cell::new(false),
+            marks: RefCell::default(),
         }
     }
 
@@ -174,6 +194,16 @@ impl KvLayout {
         let mut state: EnvState = serde_json::from_str(&text)
             .map_err(|e| StoreError(format!("corrupt state in kv {lease_key}: {e}")))?;
         state.peers = peers?.into_iter().collect();
+        let marks = self.marks.borrow();
+        if !marks.is_empty() {
+            for (node, p) in state.peers.iter_mut() {
+                if let Some(m) = marks.get(&(env.to_string(), node.clone())) {
+                    if mark_ahead(m, &p.nonce) {
+                        p.nonce = m.clone();
+                    }
+                }
+            }
+        }
         Ok(Some(state))
     }
 }
@@ -211,6 +241,19 @@ impl Store for KvLayout {
             refresh,
         );
         self.apply_all(ops).await?;
+        let mut marks = self.marks.borrow_mut();
+        if marks.len() > MARKS_KEPT {
+            marks.clear();
+        }
+        for (node, p) in &slot.state.peers {
+            let before_mark = before
+                .as_ref()
+                .and_then(|b| b.peers.get(node))
+                .map(|p| &p.nonce);
+            if before_mark != Some(&p.nonce) {
+                marks.insert((env.to_string(), node.clone()), p.nonce.clone());
+            }
+        }
         Ok(stepped)
     }
 

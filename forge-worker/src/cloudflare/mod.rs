@@ -177,11 +177,9 @@ fn too_large() -> Response {
 pub(crate) async fn read_request(
     req: &mut worker::Request,
 ) -> worker::Result<Result<Request, Response>> {
-    let url = req.url()?;
-    let path_and_query = match url.query() {
-        Some(q) => format!("{}?{q}", url.path()),
-        None => url.path().to_string(),
-    };
+    // The raw URL string, not `req.url()`: parsing it with the `url` crate would ship its
+    // IDNA tables in the Wasm (~100 KB) for a path and a query we only split.
+    let path_and_query = path_and_query_of(&req.inner().url());
     let mut core = Request::new(&req.inner().method(), &path_and_query);
     for (k, v) in req.headers().entries() {
         core.headers.insert(k.to_ascii_lowercase(), v);
@@ -205,6 +203,13 @@ pub(crate) async fn read_request(
         core.body = body;
     }
     Ok(Ok(core))
+}
+
+/// `https://host:port/a/b?x=1#f` → `/a/b?x=1`.
+fn path_and_query_of(url: &str) -> String {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let pq = after_scheme.find('/').map_or("/", |i| &after_scheme[i..]);
+    pq.split('#').next().unwrap_or("/").to_string()
 }
 
 pub(crate) fn to_worker(r: Response) -> worker::Result<worker::Response> {
@@ -317,9 +322,11 @@ fn worker_forge(env: &Env) -> Rc<WorkerForge> {
                 let store = KvLayout::new(mode == Mode::DurableObject, metrics.store_ops.clone())
                     .with_timing(setup.cfg.election.timing);
                 store.inject_failures(setup.test_faults.iter().any(|f| f == "kv"));
+                let mut cfg = setup.cfg.clone();
+                cfg.env_gauges = mode == Mode::Kv;
                 Rc::new(WorkerForge {
                     forge: Forge {
-                        cfg: setup.cfg.clone(),
+                        cfg,
                         store,
                         metrics,
                     },
