@@ -62,7 +62,9 @@ for (const kind of only) {
         const per = Object.fromEntries(Object.entries(steady).map(([k, v]) => [k, +(v / beats).toFixed(4)]));
         console.log(`COST ${kind} nodes=${n} per-heartbeat ${JSON.stringify(per)}`);
         // The rule: renewals and liveness are volatile steps everywhere...
-        assert.equal(steady.steps_volatile ?? 0, beats, JSON.stringify(steady));
+        // (the native forge's own sweep runs meanwhile: it is a step too, also volatile)
+        assert.ok((steady.steps_volatile ?? 0) >= beats, JSON.stringify(steady));
+        assert.equal((steady.steps_write ?? 0) + (steady.steps_sync ?? 0), 0, JSON.stringify(steady));
         for (const op of ["do_rows_written", "log_append", "fsync"]) {
           assert.equal(steady[op] ?? 0, 0, `${op} per renewal: ${JSON.stringify(steady)}`);
         }

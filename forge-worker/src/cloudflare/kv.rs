@@ -277,7 +277,7 @@ impl Store for KvLayout {
             .list()
             .prefix(layout::history_prefix(env))
             .limit(limit.clamp(1, LIST_PAGE as usize) as u64);
-        if let Some(c) = cursor.filter(|c| !c.is_empty()) {
+        if let Some(c) = cursor.and_then(|c| c.strip_prefix(CURSOR_TAG)) {
             list = list.cursor(c.to_string());
         }
         let page = list
@@ -307,7 +307,10 @@ impl Store for KvLayout {
             };
             entries.extend(entry);
         }
-        let next = page.cursor.filter(|c| !page.list_complete && !c.is_empty());
+        let next = page
+            .cursor
+            .filter(|c| !page.list_complete && !c.is_empty())
+            .map(|c| format!("{CURSOR_TAG}{c}"));
         Ok(HistoryPage { entries, next })
     }
 
@@ -343,7 +346,12 @@ impl Store for KvLayout {
     }
 }
 
-/// KV list cursors are opaque; refuse only what cannot be one.
+/// Our history cursors are KV's opaque list cursor behind this tag, so a made-up cursor is
+/// refused (400) instead of silently restarting from the first page.
+const CURSOR_TAG: &str = "kv.";
+
 pub fn plausible_cursor(c: &str) -> bool {
-    !c.is_empty() && c.len() <= 1024 && c.bytes().all(|b| b.is_ascii_graphic())
+    c.strip_prefix(CURSOR_TAG).is_some_and(|k| {
+        !k.is_empty() && k.len() <= 1024 && k.bytes().all(|b| b.is_ascii_graphic())
+    })
 }

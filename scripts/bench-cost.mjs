@@ -1,0 +1,67 @@
+// Runs the store-counting scenarios (tests/e2e/cost.test.mjs) in workerd and natively, then
+// turns the counts per heartbeat into per node per day and $/month (scripts/cost-model.mjs).
+// Usage: node_modules/.bin/node scripts/bench-cost.mjs   (after scripts/build-worker.sh)
+import { spawnSync } from "node:child_process";
+import { PRICES_READ_ON, beatsPerDay, table } from "./cost-model.mjs";
+
+const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "tests/e2e/cost.test.mjs"], {
+  encoding: "utf8",
+  env: { ...process.env, E2E_TARGETS: process.env.E2E_TARGETS ?? "kv,durable-object" },
+});
+const counts = {};
+for (const m of (run.stdout + run.stderr).matchAll(/COST (\S+) nodes=(\d+) per-heartbeat (\{.*\})/g)) {
+  counts[`${m[1]}/${m[2]}`] = JSON.parse(m[3]);
+}
+if (run.status !== 0 || Object.keys(counts).length === 0) {
+  console.error(run.stdout.slice(-4000), run.stderr.slice(-4000));
+  process.exit(1);
+}
+console.log("per heartbeat, counted at the store (steady state: renewals and liveness beats):");
+for (const [k, v] of Object.entries(counts)) console.log(`  ${k}: ${JSON.stringify(v)}`);
+
+const interval = 5000; // the default profile
+const ttl = 15000;
+// Per heartbeat, every request is one Worker request; in durable-object mode also one DO request.
+const rows = [];
+for (const nodes of [5, 100]) {
+  const kv = counts[`kv/${nodes === 5 ? 3 : 100}`];
+  const dobj = counts[`durable-object/${nodes === 5 ? 3 : 100}`];
+  if (kv) {
+    rows.push({
+      name: `kv mode, ${nodes} nodes`,
+      nodes,
+      intervalMs: interval,
+      perBeat: {
+        worker_requests: 1,
+        kv_reads: kv.kv_read ?? 0,
+        kv_lists: kv.kv_list ?? 0,
+        kv_writes: kv.kv_write ?? 0,
+      },
+      // the per-minute cron kv mode needs: one list of envs, one load (read + list) per env
+      perDayFixed: { worker_requests: 1440, kv_lists: 1440 * 2, kv_reads: 1440 },
+    });
+  }
+  if (dobj) {
+    rows.push({
+      name: `durable-object mode, ${nodes} nodes`,
+      nodes,
+      intervalMs: interval,
+      perBeat: {
+        worker_requests: 1,
+        do_requests: 1,
+        kv_writes: dobj.kv_write ?? 0,
+        do_rows_written: dobj.do_rows_written ?? 0,
+      },
+      // lease alarm: at most one set (a row) and one invocation (a request) per ttl − interval;
+      // hourly backstop cron: one list and one DO request per env.
+      perDayFixed: {
+        do_requests: 86_400_000 / (ttl - interval) + 24,
+        do_rows_written: 86_400_000 / (ttl - interval),
+        worker_requests: 24,
+        kv_lists: 24,
+      },
+    });
+  }
+}
+console.log(`\nper day and per month, default profile (heartbeat ${interval} ms, ${beatsPerDay(interval)} beats per node per day); prices read ${PRICES_READ_ON}:\n`);
+console.log(table(rows));
