@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
-use brh_shared::election::{Change, ElectionConfig, ElectionError, Outcome};
+use brh_shared::election::{Change, ElectionError, Outcome};
 use brh_shared::wire::HistoryEntry;
 use brh_shared::EnvState;
 
@@ -214,11 +214,4 @@ impl Store for MemoryStore {
     async fn envs(&self) -> Result<Vec<String>, StoreError> {
         Ok(self.envs.borrow().keys().cloned().collect())
     }
-}
-
-/// Applies the restart rule to state rebuilt from storage (kept here so every runtime calls
-/// it the same way).
-pub fn recovered(mut state: EnvState, cfg: &ElectionConfig, now_ms: u64) -> EnvState {
-    state.recover(cfg, now_ms);
-    state
 }

@@ -27,7 +27,7 @@
 //! `state/{env}` rows of earlier versions are read too) and applies the restart rule — the
 //! holder's lease is extended to now + ttl, never shortened.
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use brh_shared::election::{ElectionConfig, EnvState, Outcome, Record};
@@ -75,7 +75,7 @@ struct Pending {
     /// The env is new to KV: write its index key.
     new_env: bool,
     lease: bool,
-    peers: BTreeMap<String, ()>,
+    peers: BTreeSet<String>,
     history: Vec<HistoryEntry>,
 }
 
@@ -213,7 +213,7 @@ impl DoStore {
             match r {
                 Record::Lease(_) => p.lease = true,
                 Record::Peer { node, .. } | Record::Forget { node } => {
-                    p.peers.insert(node.clone(), ());
+                    p.peers.insert(node.clone());
                 }
             }
         }
@@ -461,7 +461,7 @@ impl Register {
                 &slot.state,
                 p.new_env,
                 p.lease,
-                p.peers.keys(),
+                p.peers.iter(),
                 &p.history,
             )
         };

@@ -60,11 +60,6 @@ pub fn history_key(prefix: &str, entry: &HistoryEntry, index_in_save: usize) -> 
     )
 }
 
-/// The env state as kept in the lease key: everything but the peers (they have their keys).
-pub fn lease_record(state: &EnvState) -> brh_shared::election::LeaseRecord {
-    state.lease_record()
-}
-
 /// The metadata to store with a peer key: its JSON if it fits, else none (the reader then
 /// fetches the value).
 pub fn peer_metadata(peer_json: &str) -> Option<String> {
@@ -131,8 +126,8 @@ pub fn plan_save(
     if before.is_none() {
         ops.push(index_op(env));
     }
-    let lease_after = lease_record(after);
-    if before.map(lease_record).as_ref() != Some(&lease_after) {
+    let lease_after = after.lease_record();
+    if before.map(EnvState::lease_record).as_ref() != Some(&lease_after) {
         ops.push(Op::Put {
             key: lease_key(env),
             value: json(&lease_after),
@@ -182,7 +177,7 @@ pub fn plan_mirror<'a>(
     if lease {
         ops.push(Op::Put {
             key: lease_key(env),
-            value: json(&lease_record(state)),
+            value: json(&state.lease_record()),
             metadata: None,
             ttl_s: None,
         });
