@@ -2,9 +2,10 @@
 //! seal-derived signature of `auth.rs` and then pass the leader guard.
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -22,6 +23,7 @@ use crate::containers::orchestrator::{OrchestratorError, PullPolicy};
 use crate::containers::{reference, Orchestrator};
 use crate::events::TAIL;
 use crate::keeper::Shared;
+use forge_worker::native::server::{self, Limits};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -31,6 +33,8 @@ pub struct ApiState {
     pub forge: Arc<ForgeClient>,
     /// The container layer; `None` without a manifest with services.
     pub containers: Option<Arc<Orchestrator>>,
+    /// The HTTP server's deadlines (the body read timeout is applied here).
+    pub limits: Limits,
 }
 
 pub struct ApiError(pub ErrorCode, pub String);
@@ -68,11 +72,113 @@ pub fn router(state: ApiState) -> Router {
         .route("/federation/nudge", post(nudge))
         .route("/restart/{name}", post(restart))
         .route("/drain/{name}", post(drain))
+        // Only matched routes: a POST to an unknown path is a plain 404.
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            authenticated_body,
+        ))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::map_response(json_errors))
         .layer(cors)
         .with_state(state)
+}
+
+/// Every mutating route is signed. Before the body is read, its headers must be present,
+/// sent once, canonical and fresh; then the body is read with the size cap and the read
+/// timeout. The handler checks the signature over the body it is given.
+async fn authenticated_body(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let raw = RawHeaders::of(&parts.headers);
+    if let Err(err) = s.auth.precheck(raw.auth(), clock::wall_ms()) {
+        return e(ErrorCode::Unauthorized, err.to_string()).into_response();
+    }
+    match server::read_body(
+        &parts.headers,
+        body,
+        MAX_BODY_BYTES,
+        s.limits.body_read_timeout,
+    )
+    .await
+    {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(err) => err.into_response(MAX_BODY_BYTES),
+    }
+}
+
+/// Refusals made by the framework itself (a path that is not UTF-8, a malformed request)
+/// come as text; turn them into the API's JSON error so every refusal has one shape.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return res;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthorized,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        408 => ErrorCode::Timeout,
+        413 => ErrorCode::TooLarge,
+        500..=599 => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
+    };
+    let text = axum::body::to_bytes(res.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = (status, Json(ErrorBody::new(code, message))).into_response();
+    out.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    out
+}
+
+/// The `x-brh-*` headers as sent; a header sent twice is joined with `", "` (and refused by
+/// the signature check) instead of silently using one copy.
+struct RawHeaders([Option<String>; 4]);
+
+impl RawHeaders {
+    fn of(h: &HeaderMap) -> Self {
+        let get = |n: &str| {
+            let vals: Vec<&str> = h
+                .get_all(n)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{fffd}"))
+                .collect();
+            (!vals.is_empty()).then(|| vals.join(", "))
+        };
+        RawHeaders([
+            get(HEADER_NODE),
+            get(HEADER_TS),
+            get(HEADER_NONCE),
+            get(HEADER_SIG),
+        ])
+    }
+
+    fn auth(&self) -> RawAuth<'_> {
+        let [node, ts, nonce, sig] = &self.0;
+        RawAuth {
+            node: node.as_deref(),
+            ts: ts.as_deref(),
+            nonce: nonce.as_deref(),
+            sig: sig.as_deref(),
+        }
+    }
 }
 
 async fn not_found(uri: Uri) -> ApiError {
@@ -178,15 +284,9 @@ fn authenticate(
     h: &HeaderMap,
     body: &[u8],
 ) -> Result<String, ApiError> {
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
-    let raw = RawAuth {
-        node: get(HEADER_NODE),
-        ts: get(HEADER_TS),
-        nonce: get(HEADER_NONCE),
-        sig: get(HEADER_SIG),
-    };
+    let raw = RawHeaders::of(h);
     s.auth
-        .check(method, uri.path(), raw, body, clock::wall_ms())
+        .check(method, uri.path(), raw.auth(), body, clock::wall_ms())
         .map_err(|err| e(ErrorCode::Unauthorized, err.to_string()))
 }
 
@@ -245,7 +345,7 @@ async fn deploy(
     reference::validate(&req.image).map_err(|m| e(ErrorCode::BadRequest, m))?;
     let Some(orch) = &s.containers else {
         return Err(e(
-            ErrorCode::NotImplemented,
+            ErrorCode::NotConfigured,
             "this agent has no manifest with services (BRH_CONFIG), so nothing to deploy",
         ));
     };
@@ -292,7 +392,7 @@ async fn container_action(
         .map_err(|nl| e(ErrorCode::NotLeader, nl.to_string()))?;
     let Some(orch) = &s.containers else {
         return Err(e(
-            ErrorCode::NotImplemented,
+            ErrorCode::NotConfigured,
             "this agent has no manifest with services (BRH_CONFIG), so it manages no containers",
         ));
     };

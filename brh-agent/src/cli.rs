@@ -3,12 +3,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use brh_shared::replay::Nonce;
 use brh_shared::root::{DominionRoot, SCHEME_HTTP, SCHEME_HTTPS};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, random_hex, ForgeClient};
+use crate::client::{self, ForgeClient};
 use crate::clock;
 use crate::config::{self, Config, RunArgs};
 use crate::keeper::NoHooks;
@@ -367,38 +366,6 @@ pub fn api_key(k: &KeyArgs) -> anyhow::Result<[u8; 32]> {
     Ok(crate::auth::derive_api_key(&seal, &k.env))
 }
 
-/// Signs and sends one request to an agent's mutating endpoint.
-pub async fn signed_agent_post(
-    http: &reqwest::Client,
-    agent: &str,
-    path: &str,
-    body: Vec<u8>,
-    key: &[u8; 32],
-    caller: &str,
-) -> anyhow::Result<(u16, serde_json::Value)> {
-    let caller = if brh_shared::ids::validate_id(caller).is_ok() {
-        caller
-    } else {
-        "brh-cli"
-    };
-    let h = crate::auth::sign_api_request(
-        key,
-        "POST",
-        path,
-        caller,
-        clock::wall_ms(),
-        Nonce::new(random_hex(8), 1),
-        &body,
-    );
-    let res = client::signed_post(http, client::join(agent, path), &h, body)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the agent at {agent}"))?;
-    let status = res.status().as_u16();
-    let j = res.json().await.unwrap_or(serde_json::Value::Null);
-    Ok((status, j))
-}
-
 async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     crate::containers::reference::validate(&a.image)
         .map_err(|m| anyhow!("invalid --image: {m}"))?;
@@ -406,10 +373,11 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     let body = serde_json::to_vec(&serde_json::json!({
         "image": a.image, "service": a.service, "pull": a.pull, "branch": a.branch
     }))?;
-    let (status, j) = signed_agent_post(
+    let (status, j) = client::agent_post(
         // A deploy health-checks every replica: allow it time.
         &client::http_client(Duration::from_secs(600)),
         &a.agent,
+        None,
         "/deploy",
         body,
         &key,

@@ -65,7 +65,6 @@ pub fn http_client(timeout: Duration) -> reqwest::Client {
         .expect("a TLS backend is compiled in")
 }
 
-/// Joins a base URL and an absolute path, never after a query (the original's bug).
 /// A JSON POST carrying the four `x-brh-*` authentication headers.
 pub fn signed_post(
     http: &reqwest::Client,
@@ -82,9 +81,69 @@ pub fn signed_post(
         .body(body)
 }
 
+/// Joins a base URL and an absolute path, never after a query (the original's bug).
 pub fn join(base: &str, path: &str) -> String {
     debug_assert!(path.starts_with('/'));
     format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// Signs and sends one request to an agent's mutating endpoint. Agent signatures name the
+/// receiving agent; when its node id is not known (`to` is `None`, e.g. a CLI given only a
+/// URL), it is read from the agent's public `GET /health` first.
+pub async fn agent_post(
+    http: &reqwest::Client,
+    agent: &str,
+    to: Option<&str>,
+    path: &str,
+    body: Vec<u8>,
+    key: &[u8; 32],
+    caller: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    use anyhow::Context;
+    let caller = if brh_shared::ids::validate_id(caller).is_ok() {
+        caller
+    } else {
+        "brh-cli"
+    };
+    let to = match to {
+        Some(to) => to.to_string(),
+        None => {
+            let health: serde_json::Value = http
+                .get(join(agent, "/health"))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the agent at {agent}"))?
+                .json()
+                .await
+                .with_context(|| {
+                    format!("{agent}/health did not answer JSON: is it a brh-agent?")
+                })?;
+            health
+                .get("node")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+                .with_context(|| {
+                    format!("{agent}/health does not name its node: is it a brh-agent?")
+                })?
+        }
+    };
+    let h = crate::auth::sign_api_request(
+        key,
+        &to,
+        "POST",
+        path,
+        caller,
+        clock::wall_ms(),
+        Nonce::new(random_hex(8), 1),
+        &body,
+    );
+    let res = signed_post(http, join(agent, path), &h, body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the agent at {agent}"))?;
+    let status = res.status().as_u16();
+    let j = res.json().await.unwrap_or(serde_json::Value::Null);
+    Ok((status, j))
 }
 
 /// Appends `?env=` with the env percent-encoded (ids are already URL-safe; this is belt and

@@ -427,17 +427,18 @@ async fn nudge_peers(shared: &Shared, client: &ForgeClient) {
     let key = crate::auth::derive_api_key(&shared.cfg.seal, &shared.cfg.env);
     let http = crate::client::http_client(Duration::from_millis(500));
     let mut set = tokio::task::JoinSet::new();
-    for api in peers
+    for (peer, api) in peers
         .into_iter()
         .filter(|p| p.alive && p.node != shared.cfg.node_id)
-        .filter_map(|p| p.api)
-        .filter(|api| *api != shared.cfg.advertise)
+        .filter_map(|p| Some((p.node, p.api?)))
+        .filter(|(_, api)| *api != shared.cfg.advertise)
     {
         let (http, node) = (http.clone(), shared.cfg.node_id.clone());
         set.spawn(async move {
-            let r = crate::cli::signed_agent_post(
+            let r = crate::client::agent_post(
                 &http,
                 &api,
+                Some(&peer),
                 "/federation/nudge",
                 Vec::new(),
                 &key,

@@ -79,6 +79,7 @@ pub async fn start_agent(
         timeout,
     );
     let api_key = auth::derive_api_key(&cfg.seal, &cfg.env);
+    let limits = forge_worker::native::server::Limits::default();
     let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
     // The container layer, when the manifest has services: its hooks wrap the caller's, and
     // its leader-only loops run until the keeper has stepped down.
@@ -99,20 +100,17 @@ pub async fn start_agent(
     };
     let state = api::ApiState {
         shared: shared.clone(),
-        auth: Arc::new(auth::ApiAuth::new(api_key)),
+        auth: Arc::new(auth::ApiAuth::new(api_key, shared.cfg.node_id.clone())),
         forge: Arc::new(reader),
         containers: orch,
+        limits,
     };
     let app = api::router(state);
     let api_stop = CancellationToken::new();
     let api_stop2 = api_stop.clone();
     let server = tokio::spawn(async move {
-        let r = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { api_stop2.cancelled().await })
-            .await;
-        if let Err(e) = r {
-            tracing::error!("API server failed: {e}");
-        }
+        let stopped = async move { api_stop2.cancelled().await };
+        forge_worker::native::server::serve(listener, app, limits, stopped).await;
     });
     tracing::info!(
         "[API] {} listening on http://{api_addr}",

@@ -32,6 +32,21 @@ impl Request {
         self.headers.get(name).map(String::as_str)
     }
 
+    /// Adds a header; a name seen again is joined with `", "` as the Fetch API does (what the
+    /// Worker sees), so a repeated `x-brh-*` header is refused rather than first- or last-wins.
+    pub fn add_header(&mut self, name: &str, value: &str) {
+        let name = name.to_ascii_lowercase();
+        match self.headers.get_mut(&name) {
+            Some(v) => {
+                v.push_str(", ");
+                v.push_str(value);
+            }
+            None => {
+                self.headers.insert(name, value.to_string());
+            }
+        }
+    }
+
     /// The first value of a query parameter, percent-decoded.
     pub fn query_param(&self, key: &str) -> Option<String> {
         self.query.split('&').find_map(|pair| {

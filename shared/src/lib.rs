@@ -11,6 +11,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod decimal;
 pub mod election;
 pub mod hex;
 pub mod ids;

@@ -10,7 +10,7 @@ use core::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sign::parse_decimal;
+use crate::decimal::parse_u64;
 
 /// `<boot_id>:<seq>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -53,7 +53,7 @@ impl FromStr for Nonce {
         }
         Ok(Nonce {
             boot_id: boot.into(),
-            seq: parse_decimal(seq).ok_or(BadNonce)?,
+            seq: parse_u64(seq).ok_or(BadNonce)?,
         })
     }
 }

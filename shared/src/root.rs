@@ -8,8 +8,9 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt;
 
+use crate::decimal::parse_u64;
 use crate::ids::validate_id;
-use crate::sign::{hmac_hex, parse_decimal, verify_hmac_hex};
+use crate::sign::{hmac_hex, verify_hmac_hex};
 
 pub const SCHEME_HTTPS: &str = "dominion";
 pub const SCHEME_HTTP: &str = "dominion+http";
@@ -144,7 +145,7 @@ impl DominionRoot {
         }
         let env = env.ok_or_else(|| bad("missing env="))?;
         let epoch = epoch.ok_or_else(|| bad("missing epoch="))?;
-        let epoch = parse_decimal(&epoch).ok_or_else(|| bad("epoch must be unix seconds"))?;
+        let epoch = parse_u64(&epoch).ok_or_else(|| bad("epoch must be unix seconds"))?;
         let root = DominionRoot {
             scheme: scheme.into(),
             authority: authority.into(),

@@ -1,7 +1,9 @@
 //! Request signing (agent → forge) and leader-view signing (forge → agent), design §3.
 //!
 //! Signed request string:
-//! `brh-v1\n{METHOD}\n{PATH}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`.
+//! `brh-v1\n{METHOD}\n{PATH}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`;
+//! to an agent's API: `brh-v1-agent\n{to}\n…` with the same lines after (see [`Audience`]).
+//! Decimal fields are canonical (no leading zeros) and no header may be sent twice.
 //! Signed view string:
 //! `brh-v1-view\n{env}\n{leader or ""}\n{term}\n{expires_at_ms or 0}\n{issued_at_ms}\n{you.node or ""}\n{you.role or ""}`.
 use alloc::format;
@@ -48,8 +50,21 @@ pub fn verify_hmac_hex(key: &[u8], msg: &[u8], sig_hex: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-/// The canonical string an agent signs for one request.
-pub fn canonical_request(
+/// Who a signed request is for. The forge checks requests signed with the federation seal;
+/// an agent's API checks requests signed with the env's API key *and naming that agent*, so a
+/// request captured at one agent is refused by every other (each keeps its own nonce memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience<'a> {
+    /// `brh-v1\n{METHOD}\n{PATH}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`.
+    Forge,
+    /// `brh-v1-agent\n{to}\n{METHOD}\n{PATH}\n{caller}\n{ts}\n{nonce}\n{hex(sha256(body))}`,
+    /// `to` being the receiving agent's node id.
+    Agent(&'a str),
+}
+
+/// The canonical string signed for one request to `audience`.
+pub fn canonical_for(
+    audience: Audience<'_>,
     method: &str,
     path: &str,
     node: &str,
@@ -58,16 +73,23 @@ pub fn canonical_request(
     body: &[u8],
 ) -> String {
     let digest = hex::encode(&Sha256::digest(body));
-    format!(
-        "{}\n{}\n{}\n{}\n{}\n{}\n{}",
-        crate::PROTOCOL,
-        method,
-        path,
-        node,
-        ts_ms,
-        nonce,
-        digest
-    )
+    let head = match audience {
+        Audience::Forge => String::from(crate::PROTOCOL),
+        Audience::Agent(to) => format!("{}-agent\n{}", crate::PROTOCOL, to),
+    };
+    format!("{head}\n{method}\n{path}\n{node}\n{ts_ms}\n{nonce}\n{digest}")
+}
+
+/// The canonical string an agent signs for one request to the forge.
+pub fn canonical_request(
+    method: &str,
+    path: &str,
+    node: &str,
+    ts_ms: u64,
+    nonce: &Nonce,
+    body: &[u8],
+) -> String {
+    canonical_for(Audience::Forge, method, path, node, ts_ms, nonce, body)
 }
 
 /// The four authentication headers of one signed request.
@@ -79,7 +101,7 @@ pub struct SignedHeaders {
     pub sig: String,
 }
 
-/// Signs a request; the caller puts the result in the `x-brh-*` headers.
+/// Signs a request to the forge; the caller puts the result in the `x-brh-*` headers.
 pub fn sign_request(
     seal: &[u8],
     method: &str,
@@ -89,11 +111,35 @@ pub fn sign_request(
     nonce: Nonce,
     body: &[u8],
 ) -> SignedHeaders {
-    let msg = canonical_request(method, path, node, ts_ms, &nonce, body);
+    sign_for(
+        Audience::Forge,
+        seal,
+        method,
+        path,
+        node,
+        ts_ms,
+        nonce,
+        body,
+    )
+}
+
+/// Signs a request to `audience` with `key`.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_for(
+    audience: Audience<'_>,
+    key: &[u8],
+    method: &str,
+    path: &str,
+    node: &str,
+    ts_ms: u64,
+    nonce: Nonce,
+    body: &[u8],
+) -> SignedHeaders {
+    let msg = canonical_for(audience, method, path, node, ts_ms, &nonce, body);
     SignedHeaders {
         node: node.into(),
         ts_ms,
-        sig: hmac_hex(seal, msg.as_bytes()),
+        sig: hmac_hex(key, msg.as_bytes()),
         nonce,
     }
 }
@@ -127,8 +173,7 @@ pub struct Authenticated {
     pub nonce: Nonce,
 }
 
-/// Verifies the signature first (so an unauthenticated caller learns nothing about clocks),
-/// then the timestamp window. Never panics on any input.
+/// Verifies a request to the forge: see [`verify_for`].
 pub fn verify_request(
     seal: &[u8],
     method: &str,
@@ -138,22 +183,85 @@ pub fn verify_request(
     now_ms: u64,
     skew_ms: u64,
 ) -> Result<Authenticated, AuthError> {
-    let missing = |h: &str| AuthError::Malformed(format!("missing header {h}"));
-    let node = raw.node.ok_or_else(|| missing(HEADER_NODE))?;
-    let ts = raw.ts.ok_or_else(|| missing(HEADER_TS))?;
-    let nonce = raw.nonce.ok_or_else(|| missing(HEADER_NONCE))?;
-    let sig = raw.sig.ok_or_else(|| missing(HEADER_SIG))?;
+    verify_for(
+        Audience::Forge,
+        seal,
+        method,
+        path,
+        raw,
+        body,
+        now_ms,
+        skew_ms,
+    )
+}
+
+/// The four headers' values, checked for form only (no key, no body): present, sent once,
+/// canonical. Cheap, so an edge can refuse a request before it reads the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthFields<'a> {
+    pub node: &'a str,
+    pub ts_ms: u64,
+    pub nonce: Nonce,
+    pub sig: &'a str,
+}
+
+/// Parses the headers' form. Edges join a header sent several times with `", "` (as the
+/// Fetch API does), and no field's grammar admits a comma, so a repeated header is refused
+/// here rather than resolved to its first or last copy.
+pub fn parse_auth(raw: RawAuth<'_>) -> Result<AuthFields<'_>, AuthError> {
+    fn field<'a>(name: &str, v: Option<&'a str>) -> Result<&'a str, AuthError> {
+        let v = v.ok_or_else(|| AuthError::Malformed(format!("missing header {name}")))?;
+        if v.contains(',') {
+            return Err(AuthError::Malformed(format!(
+                "header {name} was sent more than once"
+            )));
+        }
+        Ok(v)
+    }
+    let node = field(HEADER_NODE, raw.node)?;
+    let ts = field(HEADER_TS, raw.ts)?;
+    let nonce = field(HEADER_NONCE, raw.nonce)?;
+    let sig = field(HEADER_SIG, raw.sig)?;
     validate_id(node).map_err(|e| AuthError::Malformed(format!("{HEADER_NODE} {e}")))?;
-    let ts_ms: u64 = parse_decimal(ts)
-        .ok_or_else(|| AuthError::Malformed(format!("{HEADER_TS} must be unix milliseconds")))?;
-    let nonce: Nonce = nonce
-        .parse()
-        .map_err(|_| AuthError::Malformed(format!("{HEADER_NONCE} must be <boot_id>:<seq>")))?;
-    let msg = canonical_request(method, path, node, ts_ms, &nonce, body);
-    if !verify_hmac_hex(seal, msg.as_bytes(), sig) {
+    let ts_ms = crate::decimal::parse_u64(ts).ok_or_else(|| {
+        AuthError::Malformed(format!(
+            "{HEADER_TS} must be unix milliseconds in canonical decimal (no leading zeros)"
+        ))
+    })?;
+    let nonce: Nonce = nonce.parse().map_err(|_| {
+        AuthError::Malformed(format!(
+            "{HEADER_NONCE} must be <boot_id>:<seq> (seq in canonical decimal)"
+        ))
+    })?;
+    // The signature's form is judged with its value: anything but 64 lowercase hex digits
+    // is simply a mismatch (401 `bad_signature`).
+    Ok(AuthFields {
+        node,
+        ts_ms,
+        nonce,
+        sig,
+    })
+}
+
+/// Verifies the signature first (so an unauthenticated caller learns nothing about clocks),
+/// then the timestamp window. Never panics on any input.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_for(
+    audience: Audience<'_>,
+    key: &[u8],
+    method: &str,
+    path: &str,
+    raw: RawAuth<'_>,
+    body: &[u8],
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<Authenticated, AuthError> {
+    let f = parse_auth(raw)?;
+    let msg = canonical_for(audience, method, path, f.node, f.ts_ms, &f.nonce, body);
+    if !verify_hmac_hex(key, msg.as_bytes(), f.sig) {
         return Err(AuthError::BadSignature);
     }
-    let delta_ms = ts_ms as i128 - now_ms as i128;
+    let delta_ms = f.ts_ms as i128 - now_ms as i128;
     if delta_ms.unsigned_abs() > skew_ms as u128 {
         return Err(AuthError::StaleTimestamp {
             delta_ms: delta_ms.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
@@ -161,18 +269,10 @@ pub fn verify_request(
         });
     }
     Ok(Authenticated {
-        node: node.into(),
-        ts_ms,
-        nonce,
+        node: f.node.into(),
+        ts_ms: f.ts_ms,
+        nonce: f.nonce,
     })
-}
-
-/// Strict decimal: digits only, no sign, no leading `+`, fits in u64.
-pub(crate) fn parse_decimal(s: &str) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    s.parse().ok()
 }
 
 /// The canonical string of a leader view (its `sig` field excluded).
@@ -262,6 +362,105 @@ mod tests {
 
     fn raw(h: &SignedHeaders) -> (String, String, String) {
         (h.ts_ms.to_string(), h.nonce.to_string(), h.sig.clone())
+    }
+
+    #[test]
+    fn one_signature_authenticates_one_spelling() {
+        // Leading zeros would let one signature stand for several header values.
+        let body = br#"{"env":"dev"}"#;
+        let h = sign_request(SEAL, "POST", "/p", "n1", 1_795_495_328_133, nonce(), body);
+        let (ts, n, sig) = raw(&h);
+        let ok = RawAuth {
+            node: Some("n1"),
+            ts: Some(&ts),
+            nonce: Some(&n),
+            sig: Some(&sig),
+        };
+        let now = 1_795_495_328_133;
+        assert!(verify_request(SEAL, "POST", "/p", ok, body, now, 30_000).is_ok());
+        let padded_ts = format!("000{ts}");
+        let joined_sig = format!("{sig}, {sig}");
+        let joined_node = "n1, n1";
+        for (what, r) in [
+            (
+                "padded ts",
+                RawAuth {
+                    ts: Some(&padded_ts),
+                    ..ok
+                },
+            ),
+            (
+                "padded seq",
+                RawAuth {
+                    nonce: Some("boot1:007"),
+                    ..ok
+                },
+            ),
+            (
+                "repeated sig",
+                RawAuth {
+                    sig: Some(&joined_sig),
+                    ..ok
+                },
+            ),
+            (
+                "repeated node",
+                RawAuth {
+                    node: Some(joined_node),
+                    ..ok
+                },
+            ),
+        ] {
+            assert!(
+                matches!(
+                    verify_request(SEAL, "POST", "/p", r, body, now, 30_000),
+                    Err(AuthError::Malformed(_))
+                ),
+                "{what} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn agent_requests_name_their_receiver() {
+        let key = [7u8; 32];
+        let body = b"{}";
+        let h = sign_for(
+            Audience::Agent("n2"),
+            &key,
+            "POST",
+            "/federation/nudge",
+            "ops",
+            1000,
+            nonce(),
+            body,
+        );
+        let (ts, n, sig) = raw(&h);
+        let r = RawAuth {
+            node: Some("ops"),
+            ts: Some(&ts),
+            nonce: Some(&n),
+            sig: Some(&sig),
+        };
+        let at = |who| {
+            verify_for(
+                who,
+                &key,
+                "POST",
+                "/federation/nudge",
+                r,
+                body,
+                1000,
+                30_000,
+            )
+        };
+        assert!(at(Audience::Agent("n2")).is_ok());
+        assert_eq!(at(Audience::Agent("n3")), Err(AuthError::BadSignature));
+        assert_eq!(at(Audience::Forge), Err(AuthError::BadSignature));
+        assert!(
+            canonical_for(Audience::Agent("n2"), "POST", "/x", "ops", 1, &nonce(), b"")
+                .starts_with("brh-v1-agent\nn2\nPOST\n/x\nops\n1\nboot1:7\n")
+        );
     }
 
     #[test]

@@ -6,8 +6,9 @@
 use alloc::format;
 use alloc::string::String;
 
+use crate::decimal::parse_u64;
 use crate::ids::validate_id;
-use crate::sign::{hmac_hex, parse_decimal, verify_hmac_hex};
+use crate::sign::{hmac_hex, verify_hmac_hex};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenClaims {
@@ -53,7 +54,7 @@ pub fn verify(seal: &[u8], token: &str, now_s: u64) -> Result<TokenClaims, Token
     ) else {
         return Err(TokenError::Malformed);
     };
-    let expires_at_s = parse_decimal(exp).ok_or(TokenError::Malformed)?;
+    let expires_at_s = parse_u64(exp).ok_or(TokenError::Malformed)?;
     if !verify_hmac_hex(
         seal,
         signing_string(env, subject, expires_at_s).as_bytes(),

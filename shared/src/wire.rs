@@ -188,7 +188,12 @@ pub enum ErrorCode {
     NoSeal,
     Unauthorized,
     NotLeader,
-    NotImplemented,
+    /// The agent has no manifest with services, so there is nothing to deploy or manage.
+    NotConfigured,
+    /// The request (headers or body) did not arrive within the server's read timeout.
+    Timeout,
+    /// The server is at its connection limit; retry after `Retry-After`.
+    Busy,
     /// The forge's storage failed; nothing was changed. Retry after `Retry-After`.
     StoreUnavailable,
     Internal,
@@ -208,7 +213,9 @@ impl ErrorCode {
             ErrorCode::NoSeal => "no_seal",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotLeader => "not_leader",
-            ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::NotConfigured => "not_configured",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Busy => "busy",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::Internal => "internal",
         }
@@ -217,13 +224,16 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadSignature | ErrorCode::StaleTimestamp | ErrorCode::Unauthorized => 401,
-            ErrorCode::Replay | ErrorCode::NotHolder | ErrorCode::NotLeader => 409,
+            ErrorCode::Replay
+            | ErrorCode::NotHolder
+            | ErrorCode::NotLeader
+            | ErrorCode::NotConfigured => 409,
+            ErrorCode::Timeout => 408,
             ErrorCode::TooLarge => 413,
             ErrorCode::BadRequest => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::NotImplemented => 501,
-            ErrorCode::NoSeal | ErrorCode::StoreUnavailable => 503,
+            ErrorCode::NoSeal | ErrorCode::StoreUnavailable | ErrorCode::Busy => 503,
             ErrorCode::Internal => 500,
         }
     }

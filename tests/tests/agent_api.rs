@@ -73,12 +73,13 @@ fn api_authenticates_guards_and_answers_json_errors() {
     let (ok, out) = deploy("wrong-seal", l.api, "nginx:1");
     assert!(!ok && out.contains("401"), "{out}");
 
-    // Witness: the original's answer. Leader without a manifest: nothing to deploy (501).
+    // Witness: the original's answer. Leader without a manifest: nothing to deploy (409,
+    // a request the caller can fix, never a 5xx).
     let (ok, out) = deploy(&seal, w.api, "nginx:1");
     assert!(!ok && out.contains(r#""reason":"not-leader""#), "{out}");
     let (ok, out) = deploy(&seal, l.api, "nginx:1");
     assert!(
-        !ok && out.contains("501") && out.contains("no manifest with services"),
+        !ok && out.contains("409") && out.contains("no manifest with services"),
         "{out}"
     );
     let (ok, out) = deploy(&seal, l.api, "bad;image");

@@ -3,13 +3,14 @@
 //! order, so the lease register is linearizable by construction; the HTTP server only
 //! translates requests and waits for answers.
 pub mod file_store;
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
@@ -33,6 +34,8 @@ pub struct ServeOptions {
     /// How often the sweep expires leases and elects without waiting for a heartbeat.
     pub sweep_interval: Duration,
     pub dominion_root: Option<String>,
+    /// Read timeouts, connection cap and shutdown grace of the HTTP server.
+    pub limits: server::Limits,
 }
 
 impl ServeOptions {
@@ -45,6 +48,7 @@ impl ServeOptions {
             skew_ms: brh_shared::sign::DEFAULT_SKEW_MS,
             sweep_interval: Duration::from_millis(500),
             dominion_root: None,
+            limits: server::Limits::default(),
         }
     }
 }
@@ -69,6 +73,12 @@ impl RunningForge {
     pub async fn wait(&mut self) {
         let _ = (&mut self.server).await;
     }
+}
+
+#[derive(Clone)]
+struct AppState {
+    jobs: mpsc::Sender<Job>,
+    limits: server::Limits,
 }
 
 struct Job {
@@ -120,18 +130,17 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
             run_core(forge, jobs_rx, sweep_every, core_stop)
         })?;
 
-    let app = Router::new().fallback(serve_one).with_state(jobs_tx);
+    let limits = opts.limits;
+    let app = Router::new().fallback(serve_one).with_state(AppState {
+        jobs: jobs_tx,
+        limits,
+    });
     let mut stop_rx_srv = stop_rx;
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop_rx_srv.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("forge server stopped: {e}");
-        }
+        server::serve(listener, app, limits, shutdown).await;
     });
     tracing::info!(
         "forge listening on http://{addr} (mode native, data {})",
@@ -206,39 +215,33 @@ fn log_change(c: &crate::forge::LeaderChange) {
 }
 
 async fn serve_one(
-    State(jobs): State<mpsc::Sender<Job>>,
+    State(app): State<AppState>,
     req: axum::extract::Request,
 ) -> axum::response::Response {
     let (parts, body) = req.into_parts();
-    let too_large = parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES);
-    let body = if too_large {
-        None
-    } else {
-        to_bytes(body, MAX_BODY_BYTES).await.ok()
-    };
-    let Some(body) = body else {
-        return into_axum(Response::error(
-            ErrorCode::TooLarge,
-            format!("body is larger than {MAX_BODY_BYTES} bytes"),
-        ));
+    let body = match server::read_body(
+        &parts.headers,
+        body,
+        MAX_BODY_BYTES,
+        app.limits.body_read_timeout,
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return e.into_response(MAX_BODY_BYTES),
     };
     let mut core_req = Request::new(
         parts.method.as_str(),
         parts.uri.path_and_query().map_or("/", |pq| pq.as_str()),
     );
     for (name, value) in &parts.headers {
+        // Not valid text: treated as absent, so a signed request missing it is refused.
         if let Ok(v) = value.to_str() {
-            core_req
-                .headers
-                .insert(name.as_str().to_string(), v.to_string());
+            core_req.add_header(name.as_str(), v);
         }
     }
     core_req.body = body.to_vec();
+    let jobs = &app.jobs;
     let (reply, answer) = oneshot::channel();
     if jobs
         .send(Job {
@@ -248,17 +251,11 @@ async fn serve_one(
         .await
         .is_err()
     {
-        return into_axum(Response::error(
-            ErrorCode::Internal,
-            "forge is shutting down",
-        ));
+        return into_axum(Response::error(ErrorCode::Busy, "forge is shutting down"));
     }
     match answer.await {
         Ok(r) => into_axum(r),
-        Err(_) => into_axum(Response::error(
-            ErrorCode::Internal,
-            "forge is shutting down",
-        )),
+        Err(_) => into_axum(Response::error(ErrorCode::Busy, "forge is shutting down")),
     }
 }
 

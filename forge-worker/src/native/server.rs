@@ -1,0 +1,243 @@
+//! The HTTP/1.1 server both native surfaces use (the forge and the agent's API), hardened for
+//! a hostile network: every phase of a request has a deadline and the number of connections
+//! is bounded, so a client that opens connections and never finishes a request cannot starve
+//! the others (or the process's file descriptors) and cannot hold up a shutdown.
+//!
+//! - Headers must arrive within `header_read_timeout`; hyper also applies it to a kept-alive
+//!   connection waiting for its next request, so it is the idle timeout too.
+//! - Bodies are read by [`read_body`] with a size cap and `body_read_timeout`.
+//! - Past `max_connections` a new connection gets an immediate `503 busy` and is closed.
+//! - Shutdown stops accepting, asks every connection to finish its request in flight, and
+//!   closes whatever is still open after `shutdown_grace`.
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use brh_shared::wire::{ErrorBody, ErrorCode};
+use http_body_util::BodyExt;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// Deadlines and bounds of one server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_read_timeout: Duration,
+    pub body_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: default_max_connections(),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Half the process's open-files limit (after raising the soft limit to the hard one), at
+/// most 4096: the other half stays for the store, the Docker socket and outgoing requests.
+pub fn default_max_connections() -> usize {
+    (raise_nofile_limit() / 2).clamp(64, 4096) as usize
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and returns the soft limit in force.
+#[cfg(unix)]
+fn raise_nofile_limit() -> u64 {
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 1024;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+        lim.rlim_cur
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_nofile_limit() -> u64 {
+    1024
+}
+
+/// A JSON error response, the one shape every refusal has.
+pub fn error_response(code: ErrorCode, message: impl Into<String>) -> Response {
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::Json(ErrorBody::new(code, message.into()))).into_response()
+}
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    TooLarge,
+    /// The framing was broken (bad chunked encoding, connection closed mid-body).
+    Malformed,
+    Timeout,
+}
+
+impl BodyError {
+    pub fn into_response(self, max: usize) -> Response {
+        match self {
+            BodyError::TooLarge => error_response(
+                ErrorCode::TooLarge,
+                format!("body is larger than {max} bytes"),
+            ),
+            BodyError::Malformed => {
+                error_response(ErrorCode::BadRequest, "the request body is malformed")
+            }
+            BodyError::Timeout => error_response(
+                ErrorCode::Timeout,
+                "the request body did not arrive in time",
+            ),
+        }
+    }
+}
+
+/// Reads a whole body of at most `max` bytes within `timeout`. A declared `content-length`
+/// over `max` is refused before a byte is read.
+pub async fn read_body(
+    headers: &axum::http::HeaderMap,
+    body: Body,
+    max: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(BodyError::TooLarge);
+    }
+    let read = async move {
+        let mut body = body;
+        let mut buf = Vec::with_capacity(declared.unwrap_or(0) as usize);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Malformed)?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > max {
+                    return Err(BodyError::TooLarge);
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(buf))
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Timeout))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains as described above.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(100);
+    let http = Arc::new(http);
+    let mut conns = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut accept_errors = 0u32;
+    loop {
+        let stream = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => { accept_errors = 0; stream }
+                Err(e) => {
+                    // Out of descriptors or a transient network error: back off briefly
+                    // instead of spinning; connections in flight keep being served.
+                    accept_errors += 1;
+                    if accept_errors == 1 || accept_errors % 100 == 0 {
+                        tracing::warn!("accept failed ({accept_errors} in a row): {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            conns.spawn(refuse_busy(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let http = http.clone();
+        let app = app.clone();
+        let mut stop = stop_rx.clone();
+        let grace = limits.shutdown_grace;
+        conns.spawn(async move {
+            let _permit = permit;
+            let service = TowerToHyperService::new(app);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                _ = stop.wait_for(|s| *s) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(grace, conn).await;
+        });
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every task is bounded by the grace period; this bound only guards against a bug.
+    let all = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(limits.shutdown_grace + Duration::from_secs(1), all)
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the shutdown grace period: closing them");
+        conns.abort_all();
+    }
+}
+
+/// Over the connection limit: answer `503 busy` at once and close, without reading the
+/// request, so the excess costs a few microseconds rather than a queued descriptor.
+async fn refuse_busy(mut stream: TcpStream) {
+    let body = serde_json::to_string(&ErrorBody::new(
+        ErrorCode::Busy,
+        "the server is at its connection limit; retry shortly".to_string(),
+    ))
+    .unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
