@@ -285,8 +285,19 @@ impl ForgeClient {
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerSummary>, ClientError> {
+        self.peers_owned().await
+    }
+
+    /// The peers read as a future that borrows nothing, so it can run while a signed
+    /// request (which needs `&mut self`) is in flight: shutdown reads the peers it will
+    /// nudge during its resign instead of after it.
+    pub fn peers_owned(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Vec<PeerSummary>, ClientError>> + Send + 'static
+    {
         let url = with_env(join(&self.base, "/federation/peers"), &self.env);
-        Ok(get_json_retry::<PeersBody>(&self.http, &url).await?.peers)
+        let http = self.http.clone();
+        async move { Ok(get_json_retry::<PeersBody>(&http, &url).await?.peers) }
     }
 
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, ClientError> {

@@ -420,10 +420,7 @@ async fn report(shared: &Shared, client: &mut ForgeClient) {
 /// Tells the other agents that the lease is free, so the one the forge just granted it to
 /// learns so in one round trip instead of at its next regular heartbeat. Best effort and
 /// bounded: without it, handover still completes within one heartbeat interval.
-async fn nudge_peers(shared: &Shared, client: &ForgeClient) {
-    let Ok(peers) = client.peers().await else {
-        return;
-    };
+async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::PeerSummary>) {
     let key = crate::auth::derive_api_key(&shared.cfg.seal, &shared.cfg.env);
     let http = crate::client::http_client(Duration::from_millis(500));
     let mut set = tokio::task::JoinSet::new();
@@ -463,6 +460,8 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
     };
     // Bounded: a forge that cannot be reached is left to let the lease expire.
     let budget = Duration::from_millis(shared.cfg.timing.lease_ttl_ms.min(10_000));
+    // Read concurrently with the resign: the nudges can go out one round trip sooner.
+    let peers = tokio::spawn(client.peers_owned());
     let attempt = async {
         let mut delay = 100u64;
         for _ in 0..4 {
@@ -470,7 +469,9 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
                 Ok(_) => {
                     tracing::info!("[CN] {} resigned term {term}", shared.cfg.node_id);
                     shared.events.log(format!("RESIGN: gave up term {term}"));
-                    nudge_peers(shared, client).await;
+                    if let Ok(Ok(peers)) = peers.await {
+                        nudge_peers(shared, peers).await;
+                    }
                     return;
                 }
                 Err((_, ClientError::Refused { code, .. })) if code == "not_holder" => {

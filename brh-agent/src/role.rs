@@ -24,6 +24,9 @@ use brh_shared::Timing;
 pub const PROBE_SLACK_MS: u64 = 5;
 /// First retry delay after a failed heartbeat; doubles per failure, capped at the interval.
 pub const RETRY_BASE_MS: u64 = 100;
+/// Least time between a heartbeat and one brought forward by a nudge. Nudges are signed by
+/// peers, and each brings forward at most one beat, so this only spaces a burst.
+pub const NUDGE_GAP_MS: u64 = 5;
 
 /// A leader view whose signature, env and addressee were checked. Only [`VerifiedView::check`]
 /// makes one, so role decisions can never be fed an unverified grant.
@@ -345,8 +348,8 @@ impl RoleState {
     }
 
     /// A peer announced that it resigned: beat early to pick the lease up. The early beat
-    /// still keeps a tenth of an interval after the previous attempt, so nudges cannot make
-    /// an agent flood the forge.
+    /// keeps [`NUDGE_GAP_MS`] after the previous attempt and a nudge counts once, so nudges
+    /// cannot make an agent flood the forge.
     pub fn nudge(&mut self) {
         if !self.stopped {
             self.nudged = true;
@@ -367,11 +370,8 @@ impl RoleState {
             let jitter = 800 + jitter_permille.min(999) * 400 / 1000;
             return last.saturating_add(backoff * jitter / 1000);
         }
-        let mut regular = last.saturating_add(interval);
-        if self.nudged {
-            regular = regular.min(last.saturating_add(interval / 10));
-        }
-        match self.other_expiry_ms {
+        let regular = last.saturating_add(interval);
+        let planned = match self.other_expiry_ms {
             // Reach the forge just after the current lease ends, but never beat more than
             // ten times an interval while waiting for it.
             Some(exp) => regular.min(
@@ -379,6 +379,13 @@ impl RoleState {
                     .max(last.saturating_add(interval / 10)),
             ),
             None => regular,
+        };
+        if self.nudged {
+            // The forge granted the lease when the peer resigned; this beat is what tells
+            // us. Waiting a tenth of an interval here was most of a planned handover.
+            planned.min(last.saturating_add(NUDGE_GAP_MS))
+        } else {
+            planned
         }
     }
 }
@@ -607,12 +614,13 @@ mod tests {
     }
 
     #[test]
-    fn nudges_bring_the_next_beat_forward_but_not_closer_than_a_tenth() {
+    fn nudges_bring_the_next_beat_forward_but_keep_a_gap() {
         let mut r = RoleState::new("a", T);
         r.on_view(1000, 1010, &vv(Some("b"), 1, 0, 3000));
         assert_eq!(r.next_beat_at(1020, 0), 2000);
         r.nudge();
-        assert_eq!(r.next_beat_at(1020, 0), 1100);
+        assert_eq!(r.next_beat_at(1002, 0), 1000 + NUDGE_GAP_MS);
+        assert_eq!(r.next_beat_at(1020, 0), 1005, "due at once");
         r.on_view(1100, 1110, &vv(None, 1, 0, 0));
         assert_eq!(r.next_beat_at(1120, 0), 2100, "a nudge counts once");
         r.stop(1200);

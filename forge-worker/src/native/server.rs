@@ -150,6 +150,26 @@ pub async fn read_body(
         .unwrap_or(Err(BodyError::Timeout))
 }
 
+/// Most headers a request may carry, and their total size.
+pub const MAX_HEADERS: usize = 64;
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+async fn header_limits(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let h = req.headers();
+    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        let mut res = error_response(
+            ErrorCode::BadRequest,
+            format!(
+                "too many or too large headers (at most {MAX_HEADERS} headers, {MAX_HEADER_BYTES} bytes)"
+            ),
+        );
+        *res.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+        return res;
+    }
+    next.run(req).await
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains as described above.
 pub async fn serve(
     listener: TcpListener,
@@ -160,9 +180,13 @@ pub async fn serve(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper's own limits are set above the application's (`header_limits`), so a request
+    // with too many or too large headers gets the JSON refusal; only a request beyond even
+    // these gets hyper's bare 431.
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(100);
+        .max_headers(1024);
+    let app = app.layer(axum::middleware::from_fn(header_limits));
     let http = Arc::new(http);
     let mut conns = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -240,4 +264,137 @@ async fn refuse_busy(mut stream: TcpStream) {
         stream.shutdown().await
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+    use tokio::io::AsyncReadExt;
+
+    async fn start(
+        limits: Limits,
+    ) -> (
+        std::net::SocketAddr,
+        watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let app = Router::new()
+            .route("/health", get(|| async { "ok" }))
+            .route(
+                "/echo",
+                post(|req: axum::extract::Request| async move {
+                    let (parts, body) = req.into_parts();
+                    match read_body(&parts.headers, body, 16, Duration::from_millis(300)).await {
+                        Ok(b) => b.into_response(),
+                        Err(e) => e.into_response(16),
+                    }
+                }),
+            );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, mut rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, app, limits, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        (addr, tx, task)
+    }
+
+    async fn exchange(addr: std::net::SocketAddr, raw: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            header_read_timeout: Duration::from_millis(300),
+            body_read_timeout: Duration::from_millis(300),
+            max_connections: 4,
+            shutdown_grace: Duration::from_millis(300),
+        }
+    }
+
+    #[tokio::test]
+    async fn stalled_clients_are_bounded_dropped_and_do_not_hold_shutdown() {
+        let (addr, stop, task) = start(limits()).await;
+        let mut stalled = Vec::new();
+        for _ in 0..4 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            stalled.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Over the cap: refused at once with a JSON 503, not queued.
+        let busy = exchange(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        assert!(busy.contains(r#""code":"busy""#), "{busy}");
+        // After the header timeout the stalled connections are closed by the server ...
+        for s in &mut stalled {
+            let mut buf = Vec::new();
+            let r = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf)).await;
+            assert!(
+                r.is_ok(),
+                "a stalled connection was kept past the header timeout"
+            );
+        }
+        drop(stalled);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... and others are served again.
+        let ok = exchange(
+            addr,
+            b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        // A client stalled mid-body does not hold the shutdown beyond the grace period.
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let _ = stop.send(true);
+        tokio::time::timeout(Duration::from_secs(3), task)
+            .await
+            .expect("shutdown waited on a stalled client")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn bodies_too_large_malformed_or_slow_get_json_errors() {
+        let (addr, _stop, _task) = start(limits()).await;
+        let cases: [(&[u8], &str, &str); 4] = [
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\nConnection: close\r\n\r\n01234567890123456", "413", "too_large"),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n11\r\n01234567890123456\r\n0\r\n\r\n", "413", "too_large"),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", "400", "bad_request"),
+            (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nab", "408", "timeout"),
+        ];
+        for (raw, status, code) in cases {
+            let out = exchange(addr, raw).await;
+            assert!(out.starts_with(&format!("HTTP/1.1 {status}")), "{out}");
+            assert!(out.contains(&format!(r#""code":"{code}""#)), "{out}");
+        }
+        let many: String = (0..200).map(|i| format!("x-h{i}: v\r\n")).collect();
+        let big = format!("x-big: {}\r\n", "a".repeat(100 * 1024));
+        for extra in [many, big] {
+            let raw =
+                format!("GET /health HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+            let out = exchange(addr, raw.as_bytes()).await;
+            assert!(
+                out.starts_with("HTTP/1.1 431"),
+                "{}",
+                &out[..out.len().min(200)]
+            );
+            assert!(out.contains(r#""code":"bad_request""#), "{out}");
+        }
+        let ok = exchange(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello").await;
+        assert!(
+            ok.starts_with("HTTP/1.1 200") && ok.ends_with("hello"),
+            "{ok}"
+        );
+    }
 }
