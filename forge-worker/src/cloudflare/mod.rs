@@ -182,7 +182,7 @@ pub(crate) async fn read_request(
     let path_and_query = path_and_query_of(&req.inner().url());
     let mut core = Request::new(&req.inner().method(), &path_and_query);
     for (k, v) in req.headers().entries() {
-        core.headers.insert(k.to_ascii_lowercase(), v);
+        core.add_header(&k, &v);
     }
     let declared = core
         .header("content-length")
