@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end suite: the same scenarios against the native forge, the Worker in workerd over KV,
 # and the Worker in workerd with the LeaseRegister Durable Object (tests/e2e/forge.test.mjs),
+# the hostile-input matrix against those three and the agent API (hostile*.test.mjs), the
+# OpenAPI documents checked against the code and live answers (openapi.test.mjs),
 # then proof that the bundle deploys (`wrangler deploy --dry-run`). Builds what is missing:
 # the npm tools (scripts/setup-node.sh), the native forge binary, the Worker bundle
 # (scripts/build-worker.sh, skipped when its inputs did not change). Offline; loopback only.
@@ -18,8 +20,8 @@ export PATH="$ROOT/node_modules/.bin:$PATH"
 step "npm tools"
 scripts/setup-node.sh
 
-step "native forge binary"
-cargo build --quiet -p forge-worker --bin forge
+step "native forge and agent binaries"
+cargo build --quiet -p forge-worker --bin forge -p brh-agent --bin brh-agent
 FORGE_BIN="$(cargo metadata --format-version 1 --no-deps | node -e \
   'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')/debug/forge"
 export FORGE_BIN

@@ -336,7 +336,7 @@ async fn deploy(
         // The original's witness answer, kept for compatibility.
         return Ok(Json(json!({"status": "ignored", "reason": "not-leader"})).into_response());
     }
-    let req: DeployBody = serde_json::from_slice(&body).map_err(|err| {
+    let req: DeployBody = brh_shared::wire::from_json_object(&body).map_err(|err| {
         e(
             ErrorCode::BadRequest,
             format!("body must be {{\"image\":…, \"service\":…, \"pull\":\"never|missing|always\"}}: {err}"),

@@ -291,7 +291,7 @@ impl<S: Store> Forge<S> {
                 ),
             ),
         })?;
-        let body: T = serde_json::from_slice(&req.body)
+        let body: T = brh_shared::wire::from_json_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
         Ok((auth, body))
     }

@@ -11,6 +11,17 @@ use crate::ids::validate_id;
 /// Largest request body the forge reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Parses a request body, which must be a JSON object. serde's derived structs also accept
+/// an array of the fields in order (`["prod",0,false]`); the contract names fields, so a
+/// body that does not is refused rather than read by position.
+pub fn from_json_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(String::from("the body must be a JSON object"));
+    }
+    serde_json::from_slice(body).map_err(|e| format!("{e}"))
+}
+
 /// `POST /federation/heartbeat`. The node id travels in the `x-brh-node` header.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {

@@ -42,3 +42,25 @@ export function verifyView(seal, v) {
   const want = Buffer.from(hmacHex(seal, canonicalView(v)), "hex");
   return timingSafeEqual(want, Buffer.from(v.sig, "hex"));
 }
+
+/** An env's agent API key: HMAC-SHA256(seal, "brh-v1-agent-api\n{env}"), 32 raw bytes. */
+export const agentApiKey = (seal, env) => createHmac("sha256", seal).update(`brh-v1-agent-api\n${env}`).digest();
+
+/**
+ * The string signed for a request to an agent's API: it names the receiving agent (`to`, its
+ * node id as in its `GET /health`), so a request captured at one agent is refused by another.
+ */
+export function canonicalAgentRequest(to, method, path, caller, ts, nonce, body) {
+  const digest = createHash("sha256").update(body).digest("hex");
+  return ["brh-v1-agent", to, method, path, caller, String(ts), nonce, digest].join("\n");
+}
+
+/** The four x-brh-* headers of one request to agent `to`, signed with the env's API key. */
+export function signAgentRequest(key, to, method, path, caller, ts, nonce, body) {
+  return {
+    "x-brh-node": caller,
+    "x-brh-ts": String(ts),
+    "x-brh-nonce": nonce,
+    "x-brh-sig": hmacHex(key, canonicalAgentRequest(to, method, path, caller, ts, nonce, body)),
+  };
+}

@@ -6,6 +6,7 @@
 // Each target: { kind, url, restart(), sweep(), stop(), ledger[] }. Everything stays on
 // loopback; nothing is fetched from the network.
 import { spawn } from "node:child_process";
+import { createHmac } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -40,20 +41,24 @@ async function startLedger() {
   return { received, url: `http://127.0.0.1:${server.address().port}/ledger`, close: () => server.close() };
 }
 
-async function startNative({ ttl, hb, dir }) {
+/** `[command, args]` running `bin args` under `ulimit -n nofile` when `nofile` is set. */
+function withNofile(bin, args, nofile) {
+  return nofile ? ["sh", ["-c", `ulimit -n ${Number(nofile)} && exec "$0" "$@"`, bin, ...args]] : [bin, args];
+}
+
+async function startNative({ ttl, hb, dir, nofile }) {
   let child;
   const boot = () =>
     new Promise((resolve, reject) => {
       child = spawn(
-        forgeBin(),
-        [
+        ...withNofile(forgeBin(), [
           "serve",
           "--listen", "127.0.0.1:0",
           "--data", dir,
           "--lease-ttl-ms", String(ttl),
           "--heartbeat-interval-ms", String(hb),
           "--sweep-interval-ms", "100",
-        ],
+        ], nofile),
         { env: { ...process.env, DOMINION_SEAL: SEAL, RUST_LOG: "warn" }, stdio: ["ignore", "ignore", "pipe"] },
       );
       let err = "";
@@ -130,14 +135,21 @@ async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
   return t;
 }
 
-/** Starts a target with its own temporary data directory (removed by `stop`). */
-export async function startTarget(kind, { ttl = 900, hb = 300, bindings } = {}) {
+/**
+ * Starts a target with its own temporary data directory (removed by `stop`). `nofile` (native
+ * only) runs the forge under `ulimit -n nofile`, which bounds its connection cap.
+ */
+export async function startTarget(kind, { ttl = 900, hb = 300, bindings, nofile } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), `brh-e2e-${kind}-`));
   const t =
-    kind === "native" ? await startNative({ ttl, hb, dir }) : await startWorkerd(kind, { ttl, hb, dir, bindings });
+    kind === "native"
+      ? await startNative({ ttl, hb, dir, nofile })
+      : await startWorkerd(kind, { ttl, hb, dir, bindings });
   const stop = t.stop;
   t.ttl = ttl;
   t.hb = hb;
+  // The target's temporary directory (for native: the forge's --data directory).
+  t.dir = dir;
   t.stop = async () => {
     await stop();
     rmSync(dir, { recursive: true, force: true });
@@ -146,3 +158,77 @@ export async function startTarget(kind, { ttl = 900, hb = 300, bindings } = {}) 
 }
 
 export const KINDS = ["native", "kv", "durable-object"];
+
+export function agentBin() {
+  if (process.env.AGENT_BIN) return process.env.AGENT_BIN;
+  return path.join(path.dirname(forgeBin()), "brh-agent");
+}
+
+/** A signed `dominion+http://` root for a forge on loopback (design §3: HMAC of `scheme://authority|env|epoch`). */
+export function dominionRoot(seal, forgeUrl, env) {
+  const authority = new URL(forgeUrl).host;
+  const epoch = Math.floor(Date.now() / 1000);
+  const sig = createHmac("sha256", seal).update(`dominion+http://${authority}|${env}|${epoch}`).digest("hex");
+  return `dominion+http://${authority}?env=${env}&epoch=${epoch}&sig=${sig}`;
+}
+
+/**
+ * Starts one `brh-agent run` (no manifest, so no container layer) against the forge at
+ * `forgeUrl`, its API on a free loopback port. Consensus reports are off so its /events only
+ * change on role changes. `nofile` runs it under `ulimit -n nofile` (bounds its connection cap).
+ * Resolves with `{ node, env, url, child, log(), stop() }`.
+ */
+export function startAgent({ forgeUrl, node, env = "dev", seal = SEAL, hbMs = 5000, ttlMs = 15000, args = [], nofile }) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      ...withNofile(agentBin(), [
+        "run",
+        "--node-id", node,
+        "--env", env,
+        "--listen", "127.0.0.1:0",
+        "--heartbeat-interval", `${hbMs}ms`,
+        "--lease-ttl", `${ttlMs}ms`,
+        "--consensus-enabled", "false",
+        ...args,
+      ], nofile),
+      {
+        env: {
+          ...process.env,
+          DOMINION_SEAL: seal,
+          FORGE_DOMINION_ROOT: dominionRoot(seal, forgeUrl, env),
+          BRH_LOG: "info",
+          BRH_RUNTIME: "api",
+          NO_COLOR: "1",
+        },
+        stdio: ["ignore", "ignore", "pipe"],
+      },
+    );
+    let err = "";
+    const marker = new RegExp(`\\[API\\] ${node.replace(/[.]/g, "\\.")} listening on (http://[0-9.:]+)`);
+    const timer = setTimeout(() => reject(new Error(`brh-agent ${node} did not start: ${err}`)), 20000);
+    const onExit = (code) => reject(new Error(`brh-agent ${node} exited ${code}: ${err}`));
+    child.on("exit", onExit);
+    child.stderr.on("data", (d) => {
+      err += d;
+      const m = marker.exec(err.replace(/\x1b\[[0-9;]*m/g, ""));
+      if (m) {
+        clearTimeout(timer);
+        child.off("exit", onExit);
+        resolve({
+          node,
+          env,
+          url: m[1],
+          child,
+          log: () => err,
+          stop: () =>
+            new Promise((r) => {
+              if (child.exitCode !== null || child.signalCode !== null) return r();
+              child.once("exit", () => r());
+              child.kill("SIGTERM");
+              setTimeout(() => child.kill("SIGKILL"), 10000).unref();
+            }),
+        });
+      }
+    });
+  });
+}

@@ -194,7 +194,14 @@ pub(crate) async fn read_request(
         let mut stream = req.stream()?;
         let mut body = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
+            // A broken framing (bad chunked encoding, a client gone mid-body) is the
+            // client's error, not the Worker's.
+            let Ok(chunk) = chunk else {
+                return Ok(Err(Response::error(
+                    ErrorCode::BadRequest,
+                    "the request body is malformed",
+                )));
+            };
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Ok(Err(too_large()));
             }

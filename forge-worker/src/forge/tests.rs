@@ -282,6 +282,17 @@ fn every_error_class_is_4xx_json_and_changes_nothing() {
         ErrorCode::BadRequest,
     ));
     cases.push((
+        "fields by position (an array, not an object)",
+        h.signed(
+            "/federation/heartbeat",
+            "n1",
+            r#"["dev",0,false,1,"e2e"]"#,
+            now,
+        ),
+        400,
+        ErrorCode::BadRequest,
+    ));
+    cases.push((
         "missing env",
         h.signed("/federation/heartbeat", "n1", r#"{"priority":1}"#, now),
         400,
