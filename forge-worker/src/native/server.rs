@@ -191,18 +191,20 @@ pub async fn serve(
     let mut conns = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let mut accept_errors = 0u32;
+    let mut next_report = 100u32;
     loop {
         let stream = tokio::select! {
             biased;
             _ = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { accept_errors = 0; stream }
+                Ok((stream, _)) => { accept_errors = 0; next_report = 100; stream }
                 Err(e) => {
                     // Out of descriptors or a transient network error: back off briefly
                     // instead of spinning; connections in flight keep being served.
                     accept_errors += 1;
-                    if accept_errors == 1 || accept_errors % 100 == 0 {
+                    if accept_errors == 1 || accept_errors == next_report {
+                        next_report = accept_errors + 100;
                         tracing::warn!("accept failed ({accept_errors} in a row): {e}");
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
