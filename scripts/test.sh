@@ -30,3 +30,10 @@ if [ -x scripts/test-e2e.sh ]; then
   step "end-to-end: native forge and the Worker in workerd (kv, durable-object)"
   scripts/test-e2e.sh
 fi
+
+step "schemathesis: the OpenAPI documents against the native forge and the agent API"
+scripts/schemathesis.sh
+
+# Bounded here (BRH_FUZZ_SECONDS per target, default 30); long runs: scripts/fuzz.sh 1800.
+step "fuzz: every target ${BRH_FUZZ_SECONDS:-30} s, regressions replayed"
+scripts/fuzz.sh "${BRH_FUZZ_SECONDS:-30}"
