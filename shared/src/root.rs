@@ -146,12 +146,18 @@ impl DominionRoot {
         let env = env.ok_or_else(|| bad("missing env="))?;
         let epoch = epoch.ok_or_else(|| bad("missing epoch="))?;
         let epoch = parse_u64(&epoch).ok_or_else(|| bad("epoch must be unix seconds"))?;
+        let sig = sig.ok_or_else(|| bad("missing sig="))?;
+        // Only a form that can verify, so a parsed root prints back as itself (found by
+        // fuzzing: a `+` or a space in a free-form sig did not survive Display → parse).
+        if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(bad("sig must be 64 lowercase hex digits"));
+        }
         let root = DominionRoot {
             scheme: scheme.into(),
             authority: authority.into(),
             env,
             epoch,
-            sig: sig.ok_or_else(|| bad("missing sig="))?,
+            sig,
         };
         root.check_parts()?;
         Ok(root)
@@ -319,7 +325,18 @@ mod tests {
         ] {
             assert!(DominionRoot::parse(bad).is_err(), "{bad}");
         }
-        let p = DominionRoot::parse("dominion://h/?env=dev&epoch=1&sig=x&env=other").unwrap();
+        let hex = "ab".repeat(32);
+        let p = DominionRoot::parse(&format!(
+            "dominion://h/?env=dev&epoch=1&sig={hex}&env=other"
+        ))
+        .unwrap();
         assert_eq!(p.env, "dev");
+        // A sig that cannot verify is refused at parse, so a parsed root prints back as itself.
+        for sig in ["x", "%2b+x", " ", &hex.to_uppercase()] {
+            let r = format!("dominion://h?env=dev&epoch=1&sig={sig}");
+            assert!(DominionRoot::parse(&r).is_err(), "{r}");
+        }
+        let s = p.to_string();
+        assert_eq!(DominionRoot::parse(&s).unwrap(), p);
     }
 }

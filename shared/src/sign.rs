@@ -304,7 +304,10 @@ pub fn sign_view(seal: &[u8], view: &mut LeaderView) {
 pub fn verify_view(seal: &[u8], view: &LeaderView) -> bool {
     let consistent = match (&view.leader, &view.lease) {
         (None, None) => true,
-        (Some(leader), Some(lease)) => *leader == lease.holder && lease.term == view.term,
+        // An empty leader would sign the same string as no leader (found by fuzzing).
+        (Some(leader), Some(lease)) => {
+            !leader.is_empty() && *leader == lease.holder && lease.term == view.term
+        }
         _ => false,
     };
     consistent && verify_hmac_hex(seal, canonical_view(view).as_bytes(), &view.sig)
