@@ -90,11 +90,15 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
 
     // The secrets go to a private file, never to the terminal or the logs.
     let env_file = a.data.join("up.env");
+    // Single-quoted: the root holds `&`, which a shell sourcing the file would otherwise run
+    // as background jobs. None of the values can contain a quote (hex, a URI of ids, an id).
+    // The timing is written too, so an agent started from this file matches the forge.
     write_private(
         &env_file,
         &format!(
-            "DOMINION_SEAL={seal}\nFORGE_DOMINION_ROOT={root}\nBRH_ENV={}\n",
-            a.env
+            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\n\
+             BRH_HEARTBEAT_INTERVAL='{}ms'\nBRH_LEASE_TTL='{}ms'\n",
+            a.env, timing.heartbeat_interval_ms, timing.lease_ttl_ms
         ),
     )?;
 

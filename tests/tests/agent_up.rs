@@ -62,6 +62,21 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
         let mode = std::fs::metadata(&env_file).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "up.env must not be readable by others");
     }
+    // The README's next step: source the file in a shell, then `brh-agent status`.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(r#"set -a; . "$1"; set +a; printf '%s\n' "$FORGE_DOMINION_ROOT"; exec "$2" status"#)
+        .arg("sh")
+        .arg(&env_file)
+        .arg(bin("brh-agent"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.starts_with("dominion") && stdout.contains("&epoch="),
+        "sourcing up.env then `brh-agent status` failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     signal(child.id(), libc::SIGINT);
     let st = child.wait().unwrap();
     assert!(st.success(), "up must exit 0 on Ctrl-C");
