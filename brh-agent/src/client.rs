@@ -260,10 +260,17 @@ impl ForgeClient {
         self.post_signed("/federation/heartbeat", hb, true).await
     }
 
-    pub async fn resign(&mut self, term: u64) -> Result<(u64, VerifiedView), (u64, ClientError)> {
+    /// Gives the lease up; `leaving`: this agent is stopping, so the forge must not grant it
+    /// again (it would show a dead node as leader for a lease).
+    pub async fn resign(
+        &mut self,
+        term: u64,
+        leaving: bool,
+    ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
         let req = ResignRequest {
             env: self.env.clone(),
             term,
+            leaving,
         };
         self.post_signed("/federation/resign", &req, true).await
     }

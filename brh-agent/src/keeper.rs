@@ -465,7 +465,7 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
     let attempt = async {
         let mut delay = 100u64;
         for _ in 0..4 {
-            match client.resign(term).await {
+            match client.resign(term, true).await {
                 Ok(_) => {
                     tracing::info!("[CN] {} resigned term {term}", shared.cfg.node_id);
                     shared.events.log(format!("RESIGN: gave up term {term}"));

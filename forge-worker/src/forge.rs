@@ -409,7 +409,7 @@ impl<S: Store> Forge<S> {
                 &r.env,
                 now_ms,
                 out,
-                |s| s.resign(&cfg.election, &auth, r.term, now_ms),
+                |s| s.resign(&cfg.election, &auth, r.term, r.leaving, now_ms),
                 |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
             )
             .await?;

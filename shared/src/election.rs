@@ -94,11 +94,15 @@ pub struct Peer {
     /// The node's last consensus report: (leader it believes in, term).
     #[serde(default)]
     pub reported: Option<(Option<String>, u64)>,
+    /// It resigned because it is stopping: gone until it comes back with a new boot, so it
+    /// is never granted the lease again on the strength of its last heartbeats.
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub leaving: bool,
 }
 
 impl Peer {
     pub fn is_alive_at(&self, now_ms: u64, timing: &Timing) -> bool {
-        now_ms.saturating_sub(self.last_seen_ms) < timing.peer_dead_after_ms()
+        !self.leaving && now_ms.saturating_sub(self.last_seen_ms) < timing.peer_dead_after_ms()
     }
 }
 
@@ -302,6 +306,7 @@ impl EnvState {
                 api: hb.api.clone(),
                 nonce: NonceMark::of(&auth.nonce, auth.ts_ms),
                 reported: None,
+                leaving: false,
             }
         });
         let updated = changes.is_empty()
@@ -310,6 +315,10 @@ impl EnvState {
                 || peer.version != hb.version
                 || peer.api != hb.api
                 || peer.nonce.boot_id != auth.nonce.boot_id);
+        if peer.nonce.boot_id != auth.nonce.boot_id {
+            // Back with a new boot: a node that left is a candidate again.
+            peer.leaving = false;
+        }
         peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
         peer.priority = hb.priority;
         peer.draining = hb.draining;
@@ -341,11 +350,14 @@ impl EnvState {
     }
 
     /// The holder gives the lease up; the best other candidate gets it at once.
+    /// The holder gives its lease up; `leaving` says it is stopping (never granted again
+    /// until it comes back with a new boot).
     pub fn resign(
         &mut self,
         cfg: &ElectionConfig,
         auth: &Authenticated,
         term: u64,
+        leaving: bool,
         now_ms: u64,
     ) -> Result<Vec<Change>, ElectionError> {
         self.check_nonce(auth)?;
@@ -362,6 +374,7 @@ impl EnvState {
         self.mark_nonce(&auth.node, &auth.nonce, auth.ts_ms);
         if let Some(p) = self.peers.get_mut(&auth.node) {
             p.last_seen_ms = p.last_seen_ms.max(now_ms);
+            p.leaving = leaving;
         }
         self.lease = None;
         self.resigned = Some(Resignation {

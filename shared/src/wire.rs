@@ -59,6 +59,10 @@ impl Heartbeat {
 pub struct ResignRequest {
     pub env: String,
     pub term: u64,
+    /// The node is stopping: the forge never grants it the lease again (until it comes back
+    /// with a new boot) and shows it as not alive.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 impl ResignRequest {

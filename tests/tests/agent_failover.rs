@@ -90,3 +90,28 @@ fn sigterm_of_the_leader_resigns_and_hands_over_within_about_a_heartbeat() {
     drop(rest);
     finish_and_check(&mut agents);
 }
+
+#[test]
+fn a_node_that_stops_is_never_granted_again_even_alone() {
+    let dir = scratch("leaving");
+    let seal = fresh_seal();
+    let forge = Forge::start(&dir, &seal, None, 30_000);
+    let mut a = Agent::start(&dir, "solo", &seal, forge.addr, AgentOpts::default());
+    let (leader, term) = wait_until(SETTLE, || agreed_leader(&[&a])).expect("no leader");
+    assert_eq!(leader, "solo");
+    assert!(a.terminate(), "the agent must exit 0 on SIGTERM");
+    assert!(a.log_has(&format!("resigned term {term}")));
+    // Before: the only live candidate got the next term at once, so a dead node led for a
+    // lease. Now: vacant, and the node is shown as gone — also after a few sweeps.
+    std::thread::sleep(Duration::from_millis(1_200));
+    let v = forge.get("/federation/leader?env=dev");
+    assert!(v["leader"].is_null(), "a stopped node was re-granted: {v}");
+    assert_eq!(v["term"].as_u64(), Some(term));
+    let peers = forge.get("/federation/peers?env=dev");
+    let solo = peers["peers"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["node"] == "solo"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(solo["alive"], false, "{peers}");
+}

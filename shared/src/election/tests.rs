@@ -47,7 +47,11 @@ impl Sim {
     }
     fn resign(&mut self, node: &str, term: u64, now: u64) -> Result<Vec<Change>, ElectionError> {
         let a = self.auth(node, now);
-        self.st.resign(&cfg(), &a, term, now)
+        self.st.resign(&cfg(), &a, term, false, now)
+    }
+    fn resign_leaving(&mut self, node: &str, term: u64, now: u64) -> Vec<Change> {
+        let a = self.auth(node, now);
+        self.st.resign(&cfg(), &a, term, true, now).unwrap()
     }
     fn leader(&self, now: u64) -> Option<(&str, u64)> {
         self.st
@@ -224,6 +228,42 @@ fn resign_hands_over_at_once_and_does_not_bounce_back() {
 }
 
 #[test]
+fn a_leaving_node_is_never_granted_again_until_a_new_boot() {
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    assert_eq!(s.leader(0), Some(("a", 1)));
+    // Alone and leaving: no grant (a resign without `leaving` would hand it straight back).
+    let ch = s.resign_leaving("a", 1, 10);
+    assert!(!ch.iter().any(|c| matches!(c, Change::Granted { .. })));
+    assert_eq!(s.leader(10), None);
+    let st = s.st.clone();
+    let summary = st.peer_summaries(20, &T);
+    assert!(!summary[0].alive, "a leaving node is shown as gone");
+    // Nothing (sweeps, time) grants it again while it is gone ...
+    s.st.sweep(&cfg(), 1_000);
+    assert_eq!(s.leader(1_000), None);
+    // ... and a late beat of the same boot does not bring it back either.
+    s.hb("a", 1_100);
+    assert_eq!(s.leader(1_100), None);
+    // Back with a new boot: a candidate again.
+    let a = Authenticated {
+        node: "a".into(),
+        ts_ms: 2_000,
+        nonce: Nonce::new("boot2", 1),
+    };
+    let hb = Heartbeat {
+        env: "dev".into(),
+        priority: 0,
+        draining: false,
+        uptime_s: 0,
+        version: "t".into(),
+        api: None,
+    };
+    s.st.heartbeat(&cfg(), &a, &hb, 2_000).unwrap();
+    assert_eq!(s.leader(2_000), Some(("a", 2)));
+}
+
+#[test]
 fn resigned_node_skipped_for_one_ttl_when_others_live() {
     let mut s = Sim::default();
     s.hb_full("a", 10, false, 0);
@@ -282,7 +322,7 @@ fn replayed_and_older_nonces_are_refused_without_change() {
         Err(ElectionError::Replay)
     );
     assert_eq!(
-        s.st.resign(&cfg(), &replay, 1, 5_000),
+        s.st.resign(&cfg(), &replay, 1, false, 5_000),
         Err(ElectionError::Replay)
     );
     let report = ConsensusReport {
