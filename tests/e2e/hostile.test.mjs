@@ -16,6 +16,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Agent, get, sleep, uniqueEnv } from "./client.mjs";
 import { rawExchange, rawRequest, buildRequest, stallConnections } from "./raw.mjs";
+import { assertConnectionCap, assertRefused, assertStalledHeadsDropped, describeRes } from "./refusal.mjs";
 import { agentApiKey, canonicalAgentRequest, canonicalRequest, hmacHex } from "./sign.mjs";
 import { KINDS, SEAL, startTarget } from "./targets.mjs";
 
@@ -126,35 +127,6 @@ async function settledState(t, env) {
 
 // ---------------------------------------------------------------------------------------------
 // Assertions
-
-function describeRes(res) {
-  return `${res.status} ${res.headers?.get?.("content-type") ?? ""} ${String(res.text ?? "").slice(0, 300)}`;
-}
-
-/**
- * A refusal: 4xx (one of `status` when given), JSON error body with `code` (one of, when given),
- * served as application/json. `httpLayer` marks requests so malformed that the HTTP parser
- * (hyper, or workerd before the Worker runs) refuses them itself: a 4xx with whatever body it
- * writes is accepted there. `runtime501` (workerd only): workerd answers methods it does not
- * know with 501 before the Worker runs.
- */
-function assertRefused(res, { status, code, httpLayer = false, runtime501 = false } = {}, kind = "native") {
-  const d = describeRes(res);
-  if (runtime501 && kind !== "native" && res.status === 501) return;
-  assert.ok(res.status >= 400 && res.status < 500, `expected a 4xx, got ${d}`);
-  if (status !== undefined) {
-    const ok = [status].flat();
-    assert.ok(ok.includes(res.status), `expected ${ok.join("|")}, got ${d}`);
-  }
-  if (httpLayer && !(res.headers.get("content-type") ?? "").startsWith("application/json")) return;
-  assert.match(res.headers.get("content-type") ?? "", /^application\/json/, `content-type of ${d}`);
-  assert.equal(typeof res.json?.error?.code, "string", `JSON error body: ${d}`);
-  assert.equal(typeof res.json.error.message, "string", `JSON error message: ${d}`);
-  if (code !== undefined) {
-    const ok = [code].flat();
-    assert.ok(ok.includes(res.json.error.code), `expected code ${ok.join("|")}, got ${d}`);
-  }
-}
 
 const AUTH = { status: [400, 401] };
 const BAD = { status: 400, code: "bad_request" };
@@ -811,41 +783,14 @@ for (const kind of only) {
       // The Worker's connections belong to the runtime (workerd here, Cloudflare's edge in
       // production); these two are properties of the native server.
       test("slow clients: a half-sent request head is dropped within the header read timeout (≤ 10 s)", async () => {
-        const stalled = await stallConnections(ctx.t.url, 20, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nx-a`);
-        try {
-          const deadline = Date.now() + 12_000;
-          while (stalled.closedCount() < stalled.opened && Date.now() < deadline) await sleep(100);
-          assert.equal(stalled.closedWithin(10_500), stalled.opened, `closed within 10.5 s: ${stalled.closedWithin(10_500)} of ${stalled.opened}`);
-          for (const a of stalled.answers()) assert.ok(a.status === 0 || (a.status >= 400 && a.status < 500), `answer to a stalled request: ${a.status}`);
-        } finally {
-          stalled.release();
-        }
+        await assertStalledHeadsDropped(ctx.t.url);
       });
 
       test("connection cap: beyond it, connections are refused or closed at once, not queued", async () => {
         // ulimit -n 256 → the server's cap is half of it (128 connections).
         const small = await startTarget("native", { ttl: TTL, hb: HB, nofile: 256 });
         try {
-          const stalled = await stallConnections(small.url, 200, `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nx-a`);
-          try {
-            await sleep(1500);
-            const quick = stalled.closedWithin(2000) + stalled.refused;
-            assert.ok(quick >= 50, `of 200 connections over a cap of ~128, ${quick} were refused or closed within 2 s`);
-            for (const a of stalled.answers()) {
-              if (a.status === 0) continue;
-              assert.ok([400, 408, 503].includes(a.status), `answer on a refused connection: ${describeRes(a)}`);
-              assert.equal(typeof a.json?.error?.code, "string", `JSON error: ${describeRes(a)}`);
-            }
-            const t0 = Date.now();
-            const h = await rawRequest(small.url, { path: "/health" }, { timeoutMs: 3000 });
-            assert.ok(Date.now() - t0 < 2000, `a new request at the cap was answered within 2 s (${Date.now() - t0} ms, ${h.status})`);
-            assert.ok(h.status === 200 || h.status === 503 || h.status === 0, describeRes(h));
-          } finally {
-            stalled.release();
-          }
-          await sleep(300);
-          const h = await rawRequest(small.url, { path: "/health" });
-          assert.equal(h.status, 200, "served again once the stalled connections are gone");
+          await assertConnectionCap(small.url);
         } finally {
           await small.stop();
         }
