@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use brh_shared::ids::validate_id;
 use brh_shared::sign::{RawAuth, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
-use brh_shared::wire::{ErrorBody, ErrorCode, MAX_BODY_BYTES};
+use brh_shared::wire::{ErrorCode, MAX_BODY_BYTES};
 use serde::Deserialize;
 use serde_json::json;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -41,9 +41,7 @@ pub struct ApiError(pub ErrorCode, pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ErrorBody::new(self.0, self.1))).into_response()
+        server::error_response(self.0, self.1)
     }
 }
 
@@ -142,7 +140,9 @@ async fn json_errors(res: Response) -> Response {
     } else {
         text
     };
-    let mut out = (status, Json(ErrorBody::new(code, message))).into_response();
+    let mut out = server::error_response(code, message);
+    // The framework's status is kept (415, 431, …): it is more precise than the code's.
+    *out.status_mut() = status;
     out.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     out
