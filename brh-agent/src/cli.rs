@@ -219,14 +219,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let agent = crate::start_agent(cfg, Arc::new(NoHooks), cancel.clone()).await?;
     let mut done = agent.done;
-    tokio::select! {
+    let result = tokio::select! {
         _ = crate::shutdown_signal() => {
             cancel.cancel();
-            let _ = (&mut done).await;
+            (&mut done).await
         }
-        _ = &mut done => {}
-    }
-    Ok(())
+        r = &mut done => r,
+    };
+    result.context("the agent task failed")?
 }
 
 fn forge_client(f: &ForgeAccess) -> anyhow::Result<ForgeClient> {

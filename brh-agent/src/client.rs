@@ -54,9 +54,40 @@ pub fn random_hex(bytes: usize) -> String {
     brh_shared::hex::encode(&b)
 }
 
+/// Extra roots for the forge's HTTPS (`--forge-ca` / `BRH_FORGE_CA`), trusted by every
+/// client [`http_client`] builds, beside the built-in public roots (webpki-roots). Set at
+/// start-up by [`crate::config::Config::resolve`]; additive, never removes a root.
+static FORGE_CA: std::sync::RwLock<Vec<reqwest::Certificate>> = std::sync::RwLock::new(Vec::new());
+
+/// Reads a PEM file of one or more certificates (a private CA, or a self-signed forge's own
+/// certificate) and trusts them for HTTPS from now on.
+pub fn trust_forge_ca(path: &std::path::Path) -> Result<(), String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected -----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    FORGE_CA
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(certs);
+    Ok(())
+}
+
+fn with_forge_ca(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let roots = FORGE_CA.read().unwrap_or_else(|e| e.into_inner());
+    roots
+        .iter()
+        .fold(builder, |b, c| b.add_root_certificate(c.clone()))
+}
+
 /// Builds the shared HTTP client: rustls, connect and total timeouts.
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
+    with_forge_ca(reqwest::Client::builder())
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(3)))
         .pool_idle_timeout(Duration::from_secs(30))
@@ -171,6 +202,7 @@ pub struct ForgeClient {
     boot_id: String,
     seq: u64,
     clock_skew_ms: i64,
+    request_timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -202,7 +234,14 @@ impl ForgeClient {
             boot_id: random_hex(8),
             seq: 0,
             clock_skew_ms: 0,
+            request_timeout: None,
         }
+    }
+
+    /// Bounds each signed request (overrides the client's timeout): set when the agent
+    /// adopts the forge's heartbeat interval, so a hung request never eats the next beat.
+    pub fn set_request_timeout(&mut self, timeout: Duration) {
+        self.request_timeout = Some(timeout);
     }
 
     /// TEST ONLY: shift the wall clock used for `x-brh-ts`.
@@ -242,7 +281,11 @@ impl ForgeClient {
             nonce,
             &body,
         );
-        let res = signed_post(&self.http, join(&self.base, path), &h, body)
+        let mut req = signed_post(&self.http, join(&self.base, path), &h, body);
+        if let Some(t) = self.request_timeout {
+            req = req.timeout(t);
+        }
+        let res = req
             .send()
             .await
             .map_err(|e| (sent_at, ClientError::Unreachable(short(&e))))?;

@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// Override the forge base URL (e.g. `http://127.0.0.1:8787`); the root is still verified.
     #[arg(long, env = "BRH_FORGE_URL")]
     pub forge_url: Option<String>,
+    /// Extra CA certificates (PEM) to trust for the forge's HTTPS, e.g. a self-signed
+    /// forge's own certificate; the built-in public roots stay trusted.
+    #[arg(long, env = "BRH_FORGE_CA")]
+    pub forge_ca: Option<PathBuf>,
     /// The federation secret. Never logged.
     #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
     pub seal: Option<String>,
@@ -64,10 +68,13 @@ pub struct RunArgs {
     /// Send heartbeats (and so take part in the election).
     #[arg(long, env = "BRH_HEARTBEAT_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
     pub heartbeat_enabled: Option<bool>,
-    /// Heartbeat interval: seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`).
+    /// Heartbeat interval: seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`). Unset (the
+    /// default): follow the forge's. Set: pinned, and the agent refuses to run against a forge
+    /// with another value.
     #[arg(long, env = "BRH_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
-    /// Lease ttl, same format; must be ≥ 3 × the heartbeat interval and match the forge's.
+    /// Lease ttl, same format; ≥ 3 × the heartbeat interval. Unset: follow the forge's.
+    /// Set: pinned, like the interval.
     #[arg(long, env = "BRH_LEASE_TTL")]
     pub lease_ttl: Option<String>,
     /// Send consensus reports to the forge.
@@ -233,7 +240,11 @@ pub struct Config {
     pub root: DominionRoot,
     pub forge_url: String,
     pub seal: Vec<u8>,
+    /// The starting timing. Unless pinned, the forge's answers replace it (design §4).
     pub timing: Timing,
+    /// The settings that pinned the timing (empty: follow the forge). A pinned agent refuses
+    /// to run against a forge with other values instead of flapping.
+    pub timing_pinned_by: Vec<&'static str>,
     pub heartbeat_enabled: bool,
     pub consensus_enabled: bool,
     pub consensus_interval_ms: u64,
@@ -437,6 +448,9 @@ impl Config {
             _ => root.env.clone(),
         };
         let forge_url = forge_base_url(&root, args.forge_url.as_deref())?;
+        if let Some(ca) = &args.forge_ca {
+            crate::client::trust_forge_ca(ca).map_err(|m| err("BRH_FORGE_CA", m))?;
+        }
 
         let dur = |setting: &'static str,
                    flag: &Option<String>,
@@ -467,6 +481,15 @@ impl Config {
             heartbeat_interval_ms: interval,
             lease_ttl_ms: ttl,
         };
+        let timing_pinned_by = [
+            (args.heartbeat_interval.is_some(), "BRH_HEARTBEAT_INTERVAL"),
+            (args.lease_ttl.is_some(), "BRH_LEASE_TTL"),
+            (hb.interval.is_some(), "the manifest's heartbeat.interval"),
+            (hb.ttl.is_some(), "the manifest's heartbeat.ttl"),
+        ]
+        .into_iter()
+        .filter_map(|(set, name)| set.then_some(name))
+        .collect();
         timing.validate().map_err(|e| {
             let setting = match e {
                 brh_shared::timing::TimingError::HeartbeatTooShort { .. } => {
@@ -512,6 +535,7 @@ impl Config {
             forge_url,
             seal,
             timing,
+            timing_pinned_by,
             heartbeat_enabled: args.heartbeat_enabled.or(hb.enabled).unwrap_or(true),
             consensus_enabled: args
                 .consensus_enabled

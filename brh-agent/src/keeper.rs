@@ -14,7 +14,9 @@ use crate::clock::{self, mono_ms};
 use crate::config::Config;
 use crate::events::{EventLog, LeadershipRecord};
 use crate::metrics::Metrics;
-use crate::role::{DemoteReason, NotLeader, RoleState, Transition, VerifiedView};
+use crate::role::{
+    DemoteReason, NotLeader, RoleState, TimingChange, TimingSource, Transition, VerifiedView,
+};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -89,7 +91,15 @@ impl Shared {
     pub fn new(cfg: Config) -> std::io::Result<Arc<Self>> {
         let events = EventLog::new(cfg.event_log.as_deref())?;
         Ok(Arc::new(Shared {
-            role: Mutex::new(RoleState::new(cfg.node_id.clone(), cfg.timing)),
+            role: Mutex::new(
+                RoleState::new(cfg.node_id.clone(), cfg.timing).with_timing_source(
+                    if cfg.timing_pinned_by.is_empty() {
+                        TimingSource::Forge
+                    } else {
+                        TimingSource::Pinned
+                    },
+                ),
+            ),
             cfg,
             forge: Mutex::new(ForgeStatus::default()),
             events,
@@ -119,6 +129,7 @@ impl Shared {
         let held = role.held(now);
         let (leader, term) = role.leader();
         let f = lock(&self.forge);
+        let timing = role.timing();
         StatusSnapshot {
             node: self.cfg.node_id.clone(),
             env: self.cfg.env.clone(),
@@ -144,8 +155,8 @@ impl Shared {
             version: VERSION,
             uptime_s: self.uptime_s(),
             priority: self.cfg.priority,
-            heartbeat_interval_ms: self.cfg.timing.heartbeat_interval_ms,
-            lease_ttl_ms: self.cfg.timing.lease_ttl_ms,
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
+            lease_ttl_ms: timing.lease_ttl_ms,
         }
     }
 
@@ -237,24 +248,47 @@ fn jitter() -> u64 {
     u64::from_str_radix(&random_hex(2), 16).unwrap_or(500) % 1000
 }
 
-/// Runs until `cancel`, then resigns (if leading) and returns.
+/// The agent was pinned to a timing the forge does not use (design §4: the forge is the one
+/// timing authority). Running anyway would flap: the deadline and the beats disagree.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "timing mismatch: this agent is pinned to heartbeat {} ms / lease {} ms ({}) but the forge \
+     at {url} uses heartbeat {} ms / lease {} ms; unset the pinned settings to follow the forge, \
+     or set them to the forge's values",
+    ours.heartbeat_interval_ms, ours.lease_ttl_ms, pinned_by.join(", "),
+    forge.heartbeat_interval_ms, forge.lease_ttl_ms
+)]
+pub struct TimingMismatch {
+    pub ours: brh_shared::Timing,
+    pub forge: brh_shared::Timing,
+    pub pinned_by: Vec<&'static str>,
+    pub url: String,
+}
+
+/// Runs until `cancel`, then resigns (if leading) and returns. Ends early, after stepping
+/// down the same way, when the forge's timing conflicts with a pinned one.
 pub async fn run(
     shared: Arc<Shared>,
     mut client: ForgeClient,
     hooks: Arc<dyn RoleHooks>,
     cancel: CancellationToken,
-) {
+) -> Result<(), TimingMismatch> {
     let cfg = shared.cfg.clone();
     let ci = cfg.consensus_interval_ms;
     let mut next_consensus = mono_ms() + 2 * cfg.timing.heartbeat_interval_ms;
-    let mut announced_ttl_mismatch = false;
+    let mut fatal = None;
     tracing::info!(
-        "[HB] {} joining env={} forge={} heartbeat={}ms lease={}ms",
+        "[HB] {} joining env={} forge={} heartbeat={}ms lease={}ms ({})",
         cfg.node_id,
         cfg.env,
         client.base(),
         cfg.timing.heartbeat_interval_ms,
-        cfg.timing.lease_ttl_ms
+        cfg.timing.lease_ttl_ms,
+        if cfg.timing_pinned_by.is_empty() {
+            "until the forge says otherwise".to_string()
+        } else {
+            format!("pinned by {}", cfg.timing_pinned_by.join(", "))
+        }
     );
     loop {
         let now = mono_ms();
@@ -307,18 +341,36 @@ pub async fn run(
                             .metrics
                             .forge_rtt_seconds
                             .observe(recv.saturating_sub(sent) as f64 / 1000.0);
-                        r.on_view(sent, recv, &view)
+                        let ts = r.on_view(sent, recv, &view);
+                        (ts, r.take_timing_change())
                     };
-                    if let Some(l) = &view.view().lease {
-                        if l.ttl_ms != cfg.timing.lease_ttl_ms && !announced_ttl_mismatch {
-                            announced_ttl_mismatch = true;
-                            tracing::warn!(
-                                "the forge's lease ttl is {} ms but BRH_LEASE_TTL is {} ms; \
-                                 the deadline follows the forge's grant",
-                                l.ttl_ms,
-                                cfg.timing.lease_ttl_ms
+                    let (ts, change) = ts;
+                    match change {
+                        Some(TimingChange::Adopted { from, to }) => {
+                            tracing::info!(
+                                "[HB] {} following the forge's timing: heartbeat={}ms lease={}ms \
+                                 (was {}ms/{}ms)",
+                                cfg.node_id,
+                                to.heartbeat_interval_ms,
+                                to.lease_ttl_ms,
+                                from.heartbeat_interval_ms,
+                                from.lease_ttl_ms
                             );
+                            client.set_request_timeout(crate::request_timeout(&to));
                         }
+                        Some(TimingChange::Conflict { ours, forge }) => {
+                            let e = TimingMismatch {
+                                ours,
+                                forge,
+                                pinned_by: cfg.timing_pinned_by.clone(),
+                                url: client.base().to_string(),
+                            };
+                            tracing::error!("[HB] {} stopping: {e}", cfg.node_id);
+                            shared.apply(hooks.as_ref(), ts);
+                            fatal = Some(e);
+                            break;
+                        }
+                        None => {}
                     }
                     shared.forge_ok(&view);
                     shared.metrics.heartbeat("ok");
@@ -350,6 +402,7 @@ pub async fn run(
         }
     }
     shutdown(&shared, &mut client, hooks.as_ref()).await;
+    fatal.map_or(Ok(()), Err)
 }
 
 /// One heartbeat, or (with heartbeats disabled) one leader poll that never grants.
@@ -459,7 +512,8 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
         return;
     };
     // Bounded: a forge that cannot be reached is left to let the lease expire.
-    let budget = Duration::from_millis(shared.cfg.timing.lease_ttl_ms.min(10_000));
+    let ttl = lock(&shared.role).timing().lease_ttl_ms;
+    let budget = Duration::from_millis(ttl.min(10_000));
     // Read concurrently with the resign: the nudges can go out one round trip sooner.
     let peers = tokio::spawn(client.peers_owned());
     let attempt = async {

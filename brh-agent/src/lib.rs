@@ -30,15 +30,16 @@ use crate::keeper::{RoleHooks, Shared};
 
 /// Forge request timeout: shorter than the renew interval, so a hung request never eats
 /// the next beat (and a leader gets several tries before its deadline).
-pub fn request_timeout(cfg: &Config) -> Duration {
-    Duration::from_millis((cfg.timing.heartbeat_interval_ms * 3 / 4).max(100))
+pub fn request_timeout(timing: &brh_shared::Timing) -> Duration {
+    Duration::from_millis((timing.heartbeat_interval_ms * 3 / 4).max(100))
 }
 
 /// A started agent: its API address and a handle to wait for it.
 pub struct RunningAgent {
     pub api_addr: std::net::SocketAddr,
     pub shared: Arc<Shared>,
-    pub done: tokio::task::JoinHandle<()>,
+    /// Ends with the agent; an error when it had to stop on its own (timing mismatch).
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 /// Starts the API and the keeper. Both stop when `cancel` fires: the keeper first demotes
@@ -48,7 +49,7 @@ pub async fn start_agent(
     hooks: Arc<dyn RoleHooks>,
     cancel: CancellationToken,
 ) -> anyhow::Result<RunningAgent> {
-    let timeout = request_timeout(&cfg);
+    let timeout = request_timeout(&cfg.timing);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| {
@@ -118,7 +119,7 @@ pub async fn start_agent(
     );
     let keeper_shared = shared.clone();
     let done = tokio::spawn(async move {
-        keeper::run(keeper_shared, client, hooks, cancel).await;
+        let result = keeper::run(keeper_shared, client, hooks, cancel).await;
         if let Some((ch, limit)) = container_hooks {
             // A drain on shutdown finishes before the process goes.
             ch.settle(limit).await;
@@ -126,6 +127,7 @@ pub async fn start_agent(
         loops_stop.cancel();
         api_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+        result.map_err(anyhow::Error::from)
     });
     Ok(RunningAgent {
         api_addr,

@@ -139,11 +139,33 @@ pub struct Held {
     pub deadline_ms: u64,
 }
 
+/// What the agent does when the forge's timing differs from its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimingSource {
+    /// Nothing was set explicitly: follow the forge (design §4, one timing authority).
+    Forge,
+    /// The operator pinned interval or ttl: a forge with other values is a setup error.
+    Pinned,
+}
+
+/// A change of timing caused by a forge answer, for the keeper to log and act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimingChange {
+    /// Following the forge: beats, margin and request timeouts now use `to`.
+    Adopted { from: Timing, to: Timing },
+    /// Pinned to `ours` but the forge runs `forge`: the agent must stop (it is never granted
+    /// on such an answer).
+    Conflict { ours: Timing, forge: Timing },
+}
+
 /// The agent's role, fed by the keeper.
 #[derive(Debug, Clone)]
 pub struct RoleState {
     node: String,
     timing: Timing,
+    timing_source: TimingSource,
+    /// Set by an answer that changed (or conflicts with) the timing; taken by the keeper.
+    timing_change: Option<TimingChange>,
     held: Option<Held>,
     /// Leader and term of the last verified view.
     leader: Option<String>,
@@ -167,6 +189,8 @@ impl RoleState {
         RoleState {
             node: node.into(),
             timing,
+            timing_source: TimingSource::Forge,
+            timing_change: None,
             held: None,
             leader: None,
             term: 0,
@@ -179,8 +203,49 @@ impl RoleState {
         }
     }
 
+    /// Whether the timing follows the forge's answers (the default) or is pinned.
+    pub fn with_timing_source(mut self, source: TimingSource) -> Self {
+        self.timing_source = source;
+        self
+    }
+
+    /// The timing in force: the forge's once an answer carried it, unless pinned.
     pub fn timing(&self) -> Timing {
         self.timing
+    }
+
+    /// The last timing change an answer caused, once.
+    pub fn take_timing_change(&mut self) -> Option<TimingChange> {
+        self.timing_change.take()
+    }
+
+    /// Applies the forge's timing from `v`. Returns false when the answer must not grant:
+    /// a pinned agent never leads on a forge whose lease it does not agree with.
+    fn follow_timing(&mut self, v: &LeaderView) -> bool {
+        let Some(forge) = v.timing() else {
+            // An older forge: keep ours (the deadline still comes from the signed lease).
+            return true;
+        };
+        if forge == self.timing {
+            return true;
+        }
+        match self.timing_source {
+            TimingSource::Forge => {
+                self.timing_change = Some(TimingChange::Adopted {
+                    from: self.timing,
+                    to: forge,
+                });
+                self.timing = forge;
+                true
+            }
+            TimingSource::Pinned => {
+                self.timing_change = Some(TimingChange::Conflict {
+                    ours: self.timing,
+                    forge,
+                });
+                false
+            }
+        }
     }
 
     /// The leadership held as of `now` (deadline not yet reached).
@@ -277,7 +342,9 @@ impl RoleState {
         out.extend(self.tick(received_ms));
 
         let remaining = v.lease_remaining_ms();
+        let timing_ok = self.follow_timing(v);
         let granted = !self.stopped
+            && timing_ok
             && v.you.as_ref().is_some_and(|y| y.role == Role::Leader)
             && v.leader.as_deref() == Some(self.node.as_str())
             && v.lease.is_some();
@@ -341,7 +408,10 @@ impl RoleState {
     pub fn stop(&mut self, now_ms: u64) -> (Option<Transition>, Option<u64>) {
         self.stopped = true;
         let Some(h) = self.held.take() else {
-            return (None, None);
+            // Not acting, but the forge may still count us as the holder (a deadline that
+            // passed, or an answer we refused to act on): resign that term too.
+            let ours = self.leader.as_deref() == Some(self.node.as_str());
+            return (None, ours.then_some(self.term));
         };
         let t = self.demote(h, DemoteReason::Shutdown, now_ms);
         (Some(t), Some(h.term))
@@ -414,6 +484,8 @@ mod tests {
             issued_at_ms: issued,
             peers_alive: 2,
             mode: "native".into(),
+            heartbeat_interval_ms: 1_000,
+            lease_ttl_ms: 3_000,
             you: Some(You {
                 node: me.into(),
                 role: if leader == Some(me) {
@@ -454,6 +526,77 @@ mod tests {
             VerifiedView::check(b"seal", "dev", Some("a"), unsigned),
             Err(ViewError::BadSignature)
         );
+    }
+
+    /// The flapping of issue 11: an agent at the default profile (5 s / 15 s, margin 1.5 s)
+    /// on a fast forge (1 s / 3 s) promoted and hit its deadline 1.5 s later, every 5 s.
+    /// Following the forge, it beats at the forge's interval with the forge's margin.
+    #[test]
+    fn an_agent_follows_the_forges_timing() {
+        let mut r = RoleState::new("a", Timing::DEFAULT);
+        let t = r.on_view(1000, 1010, &vv(Some("a"), 1, 50_000, 53_000));
+        assert_eq!(
+            t,
+            vec![Transition::Promote {
+                term: 1,
+                at_ms: 1010
+            }]
+        );
+        assert_eq!(r.timing(), T);
+        assert_eq!(
+            r.take_timing_change(),
+            Some(TimingChange::Adopted {
+                from: Timing::DEFAULT,
+                to: T
+            })
+        );
+        assert_eq!(r.take_timing_change(), None);
+        // The forge's margin (300 ms), not the default's 1.5 s: deadline 1000 + 3000 − 300.
+        assert_eq!(r.held(0).unwrap().deadline_ms, 3700);
+        // And the forge's interval: next beat 1 s after the last, long before the deadline.
+        assert_eq!(r.next_beat_at(1010, 500), 2000);
+        // Renewals keep the lease: no demotion across many beats.
+        let mut sent = 2000;
+        for i in 1..20u64 {
+            let issued = 50_000 + i * 1000;
+            let t = r.on_view(sent, sent + 10, &vv(Some("a"), 1, issued, issued + 3000));
+            assert!(t.is_empty(), "{t:?}");
+            assert!(r.tick(sent + 999).is_none());
+            sent = r.next_beat_at(sent + 10, 500);
+        }
+        assert_eq!(r.take_timing_change(), None);
+    }
+
+    #[test]
+    fn a_pinned_agent_is_never_granted_on_another_timing() {
+        let mut r = RoleState::new("a", Timing::DEFAULT).with_timing_source(TimingSource::Pinned);
+        let t = r.on_view(1000, 1010, &vv(Some("a"), 1, 50_000, 53_000));
+        assert!(t.is_empty(), "{t:?}");
+        assert!(r.guard(1011).is_err());
+        assert_eq!(r.timing(), Timing::DEFAULT);
+        assert_eq!(
+            r.take_timing_change(),
+            Some(TimingChange::Conflict {
+                ours: Timing::DEFAULT,
+                forge: T
+            })
+        );
+        // Same values: pinned agents run as before.
+        let mut r = RoleState::new("a", T).with_timing_source(TimingSource::Pinned);
+        let t = r.on_view(1000, 1010, &vv(Some("a"), 1, 50_000, 53_000));
+        assert_eq!(t.len(), 1);
+        assert_eq!(r.take_timing_change(), None);
+    }
+
+    #[test]
+    fn an_answer_without_timing_keeps_ours() {
+        let mut r = RoleState::new("a", Timing::DEFAULT);
+        let mut v = view(Some("a"), 1, 50_000, 53_000, "a");
+        v.heartbeat_interval_ms = 0;
+        v.lease_ttl_ms = 0;
+        r.on_view(1000, 1010, &VerifiedView::assume_verified(v));
+        assert_eq!(r.timing(), Timing::DEFAULT);
+        assert_eq!(r.take_timing_change(), None);
     }
 
     #[test]
@@ -592,6 +735,10 @@ mod tests {
         assert!(r.guard(220).is_err());
         let mut w = RoleState::new("a", T);
         assert_eq!(w.stop(0), (None, None));
+        // Refused grant (pinned timing): not acting, but the forge's lease is handed back.
+        let mut p = RoleState::new("a", Timing::DEFAULT).with_timing_source(TimingSource::Pinned);
+        assert!(p.on_view(0, 10, &vv(Some("a"), 6, 0, 3000)).is_empty());
+        assert_eq!(p.stop(20), (None, Some(6)));
     }
 
     #[test]

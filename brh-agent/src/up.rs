@@ -115,8 +115,6 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             node_id: Some(node.clone()),
             forge_root: Some(root.to_string()),
             seal: Some(seal.clone()),
-            heartbeat_interval: Some(format!("{}ms", timing.heartbeat_interval_ms)),
-            lease_ttl: Some(format!("{}ms", timing.lease_ttl_ms)),
             consensus_interval: Some("30s".into()),
             listen: Some(SocketAddr::new([127, 0, 0, 1].into(), port)),
             event_log: Some(a.data.join(format!("{node}.leadership.jsonl"))),
@@ -157,8 +155,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
 
     crate::shutdown_signal().await;
     all.cancel();
-    for (_, ag) in agents {
-        let _ = ag.done.await;
+    for (node, ag) in agents {
+        if let Ok(Err(e)) = ag.done.await {
+            tracing::warn!("{node} stopped with an error: {e:#}");
+        }
     }
     forge.shutdown().await;
     tracing::info!("local federation stopped");

@@ -562,6 +562,8 @@ impl EnvState {
             issued_at_ms: now_ms,
             peers_alive: self.peers_alive(now_ms, timing),
             mode: mode.into(),
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
+            lease_ttl_ms: timing.lease_ttl_ms,
             you: you.map(|node| You {
                 node: node.into(),
                 role: if lease.is_some_and(|l| l.holder == node) {

@@ -593,6 +593,8 @@ mod tests {
             issued_at_ms: 1_763_900_000_000,
             peers_alive: 3,
             mode: "native".into(),
+            heartbeat_interval_ms: 1_000,
+            lease_ttl_ms: 3_000,
             you: Some(You {
                 node: "brh-node-02".into(),
                 role: Role::Witness,

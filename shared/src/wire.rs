@@ -149,6 +149,16 @@ pub struct LeaderView {
     pub issued_at_ms: u64,
     pub peers_alive: u32,
     pub mode: String,
+    /// The forge's heartbeat interval: the forge is the one timing authority (design §4) and
+    /// agents follow it. Not part of the signed string (kept as the design's contract): it
+    /// only schedules beats. An agent's deadline comes from the signed `expires_at_ms −
+    /// issued_at_ms`, so a forged value can slow an agent down, never let it lead longer.
+    /// 0 from a forge that predates it.
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
+    /// The forge's lease ttl (see `heartbeat_interval_ms`), also when there is no lease.
+    #[serde(default)]
+    pub lease_ttl_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub you: Option<You>,
     #[serde(default)]
@@ -156,6 +166,15 @@ pub struct LeaderView {
 }
 
 impl LeaderView {
+    /// The forge's timing, when the answer carries a valid one.
+    pub fn timing(&self) -> Option<crate::Timing> {
+        let t = crate::Timing {
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            lease_ttl_ms: self.lease_ttl_ms,
+        };
+        t.validate().ok().map(|()| t)
+    }
+
     /// Milliseconds of lease left as of `issued_at_ms`, on the forge's clock.
     pub fn lease_remaining_ms(&self) -> u64 {
         self.lease
@@ -304,6 +323,8 @@ mod tests {
             issued_at_ms: 1000,
             peers_alive: 0,
             mode: "native".into(),
+            heartbeat_interval_ms: 1_000,
+            lease_ttl_ms: 3_000,
             you: None,
             sig: "s".into(),
         };

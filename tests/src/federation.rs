@@ -232,8 +232,11 @@ pub struct Agent {
 pub struct AgentOpts {
     pub priority: i32,
     pub clock_skew_ms: i64,
-    /// `(heartbeat_ms, ttl_ms)`; default the fast profile (1000, 3000).
+    /// `(heartbeat_ms, ttl_ms)` pinned on the command line; default the fast profile
+    /// (1000, 3000).
     pub timing: Option<(u64, u64)>,
+    /// Pass no timing at all: the agent starts at its defaults and follows the forge.
+    pub follow_forge: bool,
     /// Extra `brh-agent run` arguments (e.g. `--config manifest.yaml`).
     pub args: Vec<String>,
     /// The env (default `dev`).
@@ -245,11 +248,18 @@ impl Agent {
     pub fn start(dir: &Path, node: &str, seal: &str, forge: SocketAddr, o: AgentOpts) -> Agent {
         let event_log = dir.join(format!("{node}.leadership.jsonl"));
         let (hb, ttl) = o.timing.unwrap_or((1000, 3000));
+        let timing = if o.follow_forge {
+            Vec::new()
+        } else {
+            vec![
+                format!("--heartbeat-interval={hb}ms"),
+                format!("--lease-ttl={ttl}ms"),
+            ]
+        };
         let mut child = Command::new(bin("brh-agent"))
             .arg("run")
             .args(["--node-id", node, "--listen", "127.0.0.1:0"])
-            .args(["--heartbeat-interval", &format!("{hb}ms")])
-            .args(["--lease-ttl", &format!("{ttl}ms")])
+            .args(&timing)
             .args(["--consensus-interval", "2"])
             .args(["--priority", &o.priority.to_string()])
             .args(["--test-clock-skew-ms", &o.clock_skew_ms.to_string()])
@@ -263,6 +273,8 @@ impl Agent {
             )
             .env("BRH_LOG", "info")
             .env_remove("BRH_ENV")
+            .env_remove("BRH_HEARTBEAT_INTERVAL")
+            .env_remove("BRH_LEASE_TTL")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

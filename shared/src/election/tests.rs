@@ -833,6 +833,8 @@ proptest! {
             issued_at_ms: issued,
             peers_alive: 1,
             mode: "native".into(),
+            heartbeat_interval_ms: 1_000,
+            lease_ttl_ms: 3_000,
             you: you.map(|(n, l)| You { node: n, role: if l { Role::Leader } else { Role::Witness } }),
             sig: String::new(),
         };
