@@ -23,6 +23,7 @@ use crate::containers::orchestrator::{OrchestratorError, PullPolicy};
 use crate::containers::{reference, Orchestrator};
 use crate::events::TAIL;
 use crate::keeper::Shared;
+use crate::switchover::{SwitchoverError, SwitchoverRequest};
 use forge_worker::native::server::{self, Limits};
 
 #[derive(Clone)]
@@ -35,6 +36,8 @@ pub struct ApiState {
     pub containers: Option<Arc<Orchestrator>>,
     /// The HTTP server's deadlines (the body read timeout is applied here).
     pub limits: Limits,
+    /// To the keeper, which performs switchovers (it alone signs forge requests).
+    pub switchover: tokio::sync::mpsc::Sender<SwitchoverRequest>,
 }
 
 pub struct ApiError(pub ErrorCode, pub String);
@@ -70,6 +73,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/federation/nudge", post(nudge))
         .route("/restart/{name}", post(restart))
         .route("/drain/{name}", post(drain))
+        .route("/switchover", post(switchover))
         // Only matched routes: a POST to an unknown path is a plain 404.
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -415,6 +419,66 @@ async fn container_action(
         c.name
     ));
     Ok(Json(json!({"status": done, "name": c.name, "id": c.id})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SwitchoverBody {
+    /// The successor; absent: the best live candidate.
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// The leader hands its lease to `to` (or the best live candidate). 409 `not_leader` on a
+/// witness, 409 `not_candidate` when the successor is not a live, non-draining peer.
+async fn switchover(
+    State(s): State<ApiState>,
+    uri: Uri,
+    h: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = authenticate(&s, "POST", &uri, &h, &body)?;
+    let req: SwitchoverBody = if body.is_empty() {
+        SwitchoverBody::default()
+    } else {
+        brh_shared::wire::from_json_object(&body).map_err(|err| {
+            e(
+                ErrorCode::BadRequest,
+                format!("body must be {{}} or {{\"to\": \"NODE\"}}: {err}"),
+            )
+        })?
+    };
+    if let Some(to) = &req.to {
+        validate_id(to).map_err(|err| e(ErrorCode::BadRequest, format!("to {err}")))?;
+    }
+    s.shared
+        .guard()
+        .map_err(|nl| e(ErrorCode::NotLeader, nl.to_string()))?;
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let stopping = || e(ErrorCode::Busy, "the agent is stopping");
+    s.switchover
+        .send(SwitchoverRequest { to: req.to, reply })
+        .await
+        .map_err(|_| stopping())?;
+    match answer.await.map_err(|_| stopping())? {
+        Ok(done) => {
+            s.shared.events.log(format!(
+                "SWITCHOVER: requested by {caller}: {} → {} (term {})",
+                done.from, done.to, done.term
+            ));
+            Ok(Json(
+                json!({"status": "switched", "from": done.from, "to": done.to, "term": done.term}),
+            )
+            .into_response())
+        }
+        Err(err @ SwitchoverError::NotLeader(_)) => Err(e(ErrorCode::NotLeader, err.to_string())),
+        Err(err @ SwitchoverError::NotCandidate(_)) => {
+            Err(e(ErrorCode::NotCandidate, err.to_string()))
+        }
+        Err(err @ SwitchoverError::Forge(_)) => {
+            Err(e(ErrorCode::ForgeUnreachable, err.to_string()))
+        }
+    }
 }
 
 async fn restart(

@@ -1,4 +1,5 @@
-//! Command line: `run`, `status`, `root generate|verify`, `deploy`, `api-key`, `up`.
+//! Command line: `run`, `status`, `switchover`, `restart`, `drain`, `deploy`,
+//! `root generate|verify`, `api-key`, `up`. Operator commands live in `ops.rs`.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use brh_shared::root::{DominionRoot, SCHEME_HTTP, SCHEME_HTTPS};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::client::{self, ForgeClient};
+use crate::client;
 use crate::clock;
 use crate::config::{self, Config, RunArgs};
 use crate::keeper::NoHooks;
@@ -27,8 +28,16 @@ pub struct Cli {
 pub enum Cmd {
     /// Run the agent: heartbeat to the forge, keep the role, serve the local API.
     Run(Box<RunArgs>),
-    /// Show the env's leader, term and peers as the forge sees them.
-    Status(StatusArgs),
+    /// Show the env's leader, term and every node's role, liveness and last beat, as the
+    /// forge sees them (public reads: no secret needed; with DOMINION_SEAL they are verified).
+    Status(crate::ops::StatusArgs),
+    /// Hand leadership to another live node (`--to NODE`) or the best one: the leader stops
+    /// acting, resigns naming the successor, and the forge grants it to that node only.
+    Switchover(crate::ops::SwitchoverArgs),
+    /// Restart a managed container through the leader's API (stop, start, health check).
+    Restart(crate::ops::ContainerArgs),
+    /// Stop and remove a managed container through the leader's API.
+    Drain(crate::ops::ContainerArgs),
     /// Generate or verify a dominion root (replaces generate_forge_root.sh).
     Root {
         #[command(subcommand)]
@@ -42,34 +51,15 @@ pub enum Cmd {
     Up(crate::up::UpArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct ForgeAccess {
-    #[arg(long, env = "FORGE_DOMINION_ROOT")]
-    pub forge_root: Option<String>,
-    #[arg(long, env = "BRH_FORGE_URL")]
-    pub forge_url: Option<String>,
-    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-    pub seal: Option<String>,
-    #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
-    pub insecure_dev: Option<bool>,
-}
-
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub forge: ForgeAccess,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum RootCmd {
     /// Print a signed root for HOST[:PORT] (seal from DOMINION_SEAL).
     Generate {
-        /// host[:port] of the forge.
+        /// host[:port] of the forge, as agents reach it (for a Worker: its workers.dev or
+        /// custom domain host).
         #[arg(long)]
         host: String,
+        /// The env the root admits agents to.
         #[arg(long, env = "BRH_ENV", default_value = "dev")]
         env: String,
         /// Unix seconds (default: now).
@@ -78,20 +68,17 @@ pub enum RootCmd {
         /// Plain HTTP (`dominion+http://`), for a local forge only.
         #[arg(long)]
         http: bool,
-        #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-        seal: Option<String>,
-        #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
-        insecure_dev: Option<bool>,
+        #[command(flatten)]
+        seal: crate::ops::SealArgs,
     },
     /// Check a root's signature and epoch; prints the forge URL and env.
     Verify {
         /// The root (default: FORGE_DOMINION_ROOT).
         #[arg(env = "FORGE_DOMINION_ROOT")]
         root: String,
-        #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-        seal: Option<String>,
-        #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
-        insecure_dev: Option<bool>,
+        #[command(flatten)]
+        seal: crate::ops::SealArgs,
+        /// Accept roots whose epoch is up to this many seconds in the future.
         #[arg(long, env = "BRH_EPOCH_SKEW_SECONDS", default_value_t = config::DEFAULT_EPOCH_SKEW_S)]
         epoch_skew_seconds: u64,
         /// Also refuse roots older than this many seconds.
@@ -114,6 +101,7 @@ pub struct DeployArgs {
     /// Pull policy: never, missing or always.
     #[arg(long, default_value = "missing", value_parser = ["never", "missing", "always"])]
     pub pull: String,
+    /// The source branch, recorded in the agent's events (the original's `branch`).
     #[arg(long)]
     pub branch: Option<String>,
     #[command(flatten)]
@@ -125,8 +113,9 @@ pub struct KeyArgs {
     /// The env's API key (64 hex); alternatively give the seal.
     #[arg(long, env = "BRH_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-    pub seal: Option<String>,
+    #[command(flatten)]
+    pub seal: crate::ops::SealArgs,
+    /// The env whose key signs the request.
     #[arg(long, env = "BRH_ENV", default_value = "dev")]
     pub env: String,
     /// The caller's name, shown in the agent's events.
@@ -136,8 +125,9 @@ pub struct KeyArgs {
 
 #[derive(Debug, Args)]
 pub struct ApiKeyArgs {
-    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-    pub seal: Option<String>,
+    #[command(flatten)]
+    pub seal: crate::ops::SealArgs,
+    /// The env whose key to print (each env has its own).
     #[arg(long, env = "BRH_ENV", default_value = "dev")]
     pub env: String,
 }
@@ -147,6 +137,10 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
+            if let Some(line) = env_error(&e) {
+                eprintln!("brh-agent: error: {line}");
+                return 2;
+            }
             let _ = e.print();
             return if e.use_stderr() { 2 } else { 0 };
         }
@@ -172,6 +166,50 @@ pub fn main() -> i32 {
     }
 }
 
+/// A bad value that came from an environment variable is reported under that variable's
+/// name, in one line (clap names the flag, which the operator never typed).
+fn env_error(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    use std::error::Error;
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let ContextValue::String(value) = e.get(ContextKind::InvalidValue)? else {
+        return None;
+    };
+    let flag = format!("--{long}");
+    if std::env::args().any(|a| a == flag || a.starts_with(&format!("{flag}="))) {
+        return None;
+    }
+    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+    }
+    let var = env_of(&Cli::command(), long)?;
+    if std::env::var(&var).ok().as_deref() != Some(value.as_str()) {
+        return None;
+    }
+    let why = match (e.source(), e.get(ContextKind::ValidValue)) {
+        (Some(src), _) => src.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!("expected one of {}", valid.join(", "))
+        }
+        _ => "not accepted".into(),
+    };
+    Some(format!("invalid setting {var}: {value:?}: {why}"))
+}
+
 fn one_line(e: &anyhow::Error) -> String {
     e.chain()
         .map(|c| c.to_string())
@@ -184,8 +222,11 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("BRH_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a person at a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();
@@ -194,11 +235,14 @@ fn init_tracing() {
 async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Run(args) => run(*args).await,
-        Cmd::Status(a) => status(a).await,
+        Cmd::Status(a) => crate::ops::status(a).await,
+        Cmd::Switchover(a) => crate::ops::switchover(a).await,
+        Cmd::Restart(a) => crate::ops::container("restart", a).await,
+        Cmd::Drain(a) => crate::ops::container("drain", a).await,
         Cmd::Root { cmd } => root(cmd),
         Cmd::Deploy(a) => deploy(a).await,
         Cmd::ApiKey(a) => {
-            let seal = config::resolve_seal(a.seal.as_deref(), false)?;
+            let seal = a.seal.required()?;
             println!(
                 "{}",
                 brh_shared::hex::encode(&crate::auth::derive_api_key(&seal, &a.env))
@@ -229,87 +273,6 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     result.context("the agent task failed")?
 }
 
-fn forge_client(f: &ForgeAccess) -> anyhow::Result<ForgeClient> {
-    let seal = config::resolve_seal(f.seal.as_deref(), f.insecure_dev.unwrap_or(false))?;
-    let text = f
-        .forge_root
-        .as_deref()
-        .ok_or_else(|| anyhow!("invalid setting FORGE_DOMINION_ROOT: missing"))?;
-    let root = DominionRoot::parse(text)
-        .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
-    root.verify(
-        &seal,
-        clock::wall_ms() / 1000,
-        config::DEFAULT_EPOCH_SKEW_S,
-        None,
-    )
-    .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
-    let base = config::forge_base_url(&root, f.forge_url.as_deref())?;
-    Ok(ForgeClient::new(
-        base,
-        seal,
-        "brh-cli",
-        root.env,
-        Duration::from_secs(5),
-    ))
-}
-
-async fn status(a: StatusArgs) -> anyhow::Result<()> {
-    let c = forge_client(&a.forge)?;
-    let view = c
-        .leader()
-        .await
-        .context("cannot read the leader from the forge")?;
-    let peers = c
-        .peers()
-        .await
-        .context("cannot read the peers from the forge")?;
-    let v = view.view();
-    if a.json {
-        let j = serde_json::json!({
-            "env": v.env, "leader": v.leader, "term": v.term, "lease": v.lease,
-            "peers_alive": v.peers_alive, "mode": v.mode, "peers": peers,
-        });
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
-    }
-    let left = v.lease_remaining_ms();
-    println!(
-        "env {}  leader {}  term {}  lease {}  mode {}",
-        v.env,
-        v.leader.as_deref().unwrap_or("none"),
-        v.term,
-        if v.lease.is_some() {
-            format!("{:.1}s left", left as f64 / 1000.0)
-        } else {
-            "-".into()
-        },
-        v.mode
-    );
-    println!(
-        "{:<24} {:<8} {:<7} {:>8} {:>10} {:<10} API",
-        "NODE", "ROLE", "ALIVE", "PRIORITY", "UPTIME_S", "VERSION"
-    );
-    for p in peers {
-        let role = if v.leader.as_deref() == Some(p.node.as_str()) {
-            "leader"
-        } else {
-            "witness"
-        };
-        println!(
-            "{:<24} {:<8} {:<7} {:>8} {:>10} {:<10} {}",
-            p.node,
-            role,
-            if p.alive { "yes" } else { "no" },
-            p.priority,
-            p.uptime_s,
-            p.version,
-            p.api.as_deref().unwrap_or("-")
-        );
-    }
-    Ok(())
-}
-
 fn root(cmd: RootCmd) -> anyhow::Result<()> {
     match cmd {
         RootCmd::Generate {
@@ -318,9 +281,8 @@ fn root(cmd: RootCmd) -> anyhow::Result<()> {
             epoch,
             http,
             seal,
-            insecure_dev,
         } => {
-            let seal = config::resolve_seal(seal.as_deref(), insecure_dev.unwrap_or(false))?;
+            let seal = seal.required()?;
             let scheme = if http { SCHEME_HTTP } else { SCHEME_HTTPS };
             let epoch = epoch.unwrap_or(clock::wall_ms() / 1000);
             let r = DominionRoot::sign(&seal, scheme, &host, &env, epoch)
@@ -331,11 +293,10 @@ fn root(cmd: RootCmd) -> anyhow::Result<()> {
         RootCmd::Verify {
             root,
             seal,
-            insecure_dev,
             epoch_skew_seconds,
             max_age_seconds,
         } => {
-            let seal = config::resolve_seal(seal.as_deref(), insecure_dev.unwrap_or(false))?;
+            let seal = seal.required()?;
             let r = DominionRoot::parse(&root).map_err(|e| anyhow!("{e}"))?;
             r.verify(
                 &seal,
@@ -361,7 +322,9 @@ pub fn api_key(k: &KeyArgs) -> anyhow::Result<[u8; 32]> {
         return brh_shared::hex::decode32(hex.trim())
             .ok_or_else(|| anyhow!("invalid setting BRH_API_KEY: must be 64 hex digits"));
     }
-    let seal = config::resolve_seal(k.seal.as_deref(), false)
+    let seal = k
+        .seal
+        .required()
         .map_err(|_| anyhow!("invalid setting BRH_API_KEY: give --api-key or DOMINION_SEAL"))?;
     Ok(crate::auth::derive_api_key(&seal, &k.env))
 }

@@ -304,16 +304,19 @@ impl ForgeClient {
     }
 
     /// Gives the lease up; `leaving`: this agent is stopping, so the forge must not grant it
-    /// again (it would show a dead node as leader for a lease).
+    /// again (it would show a dead node as leader for a lease). `successor`: a switchover to
+    /// that node (the forge refuses with `not_candidate` unless it is a live candidate).
     pub async fn resign(
         &mut self,
         term: u64,
         leaving: bool,
+        successor: Option<&str>,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
         let req = ResignRequest {
             env: self.env.clone(),
             term,
             leaving,
+            successor: successor.map(Into::into),
         };
         self.post_signed("/federation/resign", &req, true).await
     }

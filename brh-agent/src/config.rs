@@ -63,7 +63,13 @@ pub struct RunArgs {
     #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
     pub seal: Option<String>,
     /// Run with a public, well-known seal when `DOMINION_SEAL` is unset. Development only.
-    #[arg(long, env = "BRH_INSECURE_DEV", value_parser = clap::builder::BoolishValueParser::new())]
+    #[arg(
+        long,
+        env = "BRH_INSECURE_DEV",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
     pub insecure_dev: Option<bool>,
     /// Send heartbeats (and so take part in the election).
     #[arg(long, env = "BRH_HEARTBEAT_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
@@ -292,6 +298,12 @@ fn container_settings(
     text: &str,
     dur: &DurFn<'_>,
 ) -> Result<Option<ContainerSettings>, ConfigError> {
+    // Checked even when there is nothing to run: a typo must not wait for the first service.
+    let demote_policy = match args.demote_policy {
+        None => DemotePolicy::Relinquish,
+        Some(p) => p.parse().map_err(|m: String| err("BRH_DEMOTE_POLICY", m))?,
+    };
+    let stop_timeout = dur("BRH_STOP_TIMEOUT", args.stop_timeout, &None, 10_000)?;
     match args.runtime {
         None | Some("") | Some("docker") => {}
         Some("api") => return Ok(None),
@@ -310,10 +322,6 @@ fn container_settings(
     if manifest.services.is_empty() {
         return Ok(None);
     }
-    let demote_policy = match args.demote_policy {
-        None => DemotePolicy::Relinquish,
-        Some(p) => p.parse().map_err(|m: String| err("BRH_DEMOTE_POLICY", m))?,
-    };
     let chaos_file = file.chaos.as_ref();
     let chaos_enabled = args
         .chaos_enabled
@@ -340,7 +348,6 @@ fn container_settings(
     } else {
         None
     };
-    let stop_timeout = dur("BRH_STOP_TIMEOUT", args.stop_timeout, &None, 10_000)?;
     Ok(Some(ContainerSettings {
         manifest,
         demote_policy,
@@ -366,6 +373,28 @@ impl std::fmt::Debug for Config {
     }
 }
 
+/// `BRH_API_ADVERTISE` must be an absolute http(s) URL peers and operators can reach.
+fn check_advertise(a: &str) -> Result<String, ConfigError> {
+    let a = a.trim().trim_end_matches('/');
+    let rest = a
+        .strip_prefix("http://")
+        .or_else(|| a.strip_prefix("https://"));
+    let ok = rest.is_some_and(|host| {
+        !host.is_empty()
+            && !host.starts_with(':')
+            && !host.contains(['?', '#', ' ', '@'])
+            && a.len() <= 256
+    });
+    if ok {
+        Ok(a.to_string())
+    } else {
+        Err(err(
+            "BRH_API_ADVERTISE",
+            format!("{a:?} is not an http(s)://host[:port] URL"),
+        ))
+    }
+}
+
 /// Reads the seal (or the insecure development seal). Shared by `run` and the clients.
 pub fn resolve_seal(seal: Option<&str>, insecure: bool) -> Result<Vec<u8>, ConfigError> {
     match seal {
@@ -382,21 +411,24 @@ pub fn resolve_seal(seal: Option<&str>, insecure: bool) -> Result<Vec<u8>, Confi
 pub fn forge_base_url(root: &DominionRoot, over: Option<&str>) -> Result<String, ConfigError> {
     match over {
         None => Ok(root.forge_base_url()),
-        Some(u) => {
-            let u = u.trim().trim_end_matches('/');
-            let ok = (u.starts_with("http://") || u.starts_with("https://"))
-                && !u.contains('?')
-                && !u.contains('#')
-                && u.len() > "https://".len();
-            if !ok {
-                return Err(err(
-                    "BRH_FORGE_URL",
-                    "must be http(s)://host[:port][/path] without query",
-                ));
-            }
-            Ok(u.to_string())
-        }
+        Some(u) => check_forge_url(u),
     }
+}
+
+/// `BRH_FORGE_URL`: `http(s)://host[:port][/path]`, no query.
+pub fn check_forge_url(u: &str) -> Result<String, ConfigError> {
+    let u = u.trim().trim_end_matches('/');
+    let ok = (u.starts_with("http://") || u.starts_with("https://"))
+        && !u.contains('?')
+        && !u.contains('#')
+        && u.len() > "https://".len();
+    if !ok {
+        return Err(err(
+            "BRH_FORGE_URL",
+            "must be http(s)://host[:port][/path] without query",
+        ));
+    }
+    Ok(u.to_string())
 }
 
 impl Config {
@@ -512,7 +544,10 @@ impl Config {
         let listen = args
             .listen
             .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
-        let advertise = args.advertise.unwrap_or_else(|| format!("http://{listen}"));
+        let advertise = match args.advertise {
+            Some(a) => check_advertise(&a)?,
+            None => format!("http://{listen}"),
+        };
         let allowed_origins = parse_origins(args.allowed_origins.as_deref().unwrap_or(""))?;
         let containers = container_settings(
             ContainerArgs {

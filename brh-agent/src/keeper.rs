@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::role::{
     DemoteReason, NotLeader, RoleState, TimingChange, TimingSource, Transition, VerifiedView,
 };
+use crate::switchover::{choose_successor, Switched, SwitchoverError, SwitchoverRequest};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -271,6 +272,7 @@ pub async fn run(
     shared: Arc<Shared>,
     mut client: ForgeClient,
     hooks: Arc<dyn RoleHooks>,
+    mut switchovers: tokio::sync::mpsc::Receiver<SwitchoverRequest>,
     cancel: CancellationToken,
 ) -> Result<(), TimingMismatch> {
     let cfg = shared.cfg.clone();
@@ -309,6 +311,11 @@ pub async fn run(
         let nudged = tokio::select! {
             _ = cancel.cancelled() => break,
             _ = shared.nudge.notified() => true,
+            Some(req) = switchovers.recv() => {
+                let done = switchover(&shared, &mut client, hooks.as_ref(), req.to).await;
+                let _ = req.reply.send(done);
+                continue;
+            }
             _ = tokio::time::sleep_until(clock::instant_at(wake)) => false,
         };
         if nudged {
@@ -503,6 +510,55 @@ async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::PeerSummary>)
     let _ = tokio::time::timeout(Duration::from_secs(1), set.join_all()).await;
 }
 
+/// An operator's switchover: choose the successor from the forge's peers, stop acting, then
+/// resign naming it and nudge it so it learns in one round trip.
+async fn switchover(
+    shared: &Shared,
+    client: &mut ForgeClient,
+    hooks: &dyn RoleHooks,
+    to: Option<String>,
+) -> Result<Switched, SwitchoverError> {
+    let me = shared.cfg.node_id.clone();
+    let not_leader = || SwitchoverError::NotLeader(lock(&shared.role).leader().0.map(String::from));
+    if lock(&shared.role).held(mono_ms()).is_none() {
+        return Err(not_leader());
+    }
+    let peers = client
+        .peers()
+        .await
+        .map_err(|e| SwitchoverError::Forge(e.to_string()))?;
+    let successor = choose_successor(&peers, &me, to.as_deref())?;
+    let Some((t, term)) = lock(&shared.role).step_down(mono_ms()) else {
+        return Err(not_leader()); // the deadline passed while we read the peers
+    };
+    shared.apply(hooks, [t]);
+    tracing::info!("[CN] {me} switchover of term {term} to {successor}");
+    match client.resign(term, false, Some(&successor)).await {
+        Ok((sent, view)) => {
+            let ts = lock(&shared.role).on_view(sent, mono_ms(), &view);
+            shared.apply(hooks, ts);
+            shared.forge_ok(&view);
+            shared.events.log(format!(
+                "SWITCHOVER: handed term {term} to {successor} (term {})",
+                view.view().term
+            ));
+            let target: Vec<_> = peers.into_iter().filter(|p| p.node == successor).collect();
+            nudge_peers(shared, target).await;
+            Ok(Switched {
+                from: me,
+                to: successor,
+                term: view.view().term,
+            })
+        }
+        // The forge's own check (the peer list was a moment old): our lease is intact and
+        // the next heartbeat renews it.
+        Err((_, ClientError::Refused { code, message, .. })) if code == "not_candidate" => {
+            Err(SwitchoverError::NotCandidate(message))
+        }
+        Err((_, e)) => Err(SwitchoverError::Forge(e.to_string())),
+    }
+}
+
 /// Stop acting first (the guard closes), then hand the lease over.
 async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHooks) {
     let (t, term) = lock(&shared.role).stop(mono_ms());
@@ -519,7 +575,7 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
     let attempt = async {
         let mut delay = 100u64;
         for _ in 0..4 {
-            match client.resign(term, true).await {
+            match client.resign(term, true, None).await {
                 Ok(_) => {
                     tracing::info!("[CN] {} resigned term {term}", shared.cfg.node_id);
                     shared.events.log(format!("RESIGN: gave up term {term}"));

@@ -16,7 +16,9 @@ pub mod containers;
 pub mod events;
 pub mod keeper;
 pub mod metrics;
+pub mod ops;
 pub mod role;
+pub mod switchover;
 pub mod up;
 
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::keeper::{RoleHooks, Shared};
@@ -99,7 +102,10 @@ pub async fn start_agent(
         }
         None => (hooks, None, None),
     };
+    // Switchovers go to the keeper: it alone signs forge requests, in nonce order.
+    let (switchover_tx, switchover_rx) = tokio::sync::mpsc::channel(4);
     let state = api::ApiState {
+        switchover: switchover_tx,
         shared: shared.clone(),
         auth: Arc::new(auth::ApiAuth::new(api_key, shared.cfg.node_id.clone())),
         forge: Arc::new(reader),
@@ -109,26 +115,35 @@ pub async fn start_agent(
     let app = api::router(state);
     let api_stop = CancellationToken::new();
     let api_stop2 = api_stop.clone();
-    let server = tokio::spawn(async move {
-        let stopped = async move { api_stop2.cancelled().await };
-        forge_worker::native::server::serve(listener, app, limits, stopped).await;
-    });
+    // Every line an agent logs names its node (`agent{node=…}:`), also when `up` runs
+    // several agents in one process.
+    let span = tracing::info_span!("agent", node = %shared.cfg.node_id);
+    let server = tokio::spawn(
+        async move {
+            let stopped = async move { api_stop2.cancelled().await };
+            forge_worker::native::server::serve(listener, app, limits, stopped).await;
+        }
+        .instrument(span.clone()),
+    );
     tracing::info!(
         "[API] {} listening on http://{api_addr}",
         shared.cfg.node_id
     );
     let keeper_shared = shared.clone();
-    let done = tokio::spawn(async move {
-        let result = keeper::run(keeper_shared, client, hooks, cancel).await;
-        if let Some((ch, limit)) = container_hooks {
-            // A drain on shutdown finishes before the process goes.
-            ch.settle(limit).await;
+    let done = tokio::spawn(
+        async move {
+            let result = keeper::run(keeper_shared, client, hooks, switchover_rx, cancel).await;
+            if let Some((ch, limit)) = container_hooks {
+                // A drain on shutdown finishes before the process goes.
+                ch.settle(limit).await;
+            }
+            loops_stop.cancel();
+            api_stop.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+            result.map_err(anyhow::Error::from)
         }
-        loops_stop.cancel();
-        api_stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-        result.map_err(anyhow::Error::from)
-    });
+        .instrument(span),
+    );
     Ok(RunningAgent {
         api_addr,
         shared,

@@ -95,6 +95,8 @@ pub enum DemoteReason {
     TermChanged,
     /// Shutdown or an operator's resign.
     Shutdown,
+    /// An operator's switchover: this node hands the lease to a named successor.
+    Switchover,
 }
 
 impl DemoteReason {
@@ -104,6 +106,7 @@ impl DemoteReason {
             DemoteReason::Forge => "forge",
             DemoteReason::TermChanged => "term-changed",
             DemoteReason::Shutdown => "shutdown",
+            DemoteReason::Switchover => "switchover",
         }
     }
 }
@@ -415,6 +418,15 @@ impl RoleState {
         };
         let t = self.demote(h, DemoteReason::Shutdown, now_ms);
         (Some(t), Some(h.term))
+    }
+
+    /// Stops acting now for a switchover, before the resign leaves: returns the demotion and
+    /// the term to hand over. Unlike [`RoleState::stop`] the node stays a candidate: a later
+    /// grant (the forge refused the switchover and renews our lease) promotes it afresh.
+    pub fn step_down(&mut self, now_ms: u64) -> Option<(Transition, u64)> {
+        let h = self.held.filter(|h| now_ms < h.deadline_ms)?;
+        self.held = None;
+        Some((self.demote(h, DemoteReason::Switchover, now_ms), h.term))
     }
 
     /// A peer announced that it resigned: beat early to pick the lease up. The early beat

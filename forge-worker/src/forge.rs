@@ -323,6 +323,10 @@ impl<S: Store> Forge<S> {
                         holder.as_deref().unwrap_or("none")
                     ),
                 ),
+                StepError::Refused(ElectionError::NotCandidate { node, why }) => Refusal::new(
+                    ErrorCode::NotCandidate,
+                    format!("cannot hand the lease to {node}: {why}"),
+                ),
                 StepError::Refused(ElectionError::UnknownNode) => Refusal::new(
                     ErrorCode::NotFound,
                     "unknown node in this env: heartbeat first",
@@ -409,7 +413,7 @@ impl<S: Store> Forge<S> {
                 &r.env,
                 now_ms,
                 out,
-                |s| s.resign(&cfg.election, &auth, r.term, r.leaving, now_ms),
+                |s| s.resign(&cfg.election, &auth, &r, now_ms),
                 |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
             )
             .await?;

@@ -19,7 +19,8 @@ use crate::replay::{Nonce, NonceMark, Replay};
 use crate::sign::Authenticated;
 use crate::timing::Timing;
 use crate::wire::{
-    ConsensusReport, Heartbeat, HistoryEntry, LeaderView, LeaseInfo, PeerSummary, Role, You,
+    ConsensusReport, Heartbeat, HistoryEntry, LeaderView, LeaseInfo, PeerSummary, ResignRequest,
+    Role, You,
 };
 
 mod durable;
@@ -112,6 +113,9 @@ pub struct Resignation {
     pub node: String,
     pub term: u64,
     pub at_ms: u64,
+    /// A switchover's chosen successor: for one ttl after the resign, the only candidate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
 }
 
 /// Why the lease became vacant, remembered until the next grant names it.
@@ -122,6 +126,8 @@ pub enum GrantReason {
     First,
     Expired,
     Resigned,
+    /// The holder handed the lease to a named successor.
+    Switchover,
 }
 
 impl GrantReason {
@@ -130,6 +136,7 @@ impl GrantReason {
             GrantReason::First => "elected",
             GrantReason::Expired => "expired",
             GrantReason::Resigned => "resigned",
+            GrantReason::Switchover => "switchover",
         }
     }
 }
@@ -255,6 +262,11 @@ pub enum ElectionError {
     },
     /// A consensus report from a node that never heartbeated.
     UnknownNode,
+    /// A switchover to a node that is not a live, non-draining candidate (or is the holder).
+    NotCandidate {
+        node: String,
+        why: &'static str,
+    },
 }
 
 impl From<Replay> for ElectionError {
@@ -349,17 +361,17 @@ impl EnvState {
         Ok(changes)
     }
 
-    /// The holder gives the lease up; the best other candidate gets it at once.
-    /// The holder gives its lease up; `leaving` says it is stopping (never granted again
-    /// until it comes back with a new boot).
+    /// The holder gives its lease up and the best other candidate gets it at once.
+    /// `leaving`: it is stopping (never granted again until it comes back with a new boot).
+    /// `successor` (switchover): that node gets it, and for one ttl no one else does.
     pub fn resign(
         &mut self,
         cfg: &ElectionConfig,
         auth: &Authenticated,
-        term: u64,
-        leaving: bool,
+        req: &ResignRequest,
         now_ms: u64,
     ) -> Result<Vec<Change>, ElectionError> {
+        let (term, leaving) = (req.term, req.leaving);
         self.check_nonce(auth)?;
         let holds = self
             .valid_lease(now_ms)
@@ -371,6 +383,9 @@ impl EnvState {
                 term: self.term,
             });
         }
+        if let Some(s) = &req.successor {
+            self.check_successor(cfg, &auth.node, s, now_ms)?;
+        }
         self.mark_nonce(&auth.node, &auth.nonce, auth.ts_ms);
         if let Some(p) = self.peers.get_mut(&auth.node) {
             p.last_seen_ms = p.last_seen_ms.max(now_ms);
@@ -381,6 +396,7 @@ impl EnvState {
             node: auth.node.clone(),
             term,
             at_ms: now_ms,
+            successor: req.successor.clone(),
         });
         let mut changes = alloc::vec![Change::Resigned {
             holder: auth.node.clone(),
@@ -388,6 +404,30 @@ impl EnvState {
         }];
         self.settle(cfg, now_ms, &mut changes);
         Ok(changes)
+    }
+
+    fn check_successor(
+        &self,
+        cfg: &ElectionConfig,
+        holder: &str,
+        node: &str,
+        now_ms: u64,
+    ) -> Result<(), ElectionError> {
+        let why = match self.peers.get(node) {
+            _ if node == holder => Some("it is the holder itself"),
+            None => Some("it is not a member of this env"),
+            Some(p) if p.leaving => Some("it is stopping"),
+            Some(p) if !p.is_alive_at(now_ms, &cfg.timing) => Some("it is not alive"),
+            Some(p) if p.draining => Some("it is draining"),
+            Some(_) => None,
+        };
+        match why {
+            Some(why) => Err(ElectionError::NotCandidate {
+                node: node.into(),
+                why,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A node's own view of the leader. Stored and compared with the lease; never sets it.
@@ -457,9 +497,12 @@ impl EnvState {
     }
 
     fn settle(&mut self, cfg: &ElectionConfig, now_ms: u64, changes: &mut Vec<Change>) {
+        let resigned = self.resigned.as_ref().filter(|r| r.term == self.term);
         let mut reason = if self.term == 0 {
             GrantReason::First
-        } else if self.resigned.as_ref().is_some_and(|r| r.term == self.term) {
+        } else if resigned.is_some_and(|r| r.successor.is_some()) {
+            GrantReason::Switchover
+        } else if resigned.is_some() {
             GrantReason::Resigned
         } else {
             GrantReason::Expired
@@ -494,7 +537,8 @@ impl EnvState {
     }
 
     /// Rule 3: the best live, non-draining candidate. A node that resigned within the last
-    /// ttl is passed over unless it is the only one.
+    /// ttl is passed over unless it is the only one; after a switchover, for one ttl, the
+    /// named successor is the only candidate (no one, if it stopped being live meanwhile).
     pub fn best_candidate(&self, cfg: &ElectionConfig, now_ms: u64) -> Option<String> {
         let timing = &cfg.timing;
         let live = || {
@@ -502,11 +546,16 @@ impl EnvState {
                 .iter()
                 .filter(|(_, p)| p.is_alive_at(now_ms, timing) && !p.draining)
         };
-        let cooling = self
+        let recent = self
             .resigned
             .as_ref()
-            .filter(|r| now_ms.saturating_sub(r.at_ms) < timing.lease_ttl_ms)
-            .map(|r| r.node.as_str());
+            .filter(|r| now_ms.saturating_sub(r.at_ms) < timing.lease_ttl_ms);
+        if let Some(successor) = recent.and_then(|r| r.successor.as_deref()) {
+            return live()
+                .find(|(n, _)| n.as_str() == successor)
+                .map(|(n, _)| n.clone());
+        }
+        let cooling = recent.map(|r| r.node.as_str());
         let preferred = live().filter(|(n, _)| Some(n.as_str()) != cooling);
         let pick = |it: &mut dyn Iterator<Item = (&String, &Peer)>| -> Option<String> {
             match cfg.method {

@@ -63,11 +63,19 @@ pub struct ResignRequest {
     /// with a new boot) and shows it as not alive.
     #[serde(default)]
     pub leaving: bool,
+    /// Switchover: hand the lease to this live candidate and to no one else. Refused with
+    /// 409 `not_candidate` (nothing changes) when it is not a live, non-draining peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
 }
 
 impl ResignRequest {
     pub fn validate(&self) -> Result<(), String> {
-        check_env(&self.env)
+        check_env(&self.env)?;
+        if let Some(s) = &self.successor {
+            validate_id(s).map_err(|e| format!("successor {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -217,6 +225,8 @@ pub enum ErrorCode {
     TooLarge,
     BadRequest,
     NotHolder,
+    /// A switchover named a node that is not a live, non-draining candidate.
+    NotCandidate,
     NotFound,
     MethodNotAllowed,
     NoSeal,
@@ -230,6 +240,8 @@ pub enum ErrorCode {
     Busy,
     /// The forge's storage failed; nothing was changed. Retry after `Retry-After`.
     StoreUnavailable,
+    /// Agent API: the forge could not be reached to complete the request; nothing changed.
+    ForgeUnreachable,
     Internal,
 }
 
@@ -242,6 +254,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotHolder => "not_holder",
+            ErrorCode::NotCandidate => "not_candidate",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::NoSeal => "no_seal",
@@ -251,6 +264,7 @@ impl ErrorCode {
             ErrorCode::Timeout => "timeout",
             ErrorCode::Busy => "busy",
             ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::ForgeUnreachable => "forge_unreachable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -260,6 +274,7 @@ impl ErrorCode {
             ErrorCode::BadSignature | ErrorCode::StaleTimestamp | ErrorCode::Unauthorized => 401,
             ErrorCode::Replay
             | ErrorCode::NotHolder
+            | ErrorCode::NotCandidate
             | ErrorCode::NotLeader
             | ErrorCode::NotConfigured => 409,
             ErrorCode::Timeout => 408,
@@ -267,7 +282,10 @@ impl ErrorCode {
             ErrorCode::BadRequest => 400,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::NoSeal | ErrorCode::StoreUnavailable | ErrorCode::Busy => 503,
+            ErrorCode::NoSeal
+            | ErrorCode::StoreUnavailable
+            | ErrorCode::Busy
+            | ErrorCode::ForgeUnreachable => 503,
             ErrorCode::Internal => 500,
         }
     }

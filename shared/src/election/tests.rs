@@ -46,12 +46,27 @@ impl Sim {
         self.hb_full(node, 0, false, now)
     }
     fn resign(&mut self, node: &str, term: u64, now: u64) -> Result<Vec<Change>, ElectionError> {
-        let a = self.auth(node, now);
-        self.st.resign(&cfg(), &a, term, false, now)
+        self.resign_req(node, term, false, None, now)
     }
     fn resign_leaving(&mut self, node: &str, term: u64, now: u64) -> Vec<Change> {
+        self.resign_req(node, term, true, None, now).unwrap()
+    }
+    fn resign_req(
+        &mut self,
+        node: &str,
+        term: u64,
+        leaving: bool,
+        successor: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<Change>, ElectionError> {
         let a = self.auth(node, now);
-        self.st.resign(&cfg(), &a, term, true, now).unwrap()
+        let req = ResignRequest {
+            env: "dev".into(),
+            term,
+            leaving,
+            successor: successor.map(Into::into),
+        };
+        self.st.resign(&cfg(), &a, &req, now)
     }
     fn leader(&self, now: u64) -> Option<(&str, u64)> {
         self.st
@@ -201,6 +216,76 @@ fn draining_nodes_are_not_elected_and_holder_is_not_renewed() {
 }
 
 #[test]
+fn switchover_hands_over_to_the_named_candidate_and_to_no_one_else() {
+    let mut s = Sim::default();
+    s.hb_full("a", 10, false, 0);
+    s.hb_full("b", 5, false, 1);
+    s.hb_full("c", 0, false, 2);
+    // b would be the best candidate; the operator names c.
+    let ch = s.resign_req("a", 1, false, Some("c"), 3).unwrap();
+    assert_eq!(s.leader(3), Some(("c", 2)));
+    assert!(ch.contains(&Change::Granted {
+        holder: "c".into(),
+        term: 2,
+        expires_at_ms: 15_003,
+        reason: GrantReason::Switchover,
+    }));
+    assert_eq!(
+        ch.iter()
+            .filter_map(|c| c.history_entry(3))
+            .map(|h| h.reason)
+            .collect::<Vec<_>>(),
+        ["resigned", "switchover"]
+    );
+    // c stops heartbeating: its lease runs out, and for the rest of the window (one ttl
+    // from the resign, which is when c's lease ends) nobody else is granted.
+    s.hb("b", 10_000);
+    assert_eq!(s.leader(10_000), Some(("c", 2)));
+    // After the window the usual rule applies: b (best live) takes over.
+    s.hb("b", 15_004);
+    assert_eq!(s.leader(15_004), Some(("b", 3)));
+}
+
+#[test]
+fn switchover_to_a_node_that_cannot_lead_is_refused_and_changes_nothing() {
+    let mut s = Sim::default();
+    s.hb_full("a", 10, false, 0);
+    s.hb_full("d", 0, true, 1); // draining
+    s.hb("gone", 2);
+    s.hb("a", 14_000);
+    s.hb_full("d", 0, true, 14_000);
+    for (to, why) in [
+        ("a", "it is the holder itself"),
+        ("zz", "it is not a member of this env"),
+        ("d", "it is draining"),
+        ("gone", "it is not alive"),
+    ] {
+        let before = s.st.clone();
+        assert_eq!(
+            s.resign_req("a", 1, false, Some(to), 16_000),
+            Err(ElectionError::NotCandidate {
+                node: to.into(),
+                why
+            })
+        );
+        assert_eq!(s.st, before, "refused switchover to {to} changed the state");
+    }
+    // A node that resigned because it is stopping cannot be chosen either.
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    s.hb("b", 1);
+    s.resign_leaving("a", 1, 2);
+    assert_eq!(s.leader(2), Some(("b", 2)));
+    assert_eq!(
+        s.resign_req("b", 2, false, Some("a"), 3),
+        Err(ElectionError::NotCandidate {
+            node: "a".into(),
+            why: "it is stopping"
+        })
+    );
+}
+
+#[test]
 fn resign_hands_over_at_once_and_does_not_bounce_back() {
     let mut s = Sim::default();
     s.hb_full("a", 10, false, 0);
@@ -322,7 +407,17 @@ fn replayed_and_older_nonces_are_refused_without_change() {
         Err(ElectionError::Replay)
     );
     assert_eq!(
-        s.st.resign(&cfg(), &replay, 1, false, 5_000),
+        s.st.resign(
+            &cfg(),
+            &replay,
+            &ResignRequest {
+                env: "dev".into(),
+                term: 1,
+                leaving: false,
+                successor: None
+            },
+            5_000
+        ),
         Err(ElectionError::Replay)
     );
     let report = ConsensusReport {
@@ -490,8 +585,11 @@ enum Op {
         draining: bool,
         delay: u64,
     },
+    /// Node `n` resigns; with `to`, a switchover to that node (possibly dead, draining,
+    /// itself: the forge must refuse those and change nothing).
     Resign {
         n: usize,
+        to: Option<usize>,
     },
     Sweep,
     Advance {
@@ -506,7 +604,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..4usize, 0..3i32, prop::bool::weighted(0.1), 0..2_000u64)
             .prop_map(|(n, prio, draining, delay)| Op::Heartbeat { n, prio, draining, delay }),
-        1 => (0..4usize).prop_map(|n| Op::Resign { n }),
+        1 => (0..4usize, prop::option::weighted(0.5, 0..4usize))
+            .prop_map(|(n, to)| Op::Resign { n, to }),
         1 => Just(Op::Sweep),
         4 => (1..8_000u64).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Restart),
@@ -606,7 +705,7 @@ impl World {
                     self.end_belief(n, self.now);
                 }
             }
-            Op::Resign { n } => {
+            Op::Resign { n, to } => {
                 let node = name(n);
                 let Some(term) = self.sim.st.lease.as_ref().map(|l| l.term) else {
                     return;
@@ -614,7 +713,11 @@ impl World {
                 // The agent stops acting before it sends the resign.
                 self.end_belief(n, self.now);
                 let before = self.sim.st.clone();
-                match self.sim.resign(&node, term, self.now) {
+                let to = to.map(name);
+                match self
+                    .sim
+                    .resign_req(&node, term, false, to.as_deref(), self.now)
+                {
                     Ok(changes) => {
                         self.persist(&changes);
                         self.last_renew[n] = None

@@ -1,0 +1,408 @@
+//! The operator's commands beside `run`: `status` (reads the forge's public endpoints, no
+//! secret needed), and `switchover`, `restart`, `drain` (signed requests to the leader's API,
+//! found through the forge unless `--agent` names one).
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use brh_shared::root::DominionRoot;
+use brh_shared::wire::{LeaderView, PeerSummary};
+use clap::Args;
+
+use crate::client::{self, join, with_env};
+use crate::clock;
+use crate::config;
+
+/// The federation secret, for commands that sign or verify.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SealArgs {
+    /// The federation secret (`DOMINION_SEAL`): signs requests and checks the forge's
+    /// signatures. `status` works without it, showing the forge's answers unverified.
+    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
+    pub seal: Option<String>,
+    /// Use the public development seal instead (local experiments only: anyone can sign).
+    #[arg(
+        long,
+        env = "BRH_INSECURE_DEV",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure_dev: Option<bool>,
+}
+
+impl SealArgs {
+    /// The seal, or an error naming `DOMINION_SEAL`.
+    pub fn required(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(config::resolve_seal(
+            self.seal.as_deref(),
+            self.insecure_dev.unwrap_or(false),
+        )?)
+    }
+
+    /// The seal when one was given.
+    pub fn optional(&self) -> Option<Vec<u8>> {
+        self.required().ok()
+    }
+}
+
+/// Where the forge is and which env to look at.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ForgeAccess {
+    /// The signed forge address (`dominion://…?env=…&epoch=…&sig=…`, from `root generate`
+    /// or `.brh/up/up.env`).
+    #[arg(long, env = "FORGE_DOMINION_ROOT")]
+    pub forge_root: Option<String>,
+    /// The forge's URL (`http(s)://host[:port]`): overrides the root's, or replaces the root
+    /// for reading.
+    #[arg(long, env = "BRH_FORGE_URL")]
+    pub forge_url: Option<String>,
+    /// The env (default: the root's env, else `dev`).
+    #[arg(long, env = "BRH_ENV")]
+    pub env: Option<String>,
+}
+
+/// Signed requests to an agent's API.
+#[derive(Debug, Args, Clone)]
+pub struct CallerArgs {
+    /// The agent API to call (default: the leader's, as advertised to the forge).
+    #[arg(long, env = "BRH_AGENT_URL")]
+    pub agent: Option<String>,
+    /// The env's API key (64 hex, from `brh-agent api-key`); default: derived from the seal.
+    #[arg(long, env = "BRH_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// The caller's name, recorded in the agent's events.
+    #[arg(long, env = "USER", default_value = "brh-cli")]
+    pub caller: String,
+}
+
+/// Read access to one env of a forge. Answers are verified when the seal is known.
+pub struct Federation {
+    base: String,
+    env: String,
+    seal: Option<Vec<u8>>,
+    http: reqwest::Client,
+}
+
+impl Federation {
+    pub fn open(f: &ForgeAccess, seal: Option<Vec<u8>>) -> anyhow::Result<Self> {
+        let (base, root_env) = match (&f.forge_root, &f.forge_url) {
+            (Some(text), over) => {
+                let root = DominionRoot::parse(text)
+                    .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
+                if let Some(seal) = &seal {
+                    root.verify(
+                        seal,
+                        clock::wall_ms() / 1000,
+                        config::DEFAULT_EPOCH_SKEW_S,
+                        None,
+                    )
+                    .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
+                }
+                (
+                    config::forge_base_url(&root, over.as_deref())?,
+                    Some(root.env),
+                )
+            }
+            (None, Some(url)) => (config::check_forge_url(url)?, None),
+            (None, None) => bail!(
+                "invalid setting FORGE_DOMINION_ROOT: missing (or give BRH_FORGE_URL to read a \
+                 forge by its URL)"
+            ),
+        };
+        let env = f.env.clone().or(root_env).unwrap_or_else(|| "dev".into());
+        brh_shared::ids::validate_id(&env).map_err(|e| anyhow!("invalid setting BRH_ENV: {e}"))?;
+        Ok(Federation {
+            base,
+            env,
+            seal,
+            http: client::http_client(Duration::from_secs(5)),
+        })
+    }
+
+    pub fn env(&self) -> &str {
+        &self.env
+    }
+
+    pub fn verified(&self) -> bool {
+        self.seal.is_some()
+    }
+
+    /// The leader view; its signature is checked when the seal is known.
+    pub async fn leader(&self) -> anyhow::Result<LeaderView> {
+        let url = with_env(join(&self.base, "/federation/leader"), &self.env);
+        let view: LeaderView = client::get_json_retry(&self.http, &url)
+            .await
+            .with_context(|| format!("cannot read the leader from the forge at {}", self.base))?;
+        if let Some(seal) = &self.seal {
+            crate::role::VerifiedView::check(seal, &self.env, None, view.clone())
+                .map_err(|e| anyhow!("the forge at {}: {e}", self.base))?;
+        }
+        Ok(view)
+    }
+
+    pub async fn peers(&self) -> anyhow::Result<Vec<PeerSummary>> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            #[serde(default)]
+            peers: Vec<PeerSummary>,
+        }
+        let url = with_env(join(&self.base, "/federation/peers"), &self.env);
+        match client::get_json_retry::<Body>(&self.http, &url).await {
+            Ok(b) => Ok(b.peers),
+            // An env no node has joined yet: no peers (the leader view says the same).
+            Err(client::ClientError::Refused { status: 404, .. }) => Ok(Vec::new()),
+            Err(e) => Err(anyhow::Error::new(e))
+                .with_context(|| format!("cannot read the peers from the forge at {}", self.base)),
+        }
+    }
+}
+
+/// `brh-agent status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub forge: ForgeAccess,
+    #[command(flatten)]
+    pub seal: SealArgs,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One node's line in `status`: what the forge knows, in the operator's words.
+pub fn node_role(view: &LeaderView, p: &PeerSummary) -> &'static str {
+    if view.leader.as_deref() == Some(p.node.as_str()) {
+        "leader"
+    } else if p.alive {
+        "witness"
+    } else {
+        "down"
+    }
+}
+
+fn ago(forge_now_ms: u64, at_ms: u64) -> String {
+    let s = forge_now_ms.saturating_sub(at_ms) as f64 / 1000.0;
+    if s < 120.0 {
+        format!("{s:.1}s ago")
+    } else if s < 7200.0 {
+        format!("{:.0}m ago", s / 60.0)
+    } else {
+        format!("{:.1}h ago", s / 3600.0)
+    }
+}
+
+pub async fn status(a: StatusArgs) -> anyhow::Result<()> {
+    let fed = Federation::open(&a.forge, a.seal.optional())?;
+    let view = fed.leader().await?;
+    let peers = fed.peers().await?;
+    if a.json {
+        let nodes: Vec<_> = peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "node": p.node, "role": node_role(&view, p), "alive": p.alive,
+                    "last_seen_ms": p.last_seen_ms,
+                    "last_seen_ago_ms": view.issued_at_ms.saturating_sub(p.last_seen_ms),
+                    "priority": p.priority, "draining": p.draining, "uptime_s": p.uptime_s,
+                    "version": p.version, "api": p.api,
+                })
+            })
+            .collect();
+        let j = serde_json::json!({
+            "env": view.env, "leader": view.leader, "term": view.term, "lease": view.lease,
+            "peers_alive": view.peers_alive, "mode": view.mode,
+            "heartbeat_interval_ms": view.heartbeat_interval_ms, "lease_ttl_ms": view.lease_ttl_ms,
+            "verified": fed.verified(), "peers": nodes,
+        });
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!(
+        "env {}  leader {}  term {}  lease {}  mode {}  timing {}ms/{}ms",
+        view.env,
+        view.leader.as_deref().unwrap_or("none"),
+        view.term,
+        if view.lease.is_some() {
+            format!("{:.1}s left", view.lease_remaining_ms() as f64 / 1000.0)
+        } else {
+            "-".into()
+        },
+        view.mode,
+        view.heartbeat_interval_ms,
+        view.lease_ttl_ms,
+    );
+    if !fed.verified() {
+        println!("(signatures not checked: no DOMINION_SEAL)");
+    }
+    println!(
+        "{:<24} {:<8} {:<6} {:>10} {:>8} {:>9} {:<10} API",
+        "NODE", "ROLE", "ALIVE", "LAST SEEN", "PRIORITY", "UPTIME_S", "VERSION"
+    );
+    for p in &peers {
+        println!(
+            "{:<24} {:<8} {:<6} {:>10} {:>8} {:>9} {:<10} {}",
+            p.node,
+            node_role(&view, p),
+            if p.alive { "yes" } else { "no" },
+            ago(view.issued_at_ms, p.last_seen_ms),
+            format!("{}{}", p.priority, if p.draining { " (dr)" } else { "" }),
+            p.uptime_s,
+            p.version,
+            p.api.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+/// `brh-agent switchover`.
+#[derive(Debug, Args)]
+pub struct SwitchoverArgs {
+    /// The successor (a live, non-draining node); default: the best live candidate.
+    #[arg(long, value_name = "NODE")]
+    pub to: Option<String>,
+    #[command(flatten)]
+    pub forge: ForgeAccess,
+    #[command(flatten)]
+    pub seal: SealArgs,
+    #[command(flatten)]
+    pub caller: CallerArgs,
+}
+
+/// `brh-agent restart NAME` / `brh-agent drain NAME`.
+#[derive(Debug, Args)]
+pub struct ContainerArgs {
+    /// The managed container's name (as in `GET /status` of the leader, e.g. `web-1`).
+    pub name: String,
+    #[command(flatten)]
+    pub forge: ForgeAccess,
+    #[command(flatten)]
+    pub seal: SealArgs,
+    #[command(flatten)]
+    pub caller: CallerArgs,
+}
+
+/// The agent to call and its node id: `--agent`, or the leader's advertised API.
+async fn leader_api(
+    forge: &ForgeAccess,
+    seal: Option<Vec<u8>>,
+    caller: &CallerArgs,
+) -> anyhow::Result<(String, Option<String>, String)> {
+    if let Some(agent) = &caller.agent {
+        let env = forge.env.clone().unwrap_or_else(|| "dev".into());
+        if forge.forge_root.is_none() && forge.forge_url.is_none() {
+            return Ok((agent.trim_end_matches('/').to_string(), None, env));
+        }
+    }
+    let fed = Federation::open(forge, seal)?;
+    let env = fed.env().to_string();
+    if let Some(agent) = &caller.agent {
+        return Ok((agent.trim_end_matches('/').to_string(), None, env));
+    }
+    let view = fed.leader().await?;
+    let leader = view
+        .leader
+        .ok_or_else(|| anyhow!("env {env} has no leader right now (see `brh-agent status`)"))?;
+    let peers = fed.peers().await?;
+    let api = peers
+        .into_iter()
+        .find(|p| p.node == leader)
+        .and_then(|p| p.api)
+        .ok_or_else(|| {
+            anyhow!("the leader {leader} advertises no API address; give --agent URL")
+        })?;
+    Ok((api, Some(leader), env))
+}
+
+fn key_for(caller: &CallerArgs, seal: &SealArgs, env: &str) -> anyhow::Result<[u8; 32]> {
+    if let Some(hex) = &caller.api_key {
+        return brh_shared::hex::decode32(hex.trim())
+            .ok_or_else(|| anyhow!("invalid setting BRH_API_KEY: must be 64 hex digits"));
+    }
+    let s = seal.required().map_err(|_| {
+        anyhow!(
+            "invalid setting BRH_API_KEY: missing (give --api-key, or DOMINION_SEAL to derive it)"
+        )
+    })?;
+    Ok(crate::auth::derive_api_key(&s, env))
+}
+
+/// Posts a signed request and turns a refusal into one line naming the agent's reason.
+async fn call(
+    agent: &str,
+    to: Option<&str>,
+    path: &str,
+    body: Vec<u8>,
+    key: &[u8; 32],
+    caller: &str,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let http = client::http_client(timeout);
+    let (status, j) = client::agent_post(&http, agent, to, path, body, key, caller).await?;
+    if (200..300).contains(&status) {
+        return Ok(j);
+    }
+    let msg = j
+        .pointer("/error/message")
+        .and_then(|m| m.as_str())
+        .unwrap_or("no message");
+    let code = j
+        .pointer("/error/code")
+        .and_then(|m| m.as_str())
+        .unwrap_or("?");
+    Err(anyhow!(
+        "the agent at {agent} refused ({status} {code}): {msg}"
+    ))
+}
+
+pub async fn switchover(a: SwitchoverArgs) -> anyhow::Result<()> {
+    if let Some(to) = &a.to {
+        brh_shared::ids::validate_id(to).map_err(|e| anyhow!("invalid --to: {e}"))?;
+    }
+    let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
+    let key = key_for(&a.caller, &a.seal, &env)?;
+    let body = match &a.to {
+        Some(to) => serde_json::to_vec(&serde_json::json!({ "to": to }))?,
+        None => b"{}".to_vec(),
+    };
+    let j = call(
+        &agent,
+        leader.as_deref(),
+        "/switchover",
+        body,
+        &key,
+        &a.caller.caller,
+        Duration::from_secs(15),
+    )
+    .await?;
+    println!(
+        "switchover: {} → {} (term {})",
+        j["from"].as_str().unwrap_or("?"),
+        j["to"].as_str().unwrap_or("?"),
+        j["term"]
+    );
+    Ok(())
+}
+
+pub async fn container(action: &str, a: ContainerArgs) -> anyhow::Result<()> {
+    brh_shared::ids::validate_id(&a.name).map_err(|e| anyhow!("invalid NAME: {e}"))?;
+    let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
+    let key = key_for(&a.caller, &a.seal, &env)?;
+    let j = call(
+        &agent,
+        leader.as_deref(),
+        &format!("/{action}/{}", a.name),
+        Vec::new(),
+        &key,
+        &a.caller.caller,
+        // A restart waits for the container's stop timeout and its health check.
+        Duration::from_secs(300),
+    )
+    .await?;
+    println!(
+        "{}: {} ({})",
+        j["status"].as_str().unwrap_or(action),
+        j["name"].as_str().unwrap_or(&a.name),
+        j["id"].as_str().unwrap_or("?")
+    );
+    Ok(())
+}

@@ -1,0 +1,146 @@
+//! Switchover (`patronictl switchover --candidate`): the leader hands its lease to a named live
+//! candidate, or to the best one, on an operator's authenticated request.
+//!
+//! Order, as for shutdown: the guard closes first (the containers' demote policy runs), then
+//! the resign names the successor, and the forge grants it to that node and to no one else
+//! for one ttl (`EnvState::best_candidate`). The forge checks the candidate again, so a choice
+//! made here from a slightly old peer list can never grant to a dead node.
+use std::cmp::Reverse;
+
+use brh_shared::wire::PeerSummary;
+use tokio::sync::oneshot;
+
+/// A request the API hands to the keeper (the one task that signs forge requests).
+#[derive(Debug)]
+pub struct SwitchoverRequest {
+    /// The successor; `None`: the best live candidate.
+    pub to: Option<String>,
+    pub reply: oneshot::Sender<Result<Switched, SwitchoverError>>,
+}
+
+/// A completed switchover.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Switched {
+    pub from: String,
+    pub to: String,
+    /// The successor's term.
+    pub term: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SwitchoverError {
+    #[error("this agent is not the leader (leader: {})", .0.as_deref().unwrap_or("none"))]
+    NotLeader(Option<String>),
+    #[error("{0}")]
+    NotCandidate(String),
+    #[error("the forge could not be reached: {0}; this agent stays a candidate")]
+    Forge(String),
+}
+
+/// The successor: `to` when it is a live, non-draining peer other than `me`; otherwise the
+/// best such peer by the forge's own order (priority, then earliest joined, then node id).
+pub fn choose_successor(
+    peers: &[PeerSummary],
+    me: &str,
+    to: Option<&str>,
+) -> Result<String, SwitchoverError> {
+    let live = || {
+        peers
+            .iter()
+            .filter(|p| p.alive && !p.draining && p.node != me)
+    };
+    match to {
+        Some(to) if to == me => Err(SwitchoverError::NotCandidate(format!(
+            "{to} already leads: name another node"
+        ))),
+        Some(to) => match peers.iter().find(|p| p.node == to) {
+            Some(p) if p.alive && !p.draining => Ok(to.to_string()),
+            found => {
+                let why = match found {
+                    None => "it is not a member of this env",
+                    Some(p) if !p.alive => "it is not alive",
+                    Some(_) => "it is draining",
+                };
+                let others: Vec<&str> = live().map(|p| p.node.as_str()).collect();
+                Err(SwitchoverError::NotCandidate(format!(
+                    "cannot hand the lease to {to}: {why} (live candidates: {})",
+                    if others.is_empty() {
+                        "none".to_string()
+                    } else {
+                        others.join(", ")
+                    }
+                )))
+            }
+        },
+        None => live()
+            .max_by_key(|p| {
+                (
+                    p.priority,
+                    Reverse(p.joined_at_ms),
+                    Reverse(p.node.as_str()),
+                )
+            })
+            .map(|p| p.node.clone())
+            .ok_or_else(|| {
+                SwitchoverError::NotCandidate(
+                    "no other live, non-draining node to hand the lease to".into(),
+                )
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(node: &str, alive: bool, draining: bool, priority: i32, joined: u64) -> PeerSummary {
+        PeerSummary {
+            node: node.into(),
+            alive,
+            last_seen_ms: 0,
+            joined_at_ms: joined,
+            priority,
+            draining,
+            uptime_s: 0,
+            version: "t".into(),
+            api: None,
+        }
+    }
+
+    #[test]
+    fn the_named_candidate_must_be_live_and_not_draining() {
+        let peers = [
+            peer("a", true, false, 0, 1),
+            peer("b", true, false, 0, 2),
+            peer("c", false, false, 9, 3),
+            peer("d", true, true, 9, 4),
+        ];
+        assert_eq!(choose_successor(&peers, "a", Some("b")).unwrap(), "b");
+        for (to, why) in [
+            ("a", "already leads"),
+            ("c", "it is not alive (live candidates: b)"),
+            ("d", "it is draining"),
+            ("zz", "not a member"),
+        ] {
+            let e = choose_successor(&peers, "a", Some(to)).unwrap_err();
+            assert!(e.to_string().contains(why), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn without_a_name_the_forges_order_picks() {
+        let peers = [
+            peer("a", true, false, 5, 1),
+            peer("b", true, false, 1, 2),
+            peer("c", true, false, 1, 1),
+            peer("d", false, false, 9, 0),
+            peer("e", true, true, 9, 0),
+        ];
+        // Highest priority other than the leader, then earliest joined.
+        assert_eq!(choose_successor(&peers, "a", None).unwrap(), "c");
+        assert!(matches!(
+            choose_successor(&peers[..1], "a", None),
+            Err(SwitchoverError::NotCandidate(_))
+        ));
+    }
+}
