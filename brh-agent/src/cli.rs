@@ -261,10 +261,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let cancel = CancellationToken::new();
+    let signal = crate::shutdown_signal();
     let agent = crate::start_agent(cfg, Arc::new(NoHooks), cancel.clone()).await?;
     let mut done = agent.done;
     let result = tokio::select! {
-        _ = crate::shutdown_signal() => {
+        _ = signal => {
             cancel.cancel();
             (&mut done).await
         }
@@ -361,5 +362,35 @@ async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
             .and_then(|m| m.as_str())
             .unwrap_or("no message");
         Err(anyhow!("the agent answered {status}: {msg}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every option of every subcommand explains itself in `--help`.
+    #[test]
+    fn every_option_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            assert!(
+                cmd.get_about().is_some() || path.is_empty(),
+                "{path} has no description"
+            );
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "", &mut missing);
+        assert!(missing.is_empty(), "options without a description: {missing:?}");
+        Cli::command().debug_assert();
     }
 }
