@@ -1,7 +1,6 @@
 //! Command line: `run`, `status`, `switchover`, `restart`, `drain`, `deploy`,
 //! `root generate|verify`, `api-key`, `up`. Operator commands live in `ops.rs`.
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use brh_shared::root::{DominionRoot, SCHEME_HTTP, SCHEME_HTTPS};
@@ -43,8 +42,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: RootCmd,
     },
-    /// Ask an agent to deploy an image (authenticated with the seal-derived API key).
-    Deploy(DeployArgs),
+    /// Deploy an image to a manifest service through the leader's API: replicas replaced one
+    /// at a time, each health-checked, rolled back on failure.
+    Deploy(crate::ops::DeployArgs),
+    /// Print a new random federation secret (64 hex) for DOMINION_SEAL.
+    Seal,
     /// Print the API key of an env (derived from the seal) for `deploy --api-key`.
     ApiKey(ApiKeyArgs),
     /// Start a local federation: the embedded forge plus N agents with fresh keys.
@@ -85,42 +87,6 @@ pub enum RootCmd {
         #[arg(long)]
         max_age_seconds: Option<u64>,
     },
-}
-
-#[derive(Debug, Args)]
-pub struct DeployArgs {
-    /// The agent's API (usually the leader's).
-    #[arg(long, env = "BRH_AGENT_URL", default_value = "http://127.0.0.1:7878")]
-    pub agent: String,
-    /// Image reference (Docker's grammar), e.g. `registry.example.com/app:1.2`.
-    #[arg(long)]
-    pub image: String,
-    /// The manifest service to deploy (may be left out when the manifest has one service).
-    #[arg(long)]
-    pub service: Option<String>,
-    /// Pull policy: never, missing or always.
-    #[arg(long, default_value = "missing", value_parser = ["never", "missing", "always"])]
-    pub pull: String,
-    /// The source branch, recorded in the agent's events (the original's `branch`).
-    #[arg(long)]
-    pub branch: Option<String>,
-    #[command(flatten)]
-    pub key: KeyArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct KeyArgs {
-    /// The env's API key (64 hex); alternatively give the seal.
-    #[arg(long, env = "BRH_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
-    #[command(flatten)]
-    pub seal: crate::ops::SealArgs,
-    /// The env whose key signs the request.
-    #[arg(long, env = "BRH_ENV", default_value = "dev")]
-    pub env: String,
-    /// The caller's name, shown in the agent's events.
-    #[arg(long, env = "USER", default_value = "brh-cli")]
-    pub caller: String,
 }
 
 #[derive(Debug, Args)]
@@ -240,7 +206,11 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Restart(a) => crate::ops::container("restart", a).await,
         Cmd::Drain(a) => crate::ops::container("drain", a).await,
         Cmd::Root { cmd } => root(cmd),
-        Cmd::Deploy(a) => deploy(a).await,
+        Cmd::Deploy(a) => crate::ops::deploy(a).await,
+        Cmd::Seal => {
+            println!("{}", client::random_hex(32));
+            Ok(())
+        }
         Cmd::ApiKey(a) => {
             let seal = a.seal.required()?;
             println!(
@@ -317,54 +287,6 @@ fn root(cmd: RootCmd) -> anyhow::Result<()> {
     }
 }
 
-/// The API key from `--api-key` or derived from the seal.
-pub fn api_key(k: &KeyArgs) -> anyhow::Result<[u8; 32]> {
-    if let Some(hex) = &k.api_key {
-        return brh_shared::hex::decode32(hex.trim())
-            .ok_or_else(|| anyhow!("invalid setting BRH_API_KEY: must be 64 hex digits"));
-    }
-    let seal = k
-        .seal
-        .required()
-        .map_err(|_| anyhow!("invalid setting BRH_API_KEY: give --api-key or DOMINION_SEAL"))?;
-    Ok(crate::auth::derive_api_key(&seal, &k.env))
-}
-
-async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
-    crate::containers::reference::validate(&a.image)
-        .map_err(|m| anyhow!("invalid --image: {m}"))?;
-    let key = api_key(&a.key)?;
-    let body = serde_json::to_vec(&serde_json::json!({
-        "image": a.image, "service": a.service, "pull": a.pull, "branch": a.branch
-    }))?;
-    let (status, j) = client::agent_post(
-        // A deploy health-checks every replica: allow it time.
-        &client::http_client(Duration::from_secs(600)),
-        &a.agent,
-        None,
-        "/deploy",
-        body,
-        &key,
-        &a.key.caller,
-    )
-    .await?;
-    println!("{j}");
-    if (200..300).contains(&status) {
-        if j.get("status").and_then(|s| s.as_str()) == Some("ignored") {
-            return Err(anyhow!(
-                "the agent is not the leader; send the deploy to the leader"
-            ));
-        }
-        Ok(())
-    } else {
-        let msg = j
-            .pointer("/error/message")
-            .and_then(|m| m.as_str())
-            .unwrap_or("no message");
-        Err(anyhow!("the agent answered {status}: {msg}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,7 +312,10 @@ mod tests {
         }
         let mut missing = Vec::new();
         walk(&Cli::command(), "", &mut missing);
-        assert!(missing.is_empty(), "options without a description: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "options without a description: {missing:?}"
+        );
         Cli::command().debug_assert();
     }
 }

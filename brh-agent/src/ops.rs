@@ -281,6 +281,55 @@ pub struct ContainerArgs {
     pub caller: CallerArgs,
 }
 
+/// `brh-agent deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Image reference (Docker's grammar), e.g. `registry.example.com/app:1.2`.
+    #[arg(long)]
+    pub image: String,
+    /// The manifest service to deploy (may be left out when the manifest has one service).
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Pull policy: never, missing or always.
+    #[arg(long, default_value = "missing", value_parser = ["never", "missing", "always"])]
+    pub pull: String,
+    /// The source branch, recorded in the agent's events (the original's `branch`).
+    #[arg(long)]
+    pub branch: Option<String>,
+    #[command(flatten)]
+    pub forge: ForgeAccess,
+    #[command(flatten)]
+    pub seal: SealArgs,
+    #[command(flatten)]
+    pub caller: CallerArgs,
+}
+
+pub async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
+    crate::containers::reference::validate(&a.image)
+        .map_err(|m| anyhow!("invalid --image: {m}"))?;
+    let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
+    let key = key_for(&a.caller, &a.seal, &env)?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "image": a.image, "service": a.service, "pull": a.pull, "branch": a.branch
+    }))?;
+    // A deploy health-checks every replica: allow it time.
+    let j = call(
+        &agent,
+        leader.as_deref(),
+        "/deploy",
+        body,
+        &key,
+        &a.caller.caller,
+        Duration::from_secs(600),
+    )
+    .await?;
+    println!("{j}");
+    if j.get("status").and_then(|s| s.as_str()) == Some("ignored") {
+        bail!("the agent at {agent} is not the leader; send the deploy to the leader");
+    }
+    Ok(())
+}
+
 /// The agent to call and its node id: `--agent`, or the leader's advertised API.
 async fn leader_api(
     forge: &ForgeAccess,
@@ -341,12 +390,14 @@ async fn call(
     if (200..300).contains(&status) {
         return Ok(j);
     }
+    // An error body, or (a deploy rolled back: 422) the agent's whole report.
     let msg = j
         .pointer("/error/message")
         .and_then(|m| m.as_str())
-        .unwrap_or("no message");
+        .map_or_else(|| j.to_string(), str::to_string);
     let code = j
         .pointer("/error/code")
+        .or_else(|| j.get("status"))
         .and_then(|m| m.as_str())
         .unwrap_or("?");
     Err(anyhow!(
