@@ -102,7 +102,7 @@ const cases = [];
 const refuse = (name, expect, send, prepare) => cases.push({ name, expect, send, prepare });
 
 // No authentication at all.
-for (const p of ["/deploy", "/federation/nudge", "/restart/x", "/drain/x"]) {
+for (const p of ["/deploy", "/federation/nudge", "/restart/x", "/drain/x", "/switchover"]) {
   refuse(`unsigned POST ${p}`, UNAUTH, () => rawRequest(ctx.a.url, { method: "POST", path: p, body: '{"image":"nginx:1"}' }));
 }
 refuse("unsigned POST /deploy announcing 60,000 bytes: 401 before the body is read", UNAUTH, async () => {

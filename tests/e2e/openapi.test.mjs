@@ -422,6 +422,20 @@ describe("openapi vs the running native forge and agents", () => {
       check(a, "POST", `/${action}/%2e%2e`, await agentSigned(a, key, `/${action}/%2e%2e`));
       check(a, "POST", `/${action}/x`, await rawRequest(a.url, { method: "POST", path: `/${action}/x` }));
     }
+    for (const ag of [a, b]) {
+      // Leader: 409 not_candidate; witness: 409 not_leader. Then a body that is not one.
+      check(ag, "POST", "/switchover", await agentSigned(ag, key, "/switchover", '{"to":"nobody"}'));
+      check(ag, "POST", "/switchover", await agentSigned(ag, key, "/switchover", '{"to":5}'));
+    }
+    check(a, "POST", "/switchover", await rawRequest(a.url, { method: "POST", path: "/switchover", body: "{}" }));
+    // A real one, from whichever leads to the other: 200, and back.
+    for (let i = 0; i < 2; i++) {
+      const leader = (await rawRequest(a.url, { path: "/status" })).json.role === "leader" ? a : b;
+      const res = await agentSigned(leader, key, "/switchover", "{}");
+      assert.equal(res.status, 200, JSON.stringify(res.json));
+      check(leader, "POST", "/switchover", res);
+      await new Promise((r) => setTimeout(r, 300));
+    }
     check(a, "GET", "/health", await rawRequest(a.url, { path: "/health", headers: Array.from({ length: 100 }, (_, i) => [`x-junk-${i}`, "v"]) }));
     const m = await rawRequest(a.url, { method: "PUT", path: "/deploy" });
     assert.equal(m.status, 405);
