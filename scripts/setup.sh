@@ -45,6 +45,7 @@ cargo fetch --quiet
 if [ -x scripts/setup-node.sh ]; then
   scripts/setup-node.sh
 fi
+if [ -x scripts/setup-browser.sh ]; then scripts/setup-browser.sh; fi
 if [ -x scripts/dockerd.sh ]; then
   scripts/dockerd.sh start
 fi

@@ -2,7 +2,8 @@
 # End-to-end suite: the same scenarios against the native forge, the Worker in workerd over KV,
 # and the Worker in workerd with the LeaseRegister Durable Object (tests/e2e/forge.test.mjs),
 # the hostile-input matrix against those three and the agent API (hostile*.test.mjs), the
-# OpenAPI documents checked against the code and live answers (openapi.test.mjs),
+# OpenAPI documents checked against the code and live answers (openapi.test.mjs), the dashboard
+# in headless Chromium (dashboard.test.mjs), every README command (readme.test.mjs),
 # then proof that the bundle deploys (`wrangler deploy --dry-run`). Builds what is missing:
 # the npm tools (scripts/setup-node.sh), the native forge binary, the Worker bundle
 # (scripts/build-worker.sh, skipped when its inputs did not change). Offline; loopback only.
@@ -17,8 +18,9 @@ export WRANGLER_SEND_METRICS=false WRANGLER_SEND_ERROR_REPORTS=false CLOUDFLARE_
 export CI=true XDG_CONFIG_HOME="$ROOT/.config" NO_COLOR=1
 export PATH="$ROOT/node_modules/.bin:$PATH"
 
-step "npm tools"
+step "npm tools and the browser"
 scripts/setup-node.sh
+scripts/setup-browser.sh
 
 step "native forge and agent binaries"
 cargo build --quiet -p forge-worker --bin forge -p brh-agent --bin brh-agent

@@ -104,6 +104,7 @@ mod tests {
             uptime_s: 0,
             version: "t".into(),
             api: None,
+            leaving: false,
         }
     }
 

@@ -638,6 +638,7 @@ impl EnvState {
                 uptime_s: p.uptime_s,
                 version: p.version.clone(),
                 api: p.api.clone(),
+                leaving: p.leaving,
             })
             .collect()
     }

@@ -204,6 +204,10 @@ pub struct PeerSummary {
     pub version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<String>,
+    /// It resigned because it is stopping: gone (never elected) until it returns with a new
+    /// boot. `alive` is false while this holds.
+    #[serde(default)]
+    pub leaving: bool,
 }
 
 /// One leader change in `GET /federation/history`.

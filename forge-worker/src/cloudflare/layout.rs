@@ -105,6 +105,8 @@ pub fn peer_durably_equal(a: &Peer, b: &Peer) -> bool {
         && a.api == b.api
         && a.nonce.boot_id == b.nonce.boot_id
         && a.nonce.retired == b.nonce.retired
+        // A resign that leaves must reach KV, or the next isolate re-grants the leaver.
+        && a.leaving == b.leaving
 }
 
 /// `kv` mode: the KV writes that turn `before` (what KV holds, `None` if the env is new there)
@@ -332,6 +334,19 @@ mod tests {
             vec!["env/prod/lease", "env/prod/peer/n1", "env/prod/peer/gone"]
         );
         assert!(matches!(ops[2], Op::Delete { .. }));
+    }
+
+    #[test]
+    fn a_leaving_resign_rewrites_the_peer_key() {
+        // Found by the dashboard's browser test: kv mode kept `leaving` in memory only, so
+        // the next isolate re-granted the leaver.
+        let mut s = EnvState::default();
+        beat(&mut s, "n1", 1, 1_000);
+        let before = s.clone();
+        s.peers.get_mut("n1").unwrap().leaving = true;
+        assert!(
+            keys(&plan_save("prod", Some(&before), &s, &[], REFRESH)).contains(&"env/prod/peer/n1")
+        );
     }
 
     #[test]
