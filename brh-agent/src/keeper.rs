@@ -564,6 +564,20 @@ async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHoo
     let (t, term) = lock(&shared.role).stop(mono_ms());
     shared.apply(hooks, t);
     let Some(term) = term else {
+        // A last beat marked draining, so that the forge does not elect a node that is going
+        // away (all of `up`'s agents stop at once; the leader's resign would otherwise hand
+        // the lease to a witness that is itself stopping). Bounded, best effort.
+        if shared.cfg.heartbeat_enabled {
+            let hb = Heartbeat {
+                env: shared.cfg.env.clone(),
+                priority: shared.cfg.priority,
+                draining: true,
+                uptime_s: shared.uptime_s(),
+                version: VERSION.into(),
+                api: Some(shared.cfg.advertise.clone()),
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.heartbeat(&hb)).await;
+        }
         tracing::info!("[CN] {} stopping (witness)", shared.cfg.node_id);
         return;
     };

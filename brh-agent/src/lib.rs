@@ -151,19 +151,26 @@ pub async fn start_agent(
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,
+/// not when it is first awaited: call it before announcing readiness, so a signal sent right
+/// after the announcement steps down cleanly instead of killing the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM: stepping down"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stepping down"),
+        let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+        async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stepping down"),
+                _ = int.recv() => tracing::info!("SIGINT: stepping down"),
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! `brh-agent up`: a local federation in one command — the embedded native forge plus N
-//! agents in this process, with a freshly generated seal. Prints the dashboard URL and each
-//! agent's API, and on Ctrl-C stops the agents (each resigns if it leads) and then the forge.
+//! agents in this process. The first run generates a seal; later runs in the same data
+//! directory reuse it and the forge's state (terms, history), so a restart continues the
+//! federation; `--fresh` starts a new one. Prints the dashboard URL and each agent's API, and
+//! on Ctrl-C stops the agents (each resigns if it leads) and then the forge.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +18,19 @@ use crate::client::random_hex;
 use crate::clock;
 use crate::config::{Config, RunArgs};
 use crate::keeper::NoHooks;
+
+/// `println!` that ignores a closed stdout (`brh-agent up | head`): the federation keeps
+/// running and still stops cleanly on Ctrl-C.
+macro_rules! say {
+    () => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Profile {
@@ -39,11 +54,15 @@ pub struct UpArgs {
     /// First agent API port; the others follow. 0 picks free ports.
     #[arg(long, default_value_t = 7878)]
     pub api_port: u16,
+    /// The env the agents join.
     #[arg(long, env = "BRH_ENV", default_value = "dev")]
     pub env: String,
-    /// Where the forge keeps its state and the agents their event logs.
+    /// Where the forge keeps its state, the agents their event logs, and `up.env` the keys.
     #[arg(long, default_value = ".brh/up")]
     pub data: PathBuf,
+    /// Start a new federation: new keys, and the forge's state of earlier runs deleted.
+    #[arg(long)]
+    pub fresh: bool,
     /// A `bridge.runtime.yaml` with services: the agents then share the Docker engine of
     /// `DOCKER_HOST`, and the leader runs the manifest (handover adopts it in place).
     #[arg(long, env = "BRH_CONFIG")]
@@ -61,11 +80,31 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&a.data)
         .with_context(|| format!("cannot create {}", a.data.display()))?;
-    // Fresh keys every time: nothing from a previous run can be replayed into this one. The
-    // forge's store is per seal, so start from an empty one.
-    let seal = random_hex(32);
+    // The forge's store belongs to one seal: keep both, or (with --fresh, or when the keys
+    // are gone) start both anew.
+    let env_file = a.data.join("up.env");
     let forge_dir = a.data.join("forge");
-    let _ = std::fs::remove_dir_all(&forge_dir);
+    let kept = if a.fresh {
+        None
+    } else {
+        previous_seal(&env_file)
+    };
+    let seal = match kept {
+        Some(seal) => {
+            say!(
+                "continuing the federation in {} (--fresh starts a new one)",
+                a.data.display()
+            );
+            seal
+        }
+        None => {
+            if forge_dir.exists() {
+                std::fs::remove_dir_all(&forge_dir)
+                    .with_context(|| format!("cannot reset {}", forge_dir.display()))?;
+            }
+            random_hex(32)
+        }
+    };
     let mut opts = ServeOptions::new(a.forge_listen, forge_dir.clone(), seal.as_bytes().to_vec());
     opts.timing = timing;
     let forge = match start(opts.clone()).await {
@@ -89,20 +128,19 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("invalid --env: {e}"))?;
 
     // The secrets go to a private file, never to the terminal or the logs.
-    let env_file = a.data.join("up.env");
     // Single-quoted: the root holds `&`, which a shell sourcing the file would otherwise run
     // as background jobs. None of the values can contain a quote (hex, a URI of ids, an id).
-    // The timing is written too, so an agent started from this file matches the forge.
+    // No timing: an agent started from this file follows the forge's.
     write_private(
         &env_file,
         &format!(
-            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\n\
-             BRH_HEARTBEAT_INTERVAL='{}ms'\nBRH_LEASE_TTL='{}ms'\n",
-            a.env, timing.heartbeat_interval_ms, timing.lease_ttl_ms
+            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\n",
+            a.env
         ),
     )?;
 
     let all = CancellationToken::new();
+    let signal = crate::shutdown_signal();
     let mut agents = Vec::new();
     for i in 0..a.agents {
         let node = format!("brh-node-{:02}", i + 1);
@@ -122,7 +160,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             ..RunArgs::default()
         };
         let cfg = Config::resolve(args.clone(), clock::wall_ms() / 1000)?;
-        let started = match crate::start_agent(cfg, Arc::new(NoHooks), all.child_token()).await {
+        let stop = all.child_token();
+        let started = match crate::start_agent(cfg, Arc::new(NoHooks), stop.clone()).await {
             Ok(s) => s,
             Err(_) if port != 0 => {
                 let args = RunArgs {
@@ -130,39 +169,60 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                     ..args
                 };
                 let cfg = Config::resolve(args, clock::wall_ms() / 1000)?;
-                crate::start_agent(cfg, Arc::new(NoHooks), all.child_token()).await?
+                crate::start_agent(cfg, Arc::new(NoHooks), stop.clone()).await?
             }
             Err(e) => return Err(e),
         };
-        agents.push((node, started));
+        agents.push((node, started, stop));
     }
 
-    println!();
-    println!(
+    say!();
+    say!(
         "BRH local federation (env {}, heartbeat {} ms, lease {} ms)",
-        a.env, timing.heartbeat_interval_ms, timing.lease_ttl_ms
+        a.env,
+        timing.heartbeat_interval_ms,
+        timing.lease_ttl_ms
     );
-    println!("  dashboard: http://{}/", forge.addr);
-    for (node, ag) in &agents {
-        println!("  {node}: http://{}/status", ag.api_addr);
+    say!("  dashboard: http://{}/", forge.addr);
+    for (node, ag, _) in &agents {
+        say!("  {node}: http://{}/status", ag.api_addr);
     }
-    println!(
+    say!(
         "  keys:      {} (source it to use `brh-agent status` / `deploy`)",
         env_file.display()
     );
-    println!("Ctrl-C stops everything (the leader resigns first).");
-    println!();
+    say!("Ctrl-C stops everything (the leader resigns first).");
+    say!();
 
-    crate::shutdown_signal().await;
-    all.cancel();
-    for (node, ag) in agents {
-        if let Ok(Err(e)) = ag.done.await {
-            tracing::warn!("{node} stopped with an error: {e:#}");
+    signal.await;
+    // Witnesses first (each tells the forge it is going), then the leader: its resign must
+    // not hand the lease to a node that is itself stopping.
+    let (leaders, witnesses): (Vec<_>, Vec<_>) = agents
+        .into_iter()
+        .partition(|(_, ag, _)| ag.shared.guard().is_ok());
+    for group in [witnesses, leaders] {
+        for (_, _, stop) in &group {
+            stop.cancel();
+        }
+        for (node, ag, _) in group {
+            if let Ok(Err(e)) = ag.done.await {
+                tracing::warn!("{node} stopped with an error: {e:#}");
+            }
         }
     }
+    all.cancel();
     forge.shutdown().await;
     tracing::info!("local federation stopped");
     Ok(())
+}
+
+/// The seal of an earlier run, from its `up.env` (written by [`up`]).
+fn previous_seal(env_file: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(env_file).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("DOMINION_SEAL="))
+        .map(|v| v.trim().trim_matches('\'').to_string())
+        .filter(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {

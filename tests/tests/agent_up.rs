@@ -1,14 +1,14 @@
 //! `brh-agent up`: the one-command local federation starts, elects, and stops cleanly.
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use brh_tests::federation::*;
 
-#[test]
-fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
-    let dir = scratch("up");
+/// `brh-agent up` in `dir` with free ports: the child, its forge and its agents' APIs, and
+/// the lines printed before "Ctrl-C".
+fn start_up(dir: &std::path::Path, extra: &[&str]) -> (Child, SocketAddr, Vec<SocketAddr>, String) {
     let mut child = Command::new(bin("brh-agent"))
         .args([
             "up",
@@ -18,15 +18,18 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
             "0",
             "--data",
         ])
-        .arg(&dir)
+        .arg(dir)
+        .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.with_extension(format!("{}.log", extra.len()))).unwrap())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut dashboard, mut apis) = (None, Vec::<SocketAddr>::new());
+    let (mut dashboard, mut apis, mut printed) = (None, Vec::<SocketAddr>::new(), String::new());
     for line in lines.by_ref() {
         let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
         if let Some(u) = line.trim().strip_prefix("dashboard: http://") {
             dashboard = Some(u.trim_end_matches('/').parse::<SocketAddr>().unwrap());
         } else if line.trim().starts_with("brh-node-") {
@@ -36,10 +39,16 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
             break;
         }
     }
-    assert_eq!(apis.len(), 3, "three agents by default");
-    let forge = dashboard.expect("dashboard URL printed");
-    // One leader, agreed by all three and by the forge.
-    let leader = wait_until(Duration::from_secs(15), || {
+    (
+        child,
+        dashboard.expect("dashboard URL printed"),
+        apis,
+        printed,
+    )
+}
+
+fn agreed(apis: &[SocketAddr]) -> Option<String> {
+    wait_until(Duration::from_secs(15), || {
         let st: Vec<_> = apis
             .iter()
             .map(|a| http_get(*a, "/status"))
@@ -49,7 +58,21 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
             && st.iter().filter(|s| s["role"] == "leader").count() == 1;
         ok.then_some(l)
     })
-    .expect("no agreed leader");
+}
+
+fn stop(mut child: Child) {
+    signal(child.id(), libc::SIGINT);
+    let st = child.wait().unwrap();
+    assert!(st.success(), "up must exit 0 on Ctrl-C: {st:?}");
+}
+
+#[test]
+fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
+    let dir = scratch("up");
+    let (child, forge, apis, _) = start_up(&dir, &[]);
+    assert_eq!(apis.len(), 3, "three agents by default");
+    // One leader, agreed by all three and by the forge.
+    let leader = agreed(&apis).expect("no agreed leader");
     let v = http_get(forge, "/federation/leader?env=dev").unwrap();
     assert_eq!(v["leader"].as_str(), Some(leader.as_str()));
     // The keys file is private and the seal is not on stdout.
@@ -77,9 +100,8 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
         "sourcing up.env then `brh-agent status` failed: {stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    signal(child.id(), libc::SIGINT);
-    let st = child.wait().unwrap();
-    assert!(st.success(), "up must exit 0 on Ctrl-C");
+    let term = v["term"].as_u64().unwrap();
+    stop(child);
     for a in &apis {
         assert!(
             http_get(*a, "/health").is_none(),
@@ -92,4 +114,28 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
         (last.event.as_str(), last.reason.as_deref()),
         ("demote", Some("shutdown"))
     );
+
+    // `up` again in the same directory continues the federation: same keys, the forge's
+    // terms and history kept (the README says state survives restarts).
+    let (child, forge, apis, printed) = start_up(&dir, &[]);
+    assert!(printed.contains("continuing the federation"), "{printed}");
+    assert_eq!(
+        std::fs::read_to_string(&env_file).unwrap().lines().next(),
+        text.lines().next()
+    );
+    agreed(&apis).expect("no leader after restart");
+    let v = http_get(forge, "/federation/leader?env=dev").unwrap();
+    assert!(v["term"].as_u64().unwrap() > term, "terms restarted: {v}");
+    stop(child);
+    // --fresh: new keys, empty forge.
+    let (child, forge, apis, printed) = start_up(&dir, &["--fresh"]);
+    assert!(!printed.contains("continuing"), "{printed}");
+    assert_ne!(
+        std::fs::read_to_string(&env_file).unwrap().lines().next(),
+        text.lines().next()
+    );
+    agreed(&apis).expect("no leader after --fresh");
+    let v = http_get(forge, "/federation/leader?env=dev").unwrap();
+    assert_eq!(v["term"], 1, "{v}");
+    stop(child);
 }
