@@ -26,6 +26,9 @@ step "unit, property and process tests"
 cargo build --workspace --bins
 cargo test --workspace
 
+step "shipping: static binaries, FROM-scratch images, the forge image answers a signed heartbeat"
+cargo test -p brh-tests --test shipping
+
 if [ -x scripts/test-e2e.sh ]; then
   step "end-to-end: native forge and the Worker in workerd (kv, durable-object)"
   scripts/test-e2e.sh

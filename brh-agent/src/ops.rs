@@ -59,6 +59,9 @@ pub struct ForgeAccess {
     /// The env (default: the root's env, else `dev`).
     #[arg(long, env = "BRH_ENV")]
     pub env: Option<String>,
+    /// Extra CA certificates (PEM) to trust for the forge's HTTPS (a self-signed forge).
+    #[arg(long, env = "BRH_FORGE_CA")]
+    pub forge_ca: Option<std::path::PathBuf>,
 }
 
 /// Signed requests to an agent's API.
@@ -85,6 +88,9 @@ pub struct Federation {
 
 impl Federation {
     pub fn open(f: &ForgeAccess, seal: Option<Vec<u8>>) -> anyhow::Result<Self> {
+        if let Some(ca) = &f.forge_ca {
+            client::trust_forge_ca(ca).map_err(|e| anyhow!("invalid setting BRH_FORGE_CA: {e}"))?;
+        }
         let (base, root_env) = match (&f.forge_root, &f.forge_url) {
             (Some(text), over) => {
                 let root = DominionRoot::parse(text)

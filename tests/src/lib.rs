@@ -4,3 +4,4 @@
 //! - `federation`: start/stop agents against a forge (agent fault-injection tests).
 pub mod federation;
 pub mod forge;
+pub mod sim;

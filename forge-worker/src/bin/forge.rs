@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use brh_shared::Timing;
 use clap::{Parser, Subcommand, ValueEnum};
+use forge_worker::native::server::{Limits, Tls};
 use forge_worker::native::{start, ServeOptions};
 
 #[derive(Parser)]
@@ -65,6 +66,13 @@ enum Cmd {
         /// Echoed by /manifest/resolve (seed compatibility).
         #[arg(long, env = "FORGE_DOMINION_ROOT")]
         dominion_root: Option<String>,
+        /// Serve HTTPS: PEM certificate chain, leaf first (with --tls-key). Agents reach it
+        /// with a `dominion://` root; a self-signed one needs `brh-agent run --forge-ca`.
+        #[arg(long, env = "FORGE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+        #[arg(long, env = "FORGE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -93,6 +101,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         skew_ms,
         sweep_interval_ms,
         dominion_root,
+        tls_cert,
+        tls_key,
     } = cli.cmd;
     let seal = seal.filter(|s| !s.is_empty()).ok_or_else(|| {
         anyhow::anyhow!("DOMINION_SEAL is not set: the forge refuses to run without a secret (set it in the environment or pass --seal)")
@@ -112,37 +122,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sweep_interval_ms > 0,
         "--sweep-interval-ms must be positive"
     );
+    let tls = match (&tls_cert, &tls_key) {
+        (Some(cert), Some(key)) => Some(
+            Tls::from_pem_files(cert, key)
+                .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e:#}"))?,
+        ),
+        _ => None,
+    };
     let opts = ServeOptions {
         timing,
         skew_ms,
         sweep_interval: Duration::from_millis(sweep_interval_ms),
         dominion_root,
+        limits: Limits {
+            tls,
+            ..Limits::default()
+        },
         ..ServeOptions::new(listen, data, seal.into_bytes())
     };
+    let signal = shutdown_signal();
     let forge = start(opts).await?;
-    eprintln!("forge listening on http://{}", forge.addr);
-    shutdown_signal().await;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("forge listening on {scheme}://{}", forge.addr);
+    signal.await;
     tracing::info!("shutting down");
     forge.shutdown().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called (before
+/// "listening" is printed), so a signal sent right after start-up shuts down cleanly instead
+/// of killing the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).ok();
+        let int = signal(SignalKind::interrupt()).ok();
+        async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
                 }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+            };
+            tokio::select! { _ = wait(term) => {}, _ = wait(int) => {} }
+        }
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }

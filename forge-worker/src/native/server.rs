@@ -9,10 +9,18 @@
 //! - Past `max_connections` a new connection gets an immediate `503 busy` and is closed.
 //! - Shutdown stops accepting, asks every connection to finish its request in flight, and
 //!   closes whatever is still open after `shutdown_grace`.
+//! - With [`Limits::tls`] every connection is TLS (rustls): the handshake must finish within
+//!   `header_read_timeout` (then the headers get the same time again), the connection counts
+//!   against `max_connections` from the moment it is accepted, and a shutdown abandons
+//!   handshakes in progress. Past the cap a TLS connection is closed at once: a plain-text
+//!   `503` would be garbage to a TLS client, and a handshake would let the excess hold
+//!   descriptors for as long as a slow client likes.
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use axum::body::{Body, Bytes};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -25,14 +33,17 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::rustls;
 
-/// Deadlines and bounds of one server.
+/// Deadlines and bounds of one server, and whether it speaks TLS.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    /// Terminate TLS on every connection (`None`: plain HTTP).
+    pub tls: Option<Tls>,
 }
 
 impl Default for Limits {
@@ -42,7 +53,58 @@ impl Default for Limits {
             body_read_timeout: Duration::from_secs(10),
             max_connections: default_max_connections(),
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
         }
+    }
+}
+
+/// A server's TLS settings: a certificate chain and its private key, served with rustls
+/// (the `ring` provider, TLS 1.2 and 1.3, ALPN `http/1.1`). Built once per process and kept
+/// for its lifetime, so that [`Limits`] stays `Copy`.
+#[derive(Clone, Copy)]
+pub struct Tls(&'static tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
+}
+
+impl Tls {
+    /// Reads a PEM certificate chain (leaf first) and a PEM private key (PKCS#8, PKCS#1 or
+    /// SEC1), as written by certbot, `openssl req -x509` or rcgen.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> anyhow::Result<Tls> {
+        let cert_pem = std::fs::read(cert)
+            .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?;
+        let key_pem = std::fs::read(key)
+            .with_context(|| format!("cannot read the TLS key {}", key.display()))?;
+        Self::from_pem(&cert_pem, &key_pem)
+            .with_context(|| format!("TLS certificate {} / key {}", cert.display(), key.display()))
+    }
+
+    /// As [`Tls::from_pem_files`], from the PEM text itself.
+    pub fn from_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Tls> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("the certificate is not valid PEM: {e}"))?;
+        anyhow::ensure!(
+            !chain.is_empty(),
+            "no certificate found (expected -----BEGIN CERTIFICATE-----)"
+        );
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| {
+            anyhow::anyhow!("no usable private key (PKCS#8, PKCS#1 or SEC1 PEM): {e}")
+        })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| anyhow::anyhow!("the key does not fit the certificate: {e}"))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Ok(Tls(Box::leak(Box::new(acceptor))))
     }
 }
 
@@ -213,7 +275,9 @@ pub async fn serve(
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            conns.spawn(refuse_busy(stream));
+            if limits.tls.is_none() {
+                conns.spawn(refuse_busy(stream));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -221,18 +285,40 @@ pub async fn serve(
         let app = app.clone();
         let mut stop = stop_rx.clone();
         let grace = limits.shutdown_grace;
-        conns.spawn(async move {
-            let _permit = permit;
-            let service = TowerToHyperService::new(app);
-            let conn = http.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stop.wait_for(|s| *s) => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(grace, conn).await;
-        });
+        let handshake_timeout = limits.header_read_timeout;
+        match limits.tls {
+            None => conns.spawn(async move {
+                let _permit = permit;
+                serve_connection(&http, TokioIo::new(stream), app, stop, grace).await;
+            }),
+            Some(Tls(acceptor)) => conns.spawn(async move {
+                let _permit = permit;
+                // A client that never finishes its handshake is dropped like one that never
+                // finishes its headers; a shutdown does not wait for handshakes.
+                let handshake =
+                    tokio::time::timeout(handshake_timeout, handshake(acceptor, stream));
+                let done = tokio::select! {
+                    r = handshake => r,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                let stream = match done {
+                    Ok(Ok(Handshake::Tls(s))) => s,
+                    Ok(Ok(Handshake::PlainHttp(stream))) => {
+                        refuse_plain_http(stream).await;
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!("TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        return;
+                    }
+                };
+                serve_connection(&http, TokioIo::new(stream), app, stop, grace).await;
+            }),
+        };
     }
     drop(listener);
     let _ = stop_tx.send(true);
@@ -247,17 +333,87 @@ pub async fn serve(
     }
 }
 
+/// Serves one connection (plain or TLS) until it ends, or until `stop`: then the request in
+/// flight may finish within `grace`.
+async fn serve_connection<I>(
+    http: &hyper::server::conn::http1::Builder,
+    io: I,
+    app: Router,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = TowerToHyperService::new(app);
+    let conn = http.serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.wait_for(|s| *s) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(grace, conn).await;
+}
+
+enum Handshake {
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// The client spoke first and not TLS: most likely plain HTTP to the TLS port.
+    PlainHttp(TcpStream),
+}
+
+/// The TLS handshake, after a look at the first byte: a TLS client starts with a handshake
+/// record (0x16); anything else gets a plain-text refusal instead of a TLS alert that an
+/// HTTP client would misread.
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+) -> std::io::Result<Handshake> {
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await?;
+    if n == 1 && first[0] != 0x16 {
+        return Ok(Handshake::PlainHttp(stream));
+    }
+    Ok(Handshake::Tls(Box::new(acceptor.accept(stream).await?)))
+}
+
+/// Plain HTTP on the TLS port: a JSON `400` naming the fix, then close.
+async fn refuse_plain_http(stream: TcpStream) {
+    refuse(
+        stream,
+        "400 Bad Request",
+        ErrorCode::BadRequest,
+        "this port serves HTTPS: use https:// (a dominion:// root), not http:// or dominion+http://",
+        "",
+    )
+    .await;
+}
+
 /// Over the connection limit: answer `503 busy` at once and close, without reading the
 /// request, so the excess costs a few microseconds rather than a queued descriptor.
-async fn refuse_busy(mut stream: TcpStream) {
-    let body = serde_json::to_string(&ErrorBody::new(
+async fn refuse_busy(stream: TcpStream) {
+    refuse(
+        stream,
+        "503 Service Unavailable",
         ErrorCode::Busy,
-        "the server is at its connection limit; retry shortly".to_string(),
-    ))
-    .unwrap_or_default();
+        "the server is at its connection limit; retry shortly",
+        "retry-after: 1\r\n",
+    )
+    .await;
+}
+
+/// Writes one plain-text JSON error answer (at most 1 s) and closes.
+async fn refuse(
+    mut stream: TcpStream,
+    status: &str,
+    code: ErrorCode,
+    message: &str,
+    extra_headers: &str,
+) {
+    let body =
+        serde_json::to_string(&ErrorBody::new(code, message.to_string())).unwrap_or_default();
     let head = format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n{extra_headers}connection: close\r\n\r\n",
         body.len()
     );
     let write = async {
@@ -316,6 +472,7 @@ mod tests {
             body_read_timeout: Duration::from_millis(300),
             max_connections: 4,
             shutdown_grace: Duration::from_millis(300),
+            tls: None,
         }
     }
 

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Mutation checks for the deterministic simulation (issue 9): each deliberate bug below is
+# applied to a copy-restored source file, the bounded simulation (`cargo test -p brh-tests
+# --test sim`, the one CI runs) must FAIL, and the file is restored. Prints how long each
+# took to be caught. A mutation that survives exits 1.
+#
+#   scripts/sim-mutations.sh            # all three (each rebuilds the test binary: ~1 min)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+run() { # name, file, perl substitution
+  local name=$1 file=$2 expr=$3
+  cp "$file" "$file.orig"
+  # Restored with a fresh mtime: cargo must rebuild the unmutated file afterwards.
+  trap 'mv -f "'"$file"'.orig" "'"$file"'"; touch "'"$file"'"' RETURN
+  perl -0pi -e "$expr" "$file"
+  if cmp -s "$file" "$file.orig"; then echo "mutation '$name' did not apply to $file" >&2; exit 1; fi
+  local t0=$SECONDS out
+  if out=$(cargo test -q -p brh-tests --test sim 2>&1); then
+    echo "| $name | SURVIVED |"; echo "$out" | tail -5 >&2; return 1
+  fi
+  local first
+  first=$(echo "$out" | grep -m1 -oE "seed [0-9]+: at t=[0-9]+ ms: .{0,100}" || true)
+  echo "| $name | caught in $((SECONDS - t0)) s (incl. build) | ${first} |"
+}
+
+echo "| mutation | result | first violation |"
+echo "|---|---|---|"
+status=0
+run "grant a moment before expiry (ttl/5 early)" shared/src/election.rs \
+  's/now_ms < self\.expires_at_ms\n/now_ms + self.ttl_ms \/ 5 < self.expires_at_ms\n/' || status=1
+run "deadline from the answer's arrival, not the send" brh-agent/src/role.rs \
+  's/let deadline = sent_ms\n(\s*)\.saturating_add\(remaining\)/let deadline = received_ms\n$1.saturating_add(remaining)/' || status=1
+# A view is "for" a node through its `you` field, checked twice: the addressee in
+# VerifiedView::check, and `you.role == leader` before a grant. Accepting a view signed for
+# another node means dropping both.
+run "accept a view signed for another node" brh-agent/src/role.rs \
+  's/if view\.you\.as_ref\(\)\.map\(\|y\| y\.node\.as_str\(\)\) != Some\(node\)/if false/; s/&& v\.you\.as_ref\(\)\.is_some_and\(\|y\| y\.role == Role::Leader\)/\&\& true/' || status=1
+exit $status

@@ -1,0 +1,941 @@
+//! A deterministic simulation of a whole federation (issue 9, item 3), in the manner of
+//! FoundationDB's and TigerBeetle's simulators: the real agent role keeping
+//! (`brh_agent::role::RoleState`) and the real forge (`Forge::handle` over an in-memory store
+//! that keeps what the forge's durability rule makes durable), real signing and real
+//! verification, driven by one seeded random generator on a simulated true clock.
+//!
+//! Faults: message delay (so reordering), loss, duplication, misdelivery (an answer given
+//! to another node) and stale replays (an answer captured earlier, delivered to another node
+//! later), network partitions of one node, process pauses longer than the lease,
+//! kill -9 and restart with a new boot id, forge restarts from its durable state, wall-clock
+//! steps (past the forge's skew window too), and per-node clock-rate drift within the margin
+//! the timing rule allows.
+//!
+//! Checked after every step, on the true clock:
+//! - **safety**: when a node starts acting (a promotion, or a pause ending with its guard
+//!   still open), no other running node's guard is open — so no two acting intervals overlap;
+//! - **terms**: the forge's term never decreases (restarts included), and promotions of
+//!   different nodes come with strictly increasing terms;
+//! - **liveness**: once no fault is active and a node is up, some node acts within
+//!   ttl + one heartbeat + twice the largest delay + the margin.
+//!
+//! A run is a pure function of its seed: a failure prints the seed and the last events, and
+//! `Sim::new(seed, profile).run(…)` replays it exactly.
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView};
+use brh_shared::election::{ElectionConfig, EnvState};
+use brh_shared::replay::Nonce;
+use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
+use brh_shared::wire::{Heartbeat, LeaderView};
+use brh_shared::Timing;
+use forge_worker::http::Request;
+use forge_worker::store::{
+    step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, StoreError,
+};
+use forge_worker::{Forge, ForgeConfig, Store};
+
+const SEAL: &[u8] = b"simulation-seal-0123456789abcdef";
+const ENV: &str = "sim";
+
+/// splitmix64: small, fast, and the same on every machine.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `lo..hi` (`lo` when empty).
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        if hi <= lo {
+            lo
+        } else {
+            lo + self.next_u64() % (hi - lo)
+        }
+    }
+    /// True with probability `p_permille / 1000`.
+    pub fn chance(&mut self, p_permille: u64) -> bool {
+        self.next_u64() % 1000 < p_permille
+    }
+}
+
+/// Polls a future that never waits (every store call here is synchronous) to completion.
+fn now<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("the simulated store never waits"),
+    }
+}
+
+/// The forge's store: the state in memory, plus exactly what each step's `Outcome` makes
+/// durable. A restart keeps only the durable part and applies the restart rule.
+#[derive(Default)]
+pub struct SimStore {
+    slot: std::cell::RefCell<Option<EnvSlot>>,
+    durable: std::cell::RefCell<EnvState>,
+}
+
+impl SimStore {
+    fn restart(&self, cfg: &ElectionConfig, now_ms: u64) {
+        let mut state = self.durable.borrow().clone();
+        state.recover(cfg, now_ms);
+        *self.slot.borrow_mut() = Some(EnvSlot {
+            state,
+            ..EnvSlot::default()
+        });
+    }
+    fn term(&self) -> u64 {
+        self.slot.borrow().as_ref().map_or(0, |s| s.state.term)
+    }
+}
+
+impl Store for SimStore {
+    async fn step<T>(
+        &self,
+        _env: &str,
+        now_ms: u64,
+        event: Event<'_>,
+        answer: Answer<'_, T>,
+    ) -> Result<Stepped<T>, StepError> {
+        let mut slot = self.slot.borrow_mut();
+        let slot = slot.get_or_insert_with(EnvSlot::default);
+        let stepped = step_in_memory(slot, now_ms, event, answer).map_err(StepError::Refused)?;
+        let mut durable = self.durable.borrow_mut();
+        for r in &stepped.outcome.records {
+            durable.apply_record(r.clone());
+        }
+        Ok(stepped)
+    }
+    async fn read<T>(
+        &self,
+        _env: &str,
+        _now_ms: u64,
+        f: Answer<'_, T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.slot.borrow().as_ref().map(|s| f(&s.state)))
+    }
+    async fn history(
+        &self,
+        _env: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        Ok(self
+            .slot
+            .borrow()
+            .as_ref()
+            .map(|s| s.page(cursor, limit))
+            .unwrap_or_default())
+    }
+    async fn envs(&self) -> Result<Vec<String>, StoreError> {
+        Ok(vec![ENV.into()])
+    }
+}
+
+/// The timing profiles the simulation runs (issue 9: default, fast, sub-second).
+pub fn profile(name: &str) -> Timing {
+    match name {
+        "default" => Timing::DEFAULT,
+        "fast" => Timing::FAST,
+        "subsecond" => Timing {
+            heartbeat_interval_ms: 200,
+            lease_ttl_ms: 1_000,
+        },
+        other => panic!("unknown profile {other} (default, fast, subsecond)"),
+    }
+}
+
+/// Every kind of injected fault, counted.
+pub const FAULT_KINDS: [&str; 11] = [
+    "delay-reorder",
+    "loss",
+    "duplicate",
+    "misdeliver",
+    "replay-stale",
+    "partition",
+    "pause",
+    "kill-restart",
+    "forge-restart",
+    "clock-step",
+    "drift",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Up {
+    Running,
+    Paused { until: u64 },
+    Dead { until: u64 },
+}
+
+struct Node {
+    name: String,
+    role: RoleState,
+    up: Up,
+    boot: u64,
+    seq: u64,
+    /// Monotonic clock: `mono = mono_base + (t − t_base) × (1e6 + drift_ppm) / 1e6`.
+    drift_ppm: i64,
+    mono_base: u64,
+    t_base: u64,
+    /// Wall clock offset from the true clock (steps move it), ms.
+    wall_offset: i64,
+    /// The outstanding request: (seq, monotonic send time, true-time timeout).
+    outstanding: Option<(u64, u64, u64)>,
+    /// Answers that arrived while the process was paused: read when it resumes.
+    inbox: Vec<(usize, u64, u64, u16, Vec<u8>)>,
+    partitioned_until: u64,
+    jitter: u64,
+}
+
+impl Node {
+    fn mono(&self, t: u64) -> u64 {
+        let dt = (t - self.t_base) as i128;
+        (self.mono_base as i128 + dt * (1_000_000 + self.drift_ppm as i128) / 1_000_000) as u64
+    }
+    /// The first true time at which the monotonic clock reads `m` or more.
+    fn true_at(&self, m: u64) -> u64 {
+        if m <= self.mono_base {
+            return self.t_base;
+        }
+        let dm = (m - self.mono_base) as i128;
+        let rate = 1_000_000 + self.drift_ppm as i128;
+        self.t_base + ((dm * 1_000_000 + rate - 1) / rate) as u64
+    }
+    fn wall(&self, t: u64) -> u64 {
+        (t as i64 + self.wall_offset).max(0) as u64
+    }
+    fn can_act(&self, t: u64) -> bool {
+        self.up == Up::Running && self.role.guard(self.mono(t)).is_ok()
+    }
+}
+
+enum Msg {
+    /// To the forge: a signed request from node `from` with sequence `seq`.
+    Request {
+        from: usize,
+        seq: u64,
+        req: Box<Request>,
+    },
+    /// To node `to`: the forge's answer to request `seq` of node `of` (boot `boot`).
+    Answer {
+        to: usize,
+        of: usize,
+        boot: u64,
+        seq: u64,
+        status: u16,
+        body: Vec<u8>,
+    },
+}
+
+/// One simulated federation.
+pub struct Sim {
+    pub seed: u64,
+    rng: Rng,
+    pub t: u64,
+    timing: Timing,
+    forge: Forge<SimStore>,
+    forge_down_until: u64,
+    next_sweep: u64,
+    nodes: Vec<Node>,
+    /// (deliver_at, tiebreak, message)
+    net: BTreeMap<(u64, u64), Msg>,
+    msg_id: u64,
+    max_delay: u64,
+    /// End of the latest fault; liveness is checked only past it.
+    calm_from: u64,
+    /// Fault episode the schedule will start next.
+    next_fault: u64,
+    lossy_until: u64,
+    /// Answers seen on the wire, for stale replays: (of, boot, seq, status, body).
+    captured: VecDeque<(usize, u64, u64, u16, Vec<u8>)>,
+    /// Wall-clock steps to undo: (at, node, step).
+    pending_unstep: Vec<(u64, usize, i64)>,
+    pub faults: BTreeMap<&'static str, u64>,
+    /// The longest time from the end of the last fault to a node acting.
+    pub worst_recovery_ms: u64,
+    recovered: bool,
+    /// Highest forge term seen, and the last promotion (node, term).
+    max_term: u64,
+    last_promotion: Option<(usize, u64)>,
+    pub promotions: u64,
+    trace: VecDeque<String>,
+    pub verbose: bool,
+}
+
+/// What a run found wrong.
+#[derive(Debug)]
+pub struct Violation {
+    pub seed: u64,
+    pub at_ms: u64,
+    pub what: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "seed {}: at t={} ms: {}\nlast events (replay: Sim::new({}, profile).run(..)):",
+            self.seed, self.at_ms, self.what, self.seed
+        )?;
+        for l in &self.trace {
+            writeln!(f, "  {l}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Sim {
+    pub fn new(seed: u64, timing: Timing, nodes: usize) -> Sim {
+        let mut rng = Rng::new(seed);
+        let mut cfg = ForgeConfig::new(Some(SEAL.to_vec()), "native");
+        cfg.election = ElectionConfig::new(timing);
+        let forge = Forge::new(cfg, SimStore::default());
+        // Delays: a LAN for the sub-second profile, a WAN-ish spread otherwise; always well
+        // under the request timeout so most answers arrive.
+        let max_delay = (timing.heartbeat_interval_ms / 8).clamp(5, 300);
+        let mut faults = BTreeMap::new();
+        for k in FAULT_KINDS {
+            faults.insert(k, 0);
+        }
+        let mut sim = Sim {
+            seed,
+            rng: rng.clone(),
+            t: 0,
+            timing,
+            forge,
+            forge_down_until: 0,
+            next_sweep: 500,
+            nodes: Vec::new(),
+            net: BTreeMap::new(),
+            msg_id: 0,
+            max_delay,
+            calm_from: 0,
+            next_fault: 0,
+            lossy_until: 0,
+            pending_unstep: Vec::new(),
+            captured: VecDeque::new(),
+            faults,
+            worst_recovery_ms: 0,
+            recovered: true,
+            max_term: 0,
+            last_promotion: None,
+            promotions: 0,
+            trace: VecDeque::new(),
+            verbose: false,
+        };
+        for i in 0..nodes {
+            let n = sim.fresh_node(format!("n{i}"), 0, 1);
+            sim.nodes.push(n);
+        }
+        sim.next_fault = rng.range(timing.lease_ttl_ms, 3 * timing.lease_ttl_ms);
+        sim.rng = rng;
+        sim
+    }
+
+    fn fresh_node(&mut self, name: String, t: u64, boot: u64) -> Node {
+        // Drift within a tenth of the margin the timing rule leaves (margin = ttl / 10):
+        // ±1000 ppm is far beyond real quartz (tens of ppm) and still safe.
+        let drift_ppm = self.rng.range(0, 2001) as i64 - 1000;
+        *self.faults.get_mut("drift").unwrap() += 1;
+        Node {
+            role: RoleState::new(name.clone(), Timing::DEFAULT)
+                .with_timing_source(TimingSource::Forge),
+            name,
+            up: Up::Running,
+            boot,
+            seq: 0,
+            drift_ppm,
+            mono_base: self.rng.range(1_000, 1_000_000),
+            t_base: t,
+            wall_offset: self.rng.range(0, 2_001) as i64 - 1_000,
+            outstanding: None,
+            inbox: Vec::new(),
+            partitioned_until: 0,
+            jitter: self.rng.range(0, 1000),
+        }
+    }
+
+    fn log(&mut self, s: String) {
+        if self.verbose {
+            eprintln!("{:>9} {s}", self.t);
+        }
+        self.trace.push_back(format!("t={} {s}", self.t));
+        if self.trace.len() > 60 {
+            self.trace.pop_front();
+        }
+    }
+
+    fn violation(&self, what: String) -> Violation {
+        Violation {
+            seed: self.seed,
+            at_ms: self.t,
+            what,
+            trace: self.trace.iter().cloned().collect(),
+        }
+    }
+
+    fn count(&mut self, kind: &'static str) {
+        *self.faults.get_mut(kind).unwrap() += 1;
+    }
+
+    pub fn total_faults(&self) -> u64 {
+        self.faults.values().sum()
+    }
+
+    fn send(&mut self, at: u64, msg: Msg) {
+        // Loss, duplication and delay happen on the wire; the wire is lossy only in fault
+        // episodes, so quiet stretches let liveness be checked.
+        let lossy = self.t < self.lossy_until;
+        if lossy && self.rng.chance(150) {
+            self.count("loss");
+            return;
+        }
+        let copies = if lossy && self.rng.chance(80) {
+            self.count("duplicate");
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            // Quiet wire: a quarter of the largest delay. Faulty wire: up to all of it, so
+            // messages overtake each other.
+            let d = if lossy {
+                let d = self.rng.range(0, self.max_delay + 1);
+                if d > self.max_delay / 4 {
+                    self.count("delay-reorder");
+                }
+                d
+            } else {
+                self.rng.range(0, self.max_delay / 4 + 1)
+            };
+            self.msg_id += 1;
+            let m = match &msg {
+                Msg::Request { from, seq, req } => Msg::Request {
+                    from: *from,
+                    seq: *seq,
+                    req: req.clone(),
+                },
+                Msg::Answer {
+                    to,
+                    of,
+                    boot,
+                    seq,
+                    status,
+                    body,
+                } => Msg::Answer {
+                    to: *to,
+                    of: *of,
+                    boot: *boot,
+                    seq: *seq,
+                    status: *status,
+                    body: body.clone(),
+                },
+            };
+            self.net.insert((at + d, self.msg_id), m);
+        }
+    }
+
+    /// The node's next heartbeat (or resign) as a signed request.
+    fn heartbeat(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.seq += 1;
+        let seq = n.seq;
+        let mono = n.mono(self.t);
+        let body = serde_json::to_vec(&Heartbeat {
+            env: ENV.into(),
+            priority: 0,
+            draining: false,
+            uptime_s: 1,
+            version: "sim".into(),
+            api: None,
+        })
+        .unwrap();
+        let h = sign_request(
+            SEAL,
+            "POST",
+            "/federation/heartbeat",
+            &n.name,
+            n.wall(self.t),
+            Nonce::new(format!("b{}", n.boot), seq),
+            &body,
+        );
+        let mut req = Request::new("POST", "/federation/heartbeat");
+        req.add_header(HEADER_NODE, &h.node);
+        req.add_header(HEADER_TS, &h.ts_ms.to_string());
+        req.add_header(HEADER_NONCE, &h.nonce.to_string());
+        req.add_header(HEADER_SIG, &h.sig);
+        req.body = body;
+        // The keeper's request timeout: three quarters of the interval in force.
+        let timeout = (n.role.timing().heartbeat_interval_ms * 3 / 4).max(100);
+        let timeout_t = n.true_at(mono + timeout);
+        n.outstanding = Some((seq, mono, timeout_t));
+        let cut = n.partitioned_until > self.t;
+        self.log(format!(
+            "{} beat seq={seq}{}",
+            self.nodes[i].name,
+            if cut { " (cut)" } else { "" }
+        ));
+        if !cut {
+            self.send(
+                self.t,
+                Msg::Request {
+                    from: i,
+                    seq,
+                    req: Box::new(req),
+                },
+            );
+        }
+    }
+
+    fn forge_receives(&mut self, from: usize, seq: u64, req: &Request) -> Result<(), Violation> {
+        if self.t < self.forge_down_until {
+            return Ok(());
+        }
+        let handled = now(self.forge.handle(req, self.t));
+        self.check_term()?;
+        let r = handled.response;
+        self.log(format!(
+            "forge <- {} seq={seq}: {} {}",
+            self.nodes[from].name,
+            r.status,
+            String::from_utf8_lossy(&r.body)
+                .chars()
+                .take(90)
+                .collect::<String>()
+        ));
+        // Misdelivery: the answer goes to another node (a broken proxy, a replay).
+        let mut to = from;
+        if self.t < self.lossy_until && self.nodes.len() > 1 && self.rng.chance(30) {
+            to = (from + 1 + self.rng.range(0, self.nodes.len() as u64 - 1) as usize)
+                % self.nodes.len();
+            self.count("misdeliver");
+        }
+        if self.nodes[from].partitioned_until > self.t {
+            return Ok(());
+        }
+        let boot = self.nodes[from].boot;
+        // A stale replay: an answer captured earlier goes to another node now.
+        if self.t < self.lossy_until
+            && self.nodes.len() > 1
+            && !self.captured.is_empty()
+            && self.rng.chance(40)
+        {
+            let k = self.rng.range(0, self.captured.len() as u64) as usize;
+            let (of, b, sq, st, body) = self.captured[k].clone();
+            // Adversarial: to the node the old view names as leader, if that is not its
+            // addressee (the one node a stale grant could mislead), else anywhere else.
+            let named = serde_json::from_slice::<LeaderView>(&body)
+                .ok()
+                .and_then(|v| v.leader)
+                .and_then(|l| self.nodes.iter().position(|n| n.name == l))
+                .filter(|&l| l != of);
+            let to = named.unwrap_or_else(|| {
+                (of + 1 + self.rng.range(0, self.nodes.len() as u64 - 1) as usize)
+                    % self.nodes.len()
+            });
+            self.count("replay-stale");
+            self.send(
+                self.t,
+                Msg::Answer {
+                    to,
+                    of,
+                    boot: b,
+                    seq: sq,
+                    status: st,
+                    body,
+                },
+            );
+        }
+        self.captured
+            .push_back((from, boot, seq, r.status, r.body.clone()));
+        if self.captured.len() > 256 {
+            self.captured.pop_front();
+        }
+        self.send(
+            self.t,
+            Msg::Answer {
+                to,
+                of: from,
+                boot,
+                seq,
+                status: r.status,
+                body: r.body,
+            },
+        );
+        Ok(())
+    }
+
+    fn check_term(&mut self) -> Result<(), Violation> {
+        let term = self.forge.store.term();
+        if term < self.max_term {
+            return Err(self.violation(format!(
+                "the forge's term went back: {} -> {term}",
+                self.max_term
+            )));
+        }
+        self.max_term = term;
+        Ok(())
+    }
+
+    fn node_receives(
+        &mut self,
+        to: usize,
+        of: usize,
+        boot: u64,
+        seq: u64,
+        status: u16,
+        body: &[u8],
+    ) -> Result<(), Violation> {
+        let n = &self.nodes[to];
+        if n.partitioned_until > self.t {
+            return Ok(());
+        }
+        if of == to && boot != n.boot {
+            return Ok(()); // an answer to the process before a restart: its socket is gone
+        }
+        match n.up {
+            Up::Dead { .. } => return Ok(()),
+            Up::Paused { .. } => {
+                // In the socket's buffer until the process runs again.
+                self.nodes[to]
+                    .inbox
+                    .push((of, boot, seq, status, body.to_vec()));
+                return Ok(());
+            }
+            Up::Running => {}
+        }
+        let Some((want, sent_mono, _)) = n.outstanding else {
+            return Ok(());
+        };
+        // A late or duplicated answer to its own earlier request is dropped (the client has
+        // moved on). An answer meant for another node is read as the answer to whatever is
+        // outstanding: only its verification can tell.
+        if of == to && want != seq {
+            return Ok(());
+        }
+        let recv = n.mono(self.t);
+        let name = n.name.clone();
+        let view = serde_json::from_slice::<LeaderView>(body)
+            .ok()
+            .filter(|_| status == 200)
+            .and_then(|v| VerifiedView::check(SEAL, ENV, Some(&name), v).ok());
+        let node = &mut self.nodes[to];
+        node.outstanding = None;
+        let ts = match view {
+            Some(v) => node.role.on_view(sent_mono, recv, &v),
+            None => node.role.on_failure(sent_mono, recv).into_iter().collect(),
+        };
+        self.transitions(to, ts)
+    }
+
+    fn transitions(&mut self, i: usize, ts: Vec<Transition>) -> Result<(), Violation> {
+        for t in ts {
+            match t {
+                Transition::Promote { term, .. } => {
+                    self.promotions += 1;
+                    self.log(format!("{} PROMOTE term={term}", self.nodes[i].name));
+                    if let Some((j, prev)) = self.last_promotion {
+                        if j != i && term <= prev {
+                            return Err(self.violation(format!(
+                                "{} promoted in term {term} after {} in term {prev}",
+                                self.nodes[i].name, self.nodes[j].name
+                            )));
+                        }
+                    }
+                    self.last_promotion = Some((i, term));
+                    self.check_alone(i)?;
+                }
+                Transition::Demote { term, reason, .. } => {
+                    let name = self.nodes[i].name.clone();
+                    self.log(format!("{name} DEMOTE term={term} {}", reason.as_str()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `i` starts acting now: nobody else may be able to.
+    fn check_alone(&self, i: usize) -> Result<(), Violation> {
+        if !self.nodes[i].can_act(self.t) {
+            return Ok(());
+        }
+        for (j, n) in self.nodes.iter().enumerate() {
+            if j != i && n.can_act(self.t) {
+                return Err(self.violation(format!(
+                    "two leaders: {} and {} both act (terms {:?} and {:?})",
+                    self.nodes[i].name,
+                    n.name,
+                    self.nodes[i].role.guard(self.nodes[i].mono(self.t)).ok(),
+                    n.role.guard(n.mono(self.t)).ok()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the next fault episode.
+    fn inject(&mut self) -> Result<(), Violation> {
+        let ttl = self.timing.lease_ttl_ms;
+        let n = self.nodes.len() as u64;
+        let i = self.rng.range(0, n) as usize;
+        let end = match self.rng.range(0, 7) {
+            0 => {
+                // A pause longer than the lease, or a short one.
+                let d = self.rng.range(ttl / 4, 3 * ttl);
+                self.nodes[i].up = Up::Paused { until: self.t + d };
+                self.count("pause");
+                self.log(format!("FAULT pause {} for {d} ms", self.nodes[i].name));
+                self.t + d
+            }
+            1 => {
+                let d = self.rng.range(0, 2 * ttl);
+                let name = self.nodes[i].name.clone();
+                self.nodes[i].up = Up::Dead { until: self.t + d };
+                self.count("kill-restart");
+                self.log(format!("FAULT kill -9 {name}, back in {d} ms"));
+                self.t + d
+            }
+            2 => {
+                let d = self.rng.range(ttl / 2, 3 * ttl);
+                self.nodes[i].partitioned_until = self.t + d;
+                self.count("partition");
+                self.log(format!("FAULT partition {} for {d} ms", self.nodes[i].name));
+                self.t + d
+            }
+            3 => {
+                let d = self.rng.range(0, ttl);
+                self.forge_down_until = self.t + d;
+                self.forge.store.restart(&self.forge_cfg(), self.t + d);
+                self.count("forge-restart");
+                self.log(format!("FAULT forge restart, down {d} ms"));
+                // Restarted from the durable state: its term must not go back.
+                let term = self.forge.store.term();
+                if term < self.max_term {
+                    return Err(self.violation(format!(
+                        "forge restart lost terms: {} -> {term}",
+                        self.max_term
+                    )));
+                }
+                self.t + d
+            }
+            4 => {
+                // A wall-clock step (NTP, an operator): small, or past the skew window.
+                let step = if self.rng.chance(500) {
+                    self.rng.range(0, 4_001) as i64 - 2_000
+                } else {
+                    self.rng.range(0, 120_001) as i64 - 60_000
+                };
+                self.nodes[i].wall_offset += step;
+                self.count("clock-step");
+                self.log(format!(
+                    "FAULT wall clock of {} steps {step} ms",
+                    self.nodes[i].name
+                ));
+                // Stepped back later, so the federation can heal.
+                let d = self.rng.range(ttl / 2, 2 * ttl);
+                self.pending_unstep.push((self.t + d, i, step));
+                self.t + d
+            }
+            _ => {
+                let d = self.rng.range(ttl / 2, 2 * ttl);
+                self.lossy_until = self.t + d;
+                self.log(format!("FAULT lossy network for {d} ms"));
+                self.t + d
+            }
+        };
+        self.calm_from = self.calm_from.max(end);
+        Ok(())
+    }
+
+    fn forge_cfg(&self) -> ElectionConfig {
+        ElectionConfig::new(self.timing)
+    }
+
+    /// Runs until `faults` faults were injected or the clock reaches `max_t_ms`.
+    pub fn run(&mut self, faults: u64, max_t_ms: u64) -> Result<(), Violation> {
+        let ttl = self.timing.lease_ttl_ms;
+        let interval = self.timing.heartbeat_interval_ms;
+        // ttl + one heartbeat + the largest round trip, plus the margin (a grant that arrives
+        // within the margin of its end is not acted on) and the forge's sweep period.
+        let bound = ttl + interval + 2 * self.max_delay + ttl / 10 + 500;
+        while self.total_faults() < faults && self.t < max_t_ms {
+            let next = self.next_event();
+            self.t = next.max(self.t);
+            self.step()?;
+            // Liveness, once per quiet stretch.
+            if !self.recovered && self.t >= self.calm_from && self.t < self.next_fault {
+                if self.nodes.iter().any(|n| n.can_act(self.t)) {
+                    self.recovered = true;
+                    self.worst_recovery_ms = self.worst_recovery_ms.max(self.t - self.calm_from);
+                } else if self.t > self.calm_from + bound {
+                    return Err(self.violation(format!(
+                        "no leader {} ms after the last fault ended (bound {bound} ms)",
+                        self.t - self.calm_from
+                    )));
+                }
+            }
+            if self.t >= self.next_fault {
+                self.inject()?;
+                self.recovered = false;
+                // The next episode after a quiet stretch long enough to check liveness (or,
+                // one time in four, overlapping this one).
+                let gap = self.rng.range(0, 3 * ttl);
+                self.next_fault = if self.rng.chance(250) {
+                    self.t + self.rng.range(1, ttl)
+                } else {
+                    self.calm_from + bound + gap
+                };
+            }
+        }
+        Ok(())
+    }
+
+    fn next_event(&self) -> u64 {
+        let mut next = self.next_fault;
+        if let Some((&(at, _), _)) = self.net.iter().next() {
+            next = next.min(at);
+        }
+        next = next.min(self.next_sweep.max(self.forge_down_until));
+        for &(at, _, _) in &self.pending_unstep {
+            next = next.min(at);
+        }
+        for n in &self.nodes {
+            next = next.min(match n.up {
+                Up::Paused { until } | Up::Dead { until } => until,
+                Up::Running => {
+                    let mono = n.mono(self.t);
+                    let mut w = match n.outstanding {
+                        Some((_, _, timeout_t)) => timeout_t,
+                        None => n.true_at(n.role.next_beat_at(mono, n.jitter)),
+                    };
+                    if let Some(h) = n.role.held(mono) {
+                        w = w.min(n.true_at(h.deadline_ms));
+                    }
+                    w
+                }
+            });
+        }
+        next.max(self.t)
+    }
+
+    /// Everything due at `self.t`, in a fixed order.
+    fn step(&mut self) -> Result<(), Violation> {
+        let t = self.t;
+        // Clock steps undone.
+        let mut i = 0;
+        while i < self.pending_unstep.len() {
+            if self.pending_unstep[i].0 <= t {
+                let (_, n, step) = self.pending_unstep.swap_remove(i);
+                self.nodes[n].wall_offset -= step;
+            } else {
+                i += 1;
+            }
+        }
+        // The network.
+        while let Some(entry) = self.net.first_entry() {
+            if entry.key().0 > t {
+                break;
+            }
+            match entry.remove() {
+                Msg::Request { from, seq, req } => self.forge_receives(from, seq, &req)?,
+                Msg::Answer {
+                    to,
+                    of,
+                    boot,
+                    seq,
+                    status,
+                    body,
+                } => self.node_receives(to, of, boot, seq, status, &body)?,
+            }
+        }
+        // The forge's sweep.
+        if t >= self.next_sweep && t >= self.forge_down_until {
+            let changes = now(self.forge.sweep(t)).unwrap_or_default();
+            if !changes.is_empty() {
+                self.log(format!("forge sweep: {changes:?}"));
+            }
+            self.check_term()?;
+            self.next_sweep = t + 500;
+        }
+        // The nodes.
+        for i in 0..self.nodes.len() {
+            match self.nodes[i].up {
+                Up::Paused { until } if until <= t => {
+                    self.nodes[i].up = Up::Running;
+                    self.log(format!("{} resumes", self.nodes[i].name));
+                    // Acting again with a guard still open is a new start: check it.
+                    self.check_alone(i)?;
+                    // The buffered answer and the request's timer are both ready; either
+                    // may win the race.
+                    let inbox = std::mem::take(&mut self.nodes[i].inbox);
+                    if self.rng.chance(500) {
+                        for (of, boot, seq, status, body) in inbox {
+                            self.node_receives(i, of, boot, seq, status, &body)?;
+                        }
+                    }
+                }
+                Up::Paused { .. } => {}
+                Up::Dead { until } if until <= t => {
+                    let (name, boot) = (self.nodes[i].name.clone(), self.nodes[i].boot + 1);
+                    self.nodes[i] = self.fresh_node(name, t, boot);
+                    self.log(format!("{} restarted (boot {boot})", self.nodes[i].name));
+                }
+                _ => {}
+            }
+            if self.nodes[i].up != Up::Running {
+                continue;
+            }
+            let mono = self.nodes[i].mono(t);
+            if let Some((_, sent, timeout_t)) = self.nodes[i].outstanding {
+                if timeout_t <= t {
+                    self.nodes[i].outstanding = None;
+                    let ts = self.nodes[i].role.on_failure(sent, mono);
+                    self.transitions(i, ts.into_iter().collect())?;
+                }
+            }
+            let ts = self.nodes[i].role.tick(mono);
+            self.transitions(i, ts.into_iter().collect())?;
+            let n = &self.nodes[i];
+            if n.outstanding.is_none() && mono >= n.role.next_beat_at(mono, n.jitter) {
+                self.nodes[i].jitter = self.rng.range(0, 1000);
+                self.heartbeat(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// The forge's state (for debugging a seed).
+    pub fn forge_state(&self) -> Option<EnvState> {
+        self.forge
+            .store
+            .slot
+            .borrow()
+            .as_ref()
+            .map(|s| s.state.clone())
+    }
+
+    /// One line for a soak report.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {} t={} s faults={} promotions={} worst recovery {} ms",
+            self.seed,
+            self.t / 1000,
+            self.total_faults(),
+            self.promotions,
+            self.worst_recovery_ms
+        )
+    }
+}

@@ -1,0 +1,44 @@
+//! The deterministic simulation, bounded for the test suite: ~10⁴ injected faults per timing
+//! profile, fixed seeds (a failure prints its seed and trace and replays exactly). The soak
+//! (≥ 10⁶ faults) is `cargo run --release -p brh-tests --example sim_soak`.
+use brh_tests::sim::{profile, Sim};
+
+fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
+    let timing = profile(profile_name);
+    let mut total = 0;
+    for seed in seeds {
+        let mut sim = Sim::new(seed, timing, 3 + (seed % 3) as usize);
+        if let Err(v) = sim.run(faults_per_seed, u64::MAX) {
+            panic!("{profile_name}: {v}");
+        }
+        assert!(sim.promotions > 0, "seed {seed}: nobody ever led");
+        total += sim.total_faults();
+    }
+    eprintln!("{profile_name}: {total} faults, no violation");
+}
+
+#[test]
+fn default_profile() {
+    run("default", 0..4, 2_500);
+}
+
+#[test]
+fn fast_profile() {
+    run("fast", 100..104, 2_500);
+}
+
+#[test]
+fn subsecond_profile() {
+    run("subsecond", 200..204, 2_500);
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let t = profile("fast");
+    let mut a = Sim::new(7, t, 4);
+    let mut b = Sim::new(7, t, 4);
+    a.run(1_000, u64::MAX).unwrap();
+    b.run(1_000, u64::MAX).unwrap();
+    assert_eq!(a.summary(), b.summary());
+    assert_eq!(a.faults, b.faults);
+}
