@@ -2,6 +2,7 @@
 //!
 //! - `forge`: start/stop the native forge binary and sign requests to it (forge e2e tests).
 //! - `federation`: start/stop agents against a forge (agent fault-injection tests).
+pub mod drill;
 pub mod federation;
 pub mod forge;
 pub mod sim;
