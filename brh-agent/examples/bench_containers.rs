@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brh_agent::containers::orchestrator::{DemotePolicy, OrchestratorConfig, PullPolicy};
+use brh_agent::containers::orchestrator::OrchestratorConfig;
+use brh_agent::containers::policy::{DemotePolicy, PullPolicy};
 use brh_agent::containers::{LeaseGuard, Manifest, NotLeader, Orchestrator};
 
 struct Term(AtomicU64);

@@ -13,6 +13,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod containers;
+pub mod duration;
 pub mod events;
 pub mod keeper;
 pub mod metrics;

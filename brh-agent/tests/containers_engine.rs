@@ -6,7 +6,8 @@ mod engine_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use brh_agent::containers::orchestrator::{DemotePolicy, OrchestratorError, PullPolicy};
+use brh_agent::containers::orchestrator::OrchestratorError;
+use brh_agent::containers::policy::{DemotePolicy, PullPolicy};
 use engine_support::*;
 use tokio_util::sync::CancellationToken;
 

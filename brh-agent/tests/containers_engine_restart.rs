@@ -7,7 +7,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use brh_agent::containers::engine::EngineError;
-use brh_agent::containers::orchestrator::{DemotePolicy, OrchestratorError};
+use brh_agent::containers::orchestrator::OrchestratorError;
+use brh_agent::containers::policy::DemotePolicy;
 use engine_support::*;
 use tokio_util::sync::CancellationToken;
 

@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use brh_agent::containers::orchestrator::{DemotePolicy, OrchestratorConfig};
+use brh_agent::containers::orchestrator::OrchestratorConfig;
+use brh_agent::containers::policy::DemotePolicy;
 use brh_agent::containers::{LeaseGuard, Manifest, NotLeader, Orchestrator};
 
 pub const SOCK: &str = "unix:///var/tmp/brh-docker/docker.sock";

@@ -348,7 +348,7 @@ fn parse_port(p: &str) -> Result<PortMap, String> {
 /// `"10s"`, `"500ms"`, `"2m"`, or a bare number of seconds (the agent's duration syntax),
 /// positive and under a day.
 pub fn parse_duration(v: &Value) -> Result<Duration, String> {
-    let ms = crate::config::yaml_duration(v)?;
+    let ms = crate::duration::yaml_duration(v)?;
     if ms == 0 || ms >= 86_400_000 {
         return Err(format!("{ms} ms must be positive and under a day"));
     }

@@ -12,11 +12,13 @@ pub mod health;
 pub mod manifest;
 pub mod orchestrator;
 pub mod plan;
+pub mod policy;
 pub mod reference;
 
 pub use engine::{Engine, EngineError, Observed};
 pub use manifest::{Manifest, ManifestError, Service};
-pub use orchestrator::{DemotePolicy, DeployOutcome, Orchestrator, OrchestratorError, PullPolicy};
+pub use orchestrator::{DeployOutcome, Orchestrator, OrchestratorError};
+pub use policy::{DemotePolicy, PullPolicy};
 
 /// Labels BRH puts on the containers it creates. Labels are immutable after create, so they
 /// carry identity and the creating term; ownership itself is the lease.

@@ -4,7 +4,6 @@
 //! greater than ours), and only BRH-managed containers of this env are ever listed, so
 //! nothing else on the host can be touched.
 use std::collections::{HashMap, HashSet};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,54 +15,8 @@ use super::engine::{CreateSpec, Engine, EngineError, Inspected, Observed};
 use super::health::{self, Unhealthy};
 use super::manifest::{Manifest, Service};
 use super::plan::{self, Action, Seen};
+use super::policy::{DemotePolicy, PullPolicy};
 use super::{labels, reference, LeaseGuard, NotLeader};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DemotePolicy {
-    /// Keep the containers running and stop managing them (zero-downtime handover on a shared
-    /// engine: the next leader adopts them).
-    Relinquish,
-    /// Stop (with the stop timeout) and remove the containers this node created. Meant for
-    /// one engine per host, where the next leader starts the services on its own host.
-    Drain,
-}
-
-impl FromStr for DemotePolicy {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "relinquish" => Ok(DemotePolicy::Relinquish),
-            "drain" => Ok(DemotePolicy::Drain),
-            _ => Err(format!(
-                "{s:?} is not a demotion policy (relinquish or drain)"
-            )),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PullPolicy {
-    Never,
-    #[default]
-    Missing,
-    Always,
-}
-
-impl FromStr for PullPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "never" => Ok(PullPolicy::Never),
-            "missing" => Ok(PullPolicy::Missing),
-            "always" => Ok(PullPolicy::Always),
-            _ => Err(format!(
-                "{s:?} is not a pull policy (never, missing or always)"
-            )),
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct OrchestratorConfig {
