@@ -143,7 +143,12 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
         server::serve(listener, app, limits, shutdown).await;
     });
     tracing::info!(
-        "forge listening on http://{addr} (mode native, data {})",
+        "forge listening on {}://{addr} (mode native, data {})",
+        if opts.limits.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         opts.data_dir.display()
     );
     Ok(RunningForge {
