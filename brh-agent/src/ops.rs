@@ -91,7 +91,9 @@ impl Federation {
         if let Some(ca) = &f.forge_ca {
             client::trust_forge_ca(ca).map_err(|e| anyhow!("invalid setting BRH_FORGE_CA: {e}"))?;
         }
-        let (base, root_env) = match (&f.forge_root, &f.forge_url) {
+        // An empty variable (`FORGE_DOMINION_ROOT=`) means unset.
+        let nonempty = |o: &Option<String>| o.clone().filter(|v| !v.trim().is_empty());
+        let (base, root_env) = match (&nonempty(&f.forge_root), &nonempty(&f.forge_url)) {
             (Some(text), over) => {
                 let root = DominionRoot::parse(text)
                     .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
@@ -344,7 +346,8 @@ async fn leader_api(
 ) -> anyhow::Result<(String, Option<String>, String)> {
     if let Some(agent) = &caller.agent {
         let env = forge.env.clone().unwrap_or_else(|| "dev".into());
-        if forge.forge_root.is_none() && forge.forge_url.is_none() {
+        let unset = |o: &Option<String>| o.as_deref().is_none_or(|v| v.trim().is_empty());
+        if unset(&forge.forge_root) && unset(&forge.forge_url) {
             return Ok((agent.trim_end_matches('/').to_string(), None, env));
         }
     }
@@ -416,6 +419,14 @@ pub async fn switchover(a: SwitchoverArgs) -> anyhow::Result<()> {
         brh_shared::ids::validate_id(to).map_err(|e| anyhow!("invalid --to: {e}"))?;
     }
     let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
+    if let (Some(to), Some(leader)) = (&a.to, &leader) {
+        if to == leader {
+            // Already where the operator wants it: nothing to hand over (and not an error,
+            // so the command can be repeated safely).
+            println!("switchover: {to} already leads env {env}; nothing to do");
+            return Ok(());
+        }
+    }
     let key = key_for(&a.caller, &a.seal, &env)?;
     let body = match &a.to {
         Some(to) => serde_json::to_vec(&serde_json::json!({ "to": to }))?,

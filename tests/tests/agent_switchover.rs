@@ -79,6 +79,23 @@ fn switchover_hands_the_lease_to_the_named_node_and_refuses_a_dead_one() {
         agents[0].log_has("reason=switchover"),
         "s1 did not step down first"
     );
+    // Asking again is a no-op, not an error (safe to repeat).
+    let out = cli(&["switchover", "--to", "s3"], &env);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("s3 already leads env dev; nothing to do"),
+        "{}",
+        text(&out)
+    );
+    // An empty variable counts as unset (the forge is then found through the other one).
+    let out = cli(
+        &["status"],
+        &[
+            ("FORGE_DOMINION_ROOT", String::new()),
+            ("BRH_FORGE_URL", format!("http://{}", forge.addr)),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
 
     // A node that is down cannot be chosen: one line, non-zero, nothing changes.
     agents[1].kill9();
