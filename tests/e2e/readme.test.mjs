@@ -97,7 +97,14 @@ function up(extra) {
 }
 
 const UP_ENV = "set -a; . .brh/up/up.env; set +a";
-let dockerReady = false;
+/** The private engine's DOCKER_HOST once the containers test started it. */
+let dockerHost = null;
+// Env `dev` containers on the test engine, left by an earlier run: their newer terms would
+// fence this run's fresh federation (terms start at 1 again), so they go first and last.
+const removeDevContainers = () =>
+  spawnSync("sh", ["-c", 'docker rm -f $(docker ps -aq --filter label=brh.env=dev --filter label=brh.managed=true) 2>/dev/null; docker network rm brh_example_net 2>/dev/null; true'], {
+    env: { ...ENV, DOCKER_HOST: dockerHost },
+  });
 
 // Exact README command → how it is exercised. `run` gets the block's state object.
 const RULES = {
@@ -137,9 +144,7 @@ const findBlock = (first) => {
 
 after(() => {
   // Containers the README's manifest left running (relinquish keeps them) on the test engine.
-  if (dockerReady) {
-    spawnSync("sh", ["-c", 'docker rm -f $(docker ps -aq --filter label=brh.env=dev --filter label=brh.managed=true) 2>/dev/null; docker network rm brh_example_net 2>/dev/null; true'], { env: ENV });
-  }
+  if (dockerHost) removeDevContainers();
   rmSync(WORK, { recursive: true, force: true });
 });
 
@@ -201,8 +206,8 @@ test("containers: the example manifest, deploy, restart, drain, switchover", { t
     t.skip("no Docker engine here (CI always has one)");
     return;
   }
-  dockerReady = true;
-  const dockerHost = probe.stdout.match(/DOCKER_HOST=(\S+)/)[1];
+  dockerHost = probe.stdout.match(/DOCKER_HOST=(\S+)/)[1];
+  removeDevContainers();
   const env = { ...ENV, DOCKER_HOST: dockerHost };
   assert.equal(start, "cargo run --release -p brh-agent -- up --config examples/bridge.runtime.yaml");
   const u = startLong(
