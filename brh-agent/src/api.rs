@@ -23,7 +23,7 @@ use crate::containers::orchestrator::OrchestratorError;
 use crate::containers::policy::PullPolicy;
 use crate::containers::{reference, Orchestrator};
 use crate::events::TAIL;
-use crate::keeper::Shared;
+use crate::node::Shared;
 use crate::switchover::{SwitchoverError, SwitchoverRequest};
 use forge_worker::native::server::{self, Limits};
 

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client;
 use crate::clock;
 use crate::config::{self, Config, RunArgs};
-use crate::keeper::NoHooks;
+use crate::node::NoHooks;
 
 #[derive(Debug, Parser)]
 #[command(

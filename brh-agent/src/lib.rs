@@ -1,9 +1,11 @@
 //! `brh-agent`: the BRH node agent.
 //!
-//! One module per concern: `config` (flags, env, file), `client` (signed forge requests),
-//! `role` (pure role keeping: deadlines, transitions, guard, heartbeat timing), `keeper`
-//! (the single task doing forge I/O), `api` + `auth` (local HTTP API), `events`, `metrics`,
-//! `cli` (subcommands) and `up` (a local federation in one command).
+//! One module per concern: `config` (flags, env, file) and `duration`, `client` (signed
+//! forge requests), `role` (pure role keeping: deadlines, transitions, guard, heartbeat
+//! timing), `node` (the state the keeper writes and the API reads), `keeper` (the single task
+//! doing forge I/O), `switchover` (successor choice and the handover flow), `api` + `auth`
+//! (local HTTP API), `events`, `metrics`, `cli` + `ops` (subcommands), `up` (a local
+//! federation in one command) and `containers/`.
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod api;
@@ -17,6 +19,7 @@ pub mod duration;
 pub mod events;
 pub mod keeper;
 pub mod metrics;
+pub mod node;
 pub mod ops;
 pub mod role;
 pub mod switchover;
@@ -30,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::keeper::{RoleHooks, Shared};
+use crate::node::{RoleHooks, Shared};
 
 /// Forge request timeout: shorter than the renew interval, so a hung request never eats
 /// the next beat (and a leader gets several tries before its deadline).

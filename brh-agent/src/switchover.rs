@@ -7,8 +7,14 @@
 //! made here from a slightly old peer list can never grant to a dead node.
 use std::cmp::Reverse;
 
+use std::time::Duration;
+
 use brh_shared::wire::PeerSummary;
 use tokio::sync::oneshot;
+
+use crate::client::{ClientError, ForgeClient};
+use crate::clock::mono_ms;
+use crate::node::{lock, RoleHooks, Shared};
 
 /// A request the API hands to the keeper (the one task that signs forge requests).
 #[derive(Debug)]
@@ -86,6 +92,88 @@ pub fn choose_successor(
                     "no other live, non-draining node to hand the lease to".into(),
                 )
             }),
+    }
+}
+
+/// Tells the other agents that the lease is free, so the one the forge just granted it to
+/// learns so in one round trip instead of at its next regular heartbeat. Best effort and
+/// bounded: without it, handover still completes within one heartbeat interval.
+pub(crate) async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::PeerSummary>) {
+    let key = crate::auth::derive_api_key(&shared.cfg.seal, &shared.cfg.env);
+    let http = crate::client::http_client(Duration::from_millis(500));
+    let mut set = tokio::task::JoinSet::new();
+    for (peer, api) in peers
+        .into_iter()
+        .filter(|p| p.alive && p.node != shared.cfg.node_id)
+        .filter_map(|p| Some((p.node, p.api?)))
+        .filter(|(_, api)| *api != shared.cfg.advertise)
+    {
+        let (http, node) = (http.clone(), shared.cfg.node_id.clone());
+        set.spawn(async move {
+            let r = crate::client::agent_post(
+                &http,
+                &api,
+                Some(&peer),
+                "/federation/nudge",
+                Vec::new(),
+                &key,
+                &node,
+            )
+            .await;
+            if let Err(e) = r {
+                tracing::debug!("nudge to {api} failed: {e}");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), set.join_all()).await;
+}
+
+/// An operator's switchover: choose the successor from the forge's peers, stop acting, then
+/// resign naming it and nudge it so it learns in one round trip.
+pub(crate) async fn perform(
+    shared: &Shared,
+    client: &mut ForgeClient,
+    hooks: &dyn RoleHooks,
+    to: Option<String>,
+) -> Result<Switched, SwitchoverError> {
+    let me = shared.cfg.node_id.clone();
+    let not_leader = || SwitchoverError::NotLeader(lock(&shared.role).leader().0.map(String::from));
+    if lock(&shared.role).held(mono_ms()).is_none() {
+        return Err(not_leader());
+    }
+    let peers = client
+        .peers()
+        .await
+        .map_err(|e| SwitchoverError::Forge(e.to_string()))?;
+    let successor = choose_successor(&peers, &me, to.as_deref())?;
+    let Some((t, term)) = lock(&shared.role).step_down(mono_ms()) else {
+        return Err(not_leader()); // the deadline passed while we read the peers
+    };
+    shared.apply(hooks, [t]);
+    tracing::info!("[CN] {me} switchover of term {term} to {successor}");
+    match client.resign(term, false, Some(&successor)).await {
+        Ok((sent, view)) => {
+            let ts = lock(&shared.role).on_view(sent, mono_ms(), &view);
+            shared.apply(hooks, ts);
+            shared.forge_ok(&view);
+            shared.events.log(format!(
+                "SWITCHOVER: handed term {term} to {successor} (term {})",
+                view.view().term
+            ));
+            let target: Vec<_> = peers.into_iter().filter(|p| p.node == successor).collect();
+            nudge_peers(shared, target).await;
+            Ok(Switched {
+                from: me,
+                to: successor,
+                term: view.view().term,
+            })
+        }
+        // The forge's own check (the peer list was a moment old): our lease is intact and
+        // the next heartbeat renews it.
+        Err((_, ClientError::Refused { code, message, .. })) if code == "not_candidate" => {
+            Err(SwitchoverError::NotCandidate(message))
+        }
+        Err((_, e)) => Err(SwitchoverError::Forge(e.to_string())),
     }
 }
 

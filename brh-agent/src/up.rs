@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::random_hex;
 use crate::clock;
 use crate::config::{Config, RunArgs};
-use crate::keeper::NoHooks;
+use crate::node::NoHooks;
 
 /// `println!` that ignores a closed stdout (`brh-agent up | head`): the federation keeps
 /// running and still stops cleanly on Ctrl-C.

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::orchestrator::{Orchestrator, OrchestratorConfig};
 use super::{LeaseGuard, NotLeader};
 use crate::config::ContainerSettings;
-use crate::keeper::{RoleHooks, Shared};
+use crate::node::{RoleHooks, Shared};
 use crate::role::DemoteReason;
 
 /// The agent's own guard (`Shared::guard`, evaluated on the monotonic clock at each call).

@@ -1,0 +1,240 @@
+//! The node's shared state: configuration, the role, what the forge last said, events and
+//! metrics — read by the API, written by the keeper. Also the hooks through which role
+//! changes reach the container layer, and the `/status` snapshot.
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use brh_shared::wire::LeaderView;
+use serde::Serialize;
+
+use crate::client::ClientError;
+use crate::clock::{self, mono_ms};
+use crate::config::Config;
+use crate::events::{EventLog, LeadershipRecord};
+use crate::metrics::Metrics;
+use crate::role::{DemoteReason, NotLeader, RoleState, TimingSource, Transition, VerifiedView};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Called on role changes, after the guard already reflects them. Implementations must not
+/// block (spawn work instead); every mutation they cause must still pass [`Shared::guard`].
+pub trait RoleHooks: Send + Sync + 'static {
+    fn promoted(&self, _term: u64) {}
+    fn demoted(&self, _term: u64, _reason: DemoteReason) {}
+}
+
+/// No container layer yet.
+pub struct NoHooks;
+impl RoleHooks for NoHooks {}
+
+/// What the forge last told us, for `/status`.
+#[derive(Debug, Clone, Default)]
+pub struct ForgeStatus {
+    pub reachable: bool,
+    pub last_error: Option<String>,
+    pub last_view: Option<LeaderView>,
+    pub last_ok_wall_ms: Option<u64>,
+}
+
+/// State shared by the keeper and the API.
+pub struct Shared {
+    pub cfg: Config,
+    pub role: Mutex<RoleState>,
+    pub forge: Mutex<ForgeStatus>,
+    pub events: EventLog,
+    pub metrics: Metrics,
+    pub started_mono: u64,
+    /// Set by `POST /federation/nudge`: a peer resigned, beat early to pick the lease up.
+    pub nudge: tokio::sync::Notify,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not take the guard down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `GET /status` body.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusSnapshot {
+    pub node: String,
+    pub env: String,
+    pub role: &'static str,
+    pub leader: Option<String>,
+    pub term: u64,
+    /// Until this node's own deadline (0 unless leading).
+    pub lease_remaining_ms: u64,
+    /// Witnesses: at most this long until the current leader's lease ends unless renewed
+    /// (as of the last answer; `null` when there is no lease or this node leads).
+    pub leader_lease_remaining_ms: Option<u64>,
+    pub forge: ForgeSnapshot,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub priority: i32,
+    pub heartbeat_interval_ms: u64,
+    pub lease_ttl_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ForgeSnapshot {
+    pub url: String,
+    pub reachable: bool,
+    pub last_error: Option<String>,
+    pub last_ok_ms: Option<u64>,
+    pub peers_alive: u32,
+}
+
+impl Shared {
+    pub fn new(cfg: Config) -> std::io::Result<Arc<Self>> {
+        let events = EventLog::new(cfg.event_log.as_deref())?;
+        Ok(Arc::new(Shared {
+            role: Mutex::new(
+                RoleState::new(cfg.node_id.clone(), cfg.timing).with_timing_source(
+                    if cfg.timing_pinned_by.is_empty() {
+                        TimingSource::Forge
+                    } else {
+                        TimingSource::Pinned
+                    },
+                ),
+            ),
+            cfg,
+            forge: Mutex::new(ForgeStatus::default()),
+            events,
+            metrics: Metrics::new(),
+            started_mono: mono_ms(),
+            nudge: tokio::sync::Notify::new(),
+        }))
+    }
+
+    /// The orchestration guard (`sh_guarded`): returns the term to fence with, or
+    /// [`NotLeader`]. Evaluated against the monotonic clock at the moment of the call.
+    pub fn guard(&self) -> Result<u64, NotLeader> {
+        let r = lock(&self.role).guard(mono_ms());
+        if r.is_err() {
+            self.metrics.guard_refusals.inc();
+        }
+        r
+    }
+
+    pub fn uptime_s(&self) -> u64 {
+        mono_ms().saturating_sub(self.started_mono) / 1000
+    }
+
+    pub fn status(&self) -> StatusSnapshot {
+        let now = mono_ms();
+        let role = lock(&self.role);
+        let held = role.held(now);
+        let (leader, term) = role.leader();
+        let f = lock(&self.forge);
+        let timing = role.timing();
+        StatusSnapshot {
+            node: self.cfg.node_id.clone(),
+            env: self.cfg.env.clone(),
+            role: if held.is_some() { "leader" } else { "witness" },
+            leader: if held.is_some() {
+                Some(self.cfg.node_id.clone())
+            } else {
+                leader.map(String::from).filter(|l| *l != self.cfg.node_id)
+            },
+            term: held.map_or(term, |h| h.term),
+            lease_remaining_ms: held.map_or(0, |h| h.deadline_ms.saturating_sub(now)),
+            leader_lease_remaining_ms: role
+                .other_lease_end_ms()
+                .filter(|_| held.is_none())
+                .map(|e| e.saturating_sub(now)),
+            forge: ForgeSnapshot {
+                url: self.cfg.forge_url.clone(),
+                reachable: f.reachable,
+                last_error: f.last_error.clone(),
+                last_ok_ms: f.last_ok_wall_ms,
+                peers_alive: f.last_view.as_ref().map_or(0, |v| v.peers_alive),
+            },
+            version: VERSION,
+            uptime_s: self.uptime_s(),
+            priority: self.cfg.priority,
+            heartbeat_interval_ms: timing.heartbeat_interval_ms,
+            lease_ttl_ms: timing.lease_ttl_ms,
+        }
+    }
+
+    /// Logs, records and announces transitions, in order.
+    pub(crate) fn apply(&self, hooks: &dyn RoleHooks, ts: impl IntoIterator<Item = Transition>) {
+        for t in ts {
+            match t {
+                Transition::Promote { term, at_ms } => {
+                    tracing::info!(
+                        "[CN] PROMOTE → I am leader ({}) term={term}",
+                        self.cfg.node_id
+                    );
+                    self.events.leadership(LeadershipRecord {
+                        node: self.cfg.node_id.clone(),
+                        env: self.cfg.env.clone(),
+                        event: "promote".into(),
+                        term,
+                        at_ms: clock::wall_at(at_ms),
+                        reason: None,
+                        leader: None,
+                    });
+                    self.metrics.transition("promote");
+                    self.metrics.is_leader.set(1);
+                    self.metrics.term.set(term as i64);
+                    hooks.promoted(term);
+                }
+                Transition::Demote {
+                    term,
+                    leader,
+                    reason,
+                    at_ms,
+                } => {
+                    tracing::info!(
+                        "[CN] DEMOTE → I am witness (leader={}) term={term} reason={}",
+                        leader.as_deref().unwrap_or("none"),
+                        reason.as_str()
+                    );
+                    self.events.leadership(LeadershipRecord {
+                        node: self.cfg.node_id.clone(),
+                        env: self.cfg.env.clone(),
+                        event: "demote".into(),
+                        term,
+                        at_ms: clock::wall_at(at_ms),
+                        reason: Some(reason.as_str().into()),
+                        leader,
+                    });
+                    self.metrics.transition("demote");
+                    self.metrics.is_leader.set(0);
+                    hooks.demoted(term, reason);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn forge_ok(&self, view: &VerifiedView) {
+        let mut f = lock(&self.forge);
+        if !f.reachable {
+            let again = if f.last_error.is_some() { " again" } else { "" };
+            tracing::info!("[HB] {} pulse → forge reachable{again}", self.cfg.node_id);
+            self.events.log(format!(
+                "HEARTBEAT: forge reachable{again} at {}",
+                self.cfg.forge_url
+            ));
+        }
+        f.reachable = true;
+        f.last_error = None;
+        f.last_view = Some(view.view().clone());
+        f.last_ok_wall_ms = Some(clock::wall_ms());
+        self.metrics.forge_reachable.set(1);
+        self.metrics.term.set(view.view().term as i64);
+    }
+
+    pub(crate) fn forge_failed(&self, e: &ClientError) {
+        let mut f = lock(&self.forge);
+        if f.reachable || f.last_error.is_none() {
+            tracing::warn!("[HB] {} failed pulse → {e}", self.cfg.node_id);
+            self.events
+                .log(format!("HEARTBEAT: failed pulse → {}", e.kind()));
+        } else {
+            tracing::debug!("[HB] {} failed pulse → {e}", self.cfg.node_id);
+        }
+        f.reachable = false;
+        f.last_error = Some(e.to_string());
+        self.metrics.forge_reachable.set(0);
+    }
+}
