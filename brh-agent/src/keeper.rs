@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{random_hex, ClientError, ForgeClient};
 use crate::clock::{self, mono_ms};
 use crate::node::{lock, RoleHooks, Shared, VERSION};
-use crate::role::{TimingChange, VerifiedView};
+use crate::role::{Action, Outcome, TimingChange, VerifiedView};
 use crate::switchover::{self, SwitchoverRequest};
 
 fn jitter() -> u64 {
@@ -35,8 +35,11 @@ pub struct TimingMismatch {
     pub url: String,
 }
 
-/// Runs until `cancel`, then resigns (if leading) and returns. Ends early, after stepping
-/// down the same way, when the forge's timing conflicts with a pinned one.
+/// Runs until `cancel`, then steps down (demote → resign → nudge) and returns. Ends early,
+/// after stepping down the same way, when the forge's timing conflicts with a pinned one.
+///
+/// A short loop that moves bytes and time: every decision — when to beat, when the deadline
+/// falls, when to report, how to resign and how often to retry — is `RoleState`'s.
 pub async fn run(
     shared: Arc<Shared>,
     mut client: ForgeClient,
@@ -45,9 +48,6 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), TimingMismatch> {
     let cfg = shared.cfg.clone();
-    let ci = cfg.consensus_interval_ms;
-    let mut next_consensus = mono_ms() + 2 * cfg.timing.heartbeat_interval_ms;
-    let mut fatal = None;
     tracing::info!(
         "[HB] {} joining env={} forge={} heartbeat={}ms lease={}ms ({})",
         cfg.node_id,
@@ -61,149 +61,208 @@ pub async fn run(
             format!("pinned by {}", cfg.timing_pinned_by.join(", "))
         }
     );
+    let mut fatal = None;
+    let mut stopping = false;
+    // Read during the resign, so the nudges go out one round trip sooner.
+    let mut peers = None;
     loop {
         let now = mono_ms();
-        let (next_beat, deadline) = {
-            let r = lock(&shared.role);
-            (
-                r.next_beat_at(now, jitter()),
-                r.held(now).map(|h| h.deadline_ms),
-            )
+        let (transitions, action, wake) = {
+            let mut r = lock(&shared.role);
+            r.handle_timeout(now);
+            let ts: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
+            let action = r.poll_action(now, jitter());
+            shared
+                .metrics
+                .lease_remaining_ms
+                .set(r.held(now).map_or(0, |h| h.deadline_ms.saturating_sub(now)) as i64);
+            (ts, action, r.poll_timeout(now, jitter()))
         };
-        let mut wake = next_beat;
-        if let Some(d) = deadline {
-            wake = wake.min(d);
-        }
-        if cfg.consensus_enabled {
-            wake = wake.min(next_consensus);
-        }
-        let nudged = tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = shared.nudge.notified() => true,
-            Some(req) = switchovers.recv() => {
-                let done = switchover::perform(&shared, &mut client, hooks.as_ref(), req.to).await;
-                let _ = req.reply.send(done);
+        shared.apply(hooks.as_ref(), transitions);
+        if let Some(action) = action {
+            let begun = tokio::select! {
+                _ = cancel.cancelled(), if !stopping => None,
+                done = perform(&shared, &mut client, action) => Some(done),
+            };
+            let Some((sent, result)) = begun else {
+                stopping = true;
+                peers = begin_shutdown(&shared, &client);
                 continue;
+            };
+            let change = answered(&shared, action, sent, &result);
+            if let Some(TimingChange::Adopted { to, .. }) = change {
+                client.set_request_timeout(crate::request_timeout(&to));
             }
-            _ = tokio::time::sleep_until(clock::instant_at(wake)) => false,
-        };
-        if nudged {
-            // Re-plan: the nudge brings the next beat forward (see `RoleState::nudge`).
-            lock(&shared.role).nudge();
+            if let Some(TimingChange::Conflict { ours, forge }) = change {
+                let e = TimingMismatch {
+                    ours,
+                    forge,
+                    pinned_by: cfg.timing_pinned_by.clone(),
+                    url: client.base().to_string(),
+                };
+                tracing::error!("[HB] {} stopping: {e}", cfg.node_id);
+                fatal = Some(e);
+                stopping = true;
+                peers = begin_shutdown(&shared, &client);
+            }
+            if let (Action::Resign { .. }, Done::View(_)) = (action, &result) {
+                // Resigned: tell the others, so the new holder learns in one round trip.
+                if let Some(Ok(Ok(p))) = match peers.take() {
+                    Some(h) => Some(h.await),
+                    None => None,
+                } {
+                    switchover::nudge_peers(&shared, p).await;
+                }
+            }
             continue;
         }
-        let now = mono_ms();
-        let beat_due = now >= next_beat;
-        let t = lock(&shared.role).tick(now);
-        shared.apply(hooks.as_ref(), t);
-        shared.metrics.lease_remaining_ms.set(
-            lock(&shared.role)
-                .held(now)
-                .map_or(0, |h| h.deadline_ms.saturating_sub(now)) as i64,
-        );
-
-        if beat_due {
-            let outcome = tokio::select! {
-                _ = cancel.cancelled() => break,
-                o = beat(&shared, &mut client) => o,
-            };
-            match outcome {
-                Ok((sent, view)) => {
-                    // Taken under the lock: the guard changes exactly when we say it did.
-                    let ts = {
-                        let mut r = lock(&shared.role);
-                        let recv = mono_ms();
-                        shared
-                            .metrics
-                            .forge_rtt_seconds
-                            .observe(recv.saturating_sub(sent) as f64 / 1000.0);
-                        let ts = r.on_view(sent, recv, &view);
-                        (ts, r.take_timing_change())
-                    };
-                    let (ts, change) = ts;
-                    match change {
-                        Some(TimingChange::Adopted { from, to }) => {
-                            tracing::info!(
-                                "[HB] {} following the forge's timing: heartbeat={}ms lease={}ms \
-                                 (was {}ms/{}ms)",
-                                cfg.node_id,
-                                to.heartbeat_interval_ms,
-                                to.lease_ttl_ms,
-                                from.heartbeat_interval_ms,
-                                from.lease_ttl_ms
-                            );
-                            client.set_request_timeout(crate::request_timeout(&to));
-                        }
-                        Some(TimingChange::Conflict { ours, forge }) => {
-                            let e = TimingMismatch {
-                                ours,
-                                forge,
-                                pinned_by: cfg.timing_pinned_by.clone(),
-                                url: client.base().to_string(),
-                            };
-                            tracing::error!("[HB] {} stopping: {e}", cfg.node_id);
-                            shared.apply(hooks.as_ref(), ts);
-                            fatal = Some(e);
-                            break;
-                        }
-                        None => {}
-                    }
-                    shared.forge_ok(&view);
-                    shared.metrics.heartbeat("ok");
-                    let v = view.view();
-                    tracing::debug!(
-                        "[HB] {} pulse → ok (role={}, leader={}, term={})",
-                        cfg.node_id,
-                        v.you.as_ref().map_or("-", |y| y.role.as_str()),
-                        v.leader.as_deref().unwrap_or("none"),
-                        v.term
-                    );
-                    shared.apply(hooks.as_ref(), ts);
-                }
-                Err((sent, e)) => {
-                    shared.metrics.heartbeat(e.kind());
-                    shared.forge_failed(&e);
-                    let t = lock(&shared.role).on_failure(sent, mono_ms());
-                    shared.apply(hooks.as_ref(), t);
-                }
+        let Some(wake) = wake else { break }; // shutdown finished
+        tokio::select! {
+            _ = cancel.cancelled(), if !stopping => {
+                stopping = true;
+                peers = begin_shutdown(&shared, &client);
             }
-        }
-
-        if cfg.consensus_enabled && mono_ms() >= next_consensus {
-            next_consensus = mono_ms() + ci;
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = report(&shared, &mut client) => {}
+            _ = shared.nudge.notified(), if !stopping => lock(&shared.role).nudge(),
+            Some(req) = switchovers.recv(), if !stopping => {
+                let done = switchover::perform(&shared, &mut client, hooks.as_ref(), req.to).await;
+                let _ = req.reply.send(done);
             }
+            _ = tokio::time::sleep_until(clock::instant_at(wake)) => {}
         }
     }
-    shutdown(&shared, &mut client, hooks.as_ref()).await;
+    if let Some(term) = lock(&shared.role).resign_abandoned() {
+        tracing::warn!("[CN] resign of term {term} gave up; the lease will expire on its own");
+    }
     fatal.map_or(Ok(()), Err)
 }
 
-/// One heartbeat, or (with heartbeats disabled) one leader poll that never grants.
-async fn beat(
-    shared: &Shared,
-    client: &mut ForgeClient,
-) -> Result<(u64, VerifiedView), (u64, ClientError)> {
+/// What an action came back with.
+enum Done {
+    View(VerifiedView),
+    NotHolder,
+    Failed(ClientError),
+    /// Informational actions (consensus report, farewell beat): nothing to feed back.
+    Sent,
+}
+
+type PeersRead = tokio::task::JoinHandle<Result<Vec<brh_shared::wire::PeerSummary>, ClientError>>;
+
+fn heartbeat_body(shared: &Shared, draining: bool) -> Heartbeat {
     let cfg = &shared.cfg;
-    if !cfg.heartbeat_enabled {
-        let sent = mono_ms();
-        return client
-            .leader()
-            .await
-            .map(|v| (sent, v))
-            .map_err(|e| (sent, e));
-    }
-    let hb = Heartbeat {
+    Heartbeat {
         env: cfg.env.clone(),
         priority: cfg.priority,
-        draining: false,
+        draining,
         uptime_s: shared.uptime_s(),
         version: VERSION.into(),
         api: Some(cfg.advertise.clone()),
+    }
+}
+
+/// Does `action` on the wire; returns its monotonic send time and how it ended.
+async fn perform(shared: &Shared, client: &mut ForgeClient, action: Action) -> (u64, Done) {
+    let signed = |r: Result<(u64, VerifiedView), (u64, ClientError)>| match r {
+        Ok((sent, v)) => (sent, Done::View(v)),
+        Err((sent, ClientError::Refused { code, .. })) if code == "not_holder" => {
+            (sent, Done::NotHolder)
+        }
+        Err((sent, e)) => (sent, Done::Failed(e)),
     };
-    client.heartbeat(&hb).await
+    match action {
+        Action::Heartbeat => signed(client.heartbeat(&heartbeat_body(shared, false)).await),
+        Action::LeaderPoll => {
+            let sent = mono_ms();
+            match client.leader().await {
+                Ok(v) => (sent, Done::View(v)),
+                Err(e) => (sent, Done::Failed(e)),
+            }
+        }
+        Action::Resign { term } => signed(client.resign(term, true, None).await),
+        Action::Consensus => {
+            let sent = mono_ms();
+            report(shared, client).await;
+            (sent, Done::Sent)
+        }
+        Action::Farewell => {
+            let sent = mono_ms();
+            let hb = heartbeat_body(shared, true);
+            let _ = tokio::time::timeout(Duration::from_secs(1), client.heartbeat(&hb)).await;
+            (sent, Done::Sent)
+        }
+    }
+}
+
+/// Feeds an action's result to the role (under its lock: the guard changes exactly when we
+/// say it did) and records it; returns a timing change the answer caused.
+fn answered(shared: &Shared, action: Action, sent: u64, done: &Done) -> Option<TimingChange> {
+    let node = &shared.cfg.node_id;
+    let change = {
+        let mut r = lock(&shared.role);
+        let recv = mono_ms();
+        let outcome = match done {
+            Done::View(v) => Outcome::View(v),
+            Done::NotHolder => Outcome::NotHolder,
+            Done::Failed(_) | Done::Sent => Outcome::Failed,
+        };
+        if let (Action::Heartbeat | Action::LeaderPoll, Done::View(_)) = (action, done) {
+            let rtt = recv.saturating_sub(sent) as f64 / 1000.0;
+            shared.metrics.forge_rtt_seconds.observe(rtt);
+        }
+        r.handle_answer(action, sent, recv, outcome, jitter());
+        r.take_timing_change()
+    };
+    match (action, done) {
+        (Action::Heartbeat | Action::LeaderPoll, Done::View(view)) => {
+            shared.forge_ok(view);
+            shared.metrics.heartbeat("ok");
+            let v = view.view();
+            tracing::debug!(
+                "[HB] {node} pulse → ok (role={}, leader={}, term={})",
+                v.you.as_ref().map_or("-", |y| y.role.as_str()),
+                v.leader.as_deref().unwrap_or("none"),
+                v.term
+            );
+        }
+        (Action::Heartbeat | Action::LeaderPoll, Done::Failed(e)) => {
+            shared.metrics.heartbeat(e.kind());
+            shared.forge_failed(e);
+        }
+        (Action::Resign { term }, Done::View(_)) => {
+            tracing::info!("[CN] {node} resigned term {term}");
+            shared.events.log(format!("RESIGN: gave up term {term}"));
+        }
+        (Action::Resign { term }, Done::NotHolder) => {
+            tracing::info!("[CN] resign of term {term}: not the holder any more");
+        }
+        (Action::Resign { term }, Done::Failed(e)) => {
+            tracing::warn!("[CN] resign of term {term} failed: {e}");
+        }
+        _ => {}
+    }
+    if let Some(TimingChange::Adopted { from, to }) = change {
+        tracing::info!(
+            "[HB] {node} following the forge's timing: heartbeat={}ms lease={}ms \
+             (was {}ms/{}ms)",
+            to.heartbeat_interval_ms,
+            to.lease_ttl_ms,
+            from.heartbeat_interval_ms,
+            from.lease_ttl_ms
+        );
+    }
+    change
+}
+
+/// Stop acting first (the guard closes; the demotion is the next transition), then the role
+/// plans the resign or the farewell beat. A leader starts reading the peers it will nudge.
+fn begin_shutdown(shared: &Shared, client: &ForgeClient) -> Option<PeersRead> {
+    let term = lock(&shared.role).begin_shutdown(mono_ms());
+    match term {
+        Some(_) => Some(tokio::spawn(client.peers_owned())),
+        None => {
+            tracing::info!("[CN] {} stopping (witness)", shared.cfg.node_id);
+            None
+        }
+    }
 }
 
 /// The consensus report (seed compatibility): our view of the leader, at
@@ -244,60 +303,4 @@ async fn report(shared: &Shared, client: &mut ForgeClient) {
         "CONSENSUS: elected leader={}, peers={n}",
         leader.as_deref().unwrap_or("none")
     ));
-}
-
-/// Stop acting first (the guard closes), then hand the lease over.
-async fn shutdown(shared: &Shared, client: &mut ForgeClient, hooks: &dyn RoleHooks) {
-    let (t, term) = lock(&shared.role).stop(mono_ms());
-    shared.apply(hooks, t);
-    let Some(term) = term else {
-        // A last beat marked draining, so that the forge does not elect a node that is going
-        // away (all of `up`'s agents stop at once; the leader's resign would otherwise hand
-        // the lease to a witness that is itself stopping). Bounded, best effort.
-        if shared.cfg.heartbeat_enabled {
-            let hb = Heartbeat {
-                env: shared.cfg.env.clone(),
-                priority: shared.cfg.priority,
-                draining: true,
-                uptime_s: shared.uptime_s(),
-                version: VERSION.into(),
-                api: Some(shared.cfg.advertise.clone()),
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(1), client.heartbeat(&hb)).await;
-        }
-        tracing::info!("[CN] {} stopping (witness)", shared.cfg.node_id);
-        return;
-    };
-    // Bounded: a forge that cannot be reached is left to let the lease expire.
-    let ttl = lock(&shared.role).timing().lease_ttl_ms;
-    let budget = Duration::from_millis(ttl.min(10_000));
-    // Read concurrently with the resign: the nudges can go out one round trip sooner.
-    let peers = tokio::spawn(client.peers_owned());
-    let attempt = async {
-        let mut delay = 100u64;
-        for _ in 0..4 {
-            match client.resign(term, true, None).await {
-                Ok(_) => {
-                    tracing::info!("[CN] {} resigned term {term}", shared.cfg.node_id);
-                    shared.events.log(format!("RESIGN: gave up term {term}"));
-                    if let Ok(Ok(peers)) = peers.await {
-                        switchover::nudge_peers(shared, peers).await;
-                    }
-                    return;
-                }
-                Err((_, ClientError::Refused { code, .. })) if code == "not_holder" => {
-                    tracing::info!("[CN] resign of term {term}: not the holder any more");
-                    return;
-                }
-                Err((_, e)) => {
-                    tracing::warn!("[CN] resign of term {term} failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(delay + jitter() % delay)).await;
-                    delay *= 2;
-                }
-            }
-        }
-    };
-    if tokio::time::timeout(budget, attempt).await.is_err() {
-        tracing::warn!("[CN] resign of term {term} timed out; the lease will expire on its own");
-    }
 }

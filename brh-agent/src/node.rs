@@ -87,13 +87,17 @@ impl Shared {
         let events = EventLog::new(cfg.event_log.as_deref())?;
         Ok(Arc::new(Shared {
             role: Mutex::new(
-                RoleState::new(cfg.node_id.clone(), cfg.timing).with_timing_source(
-                    if cfg.timing_pinned_by.is_empty() {
+                RoleState::new(cfg.node_id.clone(), cfg.timing)
+                    .with_timing_source(if cfg.timing_pinned_by.is_empty() {
                         TimingSource::Forge
                     } else {
                         TimingSource::Pinned
-                    },
-                ),
+                    })
+                    .with_schedule(
+                        cfg.heartbeat_enabled,
+                        cfg.consensus_enabled.then_some(cfg.consensus_interval_ms),
+                        mono_ms(),
+                    ),
             ),
             cfg,
             forge: Mutex::new(ForgeStatus::default()),

@@ -185,7 +185,55 @@ pub struct RoleState {
     stopped: bool,
     /// A nudge arrived since the last attempt.
     nudged: bool,
+    /// Heartbeats (lease requests) or, when disabled, leader polls that never grant.
+    heartbeats: bool,
+    /// Consensus reports: every this many ms, the next one due at `next_consensus_ms`.
+    consensus_every_ms: Option<u64>,
+    next_consensus_ms: Option<u64>,
+    /// Role changes not yet taken by the driver (`poll_transition`).
+    transitions: std::collections::VecDeque<Transition>,
+    shutdown: Option<Shutdown>,
 }
+
+/// What the driver must do now: the sans-IO output, as in quinn-proto's `poll_transmit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// A heartbeat: the lease request and the leader poll in one.
+    Heartbeat,
+    /// Heartbeats are off: read the leader; never granted.
+    LeaderPoll,
+    /// The consensus report (seed compatibility; it never elects).
+    Consensus,
+    /// Shutdown: give the lease up for good.
+    Resign { term: u64 },
+    /// Shutdown of a witness: one last beat marked draining, so that the forge does not elect
+    /// a node that is going away.
+    Farewell,
+}
+
+/// How an action ended, as the driver saw it.
+#[derive(Debug, Clone, Copy)]
+pub enum Outcome<'a> {
+    View(&'a VerifiedView),
+    /// The forge said we do not hold that lease (a resign after it moved on).
+    NotHolder,
+    /// Unreachable, timed out, refused or unverifiable.
+    Failed,
+}
+
+/// The shutdown plan: resign (with retries) or a farewell beat, within a budget.
+#[derive(Debug, Clone)]
+struct Shutdown {
+    /// `(term, failed attempts, next attempt at)`.
+    resign: Option<(u64, u32, u64)>,
+    /// The term whose resign failed every attempt.
+    abandoned: Option<u64>,
+    farewell: bool,
+    until_ms: u64,
+}
+
+/// Resign attempts before giving up (the lease then expires on its own).
+pub const RESIGN_ATTEMPTS: u32 = 4;
 
 impl RoleState {
     pub fn new(node: impl Into<String>, timing: Timing) -> Self {
@@ -203,6 +251,11 @@ impl RoleState {
             failures: 0,
             stopped: false,
             nudged: false,
+            heartbeats: true,
+            consensus_every_ms: None,
+            next_consensus_ms: None,
+            transitions: std::collections::VecDeque::new(),
+            shutdown: None,
         }
     }
 
@@ -429,6 +482,159 @@ impl RoleState {
         Some((self.demote(h, DemoteReason::Switchover, now_ms), h.term))
     }
 
+    /// What the driver does besides heartbeats: leader polls instead of heartbeats when
+    /// `heartbeats` is false, and consensus reports every `consensus_every_ms` (the first two
+    /// heartbeat intervals after `now_ms`).
+    pub fn with_schedule(
+        mut self,
+        heartbeats: bool,
+        consensus_every_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Self {
+        self.heartbeats = heartbeats;
+        self.consensus_every_ms = consensus_every_ms;
+        self.next_consensus_ms = consensus_every_ms
+            .map(|_| now_ms.saturating_add(2 * self.timing.heartbeat_interval_ms));
+        self
+    }
+
+    /// The next role change to act on (log, events, hooks), in order.
+    pub fn poll_transition(&mut self) -> Option<Transition> {
+        self.transitions.pop_front()
+    }
+
+    /// Time passed: a lease deadline may have been reached.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        let t = self.tick(now_ms);
+        self.transitions.extend(t);
+    }
+
+    /// When the driver must call again (`handle_timeout`, `poll_action`), or `None` when the
+    /// agent has nothing left to do (shutdown finished).
+    pub fn poll_timeout(&self, now_ms: u64, jitter_permille: u64) -> Option<u64> {
+        if let Some(sd) = &self.shutdown {
+            if self.shutdown_finished(now_ms) {
+                return None;
+            }
+            let next = match sd.resign {
+                Some((_, _, at)) => at,
+                None => now_ms,
+            };
+            return Some(next.min(sd.until_ms));
+        }
+        let mut wake = self.next_beat_at(now_ms, jitter_permille);
+        if let Some(h) = self.held(now_ms) {
+            wake = wake.min(h.deadline_ms);
+        }
+        if let Some(c) = self.next_consensus_ms {
+            wake = wake.min(c);
+        }
+        Some(wake)
+    }
+
+    /// The action due now, if any. One at a time: the driver reports each with
+    /// [`RoleState::handle_answer`] before it polls again.
+    pub fn poll_action(&mut self, now_ms: u64, jitter_permille: u64) -> Option<Action> {
+        if let Some(sd) = self.shutdown.as_mut() {
+            if now_ms >= sd.until_ms {
+                return None;
+            }
+            if sd.farewell {
+                sd.farewell = false;
+                return Some(Action::Farewell);
+            }
+            return match sd.resign {
+                Some((term, _, at)) if now_ms >= at => Some(Action::Resign { term }),
+                _ => None,
+            };
+        }
+        if now_ms >= self.next_beat_at(now_ms, jitter_permille) {
+            return Some(if self.heartbeats {
+                Action::Heartbeat
+            } else {
+                Action::LeaderPoll
+            });
+        }
+        if let (Some(every), Some(next)) = (self.consensus_every_ms, self.next_consensus_ms) {
+            if now_ms >= next {
+                self.next_consensus_ms = Some(now_ms.saturating_add(every));
+                return Some(Action::Consensus);
+            }
+        }
+        None
+    }
+
+    /// The result of `action`, sent at `sent_ms` and finished at `received_ms`.
+    pub fn handle_answer(
+        &mut self,
+        action: Action,
+        sent_ms: u64,
+        received_ms: u64,
+        outcome: Outcome<'_>,
+        jitter_permille: u64,
+    ) {
+        match (action, outcome) {
+            (Action::Heartbeat | Action::LeaderPoll, Outcome::View(v)) => {
+                let ts = self.on_view(sent_ms, received_ms, v);
+                self.transitions.extend(ts);
+            }
+            (Action::Heartbeat | Action::LeaderPoll, _) => {
+                let t = self.on_failure(sent_ms, received_ms);
+                self.transitions.extend(t);
+            }
+            (Action::Resign { .. }, Outcome::View(_) | Outcome::NotHolder) => {
+                if let Some(sd) = self.shutdown.as_mut() {
+                    sd.resign = None;
+                }
+            }
+            (Action::Resign { term }, Outcome::Failed) => {
+                if let Some(sd) = self.shutdown.as_mut() {
+                    let failed = sd.resign.map_or(0, |(_, n, _)| n) + 1;
+                    // Backoff 100, 200, 400 ms plus up to as much again in jitter.
+                    let delay = RETRY_BASE_MS << (failed - 1).min(10);
+                    let delay = delay + delay * jitter_permille.min(999) / 1000;
+                    if failed < RESIGN_ATTEMPTS {
+                        sd.resign = Some((term, failed, received_ms.saturating_add(delay)));
+                    } else {
+                        sd.resign = None;
+                        sd.abandoned = Some(term);
+                    }
+                }
+            }
+            (Action::Consensus | Action::Farewell, _) => {}
+        }
+    }
+
+    /// Shutdown: stop acting now (the demotion is the next transition), then resign the term
+    /// the forge may still count as ours, or — a witness — say farewell. Bounded by the lease
+    /// ttl (at most 10 s): past it the lease is left to expire. Returns the term to resign.
+    pub fn begin_shutdown(&mut self, now_ms: u64) -> Option<u64> {
+        let (t, term) = self.stop(now_ms);
+        self.transitions.extend(t);
+        self.shutdown = Some(Shutdown {
+            resign: term.map(|t| (t, 0, now_ms)),
+            abandoned: None,
+            farewell: term.is_none() && self.heartbeats,
+            until_ms: now_ms.saturating_add(self.timing.lease_ttl_ms.min(10_000)),
+        });
+        term
+    }
+
+    /// The term a shutdown still meant to resign when it stopped trying (budget or attempts
+    /// spent): that lease is left to expire on its own.
+    pub fn resign_abandoned(&self) -> Option<u64> {
+        self.shutdown
+            .as_ref()
+            .and_then(|sd| sd.abandoned.or(sd.resign.map(|(t, _, _)| t)))
+    }
+
+    /// Whether shutdown has nothing left to send (done, given up, or out of budget).
+    pub fn shutdown_finished(&self, now_ms: u64) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|sd| now_ms >= sd.until_ms || (sd.resign.is_none() && !sd.farewell))
+    }
+
     /// A peer announced that it resigned: beat early to pick the lease up. The early beat
     /// keeps [`NUDGE_GAP_MS`] after the previous attempt and a nudge counts once, so nudges
     /// cannot make an agent flood the forge.
@@ -609,6 +815,100 @@ mod tests {
         r.on_view(1000, 1010, &VerifiedView::assume_verified(v));
         assert_eq!(r.timing(), Timing::DEFAULT);
         assert_eq!(r.take_timing_change(), None);
+    }
+
+    /// The driver interface: the keeper only asks what to do and when.
+    #[test]
+    fn the_schedule_drives_beats_deadlines_and_reports() {
+        let mut r = RoleState::new("a", T).with_schedule(true, Some(60_000), 0);
+        assert_eq!(r.poll_action(0, 500), Some(Action::Heartbeat));
+        let v = vv(Some("a"), 1, 10_000, 13_000);
+        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
+        assert!(matches!(
+            r.poll_transition(),
+            Some(Transition::Promote { term: 1, .. })
+        ));
+        assert_eq!(r.poll_transition(), None);
+        assert_eq!(r.poll_action(10, 500), None);
+        // Next: the beat at 1000 (before the deadline 2700 and the first report at 2000).
+        assert_eq!(r.poll_timeout(10, 500), Some(1000));
+        assert_eq!(r.poll_action(1000, 500), Some(Action::Heartbeat));
+        r.handle_answer(Action::Heartbeat, 1000, 1005, Outcome::Failed, 500);
+        // Unanswered: the deadline (2700) passes at its time, whatever else happens.
+        r.handle_timeout(2700);
+        assert!(matches!(
+            r.poll_transition(),
+            Some(Transition::Demote {
+                reason: DemoteReason::Deadline,
+                ..
+            })
+        ));
+        // The consensus report comes due two intervals after start, then every 60 s.
+        let mut r = RoleState::new("a", T).with_schedule(true, Some(60_000), 0);
+        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
+        let _ = r.poll_action(2_000, 500); // the beat due at 1000
+        r.handle_answer(Action::Heartbeat, 2_000, 2_005, Outcome::View(&v), 500);
+        assert_eq!(r.poll_action(2_010, 500), Some(Action::Consensus));
+        assert_eq!(r.poll_action(2_020, 500), None);
+        // Heartbeats off: leader polls, never a grant.
+        let mut p = RoleState::new("a", T).with_schedule(false, None, 0);
+        assert_eq!(p.poll_action(0, 0), Some(Action::LeaderPoll));
+    }
+
+    #[test]
+    fn shutdown_demotes_then_resigns_with_a_bounded_budget() {
+        let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
+        let v = vv(Some("a"), 3, 10_000, 13_000);
+        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        let _ = r.poll_transition();
+        assert_eq!(r.begin_shutdown(100), Some(3));
+        assert!(matches!(
+            r.poll_transition(),
+            Some(Transition::Demote {
+                reason: DemoteReason::Shutdown,
+                ..
+            })
+        ));
+        assert!(
+            r.guard(100).is_err(),
+            "the guard closes before the resign leaves"
+        );
+        let mut at = 100;
+        for attempt in 1..=RESIGN_ATTEMPTS {
+            assert_eq!(
+                r.poll_action(at, 0),
+                Some(Action::Resign { term: 3 }),
+                "{attempt}"
+            );
+            r.handle_answer(Action::Resign { term: 3 }, at, at + 1, Outcome::Failed, 0);
+            if attempt < RESIGN_ATTEMPTS {
+                let next = r.poll_timeout(at + 1, 0).unwrap();
+                assert_eq!(next - (at + 1), RETRY_BASE_MS << (attempt - 1), "backoff");
+                assert_eq!(r.poll_action(at + 2, 0), None, "not before the backoff");
+                at = next;
+            }
+        }
+        assert!(r.shutdown_finished(at + 10));
+        assert_eq!(r.poll_timeout(at + 10, 0), None);
+        assert_eq!(r.resign_abandoned(), Some(3));
+        // Success ends it at once; a witness says farewell once.
+        let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
+        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        r.begin_shutdown(10);
+        r.handle_answer(Action::Resign { term: 3 }, 10, 11, Outcome::View(&v), 0);
+        assert!(r.shutdown_finished(11));
+        assert_eq!(r.resign_abandoned(), None);
+        let mut w = RoleState::new("a", T).with_schedule(true, None, 0);
+        assert_eq!(w.begin_shutdown(0), None);
+        assert_eq!(w.poll_action(0, 0), Some(Action::Farewell));
+        assert_eq!(w.poll_action(1, 0), None);
+        assert!(w.shutdown_finished(1));
+        // The budget: the ttl (3 s here), at most 10 s.
+        let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
+        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        r.begin_shutdown(0);
+        assert_eq!(r.poll_action(3_000, 0), None);
+        assert!(r.shutdown_finished(3_000));
     }
 
     #[test]
