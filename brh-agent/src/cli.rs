@@ -1,6 +1,5 @@
 //! Command line: `run`, `status`, `switchover`, `restart`, `drain`, `deploy`,
 //! `root generate|verify`, `api-key`, `up`. Operator commands live in `ops.rs`.
-use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use brh_shared::root::{DominionRoot, SCHEME_HTTP, SCHEME_HTTPS};
@@ -10,7 +9,6 @@ use tokio_util::sync::CancellationToken;
 use crate::client;
 use crate::clock;
 use crate::config::{self, Config, RunArgs};
-use crate::node::NoHooks;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -232,7 +230,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let cancel = CancellationToken::new();
     let signal = crate::shutdown_signal();
-    let agent = crate::start_agent(cfg, Arc::new(NoHooks), cancel.clone()).await?;
+    let agent = crate::start_agent(cfg, cancel.clone()).await?;
     let mut done = agent.done;
     let result = tokio::select! {
         _ = signal => {

@@ -1,6 +1,7 @@
 //! The keeper: the one task that talks to the forge. It owns the [`ForgeClient`] (so signed
 //! requests leave strictly in nonce order), feeds answers and time into the pure
-//! [`RoleState`], and turns the resulting transitions into logs, events, metrics and hooks.
+//! [`RoleState`], and turns the resulting transitions into logs, events, metrics and the
+//! container layer's channel.
 //! All decisions are in `role.rs`; this file only does I/O and waiting.
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::{random_hex, ClientError, ForgeClient};
 use crate::clock::{self, mono_ms};
-use crate::node::{lock, RoleHooks, Shared, VERSION};
+use crate::node::{lock, Shared, VERSION};
 use crate::role::{Action, Outcome, TimingChange, VerifiedView};
 use crate::switchover::{self, SwitchoverRequest};
 
@@ -43,7 +44,6 @@ pub struct TimingMismatch {
 pub async fn run(
     shared: Arc<Shared>,
     mut client: ForgeClient,
-    hooks: Arc<dyn RoleHooks>,
     mut switchovers: tokio::sync::mpsc::Receiver<SwitchoverRequest>,
     cancel: CancellationToken,
 ) -> Result<(), TimingMismatch> {
@@ -78,7 +78,7 @@ pub async fn run(
                 .set(r.held(now).map_or(0, |h| h.deadline_ms.saturating_sub(now)) as i64);
             (ts, action, r.poll_timeout(now, jitter()))
         };
-        shared.apply(hooks.as_ref(), transitions);
+        shared.apply(transitions);
         if let Some(action) = action {
             let begun = tokio::select! {
                 _ = cancel.cancelled(), if !stopping => None,
@@ -124,7 +124,7 @@ pub async fn run(
             }
             _ = shared.nudge.notified(), if !stopping => lock(&shared.role).nudge(),
             Some(req) = switchovers.recv(), if !stopping => {
-                let done = switchover::perform(&shared, &mut client, hooks.as_ref(), req.to).await;
+                let done = switchover::perform(&shared, &mut client, req.to).await;
                 let _ = req.reply.send(done);
             }
             _ = tokio::time::sleep_until(clock::instant_at(wake)) => {}

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::node::{RoleHooks, Shared};
+use crate::node::Shared;
 
 /// Forge request timeout: shorter than the renew interval, so a hung request never eats
 /// the next beat (and a leader gets several tries before its deadline).
@@ -51,11 +51,7 @@ pub struct RunningAgent {
 
 /// Starts the API and the keeper. Both stop when `cancel` fires: the keeper first demotes
 /// and resigns, then the API closes.
-pub async fn start_agent(
-    cfg: Config,
-    hooks: Arc<dyn RoleHooks>,
-    cancel: CancellationToken,
-) -> anyhow::Result<RunningAgent> {
+pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Result<RunningAgent> {
     let timeout = request_timeout(&cfg.timing);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -89,22 +85,21 @@ pub async fn start_agent(
     let api_key = auth::derive_api_key(&cfg.seal, &cfg.env);
     let limits = forge_worker::native::server::Limits::default();
     let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
-    // The container layer, when the manifest has services: its hooks wrap the caller's, and
-    // its leader-only loops run until the keeper has stepped down.
+    // The container layer, when the manifest has services: role changes reach it over a
+    // channel, in order; its leader-only loops run until the keeper has stepped down.
     let loops_stop = CancellationToken::new();
-    let (hooks, container_hooks, orch) = match shared.cfg.containers.clone() {
+    let keeper_done = CancellationToken::new();
+    let (role_task, orch) = match shared.cfg.containers.clone() {
         Some(settings) => {
             let orch = containers::agent::orchestrator(&shared, &settings);
             containers::agent::spawn_loops(&orch, &settings, &loops_stop);
-            let ch = containers::agent::ContainerHooks::new(hooks, orch.clone());
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            shared.subscribe(tx);
+            let task = containers::agent::follow_role(orch.clone(), rx, keeper_done.clone());
             let settle = settings.stop_timeout * 2 + Duration::from_secs(10);
-            (
-                ch.clone() as Arc<dyn RoleHooks>,
-                Some((ch, settle)),
-                Some(orch),
-            )
+            (Some((task, settle)), Some(orch))
         }
-        None => (hooks, None, None),
+        None => (None, None),
     };
     // Switchovers go to the keeper: it alone signs forge requests, in nonce order.
     let (switchover_tx, switchover_rx) = tokio::sync::mpsc::channel(4);
@@ -136,10 +131,11 @@ pub async fn start_agent(
     let keeper_shared = shared.clone();
     let done = tokio::spawn(
         async move {
-            let result = keeper::run(keeper_shared, client, hooks, switchover_rx, cancel).await;
-            if let Some((ch, limit)) = container_hooks {
-                // A drain on shutdown finishes before the process goes.
-                ch.settle(limit).await;
+            let result = keeper::run(keeper_shared, client, switchover_rx, cancel).await;
+            keeper_done.cancel();
+            if let Some((task, limit)) = role_task {
+                // The demotion of the shutdown (a drain) finishes before the process goes.
+                let _ = tokio::time::timeout(limit, task).await;
             }
             loops_stop.cancel();
             api_stop.cancel();

@@ -11,20 +11,14 @@ use crate::clock::{self, mono_ms};
 use crate::config::Config;
 use crate::events::{EventLog, LeadershipRecord};
 use crate::metrics::Metrics;
-use crate::role::{DemoteReason, NotLeader, RoleState, TimingSource, Transition, VerifiedView};
+use crate::role::{NotLeader, RoleState, TimingSource, Transition, VerifiedView};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Called on role changes, after the guard already reflects them. Implementations must not
-/// block (spawn work instead); every mutation they cause must still pass [`Shared::guard`].
-pub trait RoleHooks: Send + Sync + 'static {
-    fn promoted(&self, _term: u64) {}
-    fn demoted(&self, _term: u64, _reason: DemoteReason) {}
-}
-
-/// No container layer yet.
-pub struct NoHooks;
-impl RoleHooks for NoHooks {}
+/// Where role changes go after the guard already reflects them (the container layer), in
+/// order. Whoever reads them must not hold up the keeper; every mutation they cause must still
+/// pass [`Shared::guard`].
+pub type RoleChanges = tokio::sync::mpsc::UnboundedSender<Transition>;
 
 /// What the forge last told us, for `/status`.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +39,8 @@ pub struct Shared {
     pub started_mono: u64,
     /// Set by `POST /federation/nudge`: a peer resigned, beat early to pick the lease up.
     pub nudge: tokio::sync::Notify,
+    /// The container layer's channel, when there is one.
+    role_changes: std::sync::OnceLock<RoleChanges>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -105,6 +101,7 @@ impl Shared {
             metrics: Metrics::new(),
             started_mono: mono_ms(),
             nudge: tokio::sync::Notify::new(),
+            role_changes: std::sync::OnceLock::new(),
         }))
     }
 
@@ -159,9 +156,17 @@ impl Shared {
         }
     }
 
+    /// Sends every role change, from now on, to `to` (set once, by `start_agent`).
+    pub fn subscribe(&self, to: RoleChanges) {
+        let _ = self.role_changes.set(to);
+    }
+
     /// Logs, records and announces transitions, in order.
-    pub(crate) fn apply(&self, hooks: &dyn RoleHooks, ts: impl IntoIterator<Item = Transition>) {
+    pub(crate) fn apply(&self, ts: impl IntoIterator<Item = Transition>) {
         for t in ts {
+            if let Some(to) = self.role_changes.get() {
+                let _ = to.send(t.clone());
+            }
             match t {
                 Transition::Promote { term, at_ms } => {
                     tracing::info!(
@@ -180,7 +185,6 @@ impl Shared {
                     self.metrics.transition("promote");
                     self.metrics.is_leader.set(1);
                     self.metrics.term.set(term as i64);
-                    hooks.promoted(term);
                 }
                 Transition::Demote {
                     term,
@@ -204,7 +208,6 @@ impl Shared {
                     });
                     self.metrics.transition("demote");
                     self.metrics.is_leader.set(0);
-                    hooks.demoted(term, reason);
                 }
             }
         }

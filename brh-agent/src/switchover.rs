@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 
 use crate::client::{ClientError, ForgeClient};
 use crate::clock::mono_ms;
-use crate::node::{lock, RoleHooks, Shared};
+use crate::node::{lock, Shared};
 
 /// A request the API hands to the keeper (the one task that signs forge requests).
 #[derive(Debug)]
@@ -133,7 +133,6 @@ pub(crate) async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::Pe
 pub(crate) async fn perform(
     shared: &Shared,
     client: &mut ForgeClient,
-    hooks: &dyn RoleHooks,
     to: Option<String>,
 ) -> Result<Switched, SwitchoverError> {
     let me = shared.cfg.node_id.clone();
@@ -149,12 +148,12 @@ pub(crate) async fn perform(
     let Some((t, term)) = lock(&shared.role).step_down(mono_ms()) else {
         return Err(not_leader()); // the deadline passed while we read the peers
     };
-    shared.apply(hooks, [t]);
+    shared.apply([t]);
     tracing::info!("[CN] {me} switchover of term {term} to {successor}");
     match client.resign(term, false, Some(&successor)).await {
         Ok((sent, view)) => {
             let ts = lock(&shared.role).on_view(sent, mono_ms(), &view);
-            shared.apply(hooks, ts);
+            shared.apply(ts);
             shared.forge_ok(&view);
             shared.events.log(format!(
                 "SWITCHOVER: handed term {term} to {successor} (term {})",

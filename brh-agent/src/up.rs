@@ -5,7 +5,6 @@
 //! on Ctrl-C stops the agents (each resigns if it leads) and then the forge.
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use brh_shared::root::{DominionRoot, SCHEME_HTTP};
@@ -17,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::client::random_hex;
 use crate::clock;
 use crate::config::{Config, RunArgs};
-use crate::node::NoHooks;
 
 /// `println!` that ignores a closed stdout (`brh-agent up | head`): the federation keeps
 /// running and still stops cleanly on Ctrl-C.
@@ -161,7 +159,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         };
         let cfg = Config::resolve(args.clone(), clock::wall_ms() / 1000)?;
         let stop = all.child_token();
-        let started = match crate::start_agent(cfg, Arc::new(NoHooks), stop.clone()).await {
+        let started = match crate::start_agent(cfg, stop.clone()).await {
             Ok(s) => s,
             Err(_) if port != 0 => {
                 let args = RunArgs {
@@ -169,7 +167,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                     ..args
                 };
                 let cfg = Config::resolve(args, clock::wall_ms() / 1000)?;
-                crate::start_agent(cfg, Arc::new(NoHooks), stop.clone()).await?
+                crate::start_agent(cfg, stop.clone()).await?
             }
             Err(e) => return Err(e),
         };

@@ -1,16 +1,16 @@
 //! Glue between the agent (role keeping, events) and the orchestrator: the lease guard,
-//! the promote/demote hooks and the leader-only loops.
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+//! following role changes, and the leader-only loops.
+use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::orchestrator::{Orchestrator, OrchestratorConfig};
 use super::{LeaseGuard, NotLeader};
 use crate::config::ContainerSettings;
-use crate::node::{RoleHooks, Shared};
-use crate::role::DemoteReason;
+use crate::node::Shared;
+use crate::role::Transition;
 
 /// The agent's own guard (`Shared::guard`, evaluated on the monotonic clock at each call).
 pub struct SharedGuard(pub Arc<Shared>);
@@ -43,71 +43,61 @@ pub fn orchestrator(shared: &Arc<Shared>, settings: &ContainerSettings) -> Arc<O
     orch
 }
 
-/// Promote/demote hooks that reconcile or apply the demotion policy, in the background (the
-/// keeper must never wait on the engine), then call the inner hooks.
-pub struct ContainerHooks {
-    pub inner: Arc<dyn RoleHooks>,
-    pub orch: Arc<Orchestrator>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl ContainerHooks {
-    pub fn new(inner: Arc<dyn RoleHooks>, orch: Arc<Orchestrator>) -> Arc<Self> {
-        Arc::new(ContainerHooks {
-            inner,
-            orch,
-            tasks: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
-        let mut t = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        t.retain(|h| !h.is_finished());
-        t.push(tokio::spawn(f));
-    }
-
-    /// Waits for promotions and demotions still running (a drain on shutdown), up to `limit`.
-    pub async fn settle(&self, limit: Duration) {
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        let _ = tokio::time::timeout(limit, futures_util::future::join_all(tasks)).await;
-    }
-}
-
-impl RoleHooks for ContainerHooks {
-    fn promoted(&self, term: u64) {
-        let orch = self.orch.clone();
-        self.spawn(async move {
-            match orch.promote().await {
-                Ok(r) => orch.event(format!(
-                    "PROMOTION: term {term}: adopted {}, started {}, created {}, fenced {}, unhealthy {}",
-                    r.adopted.len(),
-                    r.started.len(),
-                    r.created.len(),
-                    r.fenced.len(),
-                    r.unhealthy.len()
-                )),
-                Err(e) => {
-                    tracing::warn!("[PROMOTE] reconcile failed: {e}");
-                    orch.event(format!("PROMOTION: term {term}: reconcile failed: {e}"));
+/// Follows the role changes in order: a promotion reconciles the manifest, a demotion
+/// applies the demotion policy. One at a time, so a demotion never runs before the promotion
+/// it ends has finished (every step is guarded anyway: a reconcile still running when the
+/// lease goes is refused step by step). After `keeper_done` it handles what is already queued
+/// (the shutdown's demotion) and ends.
+pub fn follow_role(
+    orch: Arc<Orchestrator>,
+    mut changes: tokio::sync::mpsc::UnboundedReceiver<Transition>,
+    keeper_done: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(
+        async move {
+            loop {
+                let t = tokio::select! {
+                    biased;
+                    Some(t) = changes.recv() => t,
+                    _ = keeper_done.cancelled() => match changes.try_recv() {
+                        Ok(t) => t,
+                        Err(_) => break,
+                    },
+                };
+                match t {
+                    Transition::Promote { term, .. } => promoted(&orch, term).await,
+                    Transition::Demote { term, .. } => demoted(&orch, term).await,
                 }
             }
-        });
-        self.inner.promoted(term);
-    }
+        }
+        .in_current_span(),
+    )
+}
 
-    fn demoted(&self, term: u64, reason: DemoteReason) {
-        let orch = self.orch.clone();
-        self.spawn(async move {
-            match orch.demote(term).await {
-                Ok(drained) if !drained.is_empty() => {
-                    orch.event(format!("DEMOTION: drained {} containers", drained.len()))
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("[DEMOTE] policy failed: {e}"),
-            }
-        });
-        self.inner.demoted(term, reason);
+async fn promoted(orch: &Orchestrator, term: u64) {
+    match orch.promote().await {
+        Ok(r) => orch.event(format!(
+            "PROMOTION: term {term}: adopted {}, started {}, created {}, fenced {}, unhealthy {}",
+            r.adopted.len(),
+            r.started.len(),
+            r.created.len(),
+            r.fenced.len(),
+            r.unhealthy.len()
+        )),
+        Err(e) => {
+            tracing::warn!("[PROMOTE] reconcile failed: {e}");
+            orch.event(format!("PROMOTION: term {term}: reconcile failed: {e}"));
+        }
+    }
+}
+
+async fn demoted(orch: &Orchestrator, term: u64) {
+    match orch.demote(term).await {
+        Ok(drained) if !drained.is_empty() => {
+            orch.event(format!("DEMOTION: drained {} containers", drained.len()))
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("[DEMOTE] policy failed: {e}"),
     }
 }
 
