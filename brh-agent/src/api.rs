@@ -321,11 +321,32 @@ struct DeployBody {
     branch: Option<String>,
 }
 
+/// The HTTP status and error code of a container-layer error: decided here, at the edge,
+/// not by the orchestrator.
+pub fn orchestration_status(err: &OrchestratorError) -> (StatusCode, &'static str) {
+    use crate::containers::engine::EngineError;
+    match err {
+        OrchestratorError::NotLeader(_) => (StatusCode::CONFLICT, "not_leader"),
+        OrchestratorError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        OrchestratorError::NotFound(_) | OrchestratorError::Engine(EngineError::NotFound(_)) => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
+        OrchestratorError::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
+        OrchestratorError::Engine(EngineError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+        OrchestratorError::Engine(EngineError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable")
+        }
+        OrchestratorError::Engine(EngineError::Refused(_)) => {
+            (StatusCode::BAD_GATEWAY, "engine_refused")
+        }
+        OrchestratorError::Unhealthy { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unhealthy"),
+    }
+}
+
 /// The container layer's errors keep their own status and code (422 `unhealthy`, 409
 /// `fenced`, 503 `engine_unavailable`, …), in the usual error body.
 fn orchestration_error(err: OrchestratorError) -> Response {
-    let (status, code) = err.http();
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let (status, code) = orchestration_status(&err);
     let body = json!({"error": {"code": code, "message": err.to_string()}});
     (status, Json(body)).into_response()
 }

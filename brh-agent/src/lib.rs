@@ -89,10 +89,11 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     // channel, in order; its leader-only loops run until the keeper has stepped down.
     let loops_stop = CancellationToken::new();
     let keeper_done = CancellationToken::new();
+    let mut loops = Vec::new();
     let (role_task, orch) = match shared.cfg.containers.clone() {
         Some(settings) => {
             let orch = containers::agent::orchestrator(&shared, &settings);
-            containers::agent::spawn_loops(&orch, &settings, &loops_stop);
+            loops = containers::agent::spawn_loops(&orch, &settings, &loops_stop);
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             shared.subscribe(tx);
             let task = containers::agent::follow_role(orch.clone(), rx, keeper_done.clone());
@@ -137,7 +138,14 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
                 // The demotion of the shutdown (a drain) finishes before the process goes.
                 let _ = tokio::time::timeout(limit, task).await;
             }
+            // Shutdown in order: the keeper stepped down (demote → resign → nudge), the
+            // demotion policy ran; now the leader-only loops, then the API.
             loops_stop.cancel();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                futures_util::future::join_all(loops),
+            )
+            .await;
             api_stop.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
             result.map_err(anyhow::Error::from)

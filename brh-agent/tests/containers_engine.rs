@@ -6,6 +6,7 @@ mod engine_support;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use brh_agent::api::orchestration_status;
 use brh_agent::containers::orchestrator::OrchestratorError;
 use brh_agent::containers::policy::{DemotePolicy, PullPolicy};
 use engine_support::*;
@@ -265,22 +266,26 @@ async fn deploy_rolls_out_rolls_back_and_refuses_bad_input() {
     ]);
     for bad in ["Bad/Image", "x;rm -rf /", "", "a@sha256:zz"] {
         let e = o.deploy("web", bad, PullPolicy::Never).await.unwrap_err();
-        assert_eq!(e.http().0, 400, "{bad}: {e}");
+        assert_eq!(orchestration_status(&e).0.as_u16(), 400, "{bad}: {e}");
     }
     assert_eq!(
-        o.deploy("nope", "brh-test/web:2", PullPolicy::Never)
-            .await
-            .unwrap_err()
-            .http()
-            .0,
+        orchestration_status(
+            &o.deploy("nope", "brh-test/web:2", PullPolicy::Never)
+                .await
+                .unwrap_err()
+        )
+        .0
+        .as_u16(),
         404
     );
     assert_eq!(
-        o.deploy("web", "brh-test/absent:9", PullPolicy::Never)
-            .await
-            .unwrap_err()
-            .http()
-            .0,
+        orchestration_status(
+            &o.deploy("web", "brh-test/absent:9", PullPolicy::Never)
+                .await
+                .unwrap_err()
+        )
+        .0
+        .as_u16(),
         404
     );
     guard.leading.store(false, Ordering::SeqCst);

@@ -6,6 +6,7 @@ mod engine_support;
 use std::process::Command;
 use std::time::Duration;
 
+use brh_agent::api::orchestration_status;
 use brh_agent::containers::engine::EngineError;
 use brh_agent::containers::orchestrator::OrchestratorError;
 use brh_agent::containers::policy::DemotePolicy;
@@ -46,7 +47,7 @@ async fn engine_down_and_back() {
         matches!(e, OrchestratorError::Engine(EngineError::Unavailable(_))),
         "{e}"
     );
-    assert_eq!(e.http().0, 503);
+    assert_eq!(orchestration_status(&e).0.as_u16(), 503);
     assert!(!o.engine_status().available);
     assert!(o.engine_status().last_error.is_some());
     assert!(matches!(

@@ -101,16 +101,23 @@ async fn demoted(orch: &Orchestrator, term: u64) {
     }
 }
 
-/// Starts the leader-only loops (each checks the guard itself before acting).
+/// Starts the leader-only loops (each checks the guard itself before acting); they end when
+/// `stop` fires, and the caller awaits the handles (no task outlives the agent).
 pub fn spawn_loops(
     orch: &Arc<Orchestrator>,
     settings: &ContainerSettings,
     stop: &CancellationToken,
-) {
+) -> Vec<JoinHandle<()>> {
+    let mut tasks = Vec::new();
     if settings.recovery {
-        tokio::spawn(orch.clone().run_recovery(stop.clone()));
+        tasks.push(tokio::spawn(
+            orch.clone().run_recovery(stop.clone()).in_current_span(),
+        ));
     }
     if settings.chaos.is_some() {
-        tokio::spawn(orch.clone().run_chaos(stop.clone()));
+        tasks.push(tokio::spawn(
+            orch.clone().run_chaos(stop.clone()).in_current_span(),
+        ));
     }
+    tasks
 }

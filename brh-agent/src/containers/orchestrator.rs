@@ -49,23 +49,6 @@ pub enum OrchestratorError {
     Unhealthy { service: String, source: Unhealthy },
 }
 
-impl OrchestratorError {
-    /// The HTTP status and error code for the agent API.
-    pub fn http(&self) -> (u16, &'static str) {
-        match self {
-            OrchestratorError::NotLeader(_) => (409, "not_leader"),
-            OrchestratorError::BadRequest(_) => (400, "bad_request"),
-            OrchestratorError::NotFound(_) => (404, "not_found"),
-            OrchestratorError::Fenced { .. } => (409, "fenced"),
-            OrchestratorError::Engine(EngineError::NotFound(_)) => (404, "not_found"),
-            OrchestratorError::Engine(EngineError::Conflict(_)) => (409, "conflict"),
-            OrchestratorError::Engine(EngineError::Unavailable(_)) => (503, "engine_unavailable"),
-            OrchestratorError::Engine(EngineError::Refused(_)) => (502, "engine_refused"),
-            OrchestratorError::Unhealthy { .. } => (422, "unhealthy"),
-        }
-    }
-}
-
 type Result<T> = std::result::Result<T, OrchestratorError>;
 
 /// What a promotion did, for logs, events and tests.
