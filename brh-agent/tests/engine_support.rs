@@ -38,7 +38,10 @@ impl LeaseGuard for TestGuard {
         if self.leading.load(Ordering::SeqCst) {
             Ok(self.term.load(Ordering::SeqCst))
         } else {
-            Err(NotLeader)
+            Err(NotLeader {
+                leader: None,
+                reason: "witness",
+            })
         }
     }
 }

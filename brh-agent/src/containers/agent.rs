@@ -17,7 +17,7 @@ pub struct SharedGuard(pub Arc<Shared>);
 
 impl LeaseGuard for SharedGuard {
     fn check(&self) -> Result<u64, NotLeader> {
-        self.0.guard().map_err(|_| NotLeader)
+        self.0.guard()
     }
 }
 

@@ -32,10 +32,9 @@ pub mod labels {
     pub const MANAGED: &str = "brh.managed";
 }
 
-/// Refusal of an orchestration action because this agent does not (or no longer) lead.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("This BRH is not the elected leader; orchestration denied.")]
-pub struct NotLeader;
+/// Refusal of an orchestration action because this agent does not (or no longer) lead: the
+/// role guard's own refusal, with its reason (one type for the whole agent).
+pub use crate::role::NotLeader;
 
 /// The role guard every mutation passes: `Ok(term)` while this agent holds a lease whose
 /// deadline has not passed, `Err(NotLeader)` otherwise. It is consulted immediately before
