@@ -221,6 +221,7 @@ impl Node {
     }
 }
 
+#[derive(Clone)]
 enum Msg {
     /// To the forge: a signed request from node `from` with sequence `seq`.
     Request {
@@ -422,28 +423,7 @@ impl Sim {
                 self.rng.range(0, self.max_delay / 4 + 1)
             };
             self.msg_id += 1;
-            let m = match &msg {
-                Msg::Request { from, seq, req } => Msg::Request {
-                    from: *from,
-                    seq: *seq,
-                    req: req.clone(),
-                },
-                Msg::Answer {
-                    to,
-                    of,
-                    boot,
-                    seq,
-                    status,
-                    body,
-                } => Msg::Answer {
-                    to: *to,
-                    of: *of,
-                    boot: *boot,
-                    seq: *seq,
-                    status: *status,
-                    body: body.clone(),
-                },
-            };
+            let m = msg.clone();
             self.net.insert((at + d, self.msg_id), m);
         }
     }
