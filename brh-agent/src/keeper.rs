@@ -71,12 +71,12 @@ pub async fn run(
             let mut r = lock(&shared.role);
             r.handle_timeout(now);
             let ts: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
-            let action = r.poll_action(now, jitter());
+            let action = r.poll_action(now);
             shared
                 .metrics
                 .lease_remaining_ms
                 .set(r.held(now).map_or(0, |h| h.deadline_ms.saturating_sub(now)) as i64);
-            (ts, action, r.poll_timeout(now, jitter()))
+            (ts, action, r.poll_timeout(now))
         };
         shared.apply(transitions);
         if let Some(action) = action {

@@ -193,6 +193,9 @@ pub struct RoleState {
     /// Role changes not yet taken by the driver (`poll_transition`).
     transitions: std::collections::VecDeque<Transition>,
     shutdown: Option<Shutdown>,
+    /// Random spread (0..1000) of the next retry, drawn once per answer so that the time the
+    /// driver sleeps until and the time the action falls due agree.
+    jitter_permille: u64,
 }
 
 /// What the driver must do now: the sans-IO output, as in quinn-proto's `poll_transmit`.
@@ -256,6 +259,7 @@ impl RoleState {
             next_consensus_ms: None,
             transitions: std::collections::VecDeque::new(),
             shutdown: None,
+            jitter_permille: 500,
         }
     }
 
@@ -511,7 +515,7 @@ impl RoleState {
 
     /// When the driver must call again (`handle_timeout`, `poll_action`), or `None` when the
     /// agent has nothing left to do (shutdown finished).
-    pub fn poll_timeout(&self, now_ms: u64, jitter_permille: u64) -> Option<u64> {
+    pub fn poll_timeout(&self, now_ms: u64) -> Option<u64> {
         if let Some(sd) = &self.shutdown {
             if self.shutdown_finished(now_ms) {
                 return None;
@@ -522,7 +526,7 @@ impl RoleState {
             };
             return Some(next.min(sd.until_ms));
         }
-        let mut wake = self.next_beat_at(now_ms, jitter_permille);
+        let mut wake = self.next_beat_at(now_ms, self.jitter_permille);
         if let Some(h) = self.held(now_ms) {
             wake = wake.min(h.deadline_ms);
         }
@@ -534,7 +538,7 @@ impl RoleState {
 
     /// The action due now, if any. One at a time: the driver reports each with
     /// [`RoleState::handle_answer`] before it polls again.
-    pub fn poll_action(&mut self, now_ms: u64, jitter_permille: u64) -> Option<Action> {
+    pub fn poll_action(&mut self, now_ms: u64) -> Option<Action> {
         if let Some(sd) = self.shutdown.as_mut() {
             if now_ms >= sd.until_ms {
                 return None;
@@ -548,7 +552,7 @@ impl RoleState {
                 _ => None,
             };
         }
-        if now_ms >= self.next_beat_at(now_ms, jitter_permille) {
+        if now_ms >= self.next_beat_at(now_ms, self.jitter_permille) {
             return Some(if self.heartbeats {
                 Action::Heartbeat
             } else {
@@ -564,7 +568,8 @@ impl RoleState {
         None
     }
 
-    /// The result of `action`, sent at `sent_ms` and finished at `received_ms`.
+    /// The result of `action`, sent at `sent_ms` and finished at `received_ms`;
+    /// `jitter_permille` (random, 0..1000) spreads the retries it may schedule.
     pub fn handle_answer(
         &mut self,
         action: Action,
@@ -573,6 +578,7 @@ impl RoleState {
         outcome: Outcome<'_>,
         jitter_permille: u64,
     ) {
+        self.jitter_permille = jitter_permille.min(999);
         match (action, outcome) {
             (Action::Heartbeat | Action::LeaderPoll, Outcome::View(v)) => {
                 let ts = self.on_view(sent_ms, received_ms, v);
@@ -821,7 +827,7 @@ mod tests {
     #[test]
     fn the_schedule_drives_beats_deadlines_and_reports() {
         let mut r = RoleState::new("a", T).with_schedule(true, Some(60_000), 0);
-        assert_eq!(r.poll_action(0, 500), Some(Action::Heartbeat));
+        assert_eq!(r.poll_action(0), Some(Action::Heartbeat));
         let v = vv(Some("a"), 1, 10_000, 13_000);
         r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
         assert!(matches!(
@@ -829,10 +835,10 @@ mod tests {
             Some(Transition::Promote { term: 1, .. })
         ));
         assert_eq!(r.poll_transition(), None);
-        assert_eq!(r.poll_action(10, 500), None);
+        assert_eq!(r.poll_action(10), None);
         // Next: the beat at 1000 (before the deadline 2700 and the first report at 2000).
-        assert_eq!(r.poll_timeout(10, 500), Some(1000));
-        assert_eq!(r.poll_action(1000, 500), Some(Action::Heartbeat));
+        assert_eq!(r.poll_timeout(10), Some(1000));
+        assert_eq!(r.poll_action(1000), Some(Action::Heartbeat));
         r.handle_answer(Action::Heartbeat, 1000, 1005, Outcome::Failed, 500);
         // Unanswered: the deadline (2700) passes at its time, whatever else happens.
         r.handle_timeout(2700);
@@ -846,13 +852,13 @@ mod tests {
         // The consensus report comes due two intervals after start, then every 60 s.
         let mut r = RoleState::new("a", T).with_schedule(true, Some(60_000), 0);
         r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
-        let _ = r.poll_action(2_000, 500); // the beat due at 1000
+        let _ = r.poll_action(2_000); // the beat due at 1000
         r.handle_answer(Action::Heartbeat, 2_000, 2_005, Outcome::View(&v), 500);
-        assert_eq!(r.poll_action(2_010, 500), Some(Action::Consensus));
-        assert_eq!(r.poll_action(2_020, 500), None);
+        assert_eq!(r.poll_action(2_010), Some(Action::Consensus));
+        assert_eq!(r.poll_action(2_020), None);
         // Heartbeats off: leader polls, never a grant.
         let mut p = RoleState::new("a", T).with_schedule(false, None, 0);
-        assert_eq!(p.poll_action(0, 0), Some(Action::LeaderPoll));
+        assert_eq!(p.poll_action(0), Some(Action::LeaderPoll));
     }
 
     #[test]
@@ -876,20 +882,20 @@ mod tests {
         let mut at = 100;
         for attempt in 1..=RESIGN_ATTEMPTS {
             assert_eq!(
-                r.poll_action(at, 0),
+                r.poll_action(at),
                 Some(Action::Resign { term: 3 }),
                 "{attempt}"
             );
             r.handle_answer(Action::Resign { term: 3 }, at, at + 1, Outcome::Failed, 0);
             if attempt < RESIGN_ATTEMPTS {
-                let next = r.poll_timeout(at + 1, 0).unwrap();
+                let next = r.poll_timeout(at + 1).unwrap();
                 assert_eq!(next - (at + 1), RETRY_BASE_MS << (attempt - 1), "backoff");
-                assert_eq!(r.poll_action(at + 2, 0), None, "not before the backoff");
+                assert_eq!(r.poll_action(at + 2), None, "not before the backoff");
                 at = next;
             }
         }
         assert!(r.shutdown_finished(at + 10));
-        assert_eq!(r.poll_timeout(at + 10, 0), None);
+        assert_eq!(r.poll_timeout(at + 10), None);
         assert_eq!(r.resign_abandoned(), Some(3));
         // Success ends it at once; a witness says farewell once.
         let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
@@ -900,14 +906,14 @@ mod tests {
         assert_eq!(r.resign_abandoned(), None);
         let mut w = RoleState::new("a", T).with_schedule(true, None, 0);
         assert_eq!(w.begin_shutdown(0), None);
-        assert_eq!(w.poll_action(0, 0), Some(Action::Farewell));
-        assert_eq!(w.poll_action(1, 0), None);
+        assert_eq!(w.poll_action(0), Some(Action::Farewell));
+        assert_eq!(w.poll_action(1), None);
         assert!(w.shutdown_finished(1));
         // The budget: the ttl (3 s here), at most 10 s.
         let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
         r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
         r.begin_shutdown(0);
-        assert_eq!(r.poll_action(3_000, 0), None);
+        assert_eq!(r.poll_action(3_000), None);
         assert!(r.shutdown_finished(3_000));
     }
 
