@@ -5,10 +5,10 @@
 //! the resign names the successor, and the forge grants it to that node and to no one else
 //! for one ttl (`EnvState::best_candidate`). The forge checks the candidate again, so a choice
 //! made here from a slightly old peer list can never grant to a dead node.
-use std::cmp::Reverse;
 
 use std::time::Duration;
 
+use brh_shared::election::candidate_rank;
 use brh_shared::wire::PeerSummary;
 use tokio::sync::oneshot;
 
@@ -79,13 +79,7 @@ pub fn choose_successor(
             }
         },
         None => live()
-            .max_by_key(|p| {
-                (
-                    p.priority,
-                    Reverse(p.joined_at_ms),
-                    Reverse(p.node.as_str()),
-                )
-            })
+            .max_by_key(|p| candidate_rank(p.priority, p.joined_at_ms, &p.node))
             .map(|p| p.node.clone())
             .ok_or_else(|| {
                 SwitchoverError::NotCandidate(

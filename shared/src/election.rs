@@ -141,6 +141,17 @@ impl GrantReason {
     }
 }
 
+/// The order of rule 3 (design §4): highest priority, then the earliest joined, then the node
+/// id (the seed's alphabetical tie-break). The greatest rank wins. The agent's switchover
+/// picks its default successor by the same rank.
+pub fn candidate_rank(
+    priority: i32,
+    joined_at_ms: u64,
+    node: &str,
+) -> (i32, Reverse<u64>, Reverse<&str>) {
+    (priority, Reverse(joined_at_ms), Reverse(node))
+}
+
 /// Everything the forge knows about one env.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct EnvState {
@@ -560,7 +571,7 @@ impl EnvState {
         let pick = |it: &mut dyn Iterator<Item = (&String, &Peer)>| -> Option<String> {
             match cfg.method {
                 ElectionMethod::Priority => it
-                    .max_by_key(|(n, p)| (p.priority, Reverse(p.joined_at_ms), Reverse(*n)))
+                    .max_by_key(|(n, p)| candidate_rank(p.priority, p.joined_at_ms, n))
                     .map(|(n, _)| n.clone()),
                 ElectionMethod::HighestEpoch => it
                     .max_by_key(|(n, p)| (p.last_seen_ms, Reverse(*n)))
