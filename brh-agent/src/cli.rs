@@ -69,7 +69,7 @@ pub enum RootCmd {
         #[arg(long)]
         http: bool,
         #[command(flatten)]
-        seal: crate::ops::SealArgs,
+        seal: crate::config::SealArgs,
     },
     /// Check a root's signature and epoch; prints the forge URL and env.
     Verify {
@@ -77,7 +77,7 @@ pub enum RootCmd {
         #[arg(env = "FORGE_DOMINION_ROOT")]
         root: String,
         #[command(flatten)]
-        seal: crate::ops::SealArgs,
+        seal: crate::config::SealArgs,
         /// Accept roots whose epoch is up to this many seconds in the future.
         #[arg(long, env = "BRH_EPOCH_SKEW_SECONDS", default_value_t = config::DEFAULT_EPOCH_SKEW_S)]
         epoch_skew_seconds: u64,
@@ -90,7 +90,7 @@ pub enum RootCmd {
 #[derive(Debug, Args)]
 pub struct ApiKeyArgs {
     #[command(flatten)]
-    pub seal: crate::ops::SealArgs,
+    pub seal: crate::config::SealArgs,
     /// The env whose key to print (each env has its own).
     #[arg(long, env = "BRH_ENV", default_value = "dev")]
     pub env: String,

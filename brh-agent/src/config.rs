@@ -59,18 +59,8 @@ pub struct RunArgs {
     /// forge's own certificate; the built-in public roots stay trusted.
     #[arg(long, env = "BRH_FORGE_CA")]
     pub forge_ca: Option<PathBuf>,
-    /// The federation secret. Never logged.
-    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-    pub seal: Option<String>,
-    /// Run with a public, well-known seal when `DOMINION_SEAL` is unset. Development only.
-    #[arg(
-        long,
-        env = "BRH_INSECURE_DEV",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub insecure_dev: Option<bool>,
+    #[command(flatten)]
+    pub seal: SealArgs,
     /// Send heartbeats (and so take part in the election).
     #[arg(long, env = "BRH_HEARTBEAT_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
     pub heartbeat_enabled: Option<bool>,
@@ -366,6 +356,40 @@ fn check_advertise(a: &str) -> Result<String, ConfigError> {
     }
 }
 
+/// The federation secret, for commands that sign or verify.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SealArgs {
+    /// The federation secret (never logged): signs requests and checks the forge's
+    /// signatures. `run` needs it; `status` reads without it (unverified).
+    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
+    pub seal: Option<String>,
+    /// Use a public, well-known seal when `DOMINION_SEAL` is unset. Development only: anyone
+    /// can sign.
+    #[arg(
+        long,
+        env = "BRH_INSECURE_DEV",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub insecure_dev: Option<bool>,
+}
+
+impl SealArgs {
+    /// The seal, or an error naming `DOMINION_SEAL`.
+    pub fn required(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(resolve_seal(
+            self.seal.as_deref(),
+            self.insecure_dev.unwrap_or(false),
+        )?)
+    }
+
+    /// The seal when one was given.
+    pub fn optional(&self) -> Option<Vec<u8>> {
+        self.required().ok()
+    }
+}
+
 /// Reads the seal (or the insecure development seal). Shared by `run` and the clients.
 pub fn resolve_seal(seal: Option<&str>, insecure: bool) -> Result<Vec<u8>, ConfigError> {
     match seal {
@@ -430,8 +454,8 @@ impl Config {
             .ok_or_else(|| err("BRH_NODE_ID", "missing: every agent needs a unique node id"))?;
         validate_id(&node_id).map_err(|e| err("BRH_NODE_ID", e.to_string()))?;
 
-        let insecure = args.insecure_dev.unwrap_or(false);
-        let seal = resolve_seal(args.seal.as_deref(), insecure)?;
+        let insecure = args.seal.insecure_dev.unwrap_or(false);
+        let seal = resolve_seal(args.seal.seal.as_deref(), insecure)?;
 
         let root_text = args
             .forge_root
@@ -599,7 +623,10 @@ mod tests {
         RunArgs {
             node_id: Some("n1".into()),
             forge_root: Some(root("s")),
-            seal: Some("s".into()),
+            seal: SealArgs {
+                seal: Some("s".into()),
+                ..SealArgs::default()
+            },
             ..RunArgs::default()
         }
     }
@@ -625,12 +652,15 @@ mod tests {
     #[test]
     fn refusals_name_the_setting() {
         let a = RunArgs {
-            seal: None,
+            seal: SealArgs::default(),
             ..args()
         };
         assert_eq!(setting(Config::resolve(a, NOW)), "DOMINION_SEAL");
         let a = RunArgs {
-            seal: Some("other".into()),
+            seal: SealArgs {
+                seal: Some("other".into()),
+                ..SealArgs::default()
+            },
             ..args()
         };
         assert_eq!(setting(Config::resolve(a, NOW)), "FORGE_DOMINION_ROOT");
@@ -670,8 +700,10 @@ mod tests {
         };
         assert_eq!(setting(Config::resolve(a, NOW)), "BRH_ALLOWED_ORIGINS");
         let a = RunArgs {
-            seal: None,
-            insecure_dev: Some(true),
+            seal: SealArgs {
+                insecure_dev: Some(true),
+                ..SealArgs::default()
+            },
             forge_root: Some(root(INSECURE_DEV_SEAL)),
             ..args()
         };

@@ -10,40 +10,7 @@ use clap::Args;
 
 use crate::client::{self, join, with_env};
 use crate::clock;
-use crate::config;
-
-/// The federation secret, for commands that sign or verify.
-#[derive(Debug, Args, Clone, Default)]
-pub struct SealArgs {
-    /// The federation secret (`DOMINION_SEAL`): signs requests and checks the forge's
-    /// signatures. `status` works without it, showing the forge's answers unverified.
-    #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
-    pub seal: Option<String>,
-    /// Use the public development seal instead (local experiments only: anyone can sign).
-    #[arg(
-        long,
-        env = "BRH_INSECURE_DEV",
-        num_args = 0..=1,
-        default_missing_value = "true",
-        value_parser = clap::builder::BoolishValueParser::new()
-    )]
-    pub insecure_dev: Option<bool>,
-}
-
-impl SealArgs {
-    /// The seal, or an error naming `DOMINION_SEAL`.
-    pub fn required(&self) -> anyhow::Result<Vec<u8>> {
-        Ok(config::resolve_seal(
-            self.seal.as_deref(),
-            self.insecure_dev.unwrap_or(false),
-        )?)
-    }
-
-    /// The seal when one was given.
-    pub fn optional(&self) -> Option<Vec<u8>> {
-        self.required().ok()
-    }
-}
+use crate::config::{self, SealArgs};
 
 /// Where the forge is and which env to look at.
 #[derive(Debug, Args, Clone, Default)]
@@ -62,6 +29,18 @@ pub struct ForgeAccess {
     /// Extra CA certificates (PEM) to trust for the forge's HTTPS (a self-signed forge).
     #[arg(long, env = "BRH_FORGE_CA")]
     pub forge_ca: Option<std::path::PathBuf>,
+}
+
+impl ForgeAccess {
+    /// `FORGE_DOMINION_ROOT`, an empty value counting as unset.
+    fn root(&self) -> Option<&str> {
+        self.forge_root.as_deref().filter(|v| !v.trim().is_empty())
+    }
+
+    /// `BRH_FORGE_URL`, an empty value counting as unset.
+    fn url(&self) -> Option<&str> {
+        self.forge_url.as_deref().filter(|v| !v.trim().is_empty())
+    }
 }
 
 /// Signed requests to an agent's API.
@@ -91,9 +70,7 @@ impl Federation {
         if let Some(ca) = &f.forge_ca {
             client::trust_forge_ca(ca).map_err(|e| anyhow!("invalid setting BRH_FORGE_CA: {e}"))?;
         }
-        // An empty variable (`FORGE_DOMINION_ROOT=`) means unset.
-        let nonempty = |o: &Option<String>| o.clone().filter(|v| !v.trim().is_empty());
-        let (base, root_env) = match (&nonempty(&f.forge_root), &nonempty(&f.forge_url)) {
+        let (base, root_env) = match (f.root(), f.url()) {
             (Some(text), over) => {
                 let root = DominionRoot::parse(text)
                     .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
@@ -106,10 +83,7 @@ impl Federation {
                     )
                     .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
                 }
-                (
-                    config::forge_base_url(&root, over.as_deref())?,
-                    Some(root.env),
-                )
+                (config::forge_base_url(&root, over)?, Some(root.env))
             }
             (None, Some(url)) => (config::check_forge_url(url)?, None),
             (None, None) => bail!(
@@ -146,6 +120,25 @@ impl Federation {
                 .map_err(|e| anyhow!("the forge at {}: {e}", self.base))?;
         }
         Ok(view)
+    }
+
+    /// The current leader and the API address it advertises.
+    pub async fn leader_api(&self) -> anyhow::Result<(String, String)> {
+        let env = &self.env;
+        let leader =
+            self.leader().await?.leader.ok_or_else(|| {
+                anyhow!("env {env} has no leader right now (see `brh-agent status`)")
+            })?;
+        let api = self
+            .peers()
+            .await?
+            .into_iter()
+            .find(|p| p.node == leader)
+            .and_then(|p| p.api)
+            .ok_or_else(|| {
+                anyhow!("the leader {leader} advertises no API address; give --agent URL")
+            })?;
+        Ok((api, leader))
     }
 
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerSummary>> {
@@ -269,11 +262,7 @@ pub struct SwitchoverArgs {
     #[arg(long, value_name = "NODE")]
     pub to: Option<String>,
     #[command(flatten)]
-    pub forge: ForgeAccess,
-    #[command(flatten)]
-    pub seal: SealArgs,
-    #[command(flatten)]
-    pub caller: CallerArgs,
+    pub access: LeaderAccess,
 }
 
 /// `brh-agent restart NAME` / `brh-agent drain NAME`.
@@ -282,11 +271,7 @@ pub struct ContainerArgs {
     /// The managed container's name (as in `GET /status` of the leader, e.g. `web-1`).
     pub name: String,
     #[command(flatten)]
-    pub forge: ForgeAccess,
-    #[command(flatten)]
-    pub seal: SealArgs,
-    #[command(flatten)]
-    pub caller: CallerArgs,
+    pub access: LeaderAccess,
 }
 
 /// `brh-agent deploy`.
@@ -305,6 +290,36 @@ pub struct DeployArgs {
     #[arg(long)]
     pub branch: Option<String>,
     #[command(flatten)]
+    pub access: LeaderAccess,
+}
+
+pub async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
+    crate::containers::reference::validate(&a.image)
+        .map_err(|m| anyhow!("invalid --image: {m}"))?;
+    let t = a.access.target().await?;
+    let body = serde_json::to_vec(&serde_json::json!({
+        "image": a.image, "service": a.service, "pull": a.pull, "branch": a.branch
+    }))?;
+    // A deploy health-checks every replica: allow it time.
+    let j = a
+        .access
+        .call(&t, "/deploy", body, Duration::from_secs(600))
+        .await?;
+    println!("{j}");
+    if j.get("status").and_then(|s| s.as_str()) == Some("ignored") {
+        bail!(
+            "the agent at {} is not the leader; send the deploy to the leader",
+            t.agent
+        );
+    }
+    Ok(())
+}
+
+/// How an operator command reaches the leader's API: the forge (to find it), the secret (or
+/// the API key) to sign with, and the caller's name.
+#[derive(Debug, Args)]
+pub struct LeaderAccess {
+    #[command(flatten)]
     pub forge: ForgeAccess,
     #[command(flatten)]
     pub seal: SealArgs,
@@ -312,76 +327,77 @@ pub struct DeployArgs {
     pub caller: CallerArgs,
 }
 
-pub async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
-    crate::containers::reference::validate(&a.image)
-        .map_err(|m| anyhow!("invalid --image: {m}"))?;
-    let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
-    let key = key_for(&a.caller, &a.seal, &env)?;
-    let body = serde_json::to_vec(&serde_json::json!({
-        "image": a.image, "service": a.service, "pull": a.pull, "branch": a.branch
-    }))?;
-    // A deploy health-checks every replica: allow it time.
-    let j = call(
-        &agent,
-        leader.as_deref(),
-        "/deploy",
-        body,
-        &key,
-        &a.caller.caller,
-        Duration::from_secs(600),
-    )
-    .await?;
-    println!("{j}");
-    if j.get("status").and_then(|s| s.as_str()) == Some("ignored") {
-        bail!("the agent at {agent} is not the leader; send the deploy to the leader");
-    }
-    Ok(())
+/// The agent a command talks to.
+struct Target {
+    /// Its API base URL.
+    agent: String,
+    /// Its node id, when the forge named it (else the client reads its `/health`).
+    node: Option<String>,
+    env: String,
 }
 
-/// The agent to call and its node id: `--agent`, or the leader's advertised API.
-async fn leader_api(
-    forge: &ForgeAccess,
-    seal: Option<Vec<u8>>,
-    caller: &CallerArgs,
-) -> anyhow::Result<(String, Option<String>, String)> {
-    if let Some(agent) = &caller.agent {
-        let env = forge.env.clone().unwrap_or_else(|| "dev".into());
-        let unset = |o: &Option<String>| o.as_deref().is_none_or(|v| v.trim().is_empty());
-        if unset(&forge.forge_root) && unset(&forge.forge_url) {
-            return Ok((agent.trim_end_matches('/').to_string(), None, env));
+impl LeaderAccess {
+    /// `--agent`, or the leader's advertised API as the forge lists it.
+    async fn target(&self) -> anyhow::Result<Target> {
+        let (forge, caller) = (&self.forge, &self.caller);
+        let given = caller
+            .agent
+            .as_deref()
+            .map(|a| a.trim_end_matches('/').to_string());
+        let (agent, node, env) = match given {
+            // Only an agent URL: no forge to ask; the env is BRH_ENV's.
+            Some(agent) if forge.root().is_none() && forge.url().is_none() => (
+                agent,
+                None,
+                forge.env.clone().unwrap_or_else(|| "dev".into()),
+            ),
+            given => {
+                let fed = Federation::open(forge, self.seal.optional())?;
+                let env = fed.env().to_string();
+                match given {
+                    Some(agent) => (agent, None, env),
+                    None => {
+                        let (agent, leader) = fed.leader_api().await?;
+                        (agent, Some(leader), env)
+                    }
+                }
+            }
+        };
+        Ok(Target { agent, node, env })
+    }
+
+    fn key(&self, env: &str) -> anyhow::Result<[u8; 32]> {
+        if let Some(hex) = &self.caller.api_key {
+            return brh_shared::hex::decode32(hex.trim())
+                .ok_or_else(|| anyhow!("invalid setting BRH_API_KEY: must be 64 hex digits"));
         }
-    }
-    let fed = Federation::open(forge, seal)?;
-    let env = fed.env().to_string();
-    if let Some(agent) = &caller.agent {
-        return Ok((agent.trim_end_matches('/').to_string(), None, env));
-    }
-    let view = fed.leader().await?;
-    let leader = view
-        .leader
-        .ok_or_else(|| anyhow!("env {env} has no leader right now (see `brh-agent status`)"))?;
-    let peers = fed.peers().await?;
-    let api = peers
-        .into_iter()
-        .find(|p| p.node == leader)
-        .and_then(|p| p.api)
-        .ok_or_else(|| {
-            anyhow!("the leader {leader} advertises no API address; give --agent URL")
+        let s = self.seal.required().map_err(|_| {
+            anyhow!(
+                "invalid setting BRH_API_KEY: missing (give --api-key, or DOMINION_SEAL to derive it)"
+            )
         })?;
-    Ok((api, Some(leader), env))
-}
-
-fn key_for(caller: &CallerArgs, seal: &SealArgs, env: &str) -> anyhow::Result<[u8; 32]> {
-    if let Some(hex) = &caller.api_key {
-        return brh_shared::hex::decode32(hex.trim())
-            .ok_or_else(|| anyhow!("invalid setting BRH_API_KEY: must be 64 hex digits"));
+        Ok(crate::auth::derive_api_key(&s, env))
     }
-    let s = seal.required().map_err(|_| {
-        anyhow!(
-            "invalid setting BRH_API_KEY: missing (give --api-key, or DOMINION_SEAL to derive it)"
+
+    /// Posts a request to the target, signed with its env's key.
+    async fn call(
+        &self,
+        t: &Target,
+        path: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> anyhow::Result<serde_json::Value> {
+        call(
+            &t.agent,
+            t.node.as_deref(),
+            path,
+            body,
+            &self.key(&t.env)?,
+            &self.caller.caller,
+            timeout,
         )
-    })?;
-    Ok(crate::auth::derive_api_key(&s, env))
+        .await
+    }
 }
 
 /// Posts a signed request and turns a refusal into one line naming the agent's reason.
@@ -418,30 +434,26 @@ pub async fn switchover(a: SwitchoverArgs) -> anyhow::Result<()> {
     if let Some(to) = &a.to {
         brh_shared::ids::validate_id(to).map_err(|e| anyhow!("invalid --to: {e}"))?;
     }
-    let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
-    if let (Some(to), Some(leader)) = (&a.to, &leader) {
+    let t = a.access.target().await?;
+    if let (Some(to), Some(leader)) = (&a.to, &t.node) {
         if to == leader {
             // Already where the operator wants it: nothing to hand over (and not an error,
             // so the command can be repeated safely).
-            println!("switchover: {to} already leads env {env}; nothing to do");
+            println!(
+                "switchover: {to} already leads env {}; nothing to do",
+                t.env
+            );
             return Ok(());
         }
     }
-    let key = key_for(&a.caller, &a.seal, &env)?;
     let body = match &a.to {
         Some(to) => serde_json::to_vec(&serde_json::json!({ "to": to }))?,
         None => b"{}".to_vec(),
     };
-    let j = call(
-        &agent,
-        leader.as_deref(),
-        "/switchover",
-        body,
-        &key,
-        &a.caller.caller,
-        Duration::from_secs(15),
-    )
-    .await?;
+    let j = a
+        .access
+        .call(&t, "/switchover", body, Duration::from_secs(15))
+        .await?;
     println!(
         "switchover: {} → {} (term {})",
         j["from"].as_str().unwrap_or("?"),
@@ -453,19 +465,13 @@ pub async fn switchover(a: SwitchoverArgs) -> anyhow::Result<()> {
 
 pub async fn container(action: &str, a: ContainerArgs) -> anyhow::Result<()> {
     brh_shared::ids::validate_id(&a.name).map_err(|e| anyhow!("invalid NAME: {e}"))?;
-    let (agent, leader, env) = leader_api(&a.forge, a.seal.optional(), &a.caller).await?;
-    let key = key_for(&a.caller, &a.seal, &env)?;
-    let j = call(
-        &agent,
-        leader.as_deref(),
-        &format!("/{action}/{}", a.name),
-        Vec::new(),
-        &key,
-        &a.caller.caller,
-        // A restart waits for the container's stop timeout and its health check.
-        Duration::from_secs(300),
-    )
-    .await?;
+    let t = a.access.target().await?;
+    // A restart waits for the container's stop timeout and its health check.
+    let path = format!("/{action}/{}", a.name);
+    let j = a
+        .access
+        .call(&t, &path, Vec::new(), Duration::from_secs(300))
+        .await?;
     println!(
         "{}: {} ({})",
         j["status"].as_str().unwrap_or(action),

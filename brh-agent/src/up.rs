@@ -150,7 +150,10 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         let args = RunArgs {
             node_id: Some(node.clone()),
             forge_root: Some(root.to_string()),
-            seal: Some(seal.clone()),
+            seal: crate::config::SealArgs {
+                seal: Some(seal.clone()),
+                insecure_dev: None,
+            },
             consensus_interval: Some("30s".into()),
             listen: Some(SocketAddr::new([127, 0, 0, 1].into(), port)),
             event_log: Some(a.data.join(format!("{node}.leadership.jsonl"))),
