@@ -17,6 +17,7 @@ pub mod config;
 pub mod containers;
 pub mod duration;
 pub mod events;
+pub mod exchange;
 pub mod keeper;
 pub mod metrics;
 pub mod node;
