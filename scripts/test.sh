@@ -34,6 +34,10 @@ if [ -x scripts/test-e2e.sh ]; then
   scripts/test-e2e.sh
 fi
 
+# After the end-to-end step: it runs the Worker bundle that step built, in workerd.
+step "fault drill on the Worker in workerd (Durable Object mode): kill -9, SIGSTOP, partitions, workerd restarts"
+cargo test -p brh-tests --test drill_workerd
+
 step "schemathesis: the OpenAPI documents against the native forge and the agent API"
 scripts/schemathesis.sh
 

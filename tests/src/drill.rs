@@ -1,11 +1,14 @@
-//! Fault drills on real processes (issue 9, item 4): one native forge and 3–5 `brh-agent`
-//! processes, each reaching the forge through its own TCP proxy, under a random schedule of
+//! Fault drills on real processes (issue 9, item 4): one forge — the native binary, or the
+//! built Worker in workerd in Durable Object mode — and 3–5 `brh-agent` processes, each reaching the forge through its own TCP proxy, under a random schedule of
 //! overlapping faults — `kill -9` (and restart with a new boot), `SIGSTOP` past the lease,
-//! partitions (the proxy cuts), forge restarts from its data directory, and restarts with a
-//! skewed wall clock. At the end every incarnation's leadership log goes through the overlap
+//! partitions (the proxy cuts), forge restarts from its durable state (a `kill -9` of the
+//! forge process — for workerd, of node and workerd together — then a start on the same
+//! data), and restarts with a skewed wall clock. Any timing: the fast profile (1 s / 3 s) or
+//! the sub-second one (200 ms / 1 s); the agents follow the forge's. At the end every incarnation's leadership log goes through the overlap
 //! checker (`assert_no_overlap`): no two agents' guard-open intervals may overlap, and terms
 //! never go back.
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,6 +23,14 @@ pub const DRILL_KINDS: [&str; 5] = [
     "clock-skew",
 ];
 
+/// Which forge the drill runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrillForge {
+    Native,
+    /// The built Worker in workerd, KV + the LeaseRegister Durable Object.
+    DurableObject,
+}
+
 #[derive(Debug, Clone)]
 pub struct DrillOpts {
     pub agents: usize,
@@ -27,6 +38,57 @@ pub struct DrillOpts {
     pub seed: u64,
     /// Mean time between fault starts.
     pub every: Duration,
+    pub forge: DrillForge,
+    /// `(heartbeat_ms, ttl_ms)` the forge runs (the agents follow it); fault lengths scale
+    /// with the ttl.
+    pub timing: (u64, u64),
+}
+
+impl DrillOpts {
+    /// 5 agents, 1,000 faults, native forge, fast profile.
+    pub fn long() -> DrillOpts {
+        DrillOpts {
+            agents: 5,
+            faults: 1_000,
+            seed: 1,
+            every: Duration::from_millis(400),
+            forge: DrillForge::Native,
+            timing: (1_000, 3_000),
+        }
+    }
+}
+
+enum RunningForge {
+    Native(Forge),
+    Workerd(WorkerdForge),
+}
+
+impl RunningForge {
+    fn start(o: &DrillOpts, dir: &Path, seal: &str, at: Option<SocketAddr>) -> RunningForge {
+        const SKEW_MS: u64 = 30_000;
+        match o.forge {
+            DrillForge::Native => {
+                RunningForge::Native(Forge::start_timing(dir, seal, at, SKEW_MS, o.timing))
+            }
+            DrillForge::DurableObject => {
+                RunningForge::Workerd(WorkerdForge::start(dir, seal, at, SKEW_MS, o.timing))
+            }
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            RunningForge::Native(f) => f.addr,
+            RunningForge::Workerd(f) => f.addr,
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            RunningForge::Native(f) => f.kill(),
+            RunningForge::Workerd(f) => f.kill(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -69,10 +131,10 @@ fn start_agent(dir: &Path, node: &str, seal: &str, proxy: &Proxy, skew_ms: i64) 
 pub fn run(dir: &Path, o: &DrillOpts, mut progress: impl FnMut(&str)) -> DrillReport {
     let seal = fresh_seal();
     let mut rng = Rng::new(o.seed);
-    let forge_skew = 30_000;
-    let mut forge = Forge::start(dir, &seal, None, forge_skew);
-    let forge_addr = forge.addr;
-    let ttl = 3_000u64; // the fast profile the forge runs
+    let mut forge = RunningForge::start(o, dir, &seal, None);
+    // Restarts come back on the same port, so the proxies need no retargeting.
+    let forge_addr = forge.addr();
+    let ttl = o.timing.1;
     let mut slots: Vec<Slot> = (0..o.agents)
         .map(|i| {
             let proxy = Proxy::start(forge_addr);
@@ -127,7 +189,7 @@ pub fn run(dir: &Path, o: &DrillOpts, mut progress: impl FnMut(&str)) -> DrillRe
                     slots[s].busy = false;
                 }
                 Recovery::ForgeUp => {
-                    forge = Forge::start(dir, &seal, Some(forge_addr), forge_skew);
+                    forge = RunningForge::start(o, dir, &seal, Some(forge_addr));
                     forge_busy = false;
                 }
             }
@@ -197,8 +259,8 @@ pub fn run(dir: &Path, o: &DrillOpts, mut progress: impl FnMut(&str)) -> DrillRe
     }
     // Everyone back; a moment to settle, then stop all and check every interval.
     std::thread::sleep(Duration::from_millis(2 * ttl));
-    let terms = forge.get("/federation/leader?env=dev")["term"]
-        .as_u64()
+    let terms = http_get(forge.addr(), "/federation/leader?env=dev")
+        .and_then(|v| v["term"].as_u64())
         .unwrap_or(0);
     let mut agents: Vec<Agent> = slots.into_iter().map(|s| s.agent).collect();
     let mut all = finish_and_check(&mut agents);

@@ -6,6 +6,7 @@
 //! first: `cargo build -p brh-agent -p forge-worker --bins`.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -139,12 +140,36 @@ impl Forge {
         skew_ms: u64,
         profile: &str,
     ) -> Forge {
+        Self::start_with(dir, seal, listen, skew_ms, &["--profile", profile])
+    }
+
+    /// Any timing: `(heartbeat_ms, ttl_ms)` (e.g. the sub-second profile, 200 ms / 1 s).
+    pub fn start_timing(
+        dir: &Path,
+        seal: &str,
+        listen: Option<SocketAddr>,
+        skew_ms: u64,
+        (hb, ttl): (u64, u64),
+    ) -> Forge {
+        let (hb, ttl) = (hb.to_string(), ttl.to_string());
+        let args = ["--heartbeat-interval-ms", &hb, "--lease-ttl-ms", &ttl];
+        Self::start_with(dir, seal, listen, skew_ms, &args)
+    }
+
+    fn start_with(
+        dir: &Path,
+        seal: &str,
+        listen: Option<SocketAddr>,
+        skew_ms: u64,
+        timing: &[&str],
+    ) -> Forge {
         let data = dir.join("forge");
         let listen = listen.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
         let mut child = Command::new(bin("forge"))
             .args(["serve", "--listen", &listen, "--data"])
             .arg(&data)
-            .args(["--profile", profile, "--skew-ms", &skew_ms.to_string()])
+            .args(timing)
+            .args(["--skew-ms", &skew_ms.to_string()])
             .env("DOMINION_SEAL", seal)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -201,6 +226,90 @@ impl Drop for Forge {
 }
 
 /// A signed root pointing at `addr` (plain HTTP, env `dev`).
+/// The built Worker in workerd (miniflare), Durable Object mode, as one process group
+/// (`scripts/workerd-forge.mjs`): node and the workerd it spawns die together on `kill`, as a
+/// crashed host would. State persists in `dir/workerd`, so a restart reloads the register
+/// from durable storage. Needs `scripts/setup-node.sh` and `scripts/build-worker.sh`.
+pub struct WorkerdForge {
+    child: Child,
+    pub addr: SocketAddr,
+    dead: bool,
+}
+
+impl WorkerdForge {
+    pub fn start(
+        dir: &Path,
+        seal: &str,
+        listen: Option<SocketAddr>,
+        skew_ms: u64,
+        (hb, ttl): (u64, u64),
+    ) -> WorkerdForge {
+        // miniflare names modules relative to its working directory and refuses paths that
+        // climb out of it: run it from the repository root.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("tests/ has a parent")
+            .to_path_buf();
+        let node = root.join("node_modules/.bin/node");
+        for (need, how) in [
+            (&node, "scripts/setup-node.sh"),
+            (&root.join("build/index.js"), "scripts/build-worker.sh"),
+        ] {
+            assert!(
+                need.exists(),
+                "{} is missing: run {how} first",
+                need.display()
+            );
+        }
+        let port = listen.map_or(0, |a| a.port());
+        let mut child = Command::new(node)
+            .arg(root.join("scripts/workerd-forge.mjs"))
+            .arg("--dir")
+            .arg(dir.join("workerd"))
+            .args(["--port", &port.to_string(), "--hb", &hb.to_string()])
+            .args(["--ttl", &ttl.to_string(), "--skew", &skew_ms.to_string()])
+            .current_dir(&root)
+            .env("DOMINION_SEAL", seal)
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn node scripts/workerd-forge.mjs");
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let lines = capture(
+            child.stderr.take().unwrap(),
+            dir.join(format!("workerd-{n}.log")),
+        );
+        let marker = "forge listening on http://";
+        let line = wait_for_line(&lines, marker, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("workerd forge did not start: {:?}", lines.lock().unwrap()));
+        WorkerdForge {
+            addr: addr_after(&line, marker),
+            child,
+            dead: false,
+        }
+    }
+
+    /// SIGKILL to the whole group: no dispose, no flush beyond what storage already made
+    /// durable.
+    pub fn kill(&mut self) {
+        if std::mem::replace(&mut self.dead, true) {
+            return; // the group id may belong to someone else by now
+        }
+        // SAFETY: killpg(2) on the group we created with process_group(0).
+        unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for WorkerdForge {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 pub fn root_for(seal: &str, addr: SocketAddr) -> String {
     root_for_env(seal, addr, "dev")
 }

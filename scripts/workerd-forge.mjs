@@ -1,0 +1,62 @@
+// The built Worker (build/index.js + index_bg.wasm) in workerd via miniflare, in Durable
+// Object mode (KV + the LeaseRegister), as a plain process for the Rust fault drills
+// (tests/src/drill.rs): `node scripts/workerd-forge.mjs --dir D [--port P] [--ttl MS]
+// [--hb MS] [--skew MS]`, seal in DOMINION_SEAL. State persists under D (kv/, do/), so a
+// process killed with SIGKILL and started again on the same D restarts the register from
+// its durable state, as Cloudflare would after an eviction. Prints
+// "forge listening on http://127.0.0.1:PORT" once ready; SIGTERM/SIGINT dispose cleanly.
+// Loopback only; nothing is fetched.
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
+process.env.WRANGLER_SEND_METRICS ??= "false";
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+const { values: a } = parseArgs({
+  options: {
+    dir: { type: "string" },
+    port: { type: "string", default: "0" },
+    ttl: { type: "string", default: "3000" },
+    hb: { type: "string", default: "1000" },
+    skew: { type: "string", default: "30000" },
+  },
+});
+if (!a.dir) {
+  console.error("usage: workerd-forge.mjs --dir DIR [--port P] [--ttl MS] [--hb MS] [--skew MS]");
+  process.exit(2);
+}
+if (!process.env.DOMINION_SEAL) {
+  console.error("DOMINION_SEAL is not set");
+  process.exit(2);
+}
+
+const { Miniflare } = await import("miniflare");
+const mf = new Miniflare({
+  name: "brh-forge",
+  modules: true,
+  scriptPath: path.join(ROOT, "build/index.js"),
+  modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+  compatibilityDate: "2026-07-30",
+  host: "127.0.0.1",
+  port: Number(a.port),
+  bindings: {
+    DOMINION_SEAL: process.env.DOMINION_SEAL,
+    BRH_LEASE_TTL_MS: a.ttl,
+    BRH_HEARTBEAT_INTERVAL_MS: a.hb,
+    BRH_SKEW_MS: a.skew,
+  },
+  kvNamespaces: ["BRH_KV"],
+  kvPersist: path.join(a.dir, "kv"),
+  durableObjects: { LEASES: { className: "LeaseRegister", useSQLite: true } },
+  durableObjectsPersist: path.join(a.dir, "do"),
+});
+const url = (await mf.ready).toString().replace(/\/$/, "");
+console.error(`forge listening on ${url}`);
+const stop = async () => {
+  await mf.dispose();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
