@@ -1,12 +1,19 @@
 //! The container layer: the manifest, its reconciliation against a real Docker engine, and the
 //! leader-only loops (recovery, chaos), deploys, restarts and drains.
 //!
-//! Split like the rest of BRH: `manifest`, `reference` and `plan` are pure (parsing,
-//! validation, deciding what to do given what the engine shows); `engine`, `health` and
-//! `orchestrator` do the I/O. Every mutation goes through [`LeaseGuard`] first, and an agent
-//! never mutates a container labelled with a term greater than its own (resource-side
-//! fencing, design §6).
+//! Split like the rest of BRH, policy apart from I/O. Pure, with no engine, clock or
+//! randomness of their own: `manifest` and `reference` (parsing, validation), `policy` (the
+//! operator's choices), `plan` (what promotion does given what the engine shows), `deploy`
+//! (the steps of replacing a replica and their rollback), `backoff` (reconnect and restart
+//! delays, `now` passed in) and `chaos` (a seeded drill's choices). I/O: `engine` (the only
+//! bollard user), `health` (the checks), `orchestrator` (carries out those decisions) and
+//! `agent` (the tasks following the role). Every mutation goes through [`LeaseGuard`] first,
+//! and an agent never mutates a container labelled with a term greater than its own
+//! (resource-side fencing, design §6).
 pub mod agent;
+pub mod backoff;
+pub mod chaos;
+pub mod deploy;
 pub mod engine;
 pub mod health;
 pub mod manifest;

@@ -2,7 +2,9 @@
 //! restarts, drains, and the recovery and chaos loops. Every mutation is preceded by
 //! [`LeaseGuard::check`] and by the fencing rule (never touch a container whose `brh.term` is
 //! greater than ours), and only BRH-managed containers of this env are ever listed, so
-//! nothing else on the host can be touched.
+//! nothing else on the host can be touched. The decisions themselves are made by the pure
+//! modules beside it (`plan`, `deploy`, `backoff`, `chaos`): this one reads the engine, the
+//! clock and the lease, and carries them out.
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,6 +13,9 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::backoff::{Backoff, RestartBackoff};
+use super::chaos::Drill;
+use super::deploy::{Replacement, Step, Undo};
 use super::engine::{CreateSpec, Engine, EngineError, Inspected, Observed};
 use super::health::{self, Unhealthy};
 use super::manifest::{Manifest, Service};
@@ -534,6 +539,8 @@ impl Orchestrator {
         Ok(outcome)
     }
 
+    /// Carries out one replica's [`Replacement`]: each step behind the guard it needs, and
+    /// the plan's undo when a step fails.
     async fn replace_one(
         &self,
         engine: &Engine,
@@ -543,54 +550,96 @@ impl Orchestrator {
         canonical: &str,
         old: Option<&Observed>,
     ) -> Result<String> {
-        let stop_first = svc.binds_host_ports();
-        if stop_first {
-            if let Some(o) = old {
-                self.expect_stop(&o.id);
-                self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
-            }
-        }
-        let term = self.guard_for(None)?;
-        let temp = format!("{canonical}_t{term}_{}", unix_s());
-        let new = match self.create_started(engine, svc, image, temp, replica).await {
-            Ok(c) => c,
-            Err(e) => {
-                if let (true, Some(o)) = (stop_first, old) {
-                    let _ = self.call(engine.start(&o.id)).await;
+        let plan = Replacement {
+            stop_first: svc.binds_host_ports(),
+            has_old: old.is_some(),
+        };
+        // The plan names the old container only when there is one, and uses the new one
+        // only after creating it.
+        let old_id = || {
+            old.map(|o| o.id.as_str())
+                .expect("the plan has an old container")
+        };
+        let mut new: Option<Inspected> = None;
+        let new_id = |new: &Option<Inspected>| {
+            new.as_ref()
+                .map(|c| c.observed.id.clone())
+                .expect("the plan created the new container")
+        };
+        for step in plan.steps() {
+            // A refused guard returns at once, undoing nothing: the lease is gone, so the
+            // replacement stops where it is and the next leader's reconcile takes over. A
+            // failed step is a value (`done`), which the plan's undo follows.
+            let done: Result<()> = match step {
+                // `deploy` checked the guard and the fence for `old` just before.
+                Step::StopOld => {
+                    self.expect_stop(old_id());
+                    self.call(engine.stop(old_id(), self.cfg.stop_timeout))
+                        .await
+                }
+                Step::CreateNew => {
+                    let term = self.guard_for(None)?;
+                    let temp = format!("{canonical}_t{term}_{}", unix_s());
+                    self.create_started(engine, svc, image, temp, replica)
+                        .await
+                        .map(|c| new = Some(c))
+                }
+                Step::WaitHealthy => {
+                    let ip = new.as_ref().and_then(|c| c.ip.as_deref());
+                    health::wait_healthy(svc.health.as_ref(), ip)
+                        .await
+                        .map(|_attempts| ())
+                        .map_err(|source| {
+                            tracing::warn!(
+                                "[DEPLOY] {} replica {replica} on {image} unhealthy: rolling back",
+                                svc.name
+                            );
+                            OrchestratorError::Unhealthy {
+                                service: svc.name.clone(),
+                                source,
+                            }
+                        })
+                }
+                Step::StopAndRemoveOld => {
+                    self.guard_for(old)?;
+                    self.expect_stop(old_id());
+                    async {
+                        self.call(engine.stop(old_id(), self.cfg.stop_timeout))
+                            .await?;
+                        self.call(engine.remove(old_id())).await
+                    }
+                    .await
+                }
+                Step::Rename => {
+                    self.guard_for(None)?;
+                    self.call(engine.rename(&new_id(&new), canonical)).await
+                }
+            };
+            if let Err(e) = done {
+                for undo in plan.rollback(step) {
+                    match undo {
+                        Undo::RemoveNew => {
+                            let id = new_id(&new);
+                            self.expect_stop(&id);
+                            let _ = self.call(engine.remove(&id)).await;
+                        }
+                        Undo::StartOld => {
+                            self.guard_for(old)?;
+                            self.call(engine.start(old_id())).await?;
+                        }
+                        Undo::TryStartOld => {
+                            let _ = self.call(engine.start(old_id())).await;
+                        }
+                    }
                 }
                 return Err(e);
             }
-        };
-        let new_id = new.observed.id.clone();
-        if let Err(source) = health::wait_healthy(svc.health.as_ref(), new.ip.as_deref()).await {
-            tracing::warn!(
-                "[DEPLOY] {} replica {replica} on {image} unhealthy: rolling back",
-                svc.name
-            );
-            self.expect_stop(&new_id);
-            let _ = self.call(engine.remove(&new_id)).await;
-            if let (true, Some(o)) = (stop_first, old) {
-                self.guard_for(Some(o))?;
-                self.call(engine.start(&o.id)).await?;
-            }
-            return Err(OrchestratorError::Unhealthy {
-                service: svc.name.clone(),
-                source,
-            });
         }
-        if let Some(o) = old {
-            self.guard_for(Some(o))?;
-            self.expect_stop(&o.id);
-            self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
-            self.call(engine.remove(&o.id)).await?;
-        }
-        self.guard_for(None)?;
-        self.call(engine.rename(&new_id, canonical)).await?;
         self.event(format!(
             "DEPLOY: {} replica {replica} now runs {image}",
             svc.name
         ));
-        Ok(new_id)
+        Ok(new_id(&new))
     }
 
     /// The recovery loop (leader only): restart managed containers of this env that die,
@@ -598,8 +647,8 @@ impl Orchestrator {
     /// stream is re-opened when the engine goes away; on reconnection a leader reconciles,
     /// since containers may have died while nobody was listening.
     pub async fn run_recovery(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        let failures: Arc<Mutex<HashMap<String, (u32, Instant)>>> = Arc::default();
+        let mut reconnect = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let restarts: Arc<Mutex<RestartBackoff>> = Arc::default();
         let mut first = true;
         loop {
             if shutdown.is_cancelled() {
@@ -608,14 +657,14 @@ impl Orchestrator {
             let engine = match self.engine().await {
                 Ok(e) => e,
                 Err(_) => {
-                    tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let delay = reconnect.next_delay();
+                    tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(delay) => {} }
                     continue;
                 }
             };
             let mut events = Box::pin(engine.events(&self.cfg.env));
             if self.note_engine(engine.ping().await).is_ok() {
-                backoff = Duration::from_millis(200);
+                reconnect.reset();
                 if !first && self.guard.check().is_ok() {
                     if let Err(e) = self.promote().await {
                         tracing::warn!("[RECOVERY] reconcile after reconnect failed: {e}");
@@ -646,25 +695,20 @@ impl Orchestrator {
                     continue;
                 }
                 let me = Arc::clone(&self);
-                let failures = Arc::clone(&failures);
-                tokio::spawn(async move { me.recover(&id, &failures).await });
+                let restarts = Arc::clone(&restarts);
+                tokio::spawn(async move { me.recover(&id, &restarts).await });
             }
-            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(backoff) => {} }
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            let delay = reconnect.next_delay();
+            tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(delay) => {} }
         }
     }
 
-    async fn recover(&self, id: &str, failures: &Mutex<HashMap<String, (u32, Instant)>>) {
-        let delay = {
-            let mut f = failures.lock().expect("failures lock");
-            let entry = f.entry(id.to_string()).or_insert((0, Instant::now()));
-            if entry.1.elapsed() > Duration::from_secs(60) {
-                entry.0 = 0;
-            }
-            entry.0 += 1;
-            entry.1 = Instant::now();
-            Duration::from_millis(250u64 << entry.0.min(7)).min(Duration::from_secs(30))
-        };
+    async fn recover(&self, id: &str, restarts: &Mutex<RestartBackoff>) {
+        // The clock is read under the lock, so deaths reach the schedule in time order.
+        let delay = restarts
+            .lock()
+            .expect("restarts lock")
+            .on_death(id, Instant::now());
         tokio::time::sleep(delay).await;
         let _ops = self.ops.lock().await;
         let Ok(engine) = self.engine().await else {
@@ -691,20 +735,13 @@ impl Orchestrator {
         let Some((interval, probability)) = self.cfg.chaos else {
             return;
         };
-        let mut rng = SystemTime::now()
+        let seed = SystemTime::now()
             .duration_since(UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            | 1;
-        let mut next = move || {
-            // xorshift64: drills need variety, not cryptographic randomness.
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64);
+        let mut drill = Drill::new(seed, probability);
         loop {
             tokio::select! { _ = shutdown.cancelled() => return, _ = tokio::time::sleep(interval) => {} }
-            if (next() as f64 / u64::MAX as f64) > probability || self.guard.check().is_err() {
+            if !drill.strikes() || self.guard.check().is_err() {
                 continue;
             }
             let _ops = self.ops.lock().await;
@@ -715,10 +752,9 @@ impl Orchestrator {
                 continue;
             };
             let running: Vec<&Observed> = list.iter().filter(|o| o.running).collect();
-            if running.is_empty() {
+            let Some(victim) = drill.victim(running.len()).map(|i| running[i]) else {
                 continue;
-            }
-            let victim = running[(next() % running.len() as u64) as usize];
+            };
             if self.guard_for(Some(victim)).is_ok()
                 && self.call(engine.kill(&victim.id)).await.is_ok()
             {
