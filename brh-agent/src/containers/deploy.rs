@@ -25,14 +25,16 @@ pub enum Step {
 /// One action undoing a failed replacement, in the order [`Replacement::rollback`] gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undo {
-    /// Remove the new container, best effort: the step's failure is what the caller must
-    /// hear about, not the cleanup's.
+    /// Remove the new container, best effort and only while the guard still holds (a newer
+    /// leader may adopt it: it carries our term and the replica's labels): the step's
+    /// failure is what the caller must hear about, not the cleanup's.
     RemoveNew,
     /// Start the old container again, under the guard and the fence; if that fails, its
     /// error replaces the deploy's.
     StartOld,
-    /// Start the old container again, best effort and, unlike [`Undo::StartOld`], without
-    /// the guard: the caller hears the create's error, not the restart's.
+    /// Start the old container again, best effort — still only under the guard and the
+    /// fence, like every mutation — but, unlike [`Undo::StartOld`], the caller hears the
+    /// create's error, not the restart's.
     TryStartOld,
 }
 

@@ -619,16 +619,20 @@ impl Orchestrator {
                 for undo in plan.rollback(step) {
                     match undo {
                         Undo::RemoveNew => {
-                            let id = new_id(&new);
-                            self.expect_stop(&id);
-                            let _ = self.call(engine.remove(&id)).await;
+                            if self.guard_for(None).is_ok() {
+                                let id = new_id(&new);
+                                self.expect_stop(&id);
+                                let _ = self.call(engine.remove(&id)).await;
+                            }
                         }
                         Undo::StartOld => {
                             self.guard_for(old)?;
                             self.call(engine.start(old_id())).await?;
                         }
                         Undo::TryStartOld => {
-                            let _ = self.call(engine.start(old_id())).await;
+                            if self.guard_for(old).is_ok() {
+                                let _ = self.call(engine.start(old_id())).await;
+                            }
                         }
                     }
                 }
