@@ -45,6 +45,12 @@ impl ClientError {
     }
 }
 
+/// Forge request timeout: shorter than the renew interval, so a hung request never eats
+/// the next beat (and a leader gets several tries before its deadline).
+pub fn request_timeout(timing: &brh_shared::Timing) -> Duration {
+    Duration::from_millis((timing.heartbeat_interval_ms * 3 / 4).max(100))
+}
+
 /// A random id, 16 lowercase hex digits (boot ids, client ids, generated secrets).
 pub fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::client::ForgeClient;
+use crate::client::{request_timeout, ForgeClient};
 use crate::clock::{self, mono_ms};
 use crate::exchange::{self, begin_shutdown, Done, TimingMismatch};
 use crate::node::{lock, Shared};
@@ -70,7 +70,7 @@ pub async fn run(
             };
             let change = exchange::answered(&shared, action, sent, &result);
             if let Some(TimingChange::Adopted { to, .. }) = change {
-                client.set_request_timeout(crate::request_timeout(&to));
+                client.set_request_timeout(request_timeout(&to));
             }
             if let Some(TimingChange::Conflict { ours, forge }) = change {
                 let e = TimingMismatch {

@@ -22,6 +22,7 @@ pub mod keeper;
 pub mod metrics;
 pub mod node;
 pub mod ops;
+pub mod orchestration;
 pub mod role;
 pub mod switchover;
 pub mod up;
@@ -36,12 +37,6 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::node::Shared;
 
-/// Forge request timeout: shorter than the renew interval, so a hung request never eats
-/// the next beat (and a leader gets several tries before its deadline).
-pub fn request_timeout(timing: &brh_shared::Timing) -> Duration {
-    Duration::from_millis((timing.heartbeat_interval_ms * 3 / 4).max(100))
-}
-
 /// A started agent: its API address and a handle to wait for it.
 pub struct RunningAgent {
     pub api_addr: std::net::SocketAddr,
@@ -53,7 +48,7 @@ pub struct RunningAgent {
 /// Starts the API and the keeper. Both stop when `cancel` fires: the keeper first demotes
 /// and resigns, then the API closes.
 pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Result<RunningAgent> {
-    let timeout = request_timeout(&cfg.timing);
+    let timeout = client::request_timeout(&cfg.timing);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| {
@@ -93,11 +88,11 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     let mut loops = Vec::new();
     let (role_task, orch) = match shared.cfg.containers.clone() {
         Some(settings) => {
-            let orch = containers::agent::orchestrator(&shared, &settings);
-            loops = containers::agent::spawn_loops(&orch, &settings, &loops_stop);
+            let orch = orchestration::orchestrator(&shared, &settings);
+            loops = orchestration::spawn_loops(&orch, &settings, &loops_stop);
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             shared.subscribe(tx);
-            let task = containers::agent::follow_role(orch.clone(), rx, keeper_done.clone());
+            let task = orchestration::follow_role(orch.clone(), rx, keeper_done.clone());
             let settle = settings.stop_timeout * 2 + Duration::from_secs(10);
             (Some((task, settle)), Some(orch))
         }

@@ -6,11 +6,10 @@
 //! operator's choices), `plan` (what promotion does given what the engine shows), `deploy`
 //! (the steps of replacing a replica and their rollback), `backoff` (reconnect and restart
 //! delays, `now` passed in) and `chaos` (a seeded drill's choices). I/O: `engine` (the only
-//! bollard user), `health` (the checks), `orchestrator` (carries out those decisions) and
-//! `agent` (the tasks following the role). Every mutation goes through [`LeaseGuard`] first,
+//! bollard user), `health` (the checks), `orchestrator` (carries out those decisions); the tasks
+//! that follow the role live above, in `orchestration.rs`. Every mutation goes through [`LeaseGuard`] first,
 //! and an agent never mutates a container labelled with a term greater than its own
 //! (resource-side fencing, design §6).
-pub mod agent;
 pub mod backoff;
 pub mod chaos;
 pub mod deploy;

@@ -1,14 +1,15 @@
-//! Glue between the agent (role keeping, events) and the orchestrator: the lease guard,
-//! following role changes, and the leader-only loops.
+//! Glue between the agent (role keeping, events) and the container layer: the lease guard,
+//! following role changes, and the leader-only loops. It lives beside the node rather than
+//! in `containers/`, so the container layer never imports the agent above it.
 use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::orchestrator::{Orchestrator, OrchestratorConfig};
-use super::{LeaseGuard, NotLeader};
 use crate::config::ContainerSettings;
+use crate::containers::orchestrator::{Orchestrator, OrchestratorConfig};
+use crate::containers::{LeaseGuard, NotLeader};
 use crate::node::Shared;
 use crate::role::Transition;
 
