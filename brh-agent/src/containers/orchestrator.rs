@@ -291,9 +291,19 @@ impl Orchestrator {
         let term = self.guard_for(None)?;
         let spec = self.spec(svc, image, name, replica, term)?;
         let id = self.call(engine.create(&spec)).await?;
-        self.guard_for(None)?;
-        self.call(engine.start(&id)).await?;
-        self.call(engine.inspect_managed(&id)).await
+        let started = async {
+            self.guard_for(None)?;
+            self.call(engine.start(&id)).await?;
+            self.call(engine.inspect_managed(&id)).await
+        }
+        .await;
+        if started.is_err() && self.guard_for(None).is_ok() {
+            // Created but not running: remove it, or the slot would have a second claimant
+            // at the next promotion. Only while we still lead (a newer leader decides then).
+            self.expect_stop(&id);
+            let _ = self.call(engine.remove(&id)).await;
+        }
+        started
     }
 
     /// Promotion: reconcile the manifest against the engine. Matching containers are adopted
@@ -323,7 +333,7 @@ impl Orchestrator {
             ..Default::default()
         };
         let mut to_check: Vec<(Service, Option<String>, String)> = Vec::new();
-        for action in plan::reconcile(&manifest, &seen, term) {
+        for action in plan::reconcile(&manifest, &self.cfg.env, &seen, term) {
             match action {
                 Action::Adopt { id, service, .. } => {
                     report.adopted.push(id.clone());

@@ -39,15 +39,39 @@ pub enum Action {
     Orphan { id: String, service: String },
 }
 
+/// Which of several containers claiming one replica slot keeps it (smallest first). Two can
+/// claim a slot after an interrupted deploy: the replacement is created under a temporary
+/// name before the old one goes. A newer term's container owns the slot whatever else is
+/// there (fencing); then the one under the canonical name — the deploy that left the other
+/// did not finish, so the manifest still names the canonical one's image; then a running
+/// one over a stopped one; then the newest term. Ties keep the engine's order.
+fn slot_preference(
+    s: &Seen,
+    canonical: &str,
+    my_term: u64,
+) -> (bool, bool, bool, std::cmp::Reverse<u64>) {
+    (
+        s.term <= my_term,
+        s.name.trim_start_matches('/') != canonical,
+        !s.running,
+        std::cmp::Reverse(s.term),
+    )
+}
+
 /// Plans promotion-time reconciliation.
-pub fn reconcile(manifest: &Manifest, seen: &[Seen], my_term: u64) -> Vec<Action> {
+pub fn reconcile(manifest: &Manifest, env: &str, seen: &[Seen], my_term: u64) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut used = vec![false; seen.len()];
     for svc in &manifest.services {
         for replica in 1..=svc.replicas {
-            let found = seen.iter().enumerate().find(|(i, s)| {
-                !used[*i] && s.service == svc.name && s.replica.unwrap_or(1) == replica
-            });
+            let canonical = container_name(env, &svc.name, replica);
+            let found = seen
+                .iter()
+                .enumerate()
+                .filter(|(i, s)| {
+                    !used[*i] && s.service == svc.name && s.replica.unwrap_or(1) == replica
+                })
+                .min_by_key(|(_, s)| slot_preference(s, &canonical, my_term));
             match found {
                 Some((i, s)) => {
                     used[i] = true;
@@ -140,7 +164,7 @@ mod tests {
             seen("d", "old", 1, 1, true),
             seen("e", "db", 1, 9, true),
         ];
-        let plan = reconcile(&m, &s, 5);
+        let plan = reconcile(&m, "dev", &s, 5);
         assert_eq!(
             plan,
             vec![
@@ -169,7 +193,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            reconcile(&m, &[], 1),
+            reconcile(&m, "dev", &[], 1),
             vec![
                 Action::Create {
                     service: "web".into(),
@@ -187,7 +211,66 @@ mod tests {
         );
     }
 
+    /// An interrupted deploy leaves the replacement (temporary name, maybe running) beside
+    /// the canonical container: the canonical one keeps the slot, the other is the extra.
+    #[test]
+    fn an_interrupted_deploy_keeps_the_canonical_container() {
+        let m = manifest(&[("web", 1)]);
+        let mut temp = seen("new", "web", 1, 5, true);
+        temp.name = format!("{}_t5_1795519000", container_name("dev", "web", 1));
+        let old = seen("old", "web", 1, 4, false);
+        for s in [vec![temp.clone(), old.clone()], vec![old, temp]] {
+            let plan = reconcile(&m, "dev", &s, 5);
+            assert_eq!(
+                plan,
+                vec![
+                    Action::Start {
+                        id: "old".into(),
+                        service: "web".into(),
+                        replica: 1
+                    },
+                    Action::RemoveExtra {
+                        id: "new".into(),
+                        service: "web".into()
+                    },
+                ]
+            );
+        }
+    }
+
     proptest! {
+        /// Whatever the engine shows and in whatever order: a slot claimed by a newer term's
+        /// container is fenced, else a canonical-named claimant keeps it, else a running one.
+        #[test]
+        fn prop_slot_goes_to_the_preferred_claimant(
+            claimants in prop::collection::vec((any::<bool>(), any::<bool>(), 0..8u64), 1..5),
+            my_term in 0..8u64,
+        ) {
+            let m = manifest(&[("web", 1)]);
+            let seen: Vec<Seen> = claimants.iter().enumerate().map(|(i, (canon, run, t))| {
+                let mut s = seen(&format!("c{i}"), "web", 1, *t, *run);
+                if !canon {
+                    s.name = format!("{}_t{t}_{i}", s.name);
+                }
+                s
+            }).collect();
+            let plan = reconcile(&m, "dev", &seen, my_term);
+            let kept = plan.iter().find_map(|a| match a {
+                Action::Adopt { id, .. } | Action::Start { id, .. } | Action::Fenced { id, .. } => Some(id.clone()),
+                _ => None,
+            }).expect("the slot is kept by someone");
+            let k = seen.iter().find(|s| s.id == kept).unwrap();
+            let canonical = |s: &Seen| !s.name.contains("_t");
+            if seen.iter().any(|s| s.term > my_term) {
+                prop_assert!(k.term > my_term, "a newer term's container owns the slot");
+            } else if seen.iter().any(canonical) {
+                prop_assert!(canonical(k));
+                prop_assert!(k.running || !seen.iter().any(|s| canonical(s) && s.running));
+            } else {
+                prop_assert!(k.running || !seen.iter().any(|s| s.running));
+            }
+        }
+
         /// Whatever the engine shows: a container with a newer term is only ever `Fenced`,
         /// every container appears in exactly one action, and every manifest slot is covered
         /// exactly once.
@@ -203,7 +286,7 @@ mod tests {
             let seen: Vec<Seen> = seen_spec.iter().enumerate()
                 .map(|(i, (s, r, t, run))| seen(&format!("c{i}"), names[*s], *r, *t, *run))
                 .collect();
-            let plan = reconcile(&m, &seen, my_term);
+            let plan = reconcile(&m, "dev", &seen, my_term);
             for s in &seen {
                 let acts: Vec<&Action> = plan.iter().filter(|a| match a {
                     Action::Adopt { id, .. } | Action::Start { id, .. } | Action::RemoveExtra { id, .. }
