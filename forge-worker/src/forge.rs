@@ -7,6 +7,7 @@ use brh_shared::ids::validate_id;
 use brh_shared::sign::{self, AuthError, Authenticated, RawAuth};
 use brh_shared::wire::{
     ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, MAX_BODY_BYTES,
+    STREAM_REQUEST_PATHS,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -148,9 +149,17 @@ impl<S: Store> Forge<S> {
                 .into();
         }
         let method = match req.method.as_str() {
+            _ if req.stream => "POST",
             "HEAD" => "GET",
             m => m,
         };
+        if req.stream && !STREAM_REQUEST_PATHS.contains(&path) {
+            return Response::error(
+                ErrorCode::NotFound,
+                format!("{path} cannot be sent on the stream"),
+            )
+            .into();
+        }
         let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
             self.metrics.reject(ErrorCode::NotFound.as_str());
             return Response::error(ErrorCode::NotFound, format!("no endpoint {path}"))
@@ -221,6 +230,10 @@ impl<S: Store> Forge<S> {
             response,
             leader_changes: changes,
         }
+    }
+
+    pub(crate) fn seal_bytes(&self) -> Option<&[u8]> {
+        self.cfg.seal.as_deref()
     }
 
     fn seal(&self) -> Result<&[u8]> {
@@ -359,7 +372,7 @@ impl<S: Store> Forge<S> {
     }
 
     /// The view of `state` at `now_ms`, signed. Pure, so it can run inside a store step.
-    fn signed_view(
+    pub(crate) fn signed_view(
         seal: &[u8],
         cfg: &ForgeConfig,
         state: &EnvState,

@@ -11,6 +11,7 @@ pub mod forge;
 pub mod http;
 pub mod metrics;
 pub mod store;
+pub mod stream;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

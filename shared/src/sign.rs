@@ -6,6 +6,7 @@
 //! Decimal fields are canonical (no leading zeros) and no header may be sent twice.
 //! Signed view string:
 //! `brh-v1-view\n{env}\n{leader or ""}\n{term}\n{expires_at_ms or 0}\n{issued_at_ms}\n{you.node or ""}\n{you.role or ""}`.
+//! On the stream, a view's basis (the request it follows): `brh-v1-basis\n{node}\n{nonce}\n{view.sig}`.
 use alloc::format;
 use alloc::string::String;
 
@@ -290,6 +291,25 @@ pub fn canonical_view(view: &LeaderView) -> String {
         view.issued_at_ms,
         you_node,
         you_role
+    )
+}
+
+/// The string binding a stream view to the request it follows (see `wire::StreamMessage`).
+pub fn canonical_basis(node: &str, basis: &str, view_sig: &str) -> String {
+    format!("brh-v1-basis\n{node}\n{basis}\n{view_sig}")
+}
+
+/// `basis_sig` of a stream view for `node` that follows the request with nonce `basis`.
+pub fn sign_basis(seal: &[u8], node: &str, basis: &str, view_sig: &str) -> String {
+    hmac_hex(seal, canonical_basis(node, basis, view_sig).as_bytes())
+}
+
+/// Checks `basis_sig` in constant time.
+pub fn verify_basis(seal: &[u8], node: &str, basis: &str, view_sig: &str, basis_sig: &str) -> bool {
+    verify_hmac_hex(
+        seal,
+        canonical_basis(node, basis, view_sig).as_bytes(),
+        basis_sig,
     )
 }
 

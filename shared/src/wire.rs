@@ -318,6 +318,57 @@ impl ErrorBody {
     }
 }
 
+/// Path of the streaming channel (`GET`, WebSocket upgrade, `?env=`).
+pub const STREAM_PATH: &str = "/federation/stream";
+
+/// The method line of a request sent on the stream: a signature made for the stream is never
+/// valid over HTTP (no HTTP route takes `WS`), nor the other way round.
+pub const STREAM_METHOD: &str = "WS";
+
+/// The paths a signed stream request may name.
+pub const STREAM_REQUEST_PATHS: &[&str] = &[
+    "/federation/heartbeat",
+    "/federation/resign",
+    "/federation/consensus",
+];
+
+/// A signed request on the stream (agent → forge, one text frame): the four authentication
+/// headers of an HTTP request as fields, the body as the exact string that was signed
+/// (`brh-v1\nWS\n{path}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRequest {
+    pub path: String,
+    pub node: String,
+    pub ts: u64,
+    pub nonce: String,
+    pub sig: String,
+    pub body: String,
+}
+
+/// A frame from the forge on the stream: the answer to one request (`reply_to` = its nonce)
+/// or, with `reply_to` absent, a push after a leader change. Exactly one of `view` and
+/// `error` is set.
+///
+/// `basis` is the newest request of this socket's node the forge had processed when it
+/// signed `view` (for an answer: that request), and `basis_sig` binds the two:
+/// `HMAC(seal, "brh-v1-basis\n{node}\n{basis}\n{view.sig}")`. An agent measures a lease
+/// granted by the view from the *send* time of the request named by `basis` — never later
+/// than the forge's grant — and ignores a view whose basis it did not send or whose
+/// `basis_sig` does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<LeaderView>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorDetail>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basis_sig: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,318 @@
+//! The streaming channel's core, for both runtimes (`GET /federation/stream`, one WebSocket
+//! per agent): a signed request arrives as one text frame and goes through exactly the
+//! checks of HTTP — signature (method line `WS`), skew, replay, body — by being handed to
+//! [`Forge::handle`] as a request marked `stream`; the answer goes back as a
+//! [`StreamMessage`] whose view is bound to that request (`basis`). After a leader change the
+//! runtime pushes [`Forge::stream_view`] to every socket of the env.
+//!
+//! A socket belongs to one node (the first request that verifies binds it) and one env (its
+//! `?env=`); a frame for another node or env is refused and changes nothing.
+use brh_shared::sign;
+use brh_shared::wire::{
+    from_json_object, ErrorBody, ErrorCode, ErrorDetail, LeaderView, StreamMessage, StreamRequest,
+    MAX_BODY_BYTES, STREAM_METHOD,
+};
+use serde::Deserialize;
+
+use crate::forge::{Forge, LeaderChange};
+use crate::http::Request;
+use crate::store::Store;
+
+/// Largest frame read from a socket: a full request body plus its authentication fields.
+pub const MAX_FRAME_BYTES: usize = MAX_BODY_BYTES + 1024;
+
+/// What one frame did.
+#[derive(Debug)]
+pub struct StreamOutcome {
+    /// To send back on the socket.
+    pub message: StreamMessage,
+    /// The node that signed the frame, when it verified: the socket belongs to it now.
+    pub node: Option<String>,
+    /// The frame's nonce, when the forge accepted it (the basis of later pushes).
+    pub accepted: Option<String>,
+    pub leader_changes: Vec<LeaderChange>,
+}
+
+fn refused(reply_to: Option<String>, code: ErrorCode, message: String) -> StreamOutcome {
+    StreamOutcome {
+        message: StreamMessage {
+            reply_to,
+            view: None,
+            error: Some(ErrorDetail { code, message }),
+            basis: None,
+            basis_sig: None,
+        },
+        node: None,
+        accepted: None,
+        leader_changes: Vec::new(),
+    }
+}
+
+#[derive(Deserialize)]
+struct EnvOnly {
+    env: String,
+}
+
+impl<S: Store> Forge<S> {
+    /// Handles one frame received on a socket of `env`, bound to `bound` (if a request
+    /// already verified on it), at `now_ms`.
+    pub async fn handle_stream(
+        &self,
+        env: &str,
+        bound: Option<&str>,
+        frame: &[u8],
+        now_ms: u64,
+    ) -> StreamOutcome {
+        if frame.len() > MAX_FRAME_BYTES {
+            let m = format!("frame is larger than {MAX_FRAME_BYTES} bytes");
+            return refused(None, ErrorCode::TooLarge, m);
+        }
+        let r: StreamRequest = match from_json_object(frame) {
+            Ok(r) => r,
+            Err(e) => return refused(None, ErrorCode::BadRequest, format!("frame: {e}")),
+        };
+        let reply_to = Some(r.nonce.clone());
+        if let Some(b) = bound.filter(|b| *b != r.node) {
+            let m = format!(
+                "this stream belongs to node {b}; open another for {}",
+                r.node
+            );
+            return refused(reply_to, ErrorCode::BadRequest, m);
+        }
+        match from_json_object::<EnvOnly>(r.body.as_bytes()) {
+            Ok(b) if b.env == env => {}
+            Ok(b) => {
+                let m = format!("this stream is for env {env}, the body names {}", b.env);
+                return refused(reply_to, ErrorCode::BadRequest, m);
+            }
+            Err(e) => return refused(reply_to, ErrorCode::BadRequest, format!("body: {e}")),
+        }
+        let mut req = Request::new(STREAM_METHOD, &r.path);
+        req.stream = true;
+        req.add_header(sign::HEADER_NODE, &r.node);
+        req.add_header(sign::HEADER_TS, &r.ts.to_string());
+        req.add_header(sign::HEADER_NONCE, &r.nonce);
+        req.add_header(sign::HEADER_SIG, &r.sig);
+        req.body = r.body.into_bytes();
+        let handled = self.handle(&req, now_ms).await;
+        let res = handled.response;
+        if !(200..300).contains(&res.status) {
+            let detail = serde_json::from_slice::<ErrorBody>(&res.body)
+                .map(|b| b.error)
+                .unwrap_or(ErrorDetail {
+                    code: ErrorCode::Internal,
+                    message: format!("status {}", res.status),
+                });
+            return refused(reply_to, detail.code, detail.message);
+        }
+        let view: LeaderView = match serde_json::from_slice(&res.body) {
+            Ok(v) => v,
+            Err(e) => {
+                let m = format!("answer is not a view: {e}");
+                return refused(reply_to, ErrorCode::Internal, m);
+            }
+        };
+        let basis_sig = self
+            .seal_bytes()
+            .map(|seal| sign::sign_basis(seal, &r.node, &r.nonce, &view.sig));
+        StreamOutcome {
+            message: StreamMessage {
+                reply_to: reply_to.clone(),
+                view: Some(view),
+                error: None,
+                basis: reply_to.clone(),
+                basis_sig,
+            },
+            node: Some(r.node),
+            accepted: reply_to,
+            leader_changes: handled.leader_changes,
+        }
+    }
+
+    /// The push for one socket of `env` after a change: the view as `node` sees it (the
+    /// public view for a socket no request has bound), bound to `basis`, the newest request
+    /// the forge accepted on that socket. `None` without a seal or when the store cannot be
+    /// read (the agent's next heartbeat answers instead).
+    pub async fn stream_view(
+        &self,
+        env: &str,
+        node: Option<&str>,
+        basis: Option<&str>,
+        now_ms: u64,
+    ) -> Option<StreamMessage> {
+        let seal = self.seal_bytes()?;
+        let cfg = &self.cfg;
+        let view = self
+            .store
+            .read(
+                env,
+                now_ms,
+                Box::new(|s| Self::signed_view(seal, cfg, s, env, now_ms, node)),
+            )
+            .await
+            .ok()??;
+        let basis_sig = match (node, basis) {
+            (Some(n), Some(b)) => Some(sign::sign_basis(seal, n, b, &view.sig)),
+            _ => None,
+        };
+        Some(StreamMessage {
+            reply_to: None,
+            basis: basis_sig.as_ref().and(basis.map(String::from)),
+            basis_sig,
+            view: Some(view),
+            error: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forge::ForgeConfig;
+    use crate::store::MemoryStore;
+    use brh_shared::election::ElectionConfig;
+    use brh_shared::replay::Nonce;
+    use brh_shared::sign::{sign_request, verify_basis, verify_view};
+    use brh_shared::wire::Role;
+    use brh_shared::Timing;
+
+    const SEAL: &[u8] = b"stream-test-seal";
+    const T0: u64 = 1_763_900_000_000;
+    const HB: &str = r#"{"env":"dev","version":"t"}"#;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn forge() -> Forge<MemoryStore> {
+        let mut cfg = ForgeConfig::new(Some(SEAL.to_vec()), "native");
+        cfg.election = ElectionConfig::new(Timing::DEFAULT);
+        Forge::new(cfg, MemoryStore::default())
+    }
+
+    /// A frame signed for `method` (`WS` on the stream; `POST` to try an HTTP signature).
+    fn frame(method: &str, node: &str, seq: u64, body: &str, ts: u64) -> (Vec<u8>, String) {
+        let nonce = Nonce::new("boot", seq);
+        let path = "/federation/heartbeat";
+        let h = sign_request(SEAL, method, path, node, ts, nonce, body.as_bytes());
+        let r = StreamRequest {
+            path: path.into(),
+            node: node.into(),
+            ts,
+            nonce: h.nonce.to_string(),
+            sig: h.sig,
+            body: body.into(),
+        };
+        (serde_json::to_vec(&r).unwrap(), h.nonce.to_string())
+    }
+
+    fn state(f: &Forge<MemoryStore>) -> Option<LeaderView> {
+        block_on(f.stream_view("dev", None, None, T0 + 1))
+            .and_then(|m| m.view)
+            .map(|mut v| {
+                v.issued_at_ms = 0;
+                v.epoch = 0;
+                v.sig.clear();
+                v
+            })
+    }
+
+    #[test]
+    fn a_signed_frame_is_answered_with_a_view_bound_to_it() {
+        let f = forge();
+        let (fr, nonce) = frame("WS", "a", 1, HB, T0);
+        let out = block_on(f.handle_stream("dev", None, &fr, T0));
+        let m = out.message;
+        let view = m.view.expect("a view");
+        assert!(verify_view(SEAL, &view));
+        assert_eq!(view.you.as_ref().map(|y| y.role), Some(Role::Leader));
+        assert_eq!(m.reply_to.as_deref(), Some(nonce.as_str()));
+        assert_eq!(m.basis.as_deref(), Some(nonce.as_str()));
+        let bs = m.basis_sig.expect("basis_sig");
+        assert!(verify_basis(SEAL, "a", &nonce, &view.sig, &bs));
+        assert!(!verify_basis(SEAL, "b", &nonce, &view.sig, &bs));
+        assert_eq!(out.node.as_deref(), Some("a"));
+        assert_eq!(out.accepted.as_deref(), Some(nonce.as_str()));
+        assert_eq!(out.leader_changes.len(), 1);
+        // The push after the change, as `a` sees it, bound to the newest accepted request.
+        let p = block_on(f.stream_view("dev", Some("a"), Some(&nonce), T0 + 5)).unwrap();
+        let pv = p.view.unwrap();
+        assert!(p.reply_to.is_none());
+        assert_eq!(pv.you.map(|y| y.role), Some(Role::Leader));
+        assert!(verify_basis(
+            SEAL,
+            "a",
+            &nonce,
+            &pv.sig,
+            &p.basis_sig.unwrap()
+        ));
+    }
+
+    #[test]
+    fn refused_frames_say_why_and_change_nothing() {
+        let f = forge();
+        let (ok, _) = frame("WS", "a", 1, HB, T0);
+        block_on(f.handle_stream("dev", None, &ok, T0));
+        let before = state(&f);
+        let code = |bound: Option<&str>, fr: &[u8]| {
+            let m = block_on(f.handle_stream("dev", bound, fr, T0 + 10)).message;
+            assert!(m.view.is_none() && m.basis_sig.is_none());
+            m.error.expect("an error").code
+        };
+        // The same frame again: a replay.
+        assert_eq!(code(Some("a"), &ok), ErrorCode::Replay);
+        // Signed for HTTP, sent on the stream: the method line differs.
+        let (http, _) = frame("POST", "b", 2, HB, T0);
+        assert_eq!(code(None, &http), ErrorCode::BadSignature);
+        // A socket bound to `a` refuses `b`'s frames, however well signed.
+        let (b, _) = frame("WS", "b", 3, HB, T0);
+        assert_eq!(code(Some("a"), &b), ErrorCode::BadRequest);
+        // Another env's body on a `dev` socket.
+        let (other, _) = frame("WS", "b", 4, r#"{"env":"prod"}"#, T0);
+        assert_eq!(code(None, &other), ErrorCode::BadRequest);
+        // Skew, garbage, an array, too large.
+        let (old, _) = frame("WS", "b", 5, HB, T0 - 3_600_000);
+        assert_eq!(code(None, &old), ErrorCode::StaleTimestamp);
+        assert_eq!(code(None, b"not json"), ErrorCode::BadRequest);
+        assert_eq!(code(None, b"[1,2]"), ErrorCode::BadRequest);
+        assert_eq!(
+            code(None, &vec![b' '; MAX_FRAME_BYTES + 1]),
+            ErrorCode::TooLarge
+        );
+        // A read path cannot be sent on the stream.
+        let mut r: StreamRequest = serde_json::from_slice(&b).unwrap();
+        r.path = "/federation/leader".into();
+        assert_eq!(
+            code(None, &serde_json::to_vec(&r).unwrap()),
+            ErrorCode::NotFound
+        );
+        assert_eq!(state(&f), before, "a refused frame changed the state");
+    }
+
+    #[test]
+    fn a_stream_signature_is_not_valid_over_http() {
+        let f = forge();
+        let (fr, _) = frame("WS", "a", 1, HB, T0);
+        let r: StreamRequest = serde_json::from_slice(&fr).unwrap();
+        for method in ["POST", "WS"] {
+            let mut req = Request::new(method, &r.path);
+            req.add_header(sign::HEADER_NODE, &r.node);
+            req.add_header(sign::HEADER_TS, &r.ts.to_string());
+            req.add_header(sign::HEADER_NONCE, &r.nonce);
+            req.add_header(sign::HEADER_SIG, &r.sig);
+            req.body = r.body.clone().into_bytes();
+            let res = block_on(f.handle(&req, T0)).response;
+            let want = if method == "POST" { 401 } else { 405 };
+            assert_eq!(
+                res.status,
+                want,
+                "{method}: {}",
+                String::from_utf8_lossy(&res.body)
+            );
+        }
+        assert!(state(&f).is_none(), "nothing was stored");
+    }
+}
