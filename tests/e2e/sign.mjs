@@ -64,3 +64,13 @@ export function signAgentRequest(key, to, method, path, caller, ts, nonce, body)
     "x-brh-sig": hmacHex(key, canonicalAgentRequest(to, method, path, caller, ts, nonce, body)),
   };
 }
+
+/** On the stream: the string binding a view to the request it follows (`basis`, a nonce). */
+export const canonicalBasis = (node, basis, viewSig) => ["brh-v1-basis", node, basis, viewSig].join("\n");
+
+/** True when `basis_sig` binds `view` (for `node`) to the request with nonce `basis`. */
+export function verifyBasis(seal, node, basis, view, basisSig) {
+  if (typeof basisSig !== "string" || !/^[0-9a-f]{64}$/.test(basisSig)) return false;
+  const want = Buffer.from(hmacHex(seal, canonicalBasis(node, basis, view.sig)), "hex");
+  return timingSafeEqual(want, Buffer.from(basisSig, "hex"));
+}

@@ -4,6 +4,7 @@
 //! translates requests and waits for answers.
 pub mod file_store;
 pub mod server;
+mod stream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,11 +15,12 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
+use axum::routing::any;
 use axum::Router;
 use brh_shared::election::ElectionConfig;
 use brh_shared::wire::{ErrorCode, MAX_BODY_BYTES};
 use brh_shared::Timing;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::forge::{Forge, ForgeConfig};
 use crate::http::{Request, Response};
@@ -79,11 +81,33 @@ impl RunningForge {
 struct AppState {
     jobs: mpsc::Sender<Job>,
     limits: server::Limits,
+    /// The envs whose leader changed, as the core applies them (the streams push on each).
+    changes: broadcast::Sender<String>,
+    /// Open streams, capped like connections: an upgraded socket leaves the HTTP server's
+    /// connection count.
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
-struct Job {
-    req: Request,
-    reply: oneshot::Sender<Response>,
+/// Work for the core thread, which owns the store: every request, stream frame and push
+/// view is computed there, in arrival order.
+enum Job {
+    Http {
+        req: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Frame {
+        env: String,
+        bound: Option<String>,
+        frame: Vec<u8>,
+        reply: oneshot::Sender<crate::stream::StreamOutcome>,
+    },
+    View {
+        env: String,
+        node: Option<String>,
+        basis: Option<String>,
+        reply: oneshot::Sender<Option<brh_shared::wire::StreamMessage>>,
+    },
 }
 
 pub fn now_ms() -> u64 {
@@ -117,6 +141,9 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
     cfg.dominion_root = opts.dominion_root.clone();
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // A stream that falls this far behind reads the current view once instead.
+    let (changes_tx, _) = broadcast::channel::<String>(64);
+    let core_changes = changes_tx.clone();
     let sweep_every = opts.sweep_interval;
     let core_stop = stop_rx.clone();
     let core = std::thread::Builder::new()
@@ -127,14 +154,20 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
                 store,
                 metrics,
             };
-            run_core(forge, jobs_rx, sweep_every, core_stop)
+            run_core(forge, jobs_rx, sweep_every, core_changes, core_stop)
         })?;
 
     let limits = opts.limits;
-    let app = Router::new().fallback(serve_one).with_state(AppState {
-        jobs: jobs_tx,
-        limits,
-    });
+    let app = Router::new()
+        .route(brh_shared::wire::STREAM_PATH, any(stream::upgrade))
+        .fallback(serve_one)
+        .with_state(AppState {
+            jobs: jobs_tx,
+            limits,
+            changes: changes_tx,
+            streams: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
+            stop: stop_rx.clone(),
+        });
     let mut stop_rx_srv = stop_rx;
     let server = tokio::spawn(async move {
         let shutdown = async move {
@@ -159,13 +192,24 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
     })
 }
 
-/// The core thread: applies requests and sweeps one at a time.
+/// The core thread: applies requests, frames and sweeps one at a time, and announces every
+/// env whose leader changed.
 fn run_core(
     forge: Forge<FileStore>,
     mut jobs: mpsc::Receiver<Job>,
     sweep_every: Duration,
+    changes: broadcast::Sender<String>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let announce = |cs: &[crate::forge::LeaderChange]| {
+        cs.iter().for_each(log_change);
+        let mut envs: Vec<&str> = cs.iter().map(|c| c.env.as_str()).collect();
+        envs.dedup();
+        for env in envs {
+            // No stream open: nobody to tell.
+            let _ = changes.send(env.to_string());
+        }
+    };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -181,17 +225,28 @@ fn run_core(
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                job = jobs.recv() => {
-                    let Some(job) = job else { break };
-                    let handled = forge.handle(&job.req, now_ms()).await;
-                    for c in &handled.leader_changes {
-                        log_change(c);
+                job = jobs.recv() => match job {
+                    None => break,
+                    Some(Job::Http { req, reply }) => {
+                        let handled = forge.handle(&req, now_ms()).await;
+                        // Answer first: the request's sender learns before the pushes go.
+                        let _ = reply.send(handled.response);
+                        announce(&handled.leader_changes);
                     }
-                    let _ = job.reply.send(handled.response);
-                }
+                    Some(Job::Frame { env, bound, frame, reply }) => {
+                        let out = forge.handle_stream(&env, bound.as_deref(), &frame, now_ms()).await;
+                        let changed = out.leader_changes.clone();
+                        let _ = reply.send(out);
+                        announce(&changed);
+                    }
+                    Some(Job::View { env, node, basis, reply }) => {
+                        let v = forge.stream_view(&env, node.as_deref(), basis.as_deref(), now_ms()).await;
+                        let _ = reply.send(v);
+                    }
+                },
                 _ = sweep.tick() => {
                     match forge.sweep(now_ms()).await {
-                        Ok(changes) => changes.iter().for_each(log_change),
+                        Ok(changes) => announce(&changes),
                         Err(e) => tracing::error!("sweep failed: {e}"),
                     }
                 }
@@ -249,7 +304,7 @@ async fn serve_one(
     let jobs = &app.jobs;
     let (reply, answer) = oneshot::channel();
     if jobs
-        .send(Job {
+        .send(Job::Http {
             req: core_req,
             reply,
         })

@@ -345,7 +345,9 @@ async fn serve_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(app);
-    let conn = http.serve_connection(io, service);
+    // Upgrades: `GET /federation/stream` turns the connection into a WebSocket, which then
+    // lives in its own task (counted by the stream cap, closed on shutdown).
+    let conn = http.serve_connection(io, service).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => return,

@@ -1,0 +1,142 @@
+//! `GET /federation/stream` on the native forge: one WebSocket per agent (or dashboard).
+//! Frames go to the core thread as [`Job::Frame`] — the same checks as HTTP — and their
+//! answers come back on the socket; after every leader change in the socket's env the
+//! socket pushes the view as its node sees it ([`Job::View`]), unless that changes nothing
+//! the socket was last told (leader, term, its own role).
+//!
+//! Bounded like the HTTP side: frames up to `MAX_FRAME_BYTES`, as many open streams as
+//! connections, a write that does not finish within the body read timeout drops the
+//! socket (a client that stops reading holds nothing), and shutdown closes every stream.
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use brh_shared::ids::validate_id;
+use brh_shared::wire::{ErrorCode, LeaderView, Role, StreamMessage};
+use tokio::sync::{broadcast, oneshot};
+
+use super::server::error_response;
+use super::{AppState, Job};
+use crate::forge::DEFAULT_ENV;
+use crate::stream::MAX_FRAME_BYTES;
+
+#[derive(serde::Deserialize)]
+pub(super) struct StreamQuery {
+    env: Option<String>,
+}
+
+pub(super) async fn upgrade(
+    State(app): State<AppState>,
+    method: Method,
+    Query(q): Query<StreamQuery>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    if method != Method::GET {
+        return error_response(
+            ErrorCode::MethodNotAllowed,
+            "/federation/stream takes GET with a WebSocket upgrade",
+        );
+    }
+    let env = q.env.unwrap_or_else(|| DEFAULT_ENV.into());
+    if let Err(e) = validate_id(&env) {
+        return error_response(ErrorCode::BadRequest, format!("env {e}"));
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            return error_response(
+                ErrorCode::BadRequest,
+                format!("/federation/stream needs a WebSocket upgrade ({e})"),
+            )
+        }
+    };
+    let Ok(permit) = app.streams.clone().try_acquire_owned() else {
+        return error_response(ErrorCode::Busy, "too many open streams; retry later");
+    };
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| async move {
+            let _permit = permit;
+            serve(socket, env, app).await;
+        })
+        .into_response()
+}
+
+/// What a socket was last told, to skip pushes that tell it nothing new.
+fn told(v: &LeaderView) -> (Option<String>, u64, Option<Role>) {
+    (v.leader.clone(), v.term, v.you.as_ref().map(|y| y.role))
+}
+
+async fn serve(mut socket: WebSocket, env: String, app: AppState) {
+    let mut changes = app.changes.subscribe();
+    let mut stop = app.stop.clone();
+    let write_timeout = app.limits.body_read_timeout;
+    let mut bound: Option<String> = None;
+    let mut basis: Option<String> = None;
+    let mut last = None;
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let message = tokio::select! {
+            frame = socket.recv() => {
+                let frame = match frame {
+                    Some(Ok(Message::Text(t))) => t.as_bytes().to_vec(),
+                    Some(Ok(Message::Binary(b))) => b.to_vec(),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                let (reply, answer) = oneshot::channel();
+                let job = Job::Frame { env: env.clone(), bound: bound.clone(), frame, reply };
+                if app.jobs.send(job).await.is_err() {
+                    break;
+                }
+                let Ok(out) = answer.await else { break };
+                if let Some(node) = out.node {
+                    bound = Some(node);
+                }
+                if out.accepted.is_some() {
+                    basis = out.accepted;
+                }
+                out.message
+            }
+            changed = changes.recv() => {
+                match changed {
+                    Ok(e) if e != env => continue,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+                let (reply, answer) = oneshot::channel();
+                let job = Job::View { env: env.clone(), node: bound.clone(), basis: basis.clone(), reply };
+                if app.jobs.send(job).await.is_err() {
+                    break;
+                }
+                match answer.await {
+                    Ok(Some(m)) if m.view.as_ref().map(told) != last => m,
+                    Ok(_) => continue,
+                    Err(_) => break,
+                }
+            }
+            // Only `true` is ever sent; a `RwLock` guard must not live across the awaits above.
+            _ = stop.changed() => break,
+        };
+        if let Some(v) = &message.view {
+            last = Some(told(v));
+        }
+        if !send(&mut socket, &message, write_timeout).await {
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(write_timeout, socket.send(Message::Close(None))).await;
+}
+
+async fn send(socket: &mut WebSocket, m: &StreamMessage, timeout: std::time::Duration) -> bool {
+    let text = match serde_json::to_string(m) {
+        Ok(t) => t,
+        Err(_) => return false,
+    };
+    matches!(
+        tokio::time::timeout(timeout, socket.send(Message::text(text))).await,
+        Ok(Ok(()))
+    )
+}

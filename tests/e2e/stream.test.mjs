@@ -1,0 +1,192 @@
+// The streaming channel (`GET /federation/stream`, issue 12), written from the wire contract
+// in docs/stream.md with this suite's own signing (sign.mjs): signed frames get the same
+// checks as HTTP, answers and pushes carry a view bound to a request (`basis_sig`), the
+// forge pushes on grant, resign and expiry to every socket of the env, and refused frames
+// change nothing. Native forge only for now: the Worker's stream is the next slice.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Agent, get, sleep, snapshot, uniqueEnv } from "./client.mjs";
+import { signRequest, verifyBasis, verifyView } from "./sign.mjs";
+import { SEAL, startTarget } from "./targets.mjs";
+
+/** One socket: frames in order, and a way to wait for the next that matches. */
+class Stream {
+  static async open(t, env) {
+    const s = new Stream();
+    s.ws = new WebSocket(`${t.url.replace(/^http/, "ws")}/federation/stream?env=${env}`);
+    s.inbox = [];
+    s.waiters = [];
+    s.closed = false;
+    s.ws.onmessage = (e) => {
+      const m = { at: performance.now(), ...JSON.parse(e.data) };
+      s.inbox.push(m);
+      s.waiters = s.waiters.filter((w) => !w(m));
+    };
+    s.ws.onclose = () => (s.closed = true);
+    await new Promise((resolve, reject) => {
+      s.ws.onopen = resolve;
+      s.ws.onerror = () => reject(new Error("stream did not open"));
+    });
+    return s;
+  }
+
+  /** The first frame (already received or to come) matching `pred`. */
+  next(pred, ms = 5000) {
+    const seen = this.inbox.find(pred);
+    if (seen) {
+      this.inbox.splice(this.inbox.indexOf(seen), 1);
+      return Promise.resolve(seen);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching frame in ${ms} ms: ${JSON.stringify(this.inbox)}`)), ms);
+      this.waiters.push((m) => {
+        if (!pred(m)) return false;
+        clearTimeout(timer);
+        this.inbox.splice(this.inbox.indexOf(m), 1);
+        resolve(m);
+        return true;
+      });
+    });
+  }
+
+  /** Sends a signed request as one frame; resolves with its answer. */
+  send(agent, path, body, opts = {}) {
+    const raw = opts.rawBody ?? JSON.stringify(body);
+    const ts = opts.ts ?? Date.now();
+    const nonce = opts.nonce ?? agent.nextNonce();
+    const h = signRequest(opts.seal ?? SEAL, { method: opts.method ?? "WS", path, node: agent.node, ts, nonce, body: raw });
+    const frame = { path, node: agent.node, ts, nonce, sig: h["x-brh-sig"], body: raw };
+    const sentAt = performance.now();
+    this.ws.send(JSON.stringify(frame));
+    return this.next((m) => m.reply_to === nonce).then((m) => ({ ...m, nonce, sentAt }));
+  }
+
+  beat(agent, env, opts = {}) {
+    return this.send(agent, "/federation/heartbeat", { env, priority: agent.priority, version: "e2e" }, opts);
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+
+const pushes = (m) => m.reply_to === undefined;
+
+function assertBound(node, m) {
+  assert.ok(m.view, JSON.stringify(m));
+  assert.ok(verifyView(SEAL, m.view), "view signature");
+  assert.ok(verifyBasis(SEAL, node, m.basis, m.view, m.basis_sig), "basis_sig");
+}
+
+describe("stream on native", () => {
+  let t;
+  before(async () => {
+    t = await startTarget("native", { ttl: 900, hb: 300 });
+  });
+  after(async () => t && (await t.stop()));
+
+  test("heartbeats on the stream are answered with views bound to them", async () => {
+    const env = uniqueEnv("st");
+    const [a, b] = [new Agent(t, "a", { priority: 5 }), new Agent(t, "b")];
+    const [sa, sb] = [await Stream.open(t, env), await Stream.open(t, env)];
+    const ra = await sa.beat(a, env);
+    assertBound("a", ra);
+    assert.equal(ra.basis, ra.nonce);
+    assert.equal(ra.view.leader, "a");
+    assert.equal(ra.view.you.role, "leader");
+    const rb = await sb.beat(b, env);
+    assertBound("b", rb);
+    assert.equal(rb.view.you.role, "witness");
+    // The same as HTTP says.
+    const http = await get(t, `/federation/leader?env=${env}`);
+    assert.equal(http.json.leader, "a");
+    assert.equal(http.json.term, ra.view.term);
+    // A basis_sig does not carry over to another node or another request.
+    assert.ok(!verifyBasis(SEAL, "b", ra.basis, ra.view, ra.basis_sig));
+    assert.ok(!verifyBasis(SEAL, "a", rb.basis, ra.view, ra.basis_sig));
+    sa.close();
+    sb.close();
+  });
+
+  test("a resign over HTTP is pushed to every socket, the new holder's bound to its newest beat", async () => {
+    const env = uniqueEnv("st");
+    const [a, b] = [new Agent(t, "a", { priority: 5 }), new Agent(t, "b")];
+    const [sa, sb] = [await Stream.open(t, env), await Stream.open(t, env)];
+    const ra = await sa.beat(a, env);
+    const rb = await sb.beat(b, env);
+    sa.inbox.length = 0;
+    sb.inbox.length = 0;
+    const resigned = await a.resign(env, ra.view.term);
+    assert.equal(resigned.status, 200, resigned.text);
+    const pb = await sb.next((m) => pushes(m) && m.view?.leader === "b");
+    assertBound("b", pb);
+    assert.equal(pb.basis, rb.nonce, "the push names b's newest beat");
+    assert.equal(pb.view.you.role, "leader");
+    assert.ok(pb.view.term > ra.view.term);
+    const pa = await sa.next((m) => pushes(m) && m.view?.leader === "b");
+    assert.equal(pa.view.you.role, "witness");
+    assertBound("a", pa);
+    sa.close();
+    sb.close();
+  });
+
+  test("lease expiry is pushed: failover without waiting for the next heartbeat", async () => {
+    const env = uniqueEnv("st");
+    const [a, b] = [new Agent(t, "a", { priority: 5 }), new Agent(t, "b")];
+    const [sa, sb] = [await Stream.open(t, env), await Stream.open(t, env)];
+    const ra = await sa.beat(a, env);
+    const expires = ra.view.lease.expires_at_ms;
+    // b stays live (it beats well inside its liveness window) but not at the moment of expiry.
+    const deadline = Date.now() + 2 * t.ttl;
+    let rb;
+    while (Date.now() < expires - 150) {
+      rb = await sb.beat(b, env);
+      await sleep(100);
+    }
+    sb.inbox.length = 0;
+    const pb = await sb.next((m) => pushes(m) && m.view?.leader === "b", deadline - Date.now() + 2000);
+    assertBound("b", pb);
+    assert.equal(pb.basis, rb.nonce);
+    const lag = Date.now() - expires;
+    assert.ok(lag >= 0, "pushed before the lease ended");
+    // a (silent since its first beat) learns on its socket too.
+    const pa = await sa.next((m) => pushes(m) && m.view?.leader === "b");
+    assert.equal(pa.view.you.role, "witness");
+    sa.close();
+    sb.close();
+  });
+
+  test("refused frames say why on the socket and change nothing", async () => {
+    const env = uniqueEnv("st");
+    const [a, b] = [new Agent(t, "a"), new Agent(t, "b")];
+    const s = await Stream.open(t, env);
+    const first = await s.beat(a, env);
+    assertBound("a", first);
+    const before = await snapshot(t, env);
+    const code = async (p) => (await p).error?.code;
+    assert.equal(await code(s.beat(a, env, { nonce: first.nonce })), "replay");
+    assert.equal(await code(s.beat(a, env, { method: "POST" })), "bad_signature");
+    assert.equal(await code(s.beat(a, env, { seal: "another-seal-0123456789" })), "bad_signature");
+    assert.equal(await code(s.beat(a, env, { ts: Date.now() - 3_600_000 })), "stale_timestamp");
+    assert.equal(await code(s.beat(b, env)), "bad_request", "a socket belongs to one node");
+    assert.equal(await code(s.beat(a, "other")), "bad_request", "a socket belongs to one env");
+    assert.equal(await code(s.send(a, "/federation/leader", { env })), "not_found");
+    s.ws.send("not json");
+    const garbage = await s.next((m) => m.error && m.reply_to === undefined);
+    assert.equal(garbage.error.code, "bad_request");
+    assert.deepEqual(await snapshot(t, env), before);
+    assert.ok(!s.closed, "a refused frame does not close the socket");
+    s.close();
+  });
+
+  test("the endpoint refuses what is not a WebSocket upgrade with JSON errors", async () => {
+    const plain = await get(t, "/federation/stream?env=dev");
+    assert.equal(plain.status, 400);
+    assert.equal(plain.json.error.code, "bad_request");
+    const post = await fetch(`${t.url}/federation/stream`, { method: "POST", body: "{}" });
+    assert.equal(post.status, 405);
+    assert.equal((await post.json()).error.code, "method_not_allowed");
+    const badEnv = await get(t, "/federation/stream?env=no%20spaces");
+    assert.equal(badEnv.status, 400);
+  });
+});
