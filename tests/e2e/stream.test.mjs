@@ -2,12 +2,16 @@
 // in docs/stream.md with this suite's own signing (sign.mjs): signed frames get the same
 // checks as HTTP, answers and pushes carry a view bound to a request (`basis_sig`), the
 // forge pushes on grant, resign and expiry to every socket of the env, and refused frames
-// change nothing. Native forge only for now: the Worker's stream is the next slice.
+// change nothing. On the native forge and on the Worker in workerd in durable-object mode
+// (the register's hibernatable WebSockets); kv mode refuses the stream with a JSON 404.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Agent, get, sleep, snapshot, uniqueEnv } from "./client.mjs";
 import { signRequest, verifyBasis, verifyView } from "./sign.mjs";
 import { SEAL, startTarget } from "./targets.mjs";
+
+const KINDS = (process.env.E2E_TARGETS ?? "native,kv,durable-object").split(",");
+const STREAM_KINDS = KINDS.filter((k) => k !== "kv");
 
 /** One socket: frames in order, and a way to wait for the next that matches. */
 class Stream {
@@ -78,10 +82,10 @@ function assertBound(node, m) {
   assert.ok(verifyBasis(SEAL, node, m.basis, m.view, m.basis_sig), "basis_sig");
 }
 
-describe("stream on native", () => {
+for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
   let t;
   before(async () => {
-    t = await startTarget("native", { ttl: 900, hb: 300 });
+    t = await startTarget(kind, { ttl: 900, hb: 300 });
   });
   after(async () => t && (await t.stop()));
 
@@ -190,3 +194,20 @@ describe("stream on native", () => {
     assert.equal(badEnv.status, 400);
   });
 });
+
+if (KINDS.includes("kv"))
+  describe("stream on kv", () => {
+    let t;
+    before(async () => {
+      t = await startTarget("kv");
+    });
+    after(async () => t && (await t.stop()));
+
+    test("kv mode refuses the stream with a JSON error naming durable-object mode", async () => {
+      const r = await fetch(`${t.url}/federation/stream?env=dev`);
+      assert.equal(r.status, 404);
+      const body = await r.json();
+      assert.equal(body.error.code, "not_found");
+      assert.match(body.error.message, /durable-object/);
+    });
+  });

@@ -35,14 +35,16 @@ use brh_shared::wire::{ErrorCode, HistoryEntry};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{
     console_error, durable_object, js_sys, DurableObject, Env, ListOptions, State, Storage,
+    WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use super::kv::KvLayout;
 use super::layout;
+use super::stream::{self, Socket};
 use super::{
     changes_to_wire, read_request, to_worker, Mode, Setup, CHANGES_HEADER, KV_BINDING, SWEEP_PATH,
 };
-use crate::forge::Forge;
+use crate::forge::{Forge, LeaderChange};
 use crate::http::{Request, Response};
 use crate::metrics::{count_op, StoreOps};
 use crate::store::{
@@ -376,9 +378,9 @@ struct Register {
 }
 
 impl Register {
-    async fn serve(&self, req: Request) -> Response {
+    async fn serve(&self, req: Request) -> (Response, Vec<LeaderChange>) {
         if let Some(r) = self.setup.refusal(&req) {
-            return r;
+            return (r, Vec::new());
         }
         let now = super::now_ms();
         let (mut response, changes) = if req.path == SWEEP_PATH {
@@ -399,7 +401,7 @@ impl Register {
         if !changes.is_empty() {
             response = response.with_header(CHANGES_HEADER, &changes_to_wire(&changes));
         }
-        response
+        (response, changes)
     }
 
     /// Sets the alarm at the lease's expiry if none is set: at most one write per lease ttl.
@@ -410,8 +412,13 @@ impl Register {
         if self.alarm_at.get().is_some() {
             return;
         }
-        let at = expiry.max(super::now_ms() + 1);
-        match storage.set_alarm(at as i64).await {
+        let now = super::now_ms();
+        let at = expiry.max(now + 1);
+        // workers-rs reads an integer as an offset from now, not as a date: passing the
+        // expiry itself scheduled the alarm decades ahead, so failover waited for the next
+        // heartbeat (found by the stream's expiry-push test).
+        let offset = std::time::Duration::from_millis(at - now);
+        match storage.set_alarm(offset).await {
             Ok(()) => {
                 self.alarm_at.set(Some(at));
                 count_op(&self.forge.store.ops, "do_alarms_set", 1);
@@ -480,17 +487,59 @@ impl LeaseRegister {
     async fn run(&self, req: Request) -> worker::Result<Response> {
         let register = self.register.clone();
         // Errors are answers (`Ok`): an `Err` here would reset the object.
-        let response = self
+        let (response, changes) = self
             .state
             .block_concurrency_while(async move { Ok(register.serve(req).await) })
             .await?;
-        // Outside the critical section: the alarm and the KV mirror.
+        self.after_step(&changes).await;
+        Ok(response)
+    }
+
+    /// Outside the critical section: the alarm, the KV mirror, and the pushes.
+    async fn after_step(&self, changes: &[LeaderChange]) {
         self.register.arm(&self.state.storage()).await;
         if !self.register.forge.store.pending.borrow().is_empty() {
             self.state
                 .wait_until(self.register.clone().mirror_pending());
         }
-        Ok(response)
+        if !changes.is_empty() {
+            self.push_all().await;
+        }
+    }
+
+    /// After a leader change: every socket of this register gets the view as its node sees
+    /// it, unless that tells it nothing new. Reads from memory; writes no storage.
+    async fn push_all(&self) {
+        let now = super::now_ms();
+        for ws in self.state.get_websockets() {
+            let Ok(Some(mut socket)) = ws.deserialize_attachment::<Socket>() else {
+                continue;
+            };
+            let forge = &self.register.forge;
+            let node = socket.node.as_deref();
+            let Some(m) = forge
+                .stream_view(&socket.env, node, socket.basis.as_deref(), now)
+                .await
+            else {
+                continue;
+            };
+            if m.view.as_ref().map(stream::told) != socket.told {
+                stream::send(&ws, &mut socket, &m);
+            }
+        }
+    }
+
+    /// Accepts a stream for `env` (hibernatable: the runtime keeps the socket while the
+    /// object sleeps).
+    fn accept(&self, env: String) -> worker::Result<worker::Response> {
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        pair.server.serialize_attachment(Socket {
+            env,
+            ..Socket::default()
+        })?;
+        count_op(&self.register.forge.store.ops, "do_streams_opened", 1);
+        worker::Response::from_websocket(pair.client)
     }
 }
 
@@ -531,7 +580,74 @@ impl DurableObject for LeaseRegister {
             Ok(r) => r,
             Err(refused) => return to_worker(refused),
         };
+        if let Some(target) = stream::upgrade_target(&req) {
+            if let Some(r) = self.register.setup.refusal(&req) {
+                return to_worker(r);
+            }
+            return match target {
+                Ok(env) => self.accept(env),
+                Err(r) => to_worker(r),
+            };
+        }
         to_worker(self.run(req).await?)
+    }
+
+    async fn websocket_message(
+        &self,
+        ws: WebSocket,
+        message: WebSocketIncomingMessage,
+    ) -> worker::Result<()> {
+        let frame = match message {
+            WebSocketIncomingMessage::String(s) => s.into_bytes(),
+            WebSocketIncomingMessage::Binary(b) => b,
+        };
+        count_op(&self.register.forge.store.ops, "do_stream_messages", 1);
+        let Ok(Some(mut socket)) = ws.deserialize_attachment::<Socket>() else {
+            let _ = ws.close(Some(1011), Some("lost the socket's state; reconnect"));
+            return Ok(());
+        };
+        let register = self.register.clone();
+        let (env, bound) = (socket.env.clone(), socket.node.clone());
+        // One step at a time, like `fetch`: no other event interleaves with the frame's.
+        let out = self
+            .state
+            .block_concurrency_while(async move {
+                let now = super::now_ms();
+                Ok(register
+                    .forge
+                    .handle_stream(&env, bound.as_deref(), &frame, now)
+                    .await)
+            })
+            .await?;
+        if let Some(node) = out.node {
+            socket.node = Some(node);
+        }
+        if out.accepted.is_some() {
+            socket.basis = out.accepted;
+        }
+        stream::send(&ws, &mut socket, &out.message);
+        self.after_step(&out.leader_changes).await;
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        ws: WebSocket,
+        code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> worker::Result<()> {
+        // Complete the closing handshake; the runtime forgets the socket.
+        let code = u16::try_from(code)
+            .ok()
+            .filter(|c| *c == 1000 || (3000..5000).contains(c));
+        let _ = ws.close(code.or(Some(1000)), Some("bye"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> worker::Result<()> {
+        let _ = ws.close(Some(1011), Some("error"));
+        Ok(())
     }
 
     async fn alarm(&self) -> worker::Result<worker::Response> {

@@ -19,6 +19,7 @@
 pub mod durable;
 pub mod kv;
 pub mod layout;
+pub mod stream;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -26,7 +27,7 @@ use std::rc::Rc;
 use brh_shared::election::ElectionConfig;
 use brh_shared::ids::validate_id;
 use brh_shared::sign;
-use brh_shared::wire::{ErrorBody, ErrorCode, HistoryEntry, MAX_BODY_BYTES};
+use brh_shared::wire::{ErrorBody, ErrorCode, HistoryEntry, MAX_BODY_BYTES, STREAM_PATH};
 use brh_shared::Timing;
 use futures_util::future::join_all;
 use futures_util::StreamExt;
@@ -611,6 +612,10 @@ async fn fetch(
 ) -> worker::Result<worker::Response> {
     let wf = worker_forge(&env);
     let now = now_ms();
+    let path_and_query = path_and_query_of(&req.inner().url());
+    if path_and_query.split('?').next() == Some(STREAM_PATH) {
+        return stream_upgrade(&wf, &env, req).await;
+    }
     let req = match read_request(&mut req).await? {
         Ok(r) => r,
         Err(refused) => return to_worker(refused),
@@ -625,6 +630,38 @@ async fn fetch(
         }
     }
     to_worker(response)
+}
+
+/// `GET /federation/stream`: handed, upgrade and all, to the env's register.
+async fn stream_upgrade(
+    wf: &WorkerForge,
+    env: &Env,
+    raw: worker::Request,
+) -> worker::Result<worker::Response> {
+    let mut head = Request::new(
+        &raw.inner().method(),
+        &path_and_query_of(&raw.inner().url()),
+    );
+    for (k, v) in raw.headers().entries() {
+        head.add_header(&k, &v);
+    }
+    let Some(target) = stream::upgrade_target(&head) else {
+        return to_worker(Response::error(ErrorCode::NotFound, "no such endpoint"));
+    };
+    if let Some(r) = wf.setup.refusal(&head) {
+        return to_worker(r);
+    }
+    if wf.setup.mode != Mode::DurableObject {
+        return to_worker(Response::error(
+            ErrorCode::NotFound,
+            "the stream needs durable-object mode (bind the LEASES Durable Object); \
+             use HTTP heartbeats",
+        ));
+    }
+    match target {
+        Err(r) => to_worker(r),
+        Ok(name) => do_stub(env, &name)?.fetch_with_request(raw).await,
+    }
 }
 
 #[event(scheduled)]
