@@ -196,6 +196,8 @@ pub struct RoleState {
     /// Random spread (0..1000) of the next retry, drawn once per answer so that the time the
     /// driver sleeps until and the time the action falls due agree.
     jitter_permille: u64,
+    /// `(term, issued_at_ms)` of the newest view applied: older pushes are ignored.
+    newest_view: Option<(u64, u64)>,
 }
 
 /// What the driver must do now: the sans-IO output, as in quinn-proto's `poll_transmit`.
@@ -258,6 +260,7 @@ impl RoleState {
             consensus_every_ms: None,
             next_consensus_ms: None,
             transitions: std::collections::VecDeque::new(),
+            newest_view: None,
             shutdown: None,
             jitter_permille: 500,
         }
@@ -388,12 +391,42 @@ impl RoleState {
         received_ms: u64,
         view: &VerifiedView,
     ) -> Vec<Transition> {
-        let v = view.view();
-        let received_ms = received_ms.max(sent_ms);
         self.last_attempt_ms = Some(sent_ms);
         self.nudged = false;
         self.last_ok_ms = Some(sent_ms);
         self.failures = 0;
+        self.apply_view(sent_ms, received_ms, view)
+    }
+
+    /// A view the forge pushed on its stream after a leader change, bound (`basis`) to our
+    /// request sent at `basis_sent_ms`, received at `received_ms`. Measured like an answer to
+    /// that request — a grant's deadline counts from the request's send time, so a push that
+    /// arrives late only shortens it — but it leaves the beat schedule alone. A push older
+    /// than a view already applied (lower term, or same term issued earlier on the forge's
+    /// clock) is ignored: pushes and answers travel apart and may cross.
+    pub fn handle_push(&mut self, basis_sent_ms: u64, received_ms: u64, view: &VerifiedView) {
+        let v = view.view();
+        if self
+            .newest_view
+            .is_some_and(|newest| (v.term, v.issued_at_ms) < newest)
+        {
+            return;
+        }
+        let ts = self.apply_view(basis_sent_ms, received_ms, view);
+        self.transitions.extend(ts);
+    }
+
+    /// What a verified view says, measured from `sent_ms` (when the request it follows left).
+    fn apply_view(
+        &mut self,
+        sent_ms: u64,
+        received_ms: u64,
+        view: &VerifiedView,
+    ) -> Vec<Transition> {
+        let v = view.view();
+        let received_ms = received_ms.max(sent_ms);
+        let stamp = (v.term, v.issued_at_ms);
+        self.newest_view = Some(self.newest_view.map_or(stamp, |n| n.max(stamp)));
         self.leader.clone_from(&v.leader);
         self.term = v.term;
         let mut out = Vec::new();
@@ -1106,6 +1139,44 @@ mod tests {
         assert!(r.next_beat_at(9, 999) <= 9 + 1200);
     }
 
+    #[test]
+    fn a_push_grants_from_its_basis_send_time_and_stale_pushes_are_ignored() {
+        let mut r = RoleState::new("a", T);
+        // A push arriving 2.5 s after the beat it names: the deadline still counts from the
+        // beat (1000 + 3000 − 300), not from the push.
+        r.handle_push(1_000, 3_500, &vv(Some("a"), 4, 50, 3_050));
+        assert_eq!(
+            r.poll_transition(),
+            Some(Transition::Promote {
+                term: 4,
+                at_ms: 3_500
+            })
+        );
+        assert_eq!(r.guard(3_699), Ok(4));
+        assert!(r.guard(3_700).is_err());
+        // A push about term 3, crossing with the answer that granted term 4: ignored.
+        r.handle_push(1_200, 3_600, &vv(Some("b"), 3, 40, 3_040));
+        assert_eq!(r.poll_transition(), None);
+        assert_eq!(r.guard(3_650), Ok(4));
+        // A push of term 5 for b ends our leadership at once.
+        r.handle_push(1_300, 3_650, &vv(Some("b"), 5, 60, 3_060));
+        assert!(matches!(
+            r.poll_transition(),
+            Some(Transition::Demote {
+                term: 4,
+                reason: DemoteReason::Forge,
+                ..
+            })
+        ));
+        // A push leaves the beat schedule alone.
+        assert_eq!(r.last_attempt_ms, None);
+        // Arriving after its own deadline, a push grants nothing.
+        let mut late = RoleState::new("a", T);
+        late.handle_push(0, 2_800, &vv(Some("a"), 1, 0, 3_000));
+        assert_eq!(late.poll_transition(), None);
+        assert!(late.guard(2_800).is_err());
+    }
+
     #[derive(Debug, Clone)]
     enum Ev {
         /// Heartbeat sent after `gap` ms, answered after `rtt` ms with a grant for `me` (or
@@ -1123,6 +1194,14 @@ mod tests {
         },
         Tick {
             gap: u64,
+        },
+        /// A push bound to a request sent `back` ms ago, arriving `delay` ms from now.
+        Push {
+            back: u64,
+            delay: u64,
+            me: bool,
+            term_bump: bool,
+            rem: u64,
         },
     }
 
@@ -1144,6 +1223,20 @@ mod tests {
                 }),
             (0u64..2000, 0u64..3500).prop_map(|(gap, rtt)| Ev::Fail { gap, rtt }),
             (0u64..2000).prop_map(|gap| Ev::Tick { gap }),
+            (
+                0u64..4000,
+                0u64..3500,
+                any::<bool>(),
+                any::<bool>(),
+                0u64..4000
+            )
+                .prop_map(|(back, delay, me, term_bump, rem)| Ev::Push {
+                    back,
+                    delay,
+                    me,
+                    term_bump,
+                    rem
+                }),
         ]
     }
 
@@ -1185,6 +1278,25 @@ mod tests {
                         (sent, sent + rtt, r.on_failure(sent, sent + rtt).into_iter().collect())
                     }
                     Ev::Tick { gap } => (now, now + gap, r.tick(now + gap).into_iter().collect()),
+                    Ev::Push { back, delay, me, term_bump, rem } => {
+                        if term_bump { term += 1; }
+                        // The forge read the basis request no earlier than it was sent.
+                        let basis = now.saturating_sub(back);
+                        let recv = now + delay;
+                        let holder = if me {
+                            let e = basis + rem;
+                            forge_expiry = Some(match forge_expiry {
+                                Some((t, old)) if t == term => (t, old.max(e)),
+                                _ => (term, e),
+                            });
+                            "a"
+                        } else {
+                            "b"
+                        };
+                        r.handle_push(basis, recv, &vv(Some(holder), term, 1_000_000, 1_000_000 + rem));
+                        let trans: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
+                        (basis, recv, trans)
+                    }
                 };
                 let _ = sent;
                 for t in &trans {
