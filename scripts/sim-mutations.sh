@@ -4,7 +4,7 @@
 # --test sim`, the one CI runs) must FAIL, and the file is restored. Prints how long each
 # took to be caught. A mutation that survives exits 1.
 #
-#   scripts/sim-mutations.sh            # all three (each rebuilds the test binary: ~1 min)
+#   scripts/sim-mutations.sh            # all five (each rebuilds the test binary: ~1 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,4 +36,11 @@ run "deadline from the answer's arrival, not the send" brh-agent/src/role.rs \
 # another node means dropping both.
 run "accept a view signed for another node" brh-agent/src/role.rs \
   's/if view\.you\.as_ref\(\)\.map\(\|y\| y\.node\.as_str\(\)\) != Some\(node\)/if false/; s/&& v\.you\.as_ref\(\)\.is_some_and\(\|y\| y\.role == Role::Leader\)/\&\& true/' || status=1
+# The stream (issue 12): a pushed grant measured from the push's arrival instead of its basis
+# beat's send time; and a push whose basis is taken without its basis_sig (the simulation's
+# on-path attacker relabels old pushes as following the newest beat: `tamper-basis`).
+run "push measured from its arrival, not its basis beat" brh-agent/src/role.rs \
+  's/let ts = self\.apply_view\(basis_sent_ms, received_ms, view\);/let ts = self.apply_view(received_ms, received_ms, view);/' || status=1
+run "push basis taken without basis_sig" brh-agent/src/role.rs \
+  's/\.is_some_and\(\|s\| verify_basis\(seal, node, nonce, &view\.sig, s\)\)/.is_some()/' || status=1
 exit $status

@@ -11,7 +11,7 @@ use brh_shared::replay::Nonce;
 use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
 use brh_shared::wire::{
     ConsensusReport, ErrorBody, Heartbeat, HistoryEntry, LeaderView, PeerSummary, ResignRequest,
-    MAX_BODY_BYTES,
+    StreamMessage, StreamRequest, MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
 };
 use serde::Deserialize;
 
@@ -209,6 +209,7 @@ pub struct ForgeClient {
     seq: u64,
     clock_skew_ms: i64,
     request_timeout: Option<Duration>,
+    timeout: Duration,
 }
 
 #[derive(Deserialize)]
@@ -241,6 +242,7 @@ impl ForgeClient {
             seq: 0,
             clock_skew_ms: 0,
             request_timeout: None,
+            timeout,
         }
     }
 
@@ -248,6 +250,11 @@ impl ForgeClient {
     /// adopts the forge's heartbeat interval, so a hung request never eats the next beat.
     pub fn set_request_timeout(&mut self, timeout: Duration) {
         self.request_timeout = Some(timeout);
+    }
+
+    /// How long one signed request may take (the stream uses the same bound as HTTP).
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout.unwrap_or(self.timeout)
     }
 
     /// TEST ONLY: shift the wall clock used for `x-brh-ts`.
@@ -307,6 +314,61 @@ impl ForgeClient {
         hb: &Heartbeat,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
         self.post_signed("/federation/heartbeat", hb, true).await
+    }
+
+    /// A heartbeat signed for the stream (method line `WS`), from the same nonce sequence as
+    /// HTTP: `(frame, nonce, monotonic send time)`. The send time is taken before signing,
+    /// as for HTTP: a lease granted by the answer counts from here.
+    pub fn heartbeat_frame(&mut self, hb: &Heartbeat) -> (String, String, u64) {
+        let path = "/federation/heartbeat";
+        let body = serde_json::to_string(hb).expect("wire types serialize");
+        self.seq += 1;
+        let nonce = Nonce::new(self.boot_id.clone(), self.seq);
+        let sent_at = clock::mono_ms();
+        let ts = self.ts_ms();
+        let h = sign_request(
+            &self.seal,
+            STREAM_METHOD,
+            path,
+            &self.node,
+            ts,
+            nonce,
+            body.as_bytes(),
+        );
+        let nonce = h.nonce.to_string();
+        let frame = StreamRequest {
+            path: path.into(),
+            node: self.node.clone(),
+            ts,
+            nonce: nonce.clone(),
+            sig: h.sig,
+            body,
+        };
+        let frame = serde_json::to_string(&frame).expect("wire types serialize");
+        (frame, nonce, sent_at)
+    }
+
+    /// Checks a view that came on the stream for this node, bound to our request `nonce`
+    /// (see [`VerifiedView::check_bound`]). Anything else grants nothing.
+    pub fn check_stream_view(
+        &self,
+        m: &StreamMessage,
+        nonce: &str,
+    ) -> Result<VerifiedView, ClientError> {
+        Ok(VerifiedView::check_bound(
+            &self.seal, &self.env, &self.node, m, nonce,
+        )?)
+    }
+
+    /// `ws://host/federation/stream?env=…` for an `http://` forge (`wss://` for `https://`).
+    pub fn stream_url(&self) -> String {
+        let base = self.base.trim_end_matches('/');
+        let ws = match base.split_once("://") {
+            Some(("https", rest)) => format!("wss://{rest}"),
+            Some((_, rest)) => format!("ws://{rest}"),
+            None => format!("ws://{base}"),
+        };
+        with_env(join(&ws, STREAM_PATH), &self.env)
     }
 
     /// Gives the lease up; `leaving`: this agent is stopping, so the forge must not grant it

@@ -64,6 +64,11 @@ pub struct RunArgs {
     /// Send heartbeats (and so take part in the election).
     #[arg(long, env = "BRH_HEARTBEAT_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
     pub heartbeat_enabled: Option<bool>,
+    /// Heartbeat over the forge's stream (a WebSocket at /federation/stream) when the forge
+    /// offers one, and take its pushes: a new holder learns in one message. HTTP is used
+    /// whenever the stream is down; the lease rules are the same on both. Default true.
+    #[arg(long, env = "BRH_FORGE_STREAM", value_parser = clap::builder::BoolishValueParser::new())]
+    pub forge_stream: Option<bool>,
     /// Heartbeat interval: seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`). Unset (the
     /// default): follow the forge's. Set: pinned, and the agent refuses to run against a forge
     /// with another value.
@@ -213,6 +218,8 @@ pub struct Config {
     /// to run against a forge with other values instead of flapping.
     pub timing_pinned_by: Vec<&'static str>,
     pub heartbeat_enabled: bool,
+    /// Heartbeats over the forge's stream when it is up (`BRH_FORGE_STREAM`).
+    pub forge_stream: bool,
     pub consensus_enabled: bool,
     pub consensus_interval_ms: u64,
     pub priority: i32,
@@ -567,6 +574,7 @@ impl Config {
             timing,
             timing_pinned_by,
             heartbeat_enabled: args.heartbeat_enabled.or(hb.enabled).unwrap_or(true),
+            forge_stream: args.forge_stream.unwrap_or(true),
             consensus_enabled: args
                 .consensus_enabled
                 .or(cons.and_then(|c| c.enabled))

@@ -3,10 +3,11 @@
 //! `RoleState`'s; the keeper decides only *when* to wait.
 use std::time::Duration;
 
-use brh_shared::wire::{ConsensusReport, Heartbeat, PeerSummary};
+use brh_shared::wire::{ConsensusReport, Heartbeat, PeerSummary, StreamMessage};
 
 use crate::client::{random_hex, ClientError, ForgeClient};
 use crate::clock::{self, mono_ms};
+use crate::forge_stream::{LinkError, Stream};
 use crate::node::{lock, Shared, VERSION};
 use crate::role::{Action, Outcome, TimingChange, VerifiedView};
 
@@ -59,7 +60,13 @@ fn heartbeat_body(shared: &Shared, draining: bool) -> Heartbeat {
 
 /// Does `action` on the wire; returns its monotonic send time and how it ended. The send time
 /// is the one the lease is measured from (design §4), so it is taken before the request.
-pub async fn perform(shared: &Shared, client: &mut ForgeClient, action: Action) -> (u64, Done) {
+/// A heartbeat goes over the stream while it is up, over HTTP otherwise.
+pub async fn perform(
+    shared: &Shared,
+    client: &mut ForgeClient,
+    stream: Option<&mut Stream>,
+    action: Action,
+) -> (u64, Done) {
     let signed = |r: Result<(u64, VerifiedView), (u64, ClientError)>| match r {
         Ok((sent, v)) => (sent, Done::View(v)),
         Err((sent, ClientError::Refused { code, .. })) if code == "not_holder" => {
@@ -68,7 +75,28 @@ pub async fn perform(shared: &Shared, client: &mut ForgeClient, action: Action) 
         Err((sent, e)) => (sent, Done::Failed(e)),
     };
     match action {
-        Action::Heartbeat => signed(client.heartbeat(&heartbeat_body(shared, false)).await),
+        Action::Heartbeat => {
+            let hb = heartbeat_body(shared, false);
+            if let Some(stream) = stream.filter(|s| s.link.is_up()) {
+                let (frame, nonce, sent) = client.heartbeat_frame(&hb);
+                let timeout = client.request_timeout();
+                match stream.link.request(frame, nonce.clone(), timeout).await {
+                    Ok(m) => {
+                        stream.beats.record(nonce.clone(), sent);
+                        return (sent, stream_answer(client, &m, &nonce));
+                    }
+                    // Not sent: this beat goes over HTTP (a fresh nonce and send time).
+                    Err(LinkError::Down) => {}
+                    Err(e) => {
+                        return (
+                            sent,
+                            Done::Failed(ClientError::Unreachable(format!("stream: {e}"))),
+                        )
+                    }
+                }
+            }
+            signed(client.heartbeat(&hb).await)
+        }
         Action::LeaderPoll => {
             let sent = mono_ms();
             match client.leader().await {
@@ -90,6 +118,52 @@ pub async fn perform(shared: &Shared, client: &mut ForgeClient, action: Action) 
             (sent, Done::Sent)
         }
     }
+}
+
+/// An answer on the stream, checked like an HTTP one and bound to our request.
+fn stream_answer(client: &ForgeClient, m: &StreamMessage, nonce: &str) -> Done {
+    if let Some(e) = &m.error {
+        return Done::Failed(ClientError::Refused {
+            status: e.code.http_status(),
+            code: e.code.as_str().to_string(),
+            message: e.message.clone(),
+        });
+    }
+    match client.check_stream_view(m, nonce) {
+        Ok(v) => Done::View(v),
+        Err(e) => Done::Failed(e),
+    }
+}
+
+/// A push from the forge: verified, bound to one of our recent stream beats, then measured
+/// by the role from that beat's send time. Anything else is ignored (the next answer says
+/// the same). Returns whether the role took it.
+pub fn pushed(shared: &Shared, client: &ForgeClient, stream: &Stream, m: &StreamMessage) -> bool {
+    let node = &shared.cfg.node_id;
+    let Some(basis) = m.basis.as_deref() else {
+        return false;
+    };
+    let Some(sent) = stream.beats.sent_at(basis) else {
+        tracing::debug!("[HB] {node} push for a beat we no longer know ({basis}): ignored");
+        return false;
+    };
+    let view = match client.check_stream_view(m, basis) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!("[HB] {node} push refused: {e}");
+            shared.metrics.heartbeat("bad_answer");
+            return false;
+        }
+    };
+    let v = view.view();
+    tracing::debug!(
+        "[HB] {node} push: leader={} term={}",
+        v.leader.as_deref().unwrap_or("none"),
+        v.term
+    );
+    lock(&shared.role).handle_push(sent, mono_ms(), &view);
+    shared.forge_ok(&view);
+    true
 }
 
 /// Feeds an action's result to the role (under its lock: the guard changes exactly when we

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::{request_timeout, ForgeClient};
 use crate::clock::{self, mono_ms};
 use crate::exchange::{self, begin_shutdown, Done, TimingMismatch};
+use crate::forge_stream::{SentBeats, Stream, StreamLink};
 use crate::node::{lock, Shared};
 use crate::role::{Action, TimingChange};
 use crate::switchover::{self, SwitchoverRequest};
@@ -40,6 +41,16 @@ pub async fn run(
             format!("pinned by {}", cfg.timing_pinned_by.join(", "))
         }
     );
+    // The stream lives as long as the keeper (resign and farewell go over HTTP).
+    let link_stop = CancellationToken::new();
+    let _link_stop = link_stop.clone().drop_guard();
+    let (mut stream, mut pushes) = if cfg.forge_stream && cfg.heartbeat_enabled {
+        let (link, pushes) = StreamLink::start(client.stream_url(), cfg.node_id.clone(), link_stop);
+        let beats = SentBeats::default();
+        (Some(Stream { link, beats }), Some(pushes))
+    } else {
+        (None, None)
+    };
     let mut fatal = None;
     let mut stopping = false;
     // Read during the resign, so the nudges go out one round trip sooner.
@@ -61,7 +72,7 @@ pub async fn run(
         if let Some(action) = action {
             let begun = tokio::select! {
                 _ = cancel.cancelled(), if !stopping => None,
-                done = exchange::perform(&shared, &mut client, action) => Some(done),
+                done = exchange::perform(&shared, &mut client, stream.as_mut(), action) => Some(done),
             };
             let Some((sent, result)) = begun else {
                 stopping = true;
@@ -102,6 +113,11 @@ pub async fn run(
                 peers = begin_shutdown(&shared, &client);
             }
             _ = shared.nudge.notified(), if !stopping => lock(&shared.role).nudge(),
+            Some(push) = next_push(&mut pushes), if !stopping => {
+                if let Some(s) = &stream {
+                    exchange::pushed(&shared, &client, s, &push);
+                }
+            }
             Some(req) = switchovers.recv(), if !stopping => {
                 let done = switchover::perform(&shared, &mut client, req.to).await;
                 let _ = req.reply.send(done);
@@ -113,4 +129,14 @@ pub async fn run(
         tracing::warn!("[CN] resign of term {term} gave up; the lease will expire on its own");
     }
     fatal.map_or(Ok(()), Err)
+}
+
+/// The next push, or never when there is no stream.
+async fn next_push(
+    pushes: &mut Option<tokio::sync::mpsc::Receiver<brh_shared::wire::StreamMessage>>,
+) -> Option<brh_shared::wire::StreamMessage> {
+    match pushes {
+        Some(p) => p.recv().await,
+        None => std::future::pending().await,
+    }
 }

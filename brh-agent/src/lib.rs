@@ -18,6 +18,7 @@ pub mod containers;
 pub mod duration;
 pub mod events;
 pub mod exchange;
+pub mod forge_stream;
 pub mod keeper;
 pub mod metrics;
 pub mod node;

@@ -16,8 +16,8 @@
 //!   process that was paused past its deadline refuses before it has learnt anything new.
 //! - A witness that knows when the current lease ends times a heartbeat to reach the forge
 //!   just after that end, so failover costs about one round trip, not a heartbeat interval.
-use brh_shared::sign::verify_view;
-use brh_shared::wire::{LeaderView, Role};
+use brh_shared::sign::{verify_basis, verify_view};
+use brh_shared::wire::{LeaderView, Role, StreamMessage};
 use brh_shared::Timing;
 
 /// How long after the (upper bound of the) lease's end a witness probes the forge.
@@ -43,6 +43,8 @@ pub enum ViewError {
     WrongEnv { got: String, want: String },
     #[error("the forge's answer is addressed to {got:?}, not to this node")]
     WrongNode { got: Option<String> },
+    #[error("the stream's view is not bound to our request (basis, basis_sig)")]
+    Unbound,
 }
 
 impl VerifiedView {
@@ -71,6 +73,28 @@ impl VerifiedView {
             }
         }
         Ok(VerifiedView(view))
+    }
+
+    /// Verifies a view that came on the forge's stream for `node`, bound to our request
+    /// `nonce` (an answer's, or a push's basis): the view's own checks, then `basis_sig`,
+    /// which the forge computed over the node, the nonce and the view's signature. Without
+    /// it an on-path attacker could relabel an old grant as the answer to a newer request.
+    pub fn check_bound(
+        seal: &[u8],
+        env: &str,
+        node: &str,
+        m: &StreamMessage,
+        nonce: &str,
+    ) -> Result<Self, ViewError> {
+        let view = m.view.clone().ok_or(ViewError::Unbound)?;
+        let bound = m.basis.as_deref() == Some(nonce)
+            && m.basis_sig
+                .as_deref()
+                .is_some_and(|s| verify_basis(seal, node, nonce, &view.sig, s));
+        if !bound {
+            return Err(ViewError::Unbound);
+        }
+        Self::check(seal, env, Some(node), view)
     }
 
     pub fn view(&self) -> &LeaderView {

@@ -11,6 +11,13 @@
 //! steps (past the forge's skew window too), and per-node clock-rate drift within the margin
 //! the timing rule allows.
 //!
+//! Transports: most nodes beat over the forge's stream (`Forge::handle_stream`, frames signed
+//! with the method line `WS`), the others over HTTP; after every leader change the forge
+//! pushes `Forge::stream_view` to every node with a socket, bound to that node's newest
+//! accepted frame. Pushes travel the same faulty wire (delayed, lost, duplicated, reordered)
+//! and stale ones are replayed to their addressee later (`replay-push`); a node measures a
+//! pushed grant from its basis beat's send time (`RoleState::handle_push`).
+//!
 //! Checked after every step, on the true clock:
 //! - **safety**: when a node starts acting (a promotion, or a pause ending with its guard
 //!   still open), no other running node's guard is open — so no two acting intervals overlap;
@@ -30,7 +37,7 @@ use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView};
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
-use brh_shared::wire::{Heartbeat, LeaderView};
+use brh_shared::wire::{Heartbeat, LeaderView, StreamMessage, StreamRequest, STREAM_METHOD};
 use brh_shared::Timing;
 use forge_worker::http::Request;
 use forge_worker::store::{
@@ -158,12 +165,14 @@ pub fn profile(name: &str) -> Timing {
 }
 
 /// Every kind of injected fault, counted.
-pub const FAULT_KINDS: [&str; 11] = [
+pub const FAULT_KINDS: [&str; 13] = [
     "delay-reorder",
     "loss",
     "duplicate",
     "misdeliver",
     "replay-stale",
+    "replay-push",
+    "tamper-basis",
     "partition",
     "pause",
     "kill-restart",
@@ -193,8 +202,12 @@ struct Node {
     wall_offset: i64,
     /// The outstanding request: (seq, monotonic send time, true-time timeout).
     outstanding: Option<(u64, u64, u64)>,
-    /// Answers that arrived while the process was paused: read when it resumes.
-    inbox: Vec<(usize, u64, u64, u16, Vec<u8>)>,
+    /// Answers and pushes that arrived while the process was paused: read when it resumes.
+    inbox: Vec<Msg>,
+    /// Heartbeats go over the stream (else HTTP), chosen per process.
+    stream: bool,
+    /// Send times of recent stream beats, by nonce (a push names one as its basis).
+    sent_beats: VecDeque<(String, u64)>,
     partitioned_until: u64,
     jitter: u64,
 }
@@ -229,7 +242,8 @@ enum Msg {
         seq: u64,
         req: Box<Request>,
     },
-    /// To node `to`: the forge's answer to request `seq` of node `of` (boot `boot`).
+    /// To node `to`: the forge's answer to request `seq` of node `of` (boot `boot`); on the
+    /// stream (`stream`), the body is a `StreamMessage`.
     Answer {
         to: usize,
         of: usize,
@@ -237,7 +251,17 @@ enum Msg {
         seq: u64,
         status: u16,
         body: Vec<u8>,
+        stream: bool,
     },
+    /// To the forge, on node `from`'s socket (boot `boot`): a signed frame.
+    Frame {
+        from: usize,
+        boot: u64,
+        seq: u64,
+        frame: Vec<u8>,
+    },
+    /// To node `to`'s socket (boot `boot`): a pushed `StreamMessage`.
+    Push { to: usize, boot: u64, body: Vec<u8> },
 }
 
 /// One simulated federation.
@@ -259,8 +283,13 @@ pub struct Sim {
     /// Fault episode the schedule will start next.
     next_fault: u64,
     lossy_until: u64,
-    /// Answers seen on the wire, for stale replays: (of, boot, seq, status, body).
-    captured: VecDeque<(usize, u64, u64, u16, Vec<u8>)>,
+    /// Answers seen on the wire, for stale replays: (of, boot, seq, status, body, stream).
+    captured: VecDeque<(usize, u64, u64, u16, Vec<u8>, bool)>,
+    /// Pushes seen on the wire, for stale replays to their addressee.
+    captured_pushes: VecDeque<Msg>,
+    /// The forge's end of each node's socket: (boot, basis = newest accepted nonce). Gone
+    /// when the forge restarts (the node reconnects on its next beat).
+    sockets: Vec<Option<(u64, Option<String>)>>,
     /// Wall-clock steps to undo: (at, node, step).
     pending_unstep: Vec<(u64, usize, i64)>,
     pub faults: BTreeMap<&'static str, u64>,
@@ -271,6 +300,10 @@ pub struct Sim {
     max_term: u64,
     last_promotion: Option<(usize, u64)>,
     pub promotions: u64,
+    /// Pushes a node verified and handed to its role.
+    pub pushes_applied: u64,
+    /// Promotions that a push caused (the rest came with heartbeat answers).
+    pub promotions_by_push: u64,
     trace: VecDeque<String>,
     pub verbose: bool,
 }
@@ -328,18 +361,23 @@ impl Sim {
             lossy_until: 0,
             pending_unstep: Vec::new(),
             captured: VecDeque::new(),
+            captured_pushes: VecDeque::new(),
+            sockets: Vec::new(),
             faults,
             worst_recovery_ms: 0,
             recovered: true,
             max_term: 0,
             last_promotion: None,
             promotions: 0,
+            pushes_applied: 0,
+            promotions_by_push: 0,
             trace: VecDeque::new(),
             verbose: false,
         };
         for i in 0..nodes {
             let n = sim.fresh_node(format!("n{i}"), 0, 1);
             sim.nodes.push(n);
+            sim.sockets.push(None);
         }
         sim.next_fault = rng.range(timing.lease_ttl_ms, 3 * timing.lease_ttl_ms);
         sim.rng = rng;
@@ -364,6 +402,8 @@ impl Sim {
             wall_offset: self.rng.range(0, 2_001) as i64 - 1_000,
             outstanding: None,
             inbox: Vec::new(),
+            stream: self.rng.chance(750),
+            sent_beats: VecDeque::new(),
             partitioned_until: 0,
             jitter: self.rng.range(0, 1000),
         }
@@ -443,15 +483,32 @@ impl Sim {
             api: None,
         })
         .unwrap();
+        let stream = n.stream;
         let h = sign_request(
             SEAL,
-            "POST",
+            if stream { STREAM_METHOD } else { "POST" },
             "/federation/heartbeat",
             &n.name,
             n.wall(self.t),
             Nonce::new(format!("b{}", n.boot), seq),
             &body,
         );
+        if stream {
+            if n.sent_beats.len() == 32 {
+                n.sent_beats.pop_front();
+            }
+            n.sent_beats.push_back((h.nonce.to_string(), mono));
+        }
+        let frame = serde_json::to_vec(&StreamRequest {
+            path: "/federation/heartbeat".into(),
+            node: h.node.clone(),
+            ts: h.ts_ms,
+            nonce: h.nonce.to_string(),
+            sig: h.sig.clone(),
+            body: String::from_utf8(body.clone()).unwrap(),
+        })
+        .unwrap();
+        let boot = n.boot;
         let mut req = Request::new("POST", "/federation/heartbeat");
         req.add_header(HEADER_NODE, &h.node);
         req.add_header(HEADER_TS, &h.ts_ms.to_string());
@@ -469,15 +526,175 @@ impl Sim {
             if cut { " (cut)" } else { "" }
         ));
         if !cut {
-            self.send(
-                self.t,
+            let msg = if stream {
+                Msg::Frame {
+                    from: i,
+                    boot,
+                    seq,
+                    frame,
+                }
+            } else {
                 Msg::Request {
                     from: i,
                     seq,
                     req: Box::new(req),
-                },
-            );
+                }
+            };
+            self.send(self.t, msg);
         }
+    }
+
+    /// A frame on node `from`'s socket: the same checks as HTTP, the answer bound to it.
+    fn forge_receives_frame(
+        &mut self,
+        from: usize,
+        boot: u64,
+        seq: u64,
+        frame: &[u8],
+    ) -> Result<(), Violation> {
+        if self.t < self.forge_down_until {
+            return Ok(());
+        }
+        // A socket from an earlier boot (or from before a forge restart) is a new socket.
+        let (bound, basis) = match &self.sockets[from] {
+            Some((b, basis)) if *b == boot => (Some(self.nodes[from].name.clone()), basis.clone()),
+            _ => (None, None),
+        };
+        let out = now(self
+            .forge
+            .handle_stream(ENV, bound.as_deref(), frame, self.t));
+        self.check_term()?;
+        self.sockets[from] = Some((boot, out.accepted.clone().or(basis)));
+        let body = serde_json::to_vec(&out.message).unwrap();
+        self.log(format!(
+            "forge <= {} seq={seq}: {}",
+            self.nodes[from].name,
+            String::from_utf8_lossy(&body)
+                .chars()
+                .take(90)
+                .collect::<String>()
+        ));
+        let changed = !out.leader_changes.is_empty();
+        self.answer(from, boot, seq, 200, body, true);
+        if changed {
+            self.push_all();
+        }
+        Ok(())
+    }
+
+    /// After a leader change: every node with a socket gets the view as it sees it, bound to
+    /// its newest accepted frame.
+    fn push_all(&mut self) {
+        for j in 0..self.nodes.len() {
+            let Some((boot, basis)) = self.sockets[j].clone() else {
+                continue;
+            };
+            let name = self.nodes[j].name.clone();
+            let Some(m) = now(self
+                .forge
+                .stream_view(ENV, Some(&name), basis.as_deref(), self.t))
+            else {
+                continue;
+            };
+            let msg = Msg::Push {
+                to: j,
+                boot,
+                body: serde_json::to_vec(&m).unwrap(),
+            };
+            self.captured_pushes.push_back(msg.clone());
+            if self.captured_pushes.len() > 256 {
+                self.captured_pushes.pop_front();
+            }
+            // A stale push, replayed to its own addressee (the one node it could mislead).
+            if self.t < self.lossy_until && self.rng.chance(40) {
+                let k = self.rng.range(0, self.captured_pushes.len() as u64) as usize;
+                let old = self.captured_pushes[k].clone();
+                self.count("replay-push");
+                self.send(self.t, old);
+            }
+            // An on-path attacker relabels an older push as following the node's newest
+            // beat (the basis is a plain field; only basis_sig binds it).
+            if self.t < self.lossy_until && self.rng.chance(40) {
+                let k = self.rng.range(0, self.captured_pushes.len() as u64) as usize;
+                let newest = self.nodes[j].sent_beats.back().map(|(n, _)| n.clone());
+                if let (Msg::Push { to, boot, body }, Some(newest)) =
+                    (self.captured_pushes[k].clone(), newest)
+                {
+                    if let Ok(mut m) = serde_json::from_slice::<StreamMessage>(&body) {
+                        if to == j && m.basis.as_deref() != Some(newest.as_str()) {
+                            m.basis = Some(newest);
+                            let body = serde_json::to_vec(&m).unwrap();
+                            self.count("tamper-basis");
+                            self.send(self.t, Msg::Push { to, boot, body });
+                        }
+                    }
+                }
+            }
+            if self.nodes[j].partitioned_until <= self.t {
+                self.send(self.t, msg);
+            }
+        }
+    }
+
+    /// A push reaches node `to`.
+    fn node_receives_push(&mut self, to: usize, boot: u64, body: &[u8]) -> Result<(), Violation> {
+        let n = &self.nodes[to];
+        if n.partitioned_until > self.t || boot != n.boot {
+            return Ok(()); // cut, or for a process that is gone
+        }
+        match n.up {
+            Up::Dead { .. } => return Ok(()),
+            Up::Paused { .. } => {
+                self.nodes[to].inbox.push(Msg::Push {
+                    to,
+                    boot,
+                    body: body.to_vec(),
+                });
+                return Ok(());
+            }
+            Up::Running => {}
+        }
+        let Ok(m) = serde_json::from_slice::<StreamMessage>(body) else {
+            return Ok(());
+        };
+        let Some(view) = self.verified_stream_view(to, &m, m.basis.as_deref()) else {
+            return Ok(());
+        };
+        let n = &self.nodes[to];
+        let Some(sent) = m
+            .basis
+            .as_deref()
+            .and_then(|b| n.sent_beats.iter().find(|(x, _)| x == b).map(|(_, t)| *t))
+        else {
+            return Ok(());
+        };
+        let recv = n.mono(self.t);
+        self.log(format!(
+            "{} push: leader={:?} term={}",
+            n.name,
+            view.view().leader,
+            view.view().term
+        ));
+        let node = &mut self.nodes[to];
+        node.role.handle_push(sent, recv, &view);
+        let ts: Vec<_> = std::iter::from_fn(|| node.role.poll_transition()).collect();
+        self.pushes_applied += 1;
+        self.promotions_by_push += ts
+            .iter()
+            .filter(|t| matches!(t, Transition::Promote { .. }))
+            .count() as u64;
+        self.transitions(to, ts)
+    }
+
+    /// The agent's own check (`VerifiedView::check_bound`): the view's checks, then the
+    /// binding to `nonce`.
+    fn verified_stream_view(
+        &self,
+        to: usize,
+        m: &StreamMessage,
+        nonce: Option<&str>,
+    ) -> Option<VerifiedView> {
+        VerifiedView::check_bound(SEAL, ENV, &self.nodes[to].name, m, nonce?).ok()
     }
 
     fn forge_receives(&mut self, from: usize, seq: u64, req: &Request) -> Result<(), Violation> {
@@ -486,6 +703,7 @@ impl Sim {
         }
         let handled = now(self.forge.handle(req, self.t));
         self.check_term()?;
+        let changed = !handled.leader_changes.is_empty();
         let r = handled.response;
         self.log(format!(
             "forge <- {} seq={seq}: {} {}",
@@ -496,6 +714,25 @@ impl Sim {
                 .take(90)
                 .collect::<String>()
         ));
+        let boot = self.nodes[from].boot;
+        self.answer(from, boot, seq, r.status, r.body, false);
+        if changed {
+            self.push_all();
+        }
+        Ok(())
+    }
+
+    /// Sends the forge's answer to request `seq` of `from` (boot `boot`) over the faulty
+    /// wire: misdelivered, or accompanied by a stale replay, in fault episodes.
+    fn answer(
+        &mut self,
+        from: usize,
+        boot: u64,
+        seq: u64,
+        status: u16,
+        body: Vec<u8>,
+        stream: bool,
+    ) {
         // Misdelivery: the answer goes to another node (a broken proxy, a replay).
         let mut to = from;
         if self.t < self.lossy_until && self.nodes.len() > 1 && self.rng.chance(30) {
@@ -504,9 +741,8 @@ impl Sim {
             self.count("misdeliver");
         }
         if self.nodes[from].partitioned_until > self.t {
-            return Ok(());
+            return;
         }
-        let boot = self.nodes[from].boot;
         // A stale replay: an answer captured earlier goes to another node now.
         if self.t < self.lossy_until
             && self.nodes.len() > 1
@@ -514,11 +750,16 @@ impl Sim {
             && self.rng.chance(40)
         {
             let k = self.rng.range(0, self.captured.len() as u64) as usize;
-            let (of, b, sq, st, body) = self.captured[k].clone();
+            let (of, b, sq, st, body, on_stream) = self.captured[k].clone();
             // Adversarial: to the node the old view names as leader, if that is not its
             // addressee (the one node a stale grant could mislead), else anywhere else.
             let named = serde_json::from_slice::<LeaderView>(&body)
                 .ok()
+                .or_else(|| {
+                    serde_json::from_slice::<StreamMessage>(&body)
+                        .ok()
+                        .and_then(|m| m.view)
+                })
                 .and_then(|v| v.leader)
                 .and_then(|l| self.nodes.iter().position(|n| n.name == l))
                 .filter(|&l| l != of);
@@ -536,11 +777,12 @@ impl Sim {
                     seq: sq,
                     status: st,
                     body,
+                    stream: on_stream,
                 },
             );
         }
         self.captured
-            .push_back((from, boot, seq, r.status, r.body.clone()));
+            .push_back((from, boot, seq, status, body.clone(), stream));
         if self.captured.len() > 256 {
             self.captured.pop_front();
         }
@@ -551,11 +793,11 @@ impl Sim {
                 of: from,
                 boot,
                 seq,
-                status: r.status,
-                body: r.body,
+                status,
+                body,
+                stream,
             },
         );
-        Ok(())
     }
 
     fn check_term(&mut self) -> Result<(), Violation> {
@@ -570,6 +812,7 @@ impl Sim {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn node_receives(
         &mut self,
         to: usize,
@@ -578,6 +821,7 @@ impl Sim {
         seq: u64,
         status: u16,
         body: &[u8],
+        stream: bool,
     ) -> Result<(), Violation> {
         let n = &self.nodes[to];
         if n.partitioned_until > self.t {
@@ -590,9 +834,15 @@ impl Sim {
             Up::Dead { .. } => return Ok(()),
             Up::Paused { .. } => {
                 // In the socket's buffer until the process runs again.
-                self.nodes[to]
-                    .inbox
-                    .push((of, boot, seq, status, body.to_vec()));
+                self.nodes[to].inbox.push(Msg::Answer {
+                    to,
+                    of,
+                    boot,
+                    seq,
+                    status,
+                    body: body.to_vec(),
+                    stream,
+                });
                 return Ok(());
             }
             Up::Running => {}
@@ -608,10 +858,18 @@ impl Sim {
         }
         let recv = n.mono(self.t);
         let name = n.name.clone();
-        let view = serde_json::from_slice::<LeaderView>(body)
-            .ok()
-            .filter(|_| status == 200)
-            .and_then(|v| VerifiedView::check(SEAL, ENV, Some(&name), v).ok());
+        let view = if stream {
+            // Bound to the request outstanding, whatever it was meant for.
+            let nonce = Nonce::new(format!("b{}", n.boot), want).to_string();
+            serde_json::from_slice::<StreamMessage>(body)
+                .ok()
+                .and_then(|m| self.verified_stream_view(to, &m, Some(&nonce)))
+        } else {
+            serde_json::from_slice::<LeaderView>(body)
+                .ok()
+                .filter(|_| status == 200)
+                .and_then(|v| VerifiedView::check(SEAL, ENV, Some(&name), v).ok())
+        };
         let node = &mut self.nodes[to];
         node.outstanding = None;
         let ts = match view {
@@ -699,6 +957,8 @@ impl Sim {
                 let d = self.rng.range(0, ttl);
                 self.forge_down_until = self.t + d;
                 self.forge.store.restart(&self.forge_cfg(), self.t + d);
+                // Every socket breaks; nodes reconnect with their next beat.
+                self.sockets.iter_mut().for_each(|s| *s = None);
                 self.count("forge-restart");
                 self.log(format!("FAULT forge restart, down {d} ms"));
                 // Restarted from the durable state: its term must not go back.
@@ -811,6 +1071,28 @@ impl Sim {
         next.max(self.t)
     }
 
+    fn deliver(&mut self, m: Msg) -> Result<(), Violation> {
+        match m {
+            Msg::Request { from, seq, req } => self.forge_receives(from, seq, &req),
+            Msg::Frame {
+                from,
+                boot,
+                seq,
+                frame,
+            } => self.forge_receives_frame(from, boot, seq, &frame),
+            Msg::Answer {
+                to,
+                of,
+                boot,
+                seq,
+                status,
+                body,
+                stream,
+            } => self.node_receives(to, of, boot, seq, status, &body, stream),
+            Msg::Push { to, boot, body } => self.node_receives_push(to, boot, &body),
+        }
+    }
+
     /// Everything due at `self.t`, in a fixed order.
     fn step(&mut self) -> Result<(), Violation> {
         let t = self.t;
@@ -830,24 +1112,17 @@ impl Sim {
                 break;
             }
             match entry.remove() {
-                Msg::Request { from, seq, req } => self.forge_receives(from, seq, &req)?,
-                Msg::Answer {
-                    to,
-                    of,
-                    boot,
-                    seq,
-                    status,
-                    body,
-                } => self.node_receives(to, of, boot, seq, status, &body)?,
+                m => self.deliver(m)?,
             }
         }
         // The forge's sweep.
         if t >= self.next_sweep && t >= self.forge_down_until {
             let changes = now(self.forge.sweep(t)).unwrap_or_default();
+            self.check_term()?;
             if !changes.is_empty() {
                 self.log(format!("forge sweep: {changes:?}"));
+                self.push_all();
             }
-            self.check_term()?;
             self.next_sweep = t + 500;
         }
         // The nodes.
@@ -862,8 +1137,8 @@ impl Sim {
                     // may win the race.
                     let inbox = std::mem::take(&mut self.nodes[i].inbox);
                     if self.rng.chance(500) {
-                        for (of, boot, seq, status, body) in inbox {
-                            self.node_receives(i, of, boot, seq, status, &body)?;
+                        for m in inbox {
+                            self.deliver(m)?;
                         }
                     }
                 }
@@ -910,11 +1185,14 @@ impl Sim {
     /// One line for a soak report.
     pub fn summary(&self) -> String {
         format!(
-            "seed {} t={} s faults={} promotions={} worst recovery {} ms",
+            "seed {} t={} s faults={} promotions={} ({} by push, {} pushes applied) worst \
+             recovery {} ms",
             self.seed,
             self.t / 1000,
             self.total_faults(),
             self.promotions,
+            self.promotions_by_push,
+            self.pushes_applied,
             self.worst_recovery_ms
         )
     }

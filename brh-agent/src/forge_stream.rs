@@ -1,0 +1,247 @@
+//! The agent's end of the forge's stream (`GET /federation/stream`, docs/stream.md): one
+//! WebSocket, kept open by a background task that reconnects with backoff. The keeper sends
+//! heartbeats on it while it is up (HTTP otherwise — the same nonces, the same lease rules),
+//! and receives the forge's pushes from it.
+//!
+//! The link decides nothing: answers go back to whoever asked, pushes to the keeper, which
+//! verifies them and hands them to `RoleState`.
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use brh_shared::wire::StreamMessage;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// Pushes not yet read by the keeper; beyond this, older ones are dropped (the next one, or
+/// the next heartbeat's answer, says the same and newer).
+const PUSH_BACKLOG: usize = 16;
+
+struct Outgoing {
+    frame: String,
+    nonce: String,
+    reply: oneshot::Sender<StreamMessage>,
+}
+
+/// Why a request did not go on the stream (the caller uses HTTP instead, or counts a
+/// failed beat).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("the stream is not connected")]
+    Down,
+    #[error("the stream closed before the answer")]
+    Lost,
+    #[error("no answer on the stream within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The keeper's handle on the link.
+pub struct StreamLink {
+    requests: mpsc::Sender<Outgoing>,
+    up: Arc<AtomicBool>,
+}
+
+impl StreamLink {
+    /// Starts the link's task for `url` (`ws://…/federation/stream?env=…`); it ends with
+    /// `cancel`. Returns the handle and the pushes.
+    pub fn start(
+        url: String,
+        node: String,
+        cancel: CancellationToken,
+    ) -> (StreamLink, mpsc::Receiver<StreamMessage>) {
+        let (req_tx, req_rx) = mpsc::channel(8);
+        let (push_tx, push_rx) = mpsc::channel(PUSH_BACKLOG);
+        let up = Arc::new(AtomicBool::new(false));
+        tokio::spawn(run(url, node, req_rx, push_tx, up.clone(), cancel));
+        (
+            StreamLink {
+                requests: req_tx,
+                up,
+            },
+            push_rx,
+        )
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Sends one signed frame and waits for its answer (matched by nonce).
+    pub async fn request(
+        &self,
+        frame: String,
+        nonce: String,
+        timeout: Duration,
+    ) -> Result<StreamMessage, LinkError> {
+        if !self.is_up() {
+            return Err(LinkError::Down);
+        }
+        let (reply, answer) = oneshot::channel();
+        let out = Outgoing {
+            frame,
+            nonce,
+            reply,
+        };
+        self.requests.send(out).await.map_err(|_| LinkError::Down)?;
+        match tokio::time::timeout(timeout, answer).await {
+            Ok(Ok(m)) => Ok(m),
+            Ok(Err(_)) => Err(LinkError::Lost),
+            Err(_) => Err(LinkError::Timeout(timeout)),
+        }
+    }
+}
+
+async fn run(
+    url: String,
+    node: String,
+    mut requests: mpsc::Receiver<Outgoing>,
+    pushes: mpsc::Sender<StreamMessage>,
+    up: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(500);
+    let mut failures = 0u32;
+    loop {
+        let connect = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(url.as_str()),
+        );
+        let ws = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = connect => r,
+        };
+        let ws = match ws {
+            Ok(Ok((ws, _))) => ws,
+            Ok(Err(e)) => {
+                failures += 1;
+                note_failure(&node, &url, failures, &e.to_string());
+                if !sleep_or_cancel(&cancel, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+            Err(_) => {
+                failures += 1;
+                note_failure(&node, &url, failures, "connect timed out");
+                if !sleep_or_cancel(&cancel, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        tracing::info!("[HB] {node} stream connected ({url}): heartbeats go over it");
+        failures = 0;
+        backoff = Duration::from_millis(500);
+        up.store(true, Ordering::Release);
+        let (mut write, mut read) = ws.split();
+        let mut pending: HashMap<String, oneshot::Sender<StreamMessage>> = HashMap::new();
+        let why = loop {
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    up.store(false, Ordering::Release);
+                    let _ = write.send(Message::Close(None)).await;
+                    return;
+                }
+                Some(out) = requests.recv() => {
+                    pending.retain(|_, r| !r.is_closed());
+                    pending.insert(out.nonce, out.reply);
+                    let sent = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        write.send(Message::text(out.frame)),
+                    );
+                    if !matches!(sent.await, Ok(Ok(()))) {
+                        break "send failed";
+                    }
+                }
+                frame = read.next() => match frame {
+                    Some(Ok(Message::Text(t))) => {
+                        let Ok(m) = serde_json::from_str::<StreamMessage>(t.as_str()) else {
+                            tracing::debug!("[HB] {node} unreadable stream frame ignored");
+                            continue;
+                        };
+                        match m.reply_to.clone() {
+                            Some(n) => {
+                                if let Some(reply) = pending.remove(&n) {
+                                    let _ = reply.send(m);
+                                }
+                            }
+                            // A full backlog drops the push: newer ones follow.
+                            None => { let _ = pushes.try_send(m); }
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None => break "closed by the forge",
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) => break "connection error",
+                },
+            }
+        };
+        up.store(false, Ordering::Release);
+        tracing::warn!("[HB] {node} stream lost ({why}): heartbeats over HTTP until it is back");
+    }
+}
+
+fn note_failure(node: &str, url: &str, failures: u32, e: &str) {
+    // Once loudly (a forge without the stream — kv mode, an older forge — is normal: HTTP
+    // works), then quietly.
+    if failures == 1 {
+        tracing::info!("[HB] {node} no stream at {url} ({e}): heartbeats over HTTP");
+    } else {
+        tracing::debug!("[HB] {node} stream still unavailable ({e})");
+    }
+}
+
+async fn sleep_or_cancel(cancel: &CancellationToken, d: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// The send times of our latest stream heartbeats, by nonce: a push names one as its basis
+/// and the lease it grants counts from that send time. Older beats are forgotten (a push
+/// naming one grants nothing; the next answer does).
+#[derive(Debug, Default)]
+pub struct SentBeats(VecDeque<(String, u64)>);
+
+impl SentBeats {
+    const KEPT: usize = 32;
+
+    pub fn record(&mut self, nonce: String, sent_ms: u64) {
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back((nonce, sent_ms));
+    }
+
+    pub fn sent_at(&self, nonce: &str) -> Option<u64> {
+        self.0.iter().find(|(n, _)| n == nonce).map(|(_, t)| *t)
+    }
+}
+
+/// The link and what the keeper remembers about the beats it sent on it.
+pub struct Stream {
+    pub link: StreamLink,
+    pub beats: SentBeats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sent_beats_keep_the_latest_and_forget_the_oldest() {
+        let mut b = SentBeats::default();
+        for i in 0..40u64 {
+            b.record(format!("n{i}"), 1000 + i);
+        }
+        assert_eq!(b.sent_at("n39"), Some(1039));
+        assert_eq!(b.sent_at("n8"), Some(1008));
+        assert_eq!(b.sent_at("n7"), None, "beyond the 32 kept");
+        assert_eq!(b.sent_at("other"), None);
+    }
+}
