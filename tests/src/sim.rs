@@ -165,7 +165,7 @@ pub fn profile(name: &str) -> Timing {
 }
 
 /// Every kind of injected fault, counted.
-pub const FAULT_KINDS: [&str; 13] = [
+pub const FAULT_KINDS: [&str; 14] = [
     "delay-reorder",
     "loss",
     "duplicate",
@@ -173,6 +173,7 @@ pub const FAULT_KINDS: [&str; 13] = [
     "replay-stale",
     "replay-push",
     "tamper-basis",
+    "push-held",
     "partition",
     "pause",
     "kill-restart",
@@ -612,35 +613,82 @@ impl Sim {
                 self.count("replay-push");
                 self.send(self.t, old);
             }
-            // An on-path attacker relabels an older push as following the node's newest
-            // beat (the basis is a plain field; only basis_sig binds it).
-            if self.t < self.lossy_until && self.rng.chance(40) {
-                let k = self.rng.range(0, self.captured_pushes.len() as u64) as usize;
-                let newest = self.nodes[j].sent_beats.back().map(|(n, _)| n.clone());
-                if let (Msg::Push { to, boot, body }, Some(newest)) =
-                    (self.captured_pushes[k].clone(), newest)
-                {
-                    if let Ok(mut m) = serde_json::from_slice::<StreamMessage>(&body) {
-                        if to == j && m.basis.as_deref() != Some(newest.as_str()) {
-                            m.basis = Some(newest);
-                            let body = serde_json::to_vec(&m).unwrap();
-                            self.count("tamper-basis");
-                            self.send(self.t, Msg::Push { to, boot, body });
-                        }
-                    }
-                }
+            // The attacker's favourite moment: cut a node off just as it is granted, before
+            // any renewal can tell it something newer than this grant.
+            let grants_j = serde_json::from_slice::<StreamMessage>(match &msg {
+                Msg::Push { body, .. } => body,
+                _ => unreachable!(),
+            })
+            .ok()
+            .and_then(|m| m.view)
+            .and_then(|v| v.leader)
+            .is_some_and(|l| l == name);
+            self.send(self.t, msg);
+            if grants_j && self.nodes[j].partitioned_until <= self.t && self.rng.chance(20) {
+                let ttl = self.timing.lease_ttl_ms;
+                let d = self.rng.range(ttl, 3 * ttl);
+                self.nodes[j].partitioned_until = self.t + d;
+                self.calm_from = self.calm_from.max(self.t + d);
+                self.recovered = false;
+                self.count("partition");
+                self.log(format!(
+                    "FAULT partition {name} as it is granted, for {d} ms"
+                ));
             }
-            if self.nodes[j].partitioned_until <= self.t {
-                self.send(self.t, msg);
+            // An on-path attacker who cut a node off replays the last push it saw for it,
+            // relabelled as following the node's newest beat (the basis is a plain field;
+            // only basis_sig binds it): an old grant would look fresh.
+            if self.nodes[j].partitioned_until > self.t && self.rng.chance(500) {
+                self.tamper_replay(j);
             }
         }
+    }
+
+    fn tamper_replay(&mut self, j: usize) {
+        let boot = self.nodes[j].boot;
+        let Some(newest) = self.nodes[j].sent_beats.back().map(|(n, _)| n.clone()) else {
+            return;
+        };
+        // The last push that granted it the lease: the one worth replaying.
+        let name = self.nodes[j].name.clone();
+        let last = self.captured_pushes.iter().rev().find_map(|m| match m {
+            Msg::Push { to, boot: b, body } if *to == j && *b == boot => {
+                serde_json::from_slice::<StreamMessage>(body)
+                    .ok()
+                    .filter(|m| m.view.as_ref().and_then(|v| v.leader.as_deref()) == Some(&name))
+            }
+            _ => None,
+        });
+        let Some(mut m) = last else {
+            return;
+        };
+        if m.basis.as_deref() == Some(newest.as_str()) {
+            return;
+        }
+        m.basis = Some(newest);
+        self.count("tamper-basis");
+        let body = serde_json::to_vec(&m).unwrap();
+        self.send(self.t, Msg::Push { to: j, boot, body });
     }
 
     /// A push reaches node `to`.
     fn node_receives_push(&mut self, to: usize, boot: u64, body: &[u8]) -> Result<(), Violation> {
         let n = &self.nodes[to];
-        if n.partitioned_until > self.t || boot != n.boot {
-            return Ok(()); // cut, or for a process that is gone
+        if boot != n.boot {
+            return Ok(()); // for a process that is gone
+        }
+        if n.partitioned_until > self.t {
+            // The socket may outlive the partition (TCP retransmits): then the push arrives
+            // when it heals, however old — the case a push must be safe in.
+            if self.rng.chance(500) {
+                self.count("push-held");
+                self.nodes[to].inbox.push(Msg::Push {
+                    to,
+                    boot,
+                    body: body.to_vec(),
+                });
+            }
+            return Ok(());
         }
         match n.up {
             Up::Dead { .. } => return Ok(()),
@@ -1152,6 +1200,12 @@ impl Sim {
             }
             if self.nodes[i].up != Up::Running {
                 continue;
+            }
+            // A healed partition delivers what the socket held.
+            if self.nodes[i].partitioned_until <= t && !self.nodes[i].inbox.is_empty() {
+                for m in std::mem::take(&mut self.nodes[i].inbox) {
+                    self.deliver(m)?;
+                }
             }
             let mono = self.nodes[i].mono(t);
             if let Some((_, sent, timeout_t)) = self.nodes[i].outstanding {
