@@ -1159,9 +1159,8 @@ impl Sim {
             if entry.key().0 > t {
                 break;
             }
-            match entry.remove() {
-                m => self.deliver(m)?,
-            }
+            let m = entry.remove();
+            self.deliver(m)?;
         }
         // The forge's sweep.
         if t >= self.next_sweep && t >= self.forge_down_until {
