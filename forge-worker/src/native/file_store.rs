@@ -75,6 +75,16 @@ fn io_err(what: &str, path: &Path, e: impl std::fmt::Display) -> StoreError {
 const MIN_COMPACT_LINES: usize = 4096;
 
 impl FileStore {
+    /// The earliest lease expiry of any env (the core sweeps right then, so failover does not
+    /// wait for the periodic sweep).
+    pub fn lease_expiry(&self) -> Option<u64> {
+        self.envs
+            .borrow()
+            .values()
+            .filter_map(|e| e.slot.state.next_deadline_ms())
+            .min()
+    }
+
     /// Opens (creating if needed) `dir`, loads every env in it and applies the restart rule
     /// at `now_ms`. `ops` counts log appends, fsyncs and snapshots.
     pub fn open(

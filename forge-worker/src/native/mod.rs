@@ -224,7 +224,19 @@ fn run_core(
         let mut sweep = tokio::time::interval(sweep_every);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A lease's expiry is a sweep of its own: the best live candidate is granted and
+            // pushed to the streams at once, not at the next periodic sweep. (An expiry already
+            // past — the sweep found no candidate — waits for the periodic one.)
+            let now = now_ms();
+            let expiry = forge.store.lease_expiry().filter(|e| *e >= now);
+            let until_expiry = Duration::from_millis(expiry.map_or(0, |e| e - now + 1));
             tokio::select! {
+                _ = tokio::time::sleep(until_expiry), if expiry.is_some() => {
+                    match forge.sweep(now_ms()).await {
+                        Ok(changes) => announce(&changes),
+                        Err(e) => tracing::error!("sweep at lease expiry failed: {e}"),
+                    }
+                }
                 job = jobs.recv() => match job {
                     None => break,
                     Some(Job::Http { req, reply }) => {
