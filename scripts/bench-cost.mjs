@@ -62,6 +62,35 @@ for (const nodes of [5, 100]) {
       },
     });
   }
+  const stream = counts[`durable-object-stream/${nodes === 5 ? 3 : 100}`];
+  if (stream) {
+    // Hibernatable WebSockets: a message received by the register is billed as 1/20 of a DO
+    // request and costs no Worker request; the socket's upgrade is one of each (reconnects
+    // aside). The register counted one message per beat (`do_stream_messages`).
+    const dashboard = {
+      // open all day on the stream: one read (leader, peers, history: 3 Worker + 3 DO
+      // requests) per minute, plus one per leader change (a handful a day), plus the socket.
+      worker_requests: 1440 * 3 + 1,
+      do_requests: 1440 * 3 + 1,
+    };
+    rows.push({
+      name: `durable-object + stream, ${nodes} nodes, a dashboard open all day`,
+      nodes,
+      intervalMs: interval,
+      perBeat: {
+        worker_requests: 0,
+        do_requests: (stream.do_stream_messages ?? 0) / 20,
+        kv_writes: stream.kv_write ?? 0,
+        do_rows_written: stream.do_rows_written ?? 0,
+      },
+      perDayFixed: {
+        do_requests: 86_400_000 / (ttl - interval) + 24 + nodes + dashboard.do_requests,
+        do_rows_written: 86_400_000 / (ttl - interval),
+        worker_requests: 24 + nodes + dashboard.worker_requests,
+        kv_lists: 24,
+      },
+    });
+  }
 }
 console.log(`\nper day and per month, default profile (heartbeat ${interval} ms, ${beatsPerDay(interval)} beats per node per day); prices read ${PRICES_READ_ON}:\n`);
 console.log(table(rows));

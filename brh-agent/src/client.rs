@@ -64,6 +64,7 @@ pub fn random_hex(bytes: usize) -> String {
 /// client [`http_client`] builds, beside the built-in public roots (webpki-roots). Set at
 /// start-up by [`crate::config::Config::resolve`]; additive, never removes a root.
 static FORGE_CA: std::sync::RwLock<Vec<reqwest::Certificate>> = std::sync::RwLock::new(Vec::new());
+static FORGE_CA_PEM: std::sync::RwLock<Vec<Vec<u8>>> = std::sync::RwLock::new(Vec::new());
 
 /// Reads a PEM file of one or more certificates (a private CA, or a self-signed forge's own
 /// certificate) and trusts them for HTTPS from now on.
@@ -81,7 +82,19 @@ pub fn trust_forge_ca(path: &std::path::Path) -> Result<(), String> {
         .write()
         .unwrap_or_else(|e| e.into_inner())
         .extend(certs);
+    FORGE_CA_PEM
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(pem);
     Ok(())
+}
+
+/// The PEM bundles `trust_forge_ca` accepted (the stream's TLS client reads them too).
+pub fn forge_ca_pems() -> Vec<Vec<u8>> {
+    FORGE_CA_PEM
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }
 
 fn with_forge_ca(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {

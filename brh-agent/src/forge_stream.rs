@@ -104,10 +104,16 @@ async fn run(
 ) {
     let mut backoff = Duration::from_millis(500);
     let mut failures = 0u32;
+    let tls = tls_config();
     loop {
         let connect = tokio::time::timeout(
             Duration::from_secs(5),
-            tokio_tungstenite::connect_async(url.as_str()),
+            tokio_tungstenite::connect_async_tls_with_config(
+                url.as_str(),
+                None,
+                true,
+                Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+            ),
         );
         let ws = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -183,6 +189,28 @@ async fn run(
         up.store(false, Ordering::Release);
         tracing::warn!("[HB] {node} stream lost ({why}): heartbeats over HTTP until it is back");
     }
+}
+
+/// TLS for `wss://`: the web PKI roots plus the certificates of `BRH_FORGE_CA` (the same
+/// trust as the HTTPS client), on the ring provider the agent's rustls already uses.
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    for pem in crate::client::forge_ca_pems() {
+        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
+            // Already checked by `trust_forge_ca`; one that rustls refuses is left out.
+            let _ = roots.add(cert);
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }
 
 fn note_failure(node: &str, url: &str, failures: u32, e: &str) {

@@ -105,3 +105,65 @@ export async function snapshot(t, env) {
   const { leader: l, term, lease } = leader.json;
   return { leader: l, term, lease, peers: peers.json.peers.map(({ alive, ...p }) => p) };
 }
+
+/** One socket: frames in order, and a way to wait for the next that matches. */
+export class Stream {
+  static async open(t, env) {
+    const s = new Stream();
+    s.ws = new WebSocket(`${t.url.replace(/^http/, "ws")}/federation/stream?env=${env}`);
+    s.inbox = [];
+    s.waiters = [];
+    s.closed = false;
+    s.ws.onmessage = (e) => {
+      const m = { at: performance.now(), ...JSON.parse(e.data) };
+      s.inbox.push(m);
+      s.waiters = s.waiters.filter((w) => !w(m));
+    };
+    s.ws.onclose = () => (s.closed = true);
+    await new Promise((resolve, reject) => {
+      s.ws.onopen = resolve;
+      s.ws.onerror = () => reject(new Error("stream did not open"));
+    });
+    return s;
+  }
+
+  /** The first frame (already received or to come) matching `pred`. */
+  next(pred, ms = 5000) {
+    const seen = this.inbox.find(pred);
+    if (seen) {
+      this.inbox.splice(this.inbox.indexOf(seen), 1);
+      return Promise.resolve(seen);
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching frame in ${ms} ms: ${JSON.stringify(this.inbox)}`)), ms);
+      this.waiters.push((m) => {
+        if (!pred(m)) return false;
+        clearTimeout(timer);
+        this.inbox.splice(this.inbox.indexOf(m), 1);
+        resolve(m);
+        return true;
+      });
+    });
+  }
+
+  /** Sends a signed request as one frame; resolves with its answer. */
+  send(agent, path, body, opts = {}) {
+    const raw = opts.rawBody ?? JSON.stringify(body);
+    const ts = opts.ts ?? Date.now();
+    const nonce = opts.nonce ?? agent.nextNonce();
+    const h = signRequest(opts.seal ?? SEAL, { method: opts.method ?? "WS", path, node: agent.node, ts, nonce, body: raw });
+    const frame = { path, node: agent.node, ts, nonce, sig: h["x-brh-sig"], body: raw };
+    const sentAt = performance.now();
+    this.ws.send(JSON.stringify(frame));
+    return this.next((m) => m.reply_to === nonce).then((m) => ({ ...m, nonce, sentAt }));
+  }
+
+  beat(agent, env, opts = {}) {
+    return this.send(agent, "/federation/heartbeat", { env, priority: agent.priority, version: "e2e" }, opts);
+  }
+
+  close() {
+    this.ws.close();
+  }
+}
+

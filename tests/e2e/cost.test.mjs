@@ -7,7 +7,7 @@
 // into per node per day and $/month (scripts/cost-model.mjs).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Agent, get, sleep, uniqueEnv } from "./client.mjs";
+import { Agent, Stream, get, sleep, uniqueEnv } from "./client.mjs";
 import { startTarget } from "./targets.mjs";
 
 const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : ["native", "kv", "durable-object"];
@@ -80,6 +80,38 @@ for (const kind of only) {
           assert.equal(steady.kv_write ?? 0, 2, `kv writes: ${JSON.stringify(steady)}`);
         }
       });
+    }
+
+    if (kind !== "kv") {
+      for (const n of [3, 100]) {
+        test(`${n} nodes on the stream: a renewal is one socket message, no request, no storage`, async () => {
+          const env = uniqueEnv(`stream${n}`);
+          const agents = Array.from({ length: n }, (_, i) => new Agent(t, `n${i}`));
+          const streams = [];
+          for (const a of agents) streams.push(await Stream.open(t, env));
+          for (let i = 0; i < n; i++) assert.ok((await streams[i].beat(agents[i], env)).view);
+          const joined = await ops(t, env);
+          await sleep(50);
+          for (const s of streams) s.inbox.length = 0; // the first grant's pushes
+          for (let round = 0; round < 2; round++) {
+            for (let i = 0; i < n; i++) assert.ok((await streams[i].beat(agents[i], env)).view);
+          }
+          const steady = delta(joined, await ops(t, env));
+          const beats = 2 * n;
+          const per = Object.fromEntries(Object.entries(steady).map(([k, v]) => [k, +(v / beats).toFixed(4)]));
+          console.log(`COST ${kind}-stream nodes=${n} per-heartbeat ${JSON.stringify(per)}`);
+          for (const op of ["do_rows_written", "log_append", "fsync", "kv_write", "kv_read", "kv_list"]) {
+            assert.equal(steady[op] ?? 0, 0, `${op} per renewal: ${JSON.stringify(steady)}`);
+          }
+          if (kind === "durable-object") {
+            // Counted by the register: one message received per beat, nothing else.
+            assert.equal(steady.do_stream_messages, beats, JSON.stringify(steady));
+          }
+          // Renewals change no leader: nothing is pushed to anyone.
+          for (const s of streams) assert.equal(s.inbox.filter((m) => m.reply_to === undefined).length, 0);
+          for (const s of streams) s.close();
+        });
+      }
     }
 
     test("a forge restart mid-lease keeps the holder leading in the same term", async () => {

@@ -336,6 +336,17 @@ fn agents_reach_a_self_signed_forge_with_forge_ca_and_only_with_it() {
     let (status, view) = https_get(forge.addr, &cfg, "/federation/leader?env=dev");
     assert_eq!(status, 200);
     assert_eq!(view["leader"], "tls-a", "{view}");
+    // Heartbeats go over the stream, through TLS too (wss://, trusting the same CA file).
+    for agent in [&a, &b] {
+        let on_stream = wait_until(Duration::from_secs(10), || {
+            agent.log_has("stream connected (wss://").then_some(())
+        });
+        assert!(
+            on_stream.is_some(),
+            "{} did not open its wss:// stream",
+            agent.node
+        );
+    }
     let (_, peers) = https_get(forge.addr, &cfg, "/federation/peers?env=dev");
     let names: Vec<&str> = peers["peers"]
         .as_array()
