@@ -333,8 +333,22 @@ impl ForgeClient {
     /// HTTP: `(frame, nonce, monotonic send time)`. The send time is taken before signing,
     /// as for HTTP: a lease granted by the answer counts from here.
     pub fn heartbeat_frame(&mut self, hb: &Heartbeat) -> (String, String, u64) {
-        let path = "/federation/heartbeat";
-        let body = serde_json::to_string(hb).expect("wire types serialize");
+        self.signed_frame("/federation/heartbeat", hb)
+    }
+
+    /// The shutdown resign (`leaving`) signed for the stream, like [`Self::heartbeat_frame`].
+    pub fn resign_frame(&mut self, term: u64) -> (String, String, u64) {
+        let req = ResignRequest {
+            env: self.env.clone(),
+            term,
+            leaving: true,
+            successor: None,
+        };
+        self.signed_frame("/federation/resign", &req)
+    }
+
+    fn signed_frame<T: serde::Serialize>(&mut self, path: &str, body: &T) -> (String, String, u64) {
+        let body = serde_json::to_string(body).expect("wire types serialize");
         self.seq += 1;
         let nonce = Nonce::new(self.boot_id.clone(), self.seq);
         let sent_at = clock::mono_ms();

@@ -79,23 +79,22 @@ pub async fn perform(
             let hb = heartbeat_body(shared, false);
             if let Some(stream) = stream.filter(|s| s.link.is_up()) {
                 let (frame, nonce, sent) = client.heartbeat_frame(&hb);
-                let timeout = client.request_timeout();
-                match stream.link.request(frame, nonce.clone(), timeout).await {
-                    Ok(m) => {
-                        stream.beats.record(nonce.clone(), sent);
-                        return (sent, stream_answer(client, &m, &nonce));
-                    }
-                    // Not sent: this beat goes over HTTP (a fresh nonce and send time).
-                    Err(LinkError::Down) => {}
-                    Err(e) => {
-                        return (
-                            sent,
-                            Done::Failed(ClientError::Unreachable(format!("stream: {e}"))),
-                        )
-                    }
+                if let Some(done) = on_stream(client, stream, frame, &nonce).await {
+                    stream.beats.record(nonce, sent);
+                    return (sent, done);
                 }
             }
             signed(client.heartbeat(&hb).await)
+        }
+        // On the stream when it is up: one message to the register instead of a request
+        // through the Worker (in workerd, handover 6 ms instead of 20 ms).
+        Action::Resign { term } if stream.as_ref().is_some_and(|s| s.link.is_up()) => {
+            let stream = stream.expect("checked above");
+            let (frame, nonce, sent) = client.resign_frame(term);
+            match on_stream(client, stream, frame, &nonce).await {
+                Some(done) => (sent, done),
+                None => signed(client.resign(term, true, None).await),
+            }
         }
         Action::LeaderPoll => {
             let sent = mono_ms();
@@ -120,9 +119,30 @@ pub async fn perform(
     }
 }
 
+/// Sends a signed frame and reads its answer; `None` when it was not sent (the link went
+/// down just before): the caller uses HTTP with a fresh nonce and send time.
+async fn on_stream(
+    client: &ForgeClient,
+    stream: &Stream,
+    frame: String,
+    nonce: &str,
+) -> Option<Done> {
+    let timeout = client.request_timeout();
+    match stream.link.request(frame, nonce.to_string(), timeout).await {
+        Ok(m) => Some(stream_answer(client, &m, nonce)),
+        Err(LinkError::Down) => None,
+        Err(e) => Some(Done::Failed(ClientError::Unreachable(format!(
+            "stream: {e}"
+        )))),
+    }
+}
+
 /// An answer on the stream, checked like an HTTP one and bound to our request.
 fn stream_answer(client: &ForgeClient, m: &StreamMessage, nonce: &str) -> Done {
     if let Some(e) = &m.error {
+        if e.code == brh_shared::wire::ErrorCode::NotHolder {
+            return Done::NotHolder;
+        }
         return Done::Failed(ClientError::Refused {
             status: e.code.http_status(),
             code: e.code.as_str().to_string(),
