@@ -23,9 +23,11 @@ const interval = 5000; // the default profile
 const ttl = 15000;
 // Per heartbeat, every request is one Worker request; in durable-object mode also one DO request.
 const rows = [];
-for (const nodes of [5, 100]) {
-  const kv = counts[`kv/${nodes === 5 ? 3 : 100}`];
-  const dobj = counts[`durable-object/${nodes === 5 ? 3 : 100}`];
+for (const nodes of [5, 100, 1000]) {
+  // 1,000 nodes: the 100-node counts per beat (the same steady state), scaled.
+  const sample = nodes === 5 ? 3 : 100;
+  const kv = nodes === 1000 ? null : counts[`kv/${sample}`];
+  const dobj = counts[`durable-object/${sample}`];
   if (kv) {
     rows.push({
       name: `kv mode, ${nodes} nodes`,
@@ -62,16 +64,17 @@ for (const nodes of [5, 100]) {
       },
     });
   }
-  const stream = counts[`durable-object-stream/${nodes === 5 ? 3 : 100}`];
+  const stream = counts[`durable-object-stream/${sample}`];
   if (stream) {
     // Hibernatable WebSockets: a message received by the register is billed as 1/20 of a DO
     // request and costs no Worker request; the socket's upgrade is one of each (reconnects
     // aside). The register counted one message per beat (`do_stream_messages`).
     const dashboard = {
       // open all day on the stream: one read (leader, peers, history: 3 Worker + 3 DO
-      // requests) per minute, plus one per leader change (a handful a day), plus the socket.
-      worker_requests: 1440 * 3 + 1,
-      do_requests: 1440 * 3 + 1,
+      // requests) every 2 minutes, plus one per leader change (a handful a day), plus the
+      // socket.
+      worker_requests: 720 * 3 + 1,
+      do_requests: 720 * 3 + 1,
     };
     rows.push({
       name: `durable-object + stream, ${nodes} nodes, a dashboard open all day`,
