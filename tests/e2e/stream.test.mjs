@@ -150,3 +150,56 @@ if (KINDS.includes("kv"))
       assert.match(body.error.message, /durable-object/);
     });
   });
+
+if (KINDS.includes("durable-object"))
+  describe("stream across register evictions (durable-object)", () => {
+    let t;
+    before(async () => {
+      t = await startTarget("durable-object", { ttl: 900, hb: 300, bindings: { BRH_TEST_FAULTS: "evictable" } });
+    });
+    after(async () => t && (await t.stop()));
+
+    test("evicted between every message, the register reloads: same holder, same term, sockets keep working", async () => {
+      const env = uniqueEnv("ev");
+      const [a, b] = [new Agent(t, "a", { priority: 5 }), new Agent(t, "b")];
+      const [sa, sb] = [await Stream.open(t, env), await Stream.open(t, env)];
+      const first = await sa.beat(a, env);
+      assertBound("a", first);
+      const term = first.view.term;
+      let last = first.view.lease.expires_at_ms;
+      for (let i = 0; i < 6; i++) {
+        await t.evict(env);
+        // A witness's beat is the first event after the eviction: it must not take the lease.
+        const w = await sb.beat(b, env);
+        assertBound("b", w);
+        assert.deepEqual([w.view.leader, w.view.term, w.view.you.role], ["a", term, "witness"]);
+        await t.evict(env);
+        const r = await sa.beat(a, env);
+        assertBound("a", r);
+        assert.deepEqual([r.view.leader, r.view.term, r.view.you.role], ["a", term, "leader"]);
+        // The restart rule extends the holder's lease, never shortens it.
+        assert.ok(r.view.lease.expires_at_ms >= last, "a reload shortened the lease");
+        last = r.view.lease.expires_at_ms;
+        await sleep(100);
+      }
+      // The sockets kept their binding through the evictions: another node's frame on a's
+      // socket is still refused.
+      assert.equal((await sa.beat(b, env)).error?.code, "bad_request");
+      // And pushes still flow: a resigns on its socket, b is pushed the lease. (After an
+      // eviction a witness is a candidate again only once it has beaten: the restart rule
+      // counts peers not heard since the reload as dead, so b beats first.)
+      await t.evict(env);
+      await sb.beat(b, env);
+      await sa.send(a, "/federation/resign", { env, term });
+      const pb = await sb.next((m) => m.reply_to === undefined && m.view?.leader === "b");
+      assertBound("b", pb);
+      assert.ok(pb.view.term > term);
+      // The evictions happened and each was followed by a reload from storage.
+      const metrics = (await get(t, `/metrics?env=${env}`)).text;
+      const op = (name) => Number(new RegExp(`op="${name}"\\} (\\d+)`).exec(metrics)?.[1] ?? 0);
+      assert.equal(op("do_test_evictions"), 13, metrics);
+      assert.ok(op("do_rows_read") >= 13, `reloads: ${op("do_rows_read")}`);
+      sa.close();
+      sb.close();
+    });
+  });

@@ -128,6 +128,13 @@ async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
     const worker = await mf.getWorker();
     await worker.scheduled({ cron: "* * * * *" });
   };
+  // durable-object with BRH_TEST_FAULTS=evictable: the env's register forgets its memory, as
+  // an eviction or a hibernation does (straight to the object, not through the Worker).
+  t.evict = async (env) => {
+    const ns = await mf.getDurableObjectNamespace("LEASES");
+    const r = await ns.get(ns.idFromName(env)).fetch("https://lease-register.internal/__brh/evict");
+    if (r.status !== 200) throw new Error(`evict: ${r.status} ${await r.text()}`);
+  };
   t.stop = async () => {
     await mf.dispose();
     ledger.close();

@@ -51,6 +51,9 @@ use crate::store::{
     step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
 };
 
+/// The register's test-only eviction route (see `LeaseRegister::fetch`).
+const EVICT_PATH: &str = "/__brh/evict";
+
 fn do_err(what: &str, e: worker::Error) -> StoreError {
     StoreError(format!("durable object storage {what}: {e}"))
 }
@@ -580,6 +583,23 @@ impl DurableObject for LeaseRegister {
             Ok(r) => r,
             Err(refused) => return to_worker(refused),
         };
+        // Tests only (`BRH_TEST_FAULTS=evictable`, reached through the namespace, never
+        // through the Worker): forget everything in memory, as an eviction or a hibernation
+        // does. The next event reloads from storage and applies the restart rule; sockets
+        // keep their attachments (the runtime holds them).
+        if req.path == EVICT_PATH
+            && self
+                .register
+                .setup
+                .test_faults
+                .iter()
+                .any(|f| f == "evictable")
+        {
+            self.register.forge.store.envs.borrow_mut().clear();
+            self.register.alarm_at.set(None);
+            count_op(&self.register.forge.store.ops, "do_test_evictions", 1);
+            return worker::Response::ok("evicted");
+        }
         if let Some(target) = stream::upgrade_target(&req) {
             if let Some(r) = self.register.setup.refusal(&req) {
                 return to_worker(r);
