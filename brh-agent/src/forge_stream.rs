@@ -42,6 +42,10 @@ pub enum LinkError {
 pub struct StreamLink {
     requests: mpsc::Sender<Outgoing>,
     up: Arc<AtomicBool>,
+    /// A request that got no answer in time: the socket may be half-open (a NAT or a proxy
+    /// that dropped the flow silently), so the task drops it and reconnects, and beats go
+    /// over HTTP meanwhile instead of timing out one after another.
+    reset: Arc<tokio::sync::Notify>,
 }
 
 impl StreamLink {
@@ -55,11 +59,20 @@ impl StreamLink {
         let (req_tx, req_rx) = mpsc::channel(8);
         let (push_tx, push_rx) = mpsc::channel(PUSH_BACKLOG);
         let up = Arc::new(AtomicBool::new(false));
-        tokio::spawn(run(url, node, req_rx, push_tx, up.clone(), cancel));
+        let reset = Arc::new(tokio::sync::Notify::new());
+        let task = Task {
+            url,
+            node,
+            pushes: push_tx,
+            up: up.clone(),
+            reset: reset.clone(),
+        };
+        tokio::spawn(task.run(req_rx, cancel));
         (
             StreamLink {
                 requests: req_tx,
                 up,
+                reset,
             },
             push_rx,
         )
@@ -89,105 +102,123 @@ impl StreamLink {
         match tokio::time::timeout(timeout, answer).await {
             Ok(Ok(m)) => Ok(m),
             Ok(Err(_)) => Err(LinkError::Lost),
-            Err(_) => Err(LinkError::Timeout(timeout)),
+            Err(_) => {
+                self.up.store(false, Ordering::Release);
+                self.reset.notify_waiters();
+                Err(LinkError::Timeout(timeout))
+            }
         }
     }
 }
 
-async fn run(
+/// The link's task: owns the socket, reconnects with backoff.
+struct Task {
     url: String,
     node: String,
-    mut requests: mpsc::Receiver<Outgoing>,
     pushes: mpsc::Sender<StreamMessage>,
     up: Arc<AtomicBool>,
-    cancel: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(500);
-    let mut failures = 0u32;
-    let tls = tls_config();
-    loop {
-        let connect = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio_tungstenite::connect_async_tls_with_config(
-                url.as_str(),
-                None,
-                true,
-                Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
-            ),
-        );
-        let ws = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = connect => r,
-        };
-        let ws = match ws {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(e)) => {
-                failures += 1;
-                note_failure(&node, &url, failures, &e.to_string());
-                if !sleep_or_cancel(&cancel, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
-            Err(_) => {
-                failures += 1;
-                note_failure(&node, &url, failures, "connect timed out");
-                if !sleep_or_cancel(&cancel, backoff).await {
-                    return;
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                continue;
-            }
-        };
-        tracing::info!("[HB] {node} stream connected ({url}): heartbeats go over it");
-        failures = 0;
-        backoff = Duration::from_millis(500);
-        up.store(true, Ordering::Release);
-        let (mut write, mut read) = ws.split();
-        let mut pending: HashMap<String, oneshot::Sender<StreamMessage>> = HashMap::new();
-        let why = loop {
-            tokio::select! {
-                _ = cancel.cancelled() => {
-                    up.store(false, Ordering::Release);
-                    let _ = write.send(Message::Close(None)).await;
-                    return;
-                }
-                Some(out) = requests.recv() => {
-                    pending.retain(|_, r| !r.is_closed());
-                    pending.insert(out.nonce, out.reply);
-                    let sent = tokio::time::timeout(
-                        Duration::from_secs(5),
-                        write.send(Message::text(out.frame)),
-                    );
-                    if !matches!(sent.await, Ok(Ok(()))) {
-                        break "send failed";
+    reset: Arc<tokio::sync::Notify>,
+}
+
+impl Task {
+    async fn run(self, mut requests: mpsc::Receiver<Outgoing>, cancel: CancellationToken) {
+        let Task {
+            url,
+            node,
+            pushes,
+            up,
+            reset,
+        } = self;
+        let mut backoff = Duration::from_millis(500);
+        let mut failures = 0u32;
+        let tls = tls_config();
+        loop {
+            let connect = tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio_tungstenite::connect_async_tls_with_config(
+                    url.as_str(),
+                    None,
+                    true,
+                    Some(tokio_tungstenite::Connector::Rustls(tls.clone())),
+                ),
+            );
+            let ws = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = connect => r,
+            };
+            let ws = match ws {
+                Ok(Ok((ws, _))) => ws,
+                Ok(Err(e)) => {
+                    failures += 1;
+                    note_failure(&node, &url, failures, &e.to_string());
+                    if !sleep_or_cancel(&cancel, backoff).await {
+                        return;
                     }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
                 }
-                frame = read.next() => match frame {
-                    Some(Ok(Message::Text(t))) => {
-                        let Ok(m) = serde_json::from_str::<StreamMessage>(t.as_str()) else {
-                            tracing::debug!("[HB] {node} unreadable stream frame ignored");
-                            continue;
-                        };
-                        match m.reply_to.clone() {
-                            Some(n) => {
-                                if let Some(reply) = pending.remove(&n) {
-                                    let _ = reply.send(m);
-                                }
-                            }
-                            // A full backlog drops the push: newer ones follow.
-                            None => { let _ = pushes.try_send(m); }
+                Err(_) => {
+                    failures += 1;
+                    note_failure(&node, &url, failures, "connect timed out");
+                    if !sleep_or_cancel(&cancel, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    continue;
+                }
+            };
+            tracing::info!("[HB] {node} stream connected ({url}): heartbeats go over it");
+            failures = 0;
+            backoff = Duration::from_millis(500);
+            up.store(true, Ordering::Release);
+            let (mut write, mut read) = ws.split();
+            let mut pending: HashMap<String, oneshot::Sender<StreamMessage>> = HashMap::new();
+            let why = loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        up.store(false, Ordering::Release);
+                        let _ = write.send(Message::Close(None)).await;
+                        return;
+                    }
+                    _ = reset.notified() => break "a request got no answer in time",
+                    Some(out) = requests.recv() => {
+                        pending.retain(|_, r| !r.is_closed());
+                        pending.insert(out.nonce, out.reply);
+                        let sent = tokio::time::timeout(
+                            Duration::from_secs(5),
+                            write.send(Message::text(out.frame)),
+                        );
+                        if !matches!(sent.await, Ok(Ok(()))) {
+                            break "send failed";
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => break "closed by the forge",
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => break "connection error",
-                },
-            }
-        };
-        up.store(false, Ordering::Release);
-        tracing::warn!("[HB] {node} stream lost ({why}): heartbeats over HTTP until it is back");
+                    frame = read.next() => match frame {
+                        Some(Ok(Message::Text(t))) => {
+                            let Ok(m) = serde_json::from_str::<StreamMessage>(t.as_str()) else {
+                                tracing::debug!("[HB] {node} unreadable stream frame ignored");
+                                continue;
+                            };
+                            match m.reply_to.clone() {
+                                Some(n) => {
+                                    if let Some(reply) = pending.remove(&n) {
+                                        let _ = reply.send(m);
+                                    }
+                                }
+                                // A full backlog drops the push: newer ones follow.
+                                None => { let _ = pushes.try_send(m); }
+                            }
+                        }
+                        Some(Ok(Message::Close(_))) | None => break "closed by the forge",
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) => break "connection error",
+                    },
+                }
+            };
+            up.store(false, Ordering::Release);
+            tracing::warn!(
+                "[HB] {node} stream lost ({why}): heartbeats over HTTP until it is back"
+            );
+        }
     }
 }
 
