@@ -498,15 +498,16 @@ impl LeaseRegister {
         Ok(response)
     }
 
-    /// Outside the critical section: the alarm, the KV mirror, and the pushes.
+    /// Outside the critical section: the pushes first (a new holder learns before anything
+    /// else is awaited), then the alarm and the KV mirror.
     async fn after_step(&self, changes: &[LeaderChange]) {
+        if !changes.is_empty() {
+            self.push_all().await;
+        }
         self.register.arm(&self.state.storage()).await;
         if !self.register.forge.store.pending.borrow().is_empty() {
             self.state
                 .wait_until(self.register.clone().mirror_pending());
-        }
-        if !changes.is_empty() {
-            self.push_all().await;
         }
     }
 
