@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Agent, Stream, get, sleep, snapshot, uniqueEnv } from "./client.mjs";
-import { verifyBasis, verifyView } from "./sign.mjs";
+import { hmacHex, verifyBasis, verifyView } from "./sign.mjs";
 import { SEAL, startTarget } from "./targets.mjs";
 
 const KINDS = (process.env.E2E_TARGETS ?? "native,kv,durable-object").split(",");
@@ -95,6 +95,18 @@ for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
     // a (silent since its first beat) learns on its socket too.
     const pa = await sa.next((m) => pushes(m) && m.view?.leader === "b");
     assert.equal(pa.view.you.role, "witness");
+    if (t.ledger) {
+      // No Worker saw this change (the register's alarm made it): the register tells the
+      // ledger itself, signed like every ledger POST.
+      let entry;
+      for (let i = 0; i < 50 && !entry; i++) {
+        entry = t.ledger.map((r) => ({ ...r, change: JSON.parse(r.body) })).find((r) => r.change.env === env && r.change.leader === "b");
+        if (!entry) await sleep(50);
+      }
+      assert.ok(entry, "the ledger did not receive the alarm's change");
+      assert.equal(entry.headers["x-brh-sig"], hmacHex(SEAL, entry.body));
+      assert.equal(entry.change.reason, "expired");
+    }
     sa.close();
     sb.close();
   });

@@ -486,23 +486,41 @@ pub struct LeaseRegister {
     register: Rc<Register>,
 }
 
+/// Who tells the ledger (`LEDGER_URL`) about a step's leader changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ledger {
+    /// A request from the Worker: it reads the changes from the answer's header and forwards
+    /// them itself.
+    ByWorker,
+    /// A stream message or the alarm: no Worker sees these, so the register forwards them.
+    ByRegister,
+}
+
 impl LeaseRegister {
-    async fn run(&self, req: Request) -> worker::Result<Response> {
+    async fn run(&self, req: Request, ledger: Ledger) -> worker::Result<Response> {
         let register = self.register.clone();
         // Errors are answers (`Ok`): an `Err` here would reset the object.
         let (response, changes) = self
             .state
             .block_concurrency_while(async move { Ok(register.serve(req).await) })
             .await?;
-        self.after_step(&changes).await;
+        self.after_step(&changes, ledger).await;
         Ok(response)
     }
 
     /// Outside the critical section: the pushes first (a new holder learns before anything
-    /// else is awaited), then the alarm and the KV mirror.
-    async fn after_step(&self, changes: &[LeaderChange]) {
+    /// else is awaited), then the alarm, the KV mirror and the ledger.
+    async fn after_step(&self, changes: &[LeaderChange], ledger: Ledger) {
         if !changes.is_empty() {
             self.push_all().await;
+        }
+        let setup = &self.register.setup;
+        if ledger == Ledger::ByRegister && !changes.is_empty() {
+            changes.iter().for_each(super::log_change);
+            if let (Some(url), Some(seal)) = (setup.ledger_url.clone(), setup.cfg.seal.clone()) {
+                self.state
+                    .wait_until(super::forward_to_ledger(url, seal, changes.to_vec()));
+            }
         }
         self.register.arm(&self.state.storage()).await;
         if !self.register.forge.store.pending.borrow().is_empty() {
@@ -610,7 +628,7 @@ impl DurableObject for LeaseRegister {
                 Err(r) => to_worker(r),
             };
         }
-        to_worker(self.run(req).await?)
+        to_worker(self.run(req, Ledger::ByWorker).await?)
     }
 
     async fn websocket_message(
@@ -647,7 +665,8 @@ impl DurableObject for LeaseRegister {
             socket.basis = out.accepted;
         }
         stream::send(&ws, &mut socket, &out.message);
-        self.after_step(&out.leader_changes).await;
+        self.after_step(&out.leader_changes, Ledger::ByRegister)
+            .await;
         Ok(())
     }
 
@@ -675,7 +694,9 @@ impl DurableObject for LeaseRegister {
         // The alarm that fired is spent; `run` re-arms at the current expiry if a lease exists.
         self.register.alarm_at.set(None);
         count_op(&self.register.forge.store.ops, "do_alarms_fired", 1);
-        let response = self.run(Request::new("POST", SWEEP_PATH)).await?;
+        let response = self
+            .run(Request::new("POST", SWEEP_PATH), Ledger::ByRegister)
+            .await?;
         if response.status != 200 {
             console_error!(
                 "lease alarm sweep: {} {}",

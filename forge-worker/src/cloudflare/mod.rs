@@ -581,7 +581,7 @@ impl WorkerForge {
 
 /// POSTs each leader change to the ledger: the JSON of [`LeaderChange`], with `x-brh-sig` the
 /// hex HMAC-SHA256 of the body keyed by `DOMINION_SEAL`. Best effort: failures are logged.
-async fn forward_to_ledger(url: String, seal: Vec<u8>, changes: Vec<LeaderChange>) {
+pub(crate) async fn forward_to_ledger(url: String, seal: Vec<u8>, changes: Vec<LeaderChange>) {
     for c in changes {
         let body = serde_json::to_string(&c).unwrap_or_default();
         let sig = sign::hmac_hex(&seal, body.as_bytes());
