@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use brh_shared::replay::Nonce;
-use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
+use brh_shared::sign::{
+    sign_request, SignedHeaders, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS,
+};
 use brh_shared::wire::{
     ConsensusReport, ErrorBody, Heartbeat, HistoryEntry, LeaderView, PeerSummary, ResignRequest,
     StreamMessage, StreamRequest, MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
@@ -286,6 +288,25 @@ impl ForgeClient {
             .max(0) as u64
     }
 
+    /// Signs the next request of this agent's one nonce sequence (HTTP and the stream share
+    /// it); returns the headers and the monotonic send time, taken before signing: the lease
+    /// deadline counts from here.
+    fn sign_next(&mut self, method: &str, path: &str, body: &[u8]) -> (SignedHeaders, u64) {
+        self.seq += 1;
+        let nonce = Nonce::new(self.boot_id.clone(), self.seq);
+        let sent_at = clock::mono_ms();
+        let h = sign_request(
+            &self.seal,
+            method,
+            path,
+            &self.node,
+            self.ts_ms(),
+            nonce,
+            body,
+        );
+        (h, sent_at)
+    }
+
     /// One signed POST. Returns the monotonic send time and the verified view.
     async fn post_signed<T: serde::Serialize>(
         &mut self,
@@ -294,19 +315,7 @@ impl ForgeClient {
         addressed: bool,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
         let body = serde_json::to_vec(body).expect("wire types serialize");
-        self.seq += 1;
-        let nonce = Nonce::new(self.boot_id.clone(), self.seq);
-        // Taken before signing and sending: the lease deadline counts from here.
-        let sent_at = clock::mono_ms();
-        let h = sign_request(
-            &self.seal,
-            "POST",
-            path,
-            &self.node,
-            self.ts_ms(),
-            nonce,
-            &body,
-        );
+        let (h, sent_at) = self.sign_next("POST", path, &body);
         let mut req = signed_post(&self.http, join(&self.base, path), &h, body);
         if let Some(t) = self.request_timeout {
             req = req.timeout(t);
@@ -349,24 +358,12 @@ impl ForgeClient {
 
     fn signed_frame<T: serde::Serialize>(&mut self, path: &str, body: &T) -> (String, String, u64) {
         let body = serde_json::to_string(body).expect("wire types serialize");
-        self.seq += 1;
-        let nonce = Nonce::new(self.boot_id.clone(), self.seq);
-        let sent_at = clock::mono_ms();
-        let ts = self.ts_ms();
-        let h = sign_request(
-            &self.seal,
-            STREAM_METHOD,
-            path,
-            &self.node,
-            ts,
-            nonce,
-            body.as_bytes(),
-        );
+        let (h, sent_at) = self.sign_next(STREAM_METHOD, path, body.as_bytes());
         let nonce = h.nonce.to_string();
         let frame = StreamRequest {
             path: path.into(),
-            node: self.node.clone(),
-            ts,
+            node: h.node,
+            ts: h.ts_ms,
             nonce: nonce.clone(),
             sig: h.sig,
             body,

@@ -280,6 +280,11 @@ impl SentBeats {
     pub fn sent_at(&self, nonce: &str) -> Option<u64> {
         self.0.iter().find(|(n, _)| n == nonce).map(|(_, t)| *t)
     }
+
+    /// The nonce of the latest beat recorded.
+    pub fn newest(&self) -> Option<&str> {
+        self.0.back().map(|(n, _)| n.as_str())
+    }
 }
 
 /// The link and what the keeper remembers about the beats it sent on it.
@@ -299,6 +304,7 @@ mod tests {
             b.record(format!("n{i}"), 1000 + i);
         }
         assert_eq!(b.sent_at("n39"), Some(1039));
+        assert_eq!(b.newest(), Some("n39"));
         assert_eq!(b.sent_at("n8"), Some(1008));
         assert_eq!(b.sent_at("n7"), None, "beyond the 32 kept");
         assert_eq!(b.sent_at("other"), None);

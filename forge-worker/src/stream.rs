@@ -9,10 +9,10 @@
 //! `?env=`); a frame for another node or env is refused and changes nothing.
 use brh_shared::sign;
 use brh_shared::wire::{
-    from_json_object, ErrorBody, ErrorCode, ErrorDetail, LeaderView, StreamMessage, StreamRequest,
-    MAX_BODY_BYTES, STREAM_METHOD,
+    from_json_object, ErrorBody, ErrorCode, ErrorDetail, LeaderView, Role, StreamMessage,
+    StreamRequest, MAX_BODY_BYTES, STREAM_METHOD,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::forge::{Forge, LeaderChange};
 use crate::http::Request;
@@ -31,6 +31,31 @@ pub struct StreamOutcome {
     /// The frame's nonce, when the forge accepted it (the basis of later pushes).
     pub accepted: Option<String>,
     pub leader_changes: Vec<LeaderChange>,
+}
+
+/// What a socket was last told: a push that repeats it (same leader, term and role of the
+/// socket's node) tells nothing and is skipped, so renewals push nothing. Both runtimes keep
+/// one per socket (the Durable Object in the socket's attachment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Told {
+    leader: Option<String>,
+    term: u64,
+    role: Option<Role>,
+}
+
+impl Told {
+    pub fn of(v: &LeaderView) -> Told {
+        Told {
+            leader: v.leader.clone(),
+            term: v.term,
+            role: v.you.as_ref().map(|y| y.role),
+        }
+    }
+
+    /// Whether `m` tells a socket last told `last` anything new.
+    pub fn is_news(m: &StreamMessage, last: Option<&Told>) -> bool {
+        m.view.as_ref().map(Told::of).as_ref() != last
+    }
 }
 
 fn refused(reply_to: Option<String>, code: ErrorCode, message: String) -> StreamOutcome {

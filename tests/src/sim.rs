@@ -33,6 +33,7 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
+use brh_agent::forge_stream::SentBeats;
 use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView};
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
@@ -208,7 +209,7 @@ struct Node {
     /// Heartbeats go over the stream (else HTTP), chosen per process.
     stream: bool,
     /// Send times of recent stream beats, by nonce (a push names one as its basis).
-    sent_beats: VecDeque<(String, u64)>,
+    sent_beats: SentBeats,
     partitioned_until: u64,
     jitter: u64,
 }
@@ -404,7 +405,7 @@ impl Sim {
             outstanding: None,
             inbox: Vec::new(),
             stream: self.rng.chance(750),
-            sent_beats: VecDeque::new(),
+            sent_beats: SentBeats::default(),
             partitioned_until: 0,
             jitter: self.rng.range(0, 1000),
         }
@@ -494,28 +495,37 @@ impl Sim {
             Nonce::new(format!("b{}", n.boot), seq),
             &body,
         );
-        if stream {
-            if n.sent_beats.len() == 32 {
-                n.sent_beats.pop_front();
-            }
-            n.sent_beats.push_back((h.nonce.to_string(), mono));
-        }
-        let frame = serde_json::to_vec(&StreamRequest {
-            path: "/federation/heartbeat".into(),
-            node: h.node.clone(),
-            ts: h.ts_ms,
-            nonce: h.nonce.to_string(),
-            sig: h.sig.clone(),
-            body: String::from_utf8(body.clone()).unwrap(),
-        })
-        .unwrap();
         let boot = n.boot;
-        let mut req = Request::new("POST", "/federation/heartbeat");
-        req.add_header(HEADER_NODE, &h.node);
-        req.add_header(HEADER_TS, &h.ts_ms.to_string());
-        req.add_header(HEADER_NONCE, &h.nonce.to_string());
-        req.add_header(HEADER_SIG, &h.sig);
-        req.body = body;
+        let msg = if stream {
+            n.sent_beats.record(h.nonce.to_string(), mono);
+            let frame = serde_json::to_vec(&StreamRequest {
+                path: "/federation/heartbeat".into(),
+                node: h.node,
+                ts: h.ts_ms,
+                nonce: h.nonce.to_string(),
+                sig: h.sig,
+                body: String::from_utf8(body).unwrap(),
+            })
+            .unwrap();
+            Msg::Frame {
+                from: i,
+                boot,
+                seq,
+                frame,
+            }
+        } else {
+            let mut req = Request::new("POST", "/federation/heartbeat");
+            req.add_header(HEADER_NODE, &h.node);
+            req.add_header(HEADER_TS, &h.ts_ms.to_string());
+            req.add_header(HEADER_NONCE, &h.nonce.to_string());
+            req.add_header(HEADER_SIG, &h.sig);
+            req.body = body;
+            Msg::Request {
+                from: i,
+                seq,
+                req: Box::new(req),
+            }
+        };
         // The keeper's request timeout: three quarters of the interval in force.
         let timeout = (n.role.timing().heartbeat_interval_ms * 3 / 4).max(100);
         let timeout_t = n.true_at(mono + timeout);
@@ -527,20 +537,6 @@ impl Sim {
             if cut { " (cut)" } else { "" }
         ));
         if !cut {
-            let msg = if stream {
-                Msg::Frame {
-                    from: i,
-                    boot,
-                    seq,
-                    frame,
-                }
-            } else {
-                Msg::Request {
-                    from: i,
-                    seq,
-                    req: Box::new(req),
-                }
-            };
             self.send(self.t, msg);
         }
     }
@@ -646,7 +642,7 @@ impl Sim {
 
     fn tamper_replay(&mut self, j: usize) {
         let boot = self.nodes[j].boot;
-        let Some(newest) = self.nodes[j].sent_beats.back().map(|(n, _)| n.clone()) else {
+        let Some(newest) = self.nodes[j].sent_beats.newest().map(String::from) else {
             return;
         };
         // The last push that granted it the lease: the one worth replaying.
@@ -709,11 +705,7 @@ impl Sim {
             return Ok(());
         };
         let n = &self.nodes[to];
-        let Some(sent) = m
-            .basis
-            .as_deref()
-            .and_then(|b| n.sent_beats.iter().find(|(x, _)| x == b).map(|(_, t)| *t))
-        else {
+        let Some(sent) = m.basis.as_deref().and_then(|b| n.sent_beats.sent_at(b)) else {
             return Ok(());
         };
         let recv = n.mono(self.t);

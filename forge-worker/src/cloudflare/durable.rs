@@ -545,7 +545,7 @@ impl LeaseRegister {
             else {
                 continue;
             };
-            if m.view.as_ref().map(stream::told) != socket.told {
+            if crate::stream::Told::is_news(&m, socket.told.as_ref()) {
                 stream::send(&ws, &mut socket, &m);
             }
         }

@@ -636,15 +636,13 @@ async fn fetch(
 async fn stream_upgrade(
     wf: &WorkerForge,
     env: &Env,
-    raw: worker::Request,
+    mut raw: worker::Request,
 ) -> worker::Result<worker::Response> {
-    let mut head = Request::new(
-        &raw.inner().method(),
-        &path_and_query_of(&raw.inner().url()),
-    );
-    for (k, v) in raw.headers().entries() {
-        head.add_header(&k, &v);
-    }
+    // An upgrade has no body; anything else is refused below, before `raw` is forwarded.
+    let head = match read_request(&mut raw).await? {
+        Ok(r) => r,
+        Err(refused) => return to_worker(refused),
+    };
     let Some(target) = stream::upgrade_target(&head) else {
         return to_worker(Response::error(ErrorCode::NotFound, "no such endpoint"));
     };

@@ -8,12 +8,13 @@
 //! it was last told. The register's state does not need to survive: a woken instance reloads
 //! from storage and applies the restart rule, exactly as after an eviction.
 use brh_shared::ids::validate_id;
-use brh_shared::wire::{ErrorCode, LeaderView, StreamMessage, STREAM_PATH};
+use brh_shared::wire::{ErrorCode, StreamMessage, STREAM_PATH};
 use serde::{Deserialize, Serialize};
 use worker::{console_error, WebSocket};
 
 use crate::forge::DEFAULT_ENV;
 use crate::http::{Request, Response};
+use crate::stream::Told;
 
 /// A socket's attachment (kept by the runtime across hibernation; ≤ 2 KiB).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -21,16 +22,8 @@ pub struct Socket {
     pub env: String,
     pub node: Option<String>,
     pub basis: Option<String>,
-    /// `(leader, term, role)` of the last view sent: a push that repeats it is skipped.
-    pub told: Option<(Option<String>, u64, Option<String>)>,
-}
-
-pub fn told(v: &LeaderView) -> (Option<String>, u64, Option<String>) {
-    (
-        v.leader.clone(),
-        v.term,
-        v.you.as_ref().map(|y| y.role.as_str().to_string()),
-    )
+    /// What the last view sent said: a push that repeats it is skipped.
+    pub told: Option<Told>,
 }
 
 /// Whether `req` (as the Worker or the register sees it) is a stream upgrade, and if so the
@@ -67,7 +60,7 @@ pub fn upgrade_target(req: &Request) -> Option<Result<String, Response>> {
 /// agent falls back to HTTP and reconnects).
 pub fn send(ws: &WebSocket, socket: &mut Socket, m: &StreamMessage) {
     if let Some(v) = &m.view {
-        socket.told = Some(told(v));
+        socket.told = Some(Told::of(v));
     }
     let sent = serde_json::to_string(m)
         .map_err(|e| worker::Error::RustError(e.to_string()))

@@ -12,13 +12,13 @@ use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use brh_shared::ids::validate_id;
-use brh_shared::wire::{ErrorCode, LeaderView, Role, StreamMessage};
+use brh_shared::wire::{ErrorCode, StreamMessage};
 use tokio::sync::{broadcast, oneshot};
 
 use super::server::error_response;
 use super::{AppState, Job};
 use crate::forge::DEFAULT_ENV;
-use crate::stream::MAX_FRAME_BYTES;
+use crate::stream::{Told, MAX_FRAME_BYTES};
 
 #[derive(serde::Deserialize)]
 pub(super) struct StreamQuery {
@@ -60,11 +60,6 @@ pub(super) async fn upgrade(
             serve(socket, env, app).await;
         })
         .into_response()
-}
-
-/// What a socket was last told, to skip pushes that tell it nothing new.
-fn told(v: &LeaderView) -> (Option<String>, u64, Option<Role>) {
-    (v.leader.clone(), v.term, v.you.as_ref().map(|y| y.role))
 }
 
 async fn serve(mut socket: WebSocket, env: String, app: AppState) {
@@ -112,7 +107,7 @@ async fn serve(mut socket: WebSocket, env: String, app: AppState) {
                     break;
                 }
                 match answer.await {
-                    Ok(Some(m)) if m.view.as_ref().map(told) != last => m,
+                    Ok(Some(m)) if Told::is_news(&m, last.as_ref()) => m,
                     Ok(_) => continue,
                     Err(_) => break,
                 }
@@ -121,7 +116,7 @@ async fn serve(mut socket: WebSocket, env: String, app: AppState) {
             _ = stop.changed() => break,
         };
         if let Some(v) = &message.view {
-            last = Some(told(v));
+            last = Some(Told::of(v));
         }
         if !send(&mut socket, &message, write_timeout).await {
             return;
