@@ -338,25 +338,11 @@ impl ForgeClient {
         self.post_signed("/federation/heartbeat", hb, true).await
     }
 
-    /// A heartbeat signed for the stream (method line `WS`), from the same nonce sequence as
-    /// HTTP: `(frame, nonce, monotonic send time)`. The send time is taken before signing,
-    /// as for HTTP: a lease granted by the answer counts from here.
-    pub fn heartbeat_frame(&mut self, hb: &Heartbeat) -> (String, String, u64) {
-        self.signed_frame("/federation/heartbeat", hb)
-    }
-
-    /// The shutdown resign (`leaving`) signed for the stream, like [`Self::heartbeat_frame`].
-    pub fn resign_frame(&mut self, term: u64) -> (String, String, u64) {
-        let req = ResignRequest {
-            env: self.env.clone(),
-            term,
-            leaving: true,
-            successor: None,
-        };
-        self.signed_frame("/federation/resign", &req)
-    }
-
-    fn signed_frame<T: serde::Serialize>(&mut self, path: &str, body: &T) -> (String, String, u64) {
+    /// `body` for `path` signed for the stream (method line `WS`), from the same nonce
+    /// sequence as HTTP: `(frame, nonce, monotonic send time)`. The send time is taken before
+    /// signing, as for HTTP: a lease granted by the answer (or by a push bound to this frame)
+    /// counts from here.
+    pub fn frame<T: serde::Serialize>(&mut self, path: &str, body: &T) -> (String, String, u64) {
         let body = serde_json::to_string(body).expect("wire types serialize");
         let (h, sent_at) = self.sign_next(STREAM_METHOD, path, body.as_bytes());
         let nonce = h.nonce.to_string();
@@ -370,6 +356,21 @@ impl ForgeClient {
         };
         let frame = serde_json::to_string(&frame).expect("wire types serialize");
         (frame, nonce, sent_at)
+    }
+
+    /// A resign request: `leaving`, this agent is stopping; `successor`, a switchover.
+    pub fn resign_request(
+        &self,
+        term: u64,
+        leaving: bool,
+        successor: Option<&str>,
+    ) -> ResignRequest {
+        ResignRequest {
+            env: self.env.clone(),
+            term,
+            leaving,
+            successor: successor.map(Into::into),
+        }
     }
 
     /// Checks a view that came on the stream for this node, bound to our request `nonce`
@@ -404,12 +405,7 @@ impl ForgeClient {
         leaving: bool,
         successor: Option<&str>,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
-        let req = ResignRequest {
-            env: self.env.clone(),
-            term,
-            leaving,
-            successor: successor.map(Into::into),
-        };
+        let req = self.resign_request(term, leaving, successor);
         self.post_signed("/federation/resign", &req, true).await
     }
 

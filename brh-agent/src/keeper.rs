@@ -41,7 +41,8 @@ pub async fn run(
             format!("pinned by {}", cfg.timing_pinned_by.join(", "))
         }
     );
-    // The stream lives as long as the keeper (resign and farewell go over HTTP).
+    // The stream lives as long as the keeper (the shutdown resign goes on it; the farewell
+    // beat over HTTP).
     let link_stop = CancellationToken::new();
     let _link_stop = link_stop.clone().drop_guard();
     let (mut stream, mut pushes) = if cfg.forge_stream && cfg.heartbeat_enabled {
@@ -119,7 +120,7 @@ pub async fn run(
                 }
             }
             Some(req) = switchovers.recv(), if !stopping => {
-                let done = switchover::perform(&shared, &mut client, req.to).await;
+                let done = switchover::perform(&shared, &mut client, stream.as_mut(), req.to).await;
                 let _ = req.reply.send(done);
             }
             _ = tokio::time::sleep_until(clock::instant_at(wake)) => {}

@@ -14,6 +14,8 @@ use tokio::sync::oneshot;
 
 use crate::client::{ClientError, ForgeClient};
 use crate::clock::mono_ms;
+use crate::exchange;
+use crate::forge_stream::Stream;
 use crate::node::{lock, Shared};
 
 /// A request the API hands to the keeper (the one task that signs forge requests).
@@ -123,10 +125,12 @@ pub(crate) async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::Pe
 }
 
 /// An operator's switchover: choose the successor from the forge's peers, stop acting, then
-/// resign naming it and nudge it so it learns in one round trip.
+/// resign naming it. A successor on the stream learns from the forge's push; the nudge is
+/// for one that is not (its stream down, or `BRH_FORGE_STREAM=false`).
 pub(crate) async fn perform(
     shared: &Shared,
     client: &mut ForgeClient,
+    stream: Option<&mut Stream>,
     to: Option<String>,
 ) -> Result<Switched, SwitchoverError> {
     let me = shared.cfg.node_id.clone();
@@ -144,7 +148,8 @@ pub(crate) async fn perform(
     };
     shared.apply([t]);
     tracing::info!("[CN] {me} switchover of term {term} to {successor}");
-    match client.resign(term, false, Some(&successor)).await {
+    // On the stream when it is up: the successor's push leaves the register with the answer.
+    match exchange::resign(client, stream, term, false, Some(&successor)).await {
         Ok((sent, view)) => {
             let ts = lock(&shared.role).on_view(sent, mono_ms(), &view);
             shared.apply(ts);

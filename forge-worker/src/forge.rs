@@ -14,7 +14,7 @@ use serde_json::json;
 
 use crate::dashboard::DASHBOARD_HTML;
 use crate::http::{Request, Response};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestLabel};
 use crate::store::{StepError, Store, StoreError};
 
 /// The env used when a GET names none (the original's default `BRH_ENV`).
@@ -175,6 +175,13 @@ impl<S: Store> Forge<S> {
             .with_header("allow", allowed)
             .into();
         }
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabel {
+                path: path.into(),
+                transport: if req.stream { "stream" } else { "http" }.into(),
+            })
+            .inc();
         let mut changes = Vec::new();
         let result = match path {
             "/" => Ok(

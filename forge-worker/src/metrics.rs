@@ -21,6 +21,14 @@ pub struct DurabilityLabel {
     pub durability: String,
 }
 
+/// A request served, by endpoint and by how it came: `http`, or `stream` (a frame on
+/// `/federation/stream`). Only known endpoints are counted, so the labels stay bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabel {
+    pub path: String,
+    pub transport: String,
+}
+
 /// A storage operation, counted where the forge calls its store (`op` like `kv_write`,
 /// `kv_read`, `kv_list`, `do_rows_written`, `log_append`, `fsync`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +47,7 @@ pub fn count_op(ops: &StoreOps, op: &str, n: u64) {
 pub struct Metrics {
     registry: Registry,
     pub heartbeats: Family<EnvLabel, Counter>,
+    pub requests: Family<RequestLabel, Counter>,
     pub rejections: Family<ReasonLabel, Counter>,
     pub leader_changes: Family<EnvLabel, Counter>,
     pub split_brain_alarms: Family<EnvLabel, Counter>,
@@ -55,6 +64,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("brh_forge");
         let m = Metrics {
             heartbeats: Family::default(),
+            requests: Family::default(),
             rejections: Family::default(),
             leader_changes: Family::default(),
             split_brain_alarms: Family::default(),
@@ -67,6 +77,11 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         registry.register("heartbeats", "Heartbeats accepted", m.heartbeats.clone());
+        registry.register(
+            "requests",
+            "Requests to known endpoints, by path and transport (http, stream)",
+            m.requests.clone(),
+        );
         registry.register(
             "rejections",
             "Requests refused, by error code",

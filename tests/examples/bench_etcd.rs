@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p brh-tests --example bench_etcd -- [RUNS] [--ttls 3,15] [--only brh|etcd] [--no-1s]
+//!     [--forge native|durable-object]
 //! ```
 //! (or `scripts/bench-etcd.sh`, which installs etcd and builds the binaries first).
 //!
@@ -24,6 +25,10 @@
 //! `/v3/lease/revoke`). A campaigner logs PROMOTE with a wall-clock timestamp when its campaign
 //! returns; on SIGTERM it resigns (or, not leading, revokes its lease) and exits. The lease's
 //! expiry is estimated as the killed leader's last keepalive (send time) + ttl.
+//!
+//! `--forge durable-object` runs BRH's forge as the built Worker in workerd (miniflare, Durable
+//! Object mode, `scripts/workerd-forge.mjs` as its own process group; needs
+//! `scripts/build-worker.sh`), the agents on its stream as in production.
 //!
 //! Then a 1 s lease renewed every 200 ms (`--no-1s` skips it). BRH: heartbeat 200 ms, lease
 //! 1 s (the forge's `--heartbeat-interval-ms/--lease-ttl-ms` through their environment
@@ -87,11 +92,37 @@ fn free_port() -> u16 {
 struct Brh {
     hb: u64,
     ttl: u64,
+    forge: ForgeKind,
     /// `fast` / `default`, or `None` for a custom timing passed through the environment.
     profile: Option<&'static str>,
 }
 
-fn brh_start(p: &Brh, tag: &str) -> (PathBuf, Forge, Vec<Agent>) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ForgeKind {
+    Native,
+    DurableObject,
+}
+
+/// The forge of one run; dropping it stops it.
+enum BrhForge {
+    Native(Forge),
+    Workerd(WorkerdForge),
+}
+
+impl BrhForge {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            BrhForge::Native(f) => f.addr,
+            BrhForge::Workerd(f) => f.addr,
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        http_get(self.addr(), path).expect("forge GET")
+    }
+}
+
+fn brh_start(p: &Brh, tag: &str) -> (PathBuf, BrhForge, Vec<Agent>) {
     let dir = scratch(tag);
     let seal = fresh_seal();
     // The forge reads BRH_HEARTBEAT_INTERVAL_MS / BRH_LEASE_TTL_MS as overrides of its profile.
@@ -105,14 +136,29 @@ fn brh_start(p: &Brh, tag: &str) -> (PathBuf, Forge, Vec<Agent>) {
             std::env::set_var("BRH_LEASE_TTL_MS", p.ttl.to_string());
         }
     }
-    let forge = Forge::start_profile(&dir, &seal, None, 30_000, p.profile.unwrap_or("fast"));
+    let forge = match p.forge {
+        ForgeKind::Native => BrhForge::Native(Forge::start_profile(
+            &dir,
+            &seal,
+            None,
+            30_000,
+            p.profile.unwrap_or("fast"),
+        )),
+        ForgeKind::DurableObject => BrhForge::Workerd(WorkerdForge::start(
+            &dir,
+            &seal,
+            None,
+            30_000,
+            (p.hb, p.ttl),
+        )),
+    };
     let o = AgentOpts {
         timing: Some((p.hb, p.ttl)),
         ..AgentOpts::default()
     };
     let agents = ["n1", "n2", "n3"]
         .iter()
-        .map(|n| Agent::start(&dir, n, &seal, forge.addr, o.clone()))
+        .map(|n| Agent::start(&dir, n, &seal, forge.addr(), o.clone()))
         .collect();
     (dir, forge, agents)
 }
@@ -560,6 +606,7 @@ fn campaigner(args: &[String]) -> Result<(), String> {
 
 struct Opts {
     runs: usize,
+    forge: ForgeKind,
     ttls: Vec<u64>,
     brh: bool,
     etcd: bool,
@@ -569,6 +616,7 @@ struct Opts {
 fn parse_args(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         runs: 10,
+        forge: ForgeKind::Native,
         ttls: vec![3, 15],
         brh: true,
         etcd: true,
@@ -595,8 +643,16 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
                 _ => return Err("--only takes brh or etcd".into()),
             },
             "--no-1s" => o.subsecond = false,
+            "--forge" => match it.next().map(String::as_str) {
+                Some("native") => o.forge = ForgeKind::Native,
+                Some("durable-object") => o.forge = ForgeKind::DurableObject,
+                _ => return Err("--forge takes native or durable-object".into()),
+            },
             "-h" | "--help" => {
-                println!("usage: bench_etcd [RUNS] [--ttls 3,15] [--only brh|etcd] [--no-1s]");
+                println!(
+                    "usage: bench_etcd [RUNS] [--ttls 3,15] [--only brh|etcd] [--no-1s] \
+                     [--forge native|durable-object]"
+                );
                 std::process::exit(0);
             }
             n => o.runs = n.parse().map_err(|_| format!("unknown argument {n}"))?,
@@ -653,12 +709,17 @@ fn main() {
     };
     let etcd_name = etcd_version.map_or_else(|| "etcd".to_string(), |v| format!("etcd {v}"));
 
+    let brh_name = match o.forge {
+        ForgeKind::Native => "BRH",
+        ForgeKind::DurableObject => "BRH (Worker in workerd, DO)",
+    };
     let mut rows: Vec<String> = Vec::new();
     for &ttl_s in &o.ttls {
         let ttl = ttl_s * 1000;
         let p = Brh {
             hb: ttl / 3,
             ttl,
+            forge: o.forge,
             profile: match ttl_s {
                 3 => Some("fast"),
                 15 => Some("default"),
@@ -677,7 +738,7 @@ fn main() {
             etcd_cell(e, &format!("etcd {ttl_s} s"), o.runs)
         });
         let renew = format!("{} ms", ttl / 3);
-        for (name, c) in [("BRH", &brh), (etcd_name.as_str(), &etcd)] {
+        for (name, c) in [(brh_name, &brh), (etcd_name.as_str(), &etcd)] {
             if let Some(c) = c {
                 rows.push(format!(
                     "| {ttl_s} s | {name} | {renew} | {} | {} | {} | {} |",
@@ -704,6 +765,7 @@ fn main() {
         let p = Brh {
             hb: 200,
             ttl: 1000,
+            forge: o.forge,
             profile: None,
         };
         let brh = o.brh.then(|| brh_cell(&p, "BRH 1 s", o.runs));
@@ -716,7 +778,7 @@ fn main() {
             etcd_cell(e, "etcd 1 s", o.runs)
         });
         let etcd_tuned = format!("{etcd_name} (`--election-timeout 500`)");
-        for (name, c) in [("BRH", &brh), (etcd_tuned.as_str(), &etcd)] {
+        for (name, c) in [(brh_name, &brh), (etcd_tuned.as_str(), &etcd)] {
             if let Some(c) = c {
                 rows.push(format!(
                     "| 1 s | {name} | 200 ms | {} | {} | {} | {} |",

@@ -202,6 +202,21 @@ impl Forge {
         http_get(self.addr, path).expect("forge GET")
     }
 
+    /// The value of one sample of the forge's `/metrics`, e.g.
+    /// `brh_forge_requests_total{path="/federation/resign",transport="stream"}`; 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let text = http_get_text(self.addr, "/metrics").expect("forge GET /metrics");
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(sample)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
+    }
+
     /// Leader changes as `(term, leader, at_ms)`.
     pub fn history(&self) -> Vec<(u64, Option<String>, u64)> {
         #[derive(Deserialize)]
@@ -568,6 +583,11 @@ pub fn finish_and_check(agents: &mut [Agent]) -> Vec<Interval> {
 
 /// Minimal HTTP/1.1 GET returning parsed JSON (None on any failure).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<Value> {
+    serde_json::from_str(&http_get_text(addr, path)?).ok()
+}
+
+/// Minimal HTTP/1.1 GET returning the body (None on any failure).
+pub fn http_get_text(addr: SocketAddr, path: &str) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     write!(
@@ -595,9 +615,9 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<Value> {
             out.push_str(after.get(..n)?);
             rest = after.get(n + 2..)?;
         }
-        return serde_json::from_str(&out).ok();
+        return Some(out);
     }
-    serde_json::from_str(body).ok()
+    Some(body.to_string())
 }
 
 /// Polls `f` every 50 ms until it returns Some or `timeout` passes.

@@ -78,3 +78,80 @@ fn sockets_dropped_by_a_forge_restart_fall_back_to_http_and_reconnect_without_a_
     }
     finish_and_check(&mut agents);
 }
+
+/// While the stream is up, what an agent sends besides heartbeats goes on it too: consensus
+/// reports (without reading the peers first) and an operator's switchover. None of them is a
+/// request through the forge's HTTP side — in durable-object mode, no Worker request.
+#[test]
+fn consensus_reports_and_a_switchover_go_on_the_stream() {
+    let dir = scratch("stream-ops");
+    let seal = fresh_seal();
+    let forge = Forge::start(&dir, &seal, None, 30_000);
+    let opts = |priority| AgentOpts {
+        priority,
+        ..AgentOpts::default()
+    };
+    let mut agents = vec![
+        Agent::start(&dir, "s1", &seal, forge.addr, opts(10)),
+        Agent::start(&dir, "s2", &seal, forge.addr, opts(0)),
+    ];
+    let refs: Vec<&Agent> = agents.iter().collect();
+    let (leader, term) =
+        wait_until(Duration::from_secs(15), || agreed_leader(&refs)).expect("no leader");
+    assert_eq!(leader, "s1");
+    let on_stream = wait_until(Duration::from_secs(10), || {
+        refs.iter().all(|a| connected(a) == 1).then_some(())
+    });
+    assert!(on_stream.is_some(), "the agents did not open their streams");
+    let requests = |path: &str, transport: &str| {
+        forge.metric(&format!(
+            "brh_forge_requests_total{{path=\"/federation/{path}\",transport=\"{transport}\"}}"
+        ))
+    };
+
+    // The test agents report every 2 s; the first report may have gone before the stream
+    // was up, so count from here.
+    let (http_reports, http_peers) = (requests("consensus", "http"), requests("peers", "http"));
+    let stream_reports = requests("consensus", "stream");
+    let more = wait_until(Duration::from_secs(10), || {
+        (requests("consensus", "stream") >= stream_reports + 2.0).then_some(())
+    });
+    assert!(more.is_some(), "no consensus reports on the stream");
+    assert_eq!(
+        requests("consensus", "http"),
+        http_reports,
+        "a report went over HTTP"
+    );
+    assert_eq!(
+        requests("peers", "http"),
+        http_peers,
+        "a report read the peers"
+    );
+    assert!(agents[0].log_has("[CN] Elected leader=s1 | peers=2 | → accepted"));
+
+    let resigns_over_http = requests("resign", "http");
+    let out = std::process::Command::new(bin("brh-agent"))
+        .args(["switchover", "--to", "s2"])
+        .env("DOMINION_SEAL", &seal)
+        .env("FORGE_DOMINION_ROOT", root_for(&seal, forge.addr))
+        .env_remove("BRH_ENV")
+        .env_remove("BRH_AGENT_URL")
+        .output()
+        .expect("run brh-agent switchover");
+    let said =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("s1 → s2 (term {})", term + 1)),
+        "{said}"
+    );
+    assert_eq!(requests("resign", "stream"), 1.0, "the switchover's resign");
+    assert_eq!(requests("resign", "http"), resigns_over_http);
+    assert_eq!(
+        wait_until(Duration::from_secs(10), || agreed_leader(&refs)
+            .filter(|(l, _)| l == "s2")),
+        Some(("s2".to_string(), term + 1))
+    );
+    drop(refs);
+    finish_and_check(&mut agents);
+}
