@@ -7,15 +7,16 @@
 //!
 //! A socket belongs to one node (the first request that verifies binds it) and one env (its
 //! `?env=`); a frame for another node or env is refused and changes nothing.
+use brh_shared::ids::validate_id;
 use brh_shared::sign;
 use brh_shared::wire::{
     from_json_object, ErrorBody, ErrorCode, ErrorDetail, LeaderView, Role, StreamMessage,
-    StreamRequest, MAX_BODY_BYTES, STREAM_METHOD,
+    StreamRequest, MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::forge::{Forge, LeaderChange};
-use crate::http::Request;
+use crate::forge::{Forge, LeaderChange, DEFAULT_ENV};
+use crate::http::{Request, Response};
 use crate::store::Store;
 
 /// Largest frame read from a socket: a full request body plus its authentication fields.
@@ -71,6 +72,36 @@ fn refused(reply_to: Option<String>, code: ErrorCode, message: String) -> Stream
         accepted: None,
         leader_changes: Vec::new(),
     }
+}
+
+/// Whether `req` is for the stream, and if so the env it opens or the JSON refusal — the same
+/// answers on every runtime (the native server, the Worker and the register).
+pub fn upgrade_target(req: &Request) -> Option<Result<String, Response>> {
+    if req.path != STREAM_PATH {
+        return None;
+    }
+    if req.method != "GET" {
+        return Some(Err(Response::error(
+            ErrorCode::MethodNotAllowed,
+            "/federation/stream takes GET with a WebSocket upgrade",
+        )
+        .with_header("allow", "GET")));
+    }
+    let env = req.query_param("env").unwrap_or_else(|| DEFAULT_ENV.into());
+    if let Err(e) = validate_id(&env) {
+        return Some(Err(Response::error(
+            ErrorCode::BadRequest,
+            format!("env {e}"),
+        )));
+    }
+    let upgrade = req.header("upgrade").unwrap_or("");
+    if !upgrade.eq_ignore_ascii_case("websocket") {
+        return Some(Err(Response::error(
+            ErrorCode::BadRequest,
+            "/federation/stream needs a WebSocket upgrade (Upgrade: websocket)",
+        )));
+    }
+    Some(Ok(env))
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,9 @@
 // Run: cargo build --workspace --bins, then
 //   FORGE_BIN=target/debug/forge node --test tests/e2e/openapi.test.mjs
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parse as parseYaml } from "yaml";
@@ -180,7 +182,12 @@ function forgeRoutesInCode() {
   const src = readFileSync(path.join(ROOT, "forge-worker/src/forge.rs"), "utf8");
   const block = /const ROUTES: &\[\(&str, &str\)\] = &\[([\s\S]*?)\];/.exec(src);
   assert.ok(block, "ROUTES not found in forge-worker/src/forge.rs");
-  return [...block[1].matchAll(/\("([^"]+)",\s*"([A-Z]+)"\)/g)].map((m) => `${m[2]} ${m[1]}`).sort();
+  const routes = [...block[1].matchAll(/\("([^"]+)",\s*"([A-Z]+)"\)/g)].map((m) => `${m[2]} ${m[1]}`);
+  // The stream is served at the runtimes' edges (an upgrade), not by Forge::handle.
+  const wire = readFileSync(path.join(ROOT, "shared/src/wire.rs"), "utf8");
+  const stream = /pub const STREAM_PATH: &str = "([^"]+)";/.exec(wire);
+  assert.ok(stream, "STREAM_PATH not found in shared/src/wire.rs");
+  return [...routes, `GET ${stream[1]}`].sort();
 }
 
 function agentRoutesInCode() {
@@ -254,7 +261,8 @@ describe("openapi documents", () => {
         for (const m of METHODS) {
           if (!item[m]) continue;
           const codes = Object.keys(item[m].responses);
-          assert.ok(codes.some((c) => c.startsWith("2")), `${m} ${t} documents no success`);
+          const success = (c) => c.startsWith("2") || (item["x-brh-websocket"] && c === "101");
+          assert.ok(codes.some(success), `${m} ${t} documents no success`);
           for (const c of codes.filter((c) => /^[45]/.test(c))) {
             const r = deref(doc, item[m].responses[c]);
             assert.ok(r.content?.["application/json"], `${m} ${t} ${c}: errors are JSON`);
@@ -296,6 +304,29 @@ describe("openapi documents", () => {
   });
 });
 
+/** A WebSocket handshake; resolves with the answer (101 and the socket closed, or a refusal). */
+function upgrade(base, p) {
+  return new Promise((resolve, reject) => {
+    const headers = { connection: "Upgrade", upgrade: "websocket", "sec-websocket-key": randomBytes(16).toString("base64"), "sec-websocket-version": "13" };
+    const req = httpRequest(base + p, { headers });
+    const answer = (res, text) => resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json: null });
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      answer(res, "");
+    });
+    req.on("response", (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        resolve({ status: res.statusCode, headers: new Headers(res.headers), text, json: JSON.parse(text) });
+      });
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 describe("openapi vs the running native forge and agents", () => {
   const ctx = {};
   const seenForge = new Set();
@@ -322,6 +353,11 @@ describe("openapi vs the running native forge and agents", () => {
         const res = await rawRequest(ctx.forge.url, { method: m.toUpperCase(), path: concrete, body: m === "get" ? undefined : "{}" });
         if (item[m]) assert.ok(res.status !== 404 && res.status !== 405, `${m.toUpperCase()} ${t} is documented but answered ${res.status} ${res.text.slice(0, 120)}`);
         else assert.ok(res.status === 405 || res.status === 404, `${m.toUpperCase()} ${t} is not documented but answered ${res.status}`);
+      }
+      if (item["x-brh-websocket"]) {
+        // An upgrade, so no HEAD and no preflight, as documented.
+        for (const method of ["HEAD", "OPTIONS"]) assert.equal((await rawRequest(ctx.forge.url, { method, path: concrete })).status, 405, `${method} ${t}`);
+        continue;
       }
       // HEAD for every GET, OPTIONS (CORS preflight) everywhere, as the description says.
       if (item.get) assert.equal((await rawRequest(ctx.forge.url, { method: "HEAD", path: concrete })).status, 200, `HEAD ${t}`);
@@ -399,6 +435,17 @@ describe("openapi vs the running native forge and agents", () => {
     await GET("/manifest/resolve?target=bad!");
     await GET("/metrics");
     await GET(`/metrics?env=${env}`);
+    // The stream: without the upgrade, with a bad env, with another method, then opened.
+    await GET(`/federation/stream?env=${env}`);
+    await GET("/federation/stream?env=bad!");
+    await GET(`/federation/stream?env=${env}&env=other`);
+    const post = await rawRequest(f.url, { method: "POST", path: `/federation/stream?env=${env}`, body: "{}" });
+    assert.equal(post.status, 405);
+    assert.deepEqual(validate(forgeDoc, { $ref: "#/components/schemas/Error" }, post.json), []);
+    assert.equal(post.headers.get("allow"), "GET");
+    const opened = await upgrade(f.url, `/federation/stream?env=${env}`);
+    assert.equal(opened.status, 101, opened.text);
+    check("GET", "/federation/stream", opened);
     // Any method the path does not take: 405 with the Error body.
     const m = await rawRequest(f.url, { method: "PUT", path: HB });
     assert.equal(m.status, 405);

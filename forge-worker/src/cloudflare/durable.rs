@@ -619,7 +619,7 @@ impl DurableObject for LeaseRegister {
             count_op(&self.register.forge.store.ops, "do_test_evictions", 1);
             return worker::Response::ok("evicted");
         }
-        if let Some(target) = stream::upgrade_target(&req) {
+        if let Some(target) = crate::stream::upgrade_target(&req) {
             if let Some(r) = self.register.setup.refusal(&req) {
                 return to_worker(r);
             }

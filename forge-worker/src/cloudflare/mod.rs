@@ -643,7 +643,7 @@ async fn stream_upgrade(
         Ok(r) => r,
         Err(refused) => return to_worker(refused),
     };
-    let Some(target) = stream::upgrade_target(&head) else {
+    let Some(target) = crate::stream::upgrade_target(&head) else {
         return to_worker(Response::error(ErrorCode::NotFound, "no such endpoint"));
     };
     if let Some(r) = wf.setup.refusal(&head) {

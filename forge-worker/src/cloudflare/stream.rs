@@ -7,13 +7,10 @@
 //! the node that bound it, the newest request accepted on it (the basis of pushes) and what
 //! it was last told. The register's state does not need to survive: a woken instance reloads
 //! from storage and applies the restart rule, exactly as after an eviction.
-use brh_shared::ids::validate_id;
-use brh_shared::wire::{ErrorCode, StreamMessage, STREAM_PATH};
+use brh_shared::wire::StreamMessage;
 use serde::{Deserialize, Serialize};
 use worker::{console_error, WebSocket};
 
-use crate::forge::DEFAULT_ENV;
-use crate::http::{Request, Response};
 use crate::stream::Told;
 
 /// A socket's attachment (kept by the runtime across hibernation; ≤ 2 KiB).
@@ -24,36 +21,6 @@ pub struct Socket {
     pub basis: Option<String>,
     /// What the last view sent said: a push that repeats it is skipped.
     pub told: Option<Told>,
-}
-
-/// Whether `req` (as the Worker or the register sees it) is a stream upgrade, and if so the
-/// env it is for or the JSON refusal.
-pub fn upgrade_target(req: &Request) -> Option<Result<String, Response>> {
-    if req.path != STREAM_PATH {
-        return None;
-    }
-    if req.method != "GET" {
-        return Some(Err(Response::error(
-            ErrorCode::MethodNotAllowed,
-            "/federation/stream takes GET with a WebSocket upgrade",
-        )
-        .with_header("allow", "GET")));
-    }
-    let env = req.query_param("env").unwrap_or_else(|| DEFAULT_ENV.into());
-    if let Err(e) = validate_id(&env) {
-        return Some(Err(Response::error(
-            ErrorCode::BadRequest,
-            format!("env {e}"),
-        )));
-    }
-    let upgrade = req.header("upgrade").unwrap_or("");
-    if !upgrade.eq_ignore_ascii_case("websocket") {
-        return Some(Err(Response::error(
-            ErrorCode::BadRequest,
-            "/federation/stream needs a WebSocket upgrade (Upgrade: websocket)",
-        )));
-    }
-    Some(Ok(env))
 }
 
 /// Sends `m` on `ws`, remembering what it told; a socket that cannot take it is closed (the

@@ -331,7 +331,7 @@ async fn serve_one(
     }
 }
 
-fn into_axum(r: Response) -> axum::response::Response {
+pub(crate) fn into_axum(r: Response) -> axum::response::Response {
     let mut out = (
         StatusCode::from_u16(r.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         Body::from(r.body),

@@ -8,39 +8,38 @@
 //! connections, a write that does not finish within the body read timeout drops the
 //! socket (a client that stops reading holds nothing), and shutdown closes every stream.
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Query, State};
-use axum::http::Method;
+use axum::extract::State;
+use axum::http::header::UPGRADE;
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
-use brh_shared::ids::validate_id;
-use brh_shared::wire::{ErrorCode, StreamMessage};
+use brh_shared::wire::{ErrorCode, StreamMessage, STREAM_PATH};
 use tokio::sync::{broadcast, oneshot};
 
 use super::server::error_response;
-use super::{AppState, Job};
-use crate::forge::DEFAULT_ENV;
-use crate::stream::{Told, MAX_FRAME_BYTES};
+use super::{into_axum, AppState, Job};
+use crate::stream::{upgrade_target, Told, MAX_FRAME_BYTES};
 
-#[derive(serde::Deserialize)]
-pub(super) struct StreamQuery {
-    env: Option<String>,
-}
-
+/// The upgrade: the core's rule first (method, env, `Upgrade: websocket` — the same JSON
+/// refusals as the Worker), then axum's handshake checks (the key and version headers).
 pub(super) async fn upgrade(
     State(app): State<AppState>,
     method: Method,
-    Query(q): Query<StreamQuery>,
+    uri: Uri,
+    headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    if method != Method::GET {
-        return error_response(
-            ErrorCode::MethodNotAllowed,
-            "/federation/stream takes GET with a WebSocket upgrade",
-        );
+    let mut req = crate::http::Request::new(
+        method.as_str(),
+        uri.path_and_query().map_or(STREAM_PATH, |pq| pq.as_str()),
+    );
+    if let Some(v) = headers.get(UPGRADE).and_then(|v| v.to_str().ok()) {
+        req.add_header("upgrade", v);
     }
-    let env = q.env.unwrap_or_else(|| DEFAULT_ENV.into());
-    if let Err(e) = validate_id(&env) {
-        return error_response(ErrorCode::BadRequest, format!("env {e}"));
-    }
+    let env = match upgrade_target(&req) {
+        Some(Ok(env)) => env,
+        Some(Err(refusal)) => return into_axum(refusal),
+        None => return error_response(ErrorCode::NotFound, "no endpoint"),
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
