@@ -9,8 +9,9 @@ const run = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "test
   env: { ...process.env, E2E_TARGETS: process.env.E2E_TARGETS ?? "kv,durable-object" },
 });
 const counts = {};
-for (const m of (run.stdout + run.stderr).matchAll(/COST (\S+) nodes=(\d+) per-heartbeat (\{.*\})/g)) {
-  counts[`${m[1]}/${m[2]}`] = JSON.parse(m[3]);
+const reports = {};
+for (const m of (run.stdout + run.stderr).matchAll(/COST (\S+) nodes=(\d+) per-(heartbeat|report) (\{.*\})/g)) {
+  (m[3] === "heartbeat" ? counts : reports)[`${m[1]}/${m[2]}`] = JSON.parse(m[4]);
 }
 if (run.status !== 0 || Object.keys(counts).length === 0) {
   console.error(run.stdout.slice(-4000), run.stderr.slice(-4000));
@@ -18,9 +19,28 @@ if (run.status !== 0 || Object.keys(counts).length === 0) {
 }
 console.log("per heartbeat, counted at the store (steady state: renewals and liveness beats):");
 for (const [k, v] of Object.entries(counts)) console.log(`  ${k}: ${JSON.stringify(v)}`);
+console.log("per consensus report (over HTTP: the peers read and the report; on the stream: one frame):");
+for (const [k, v] of Object.entries(reports)) console.log(`  ${k}: ${JSON.stringify(v)}`);
 
 const interval = 5000; // the default profile
 const ttl = 15000;
+// The agent's consensus report (seed compatibility, on by default): every 180 s per node.
+const REPORTS_PER_DAY = 86_400 / 180;
+/** Per day, `nodes` agents reporting: `perRequest` operations per HTTP request of a report. */
+const reporting = (nodes, report, perRequest) => {
+  const out = {};
+  for (const [k, v] of Object.entries(perRequest)) out[k] = nodes * REPORTS_PER_DAY * v;
+  const r = report ?? {};
+  for (const [op, key] of [["kv_read", "kv_reads"], ["kv_list", "kv_lists"], ["kv_write", "kv_writes"], ["do_rows_written", "do_rows_written"]]) {
+    out[key] = (out[key] ?? 0) + nodes * REPORTS_PER_DAY * (r[op] ?? 0);
+  }
+  return out;
+};
+const plus = (a, b) => {
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = (out[k] ?? 0) + v;
+  return out;
+};
 // Per heartbeat, every request is one Worker request; in durable-object mode also one DO request.
 const rows = [];
 for (const nodes of [5, 100, 1000]) {
@@ -39,8 +59,12 @@ for (const nodes of [5, 100, 1000]) {
         kv_lists: kv.kv_list ?? 0,
         kv_writes: kv.kv_write ?? 0,
       },
-      // the per-minute cron kv mode needs: one list of envs, one load (read + list) per env
-      perDayFixed: { worker_requests: 1440, kv_lists: 1440 * 2, kv_reads: 1440 },
+      // the per-minute cron kv mode needs: one list of envs, one load (read + list) per env;
+      // consensus reports: two Worker requests each (peers read, report)
+      perDayFixed: plus(
+        { worker_requests: 1440, kv_lists: 1440 * 2, kv_reads: 1440 },
+        reporting(nodes, reports[`kv/${sample}`], { worker_requests: 2 }),
+      ),
     });
   }
   if (dobj) {
@@ -56,12 +80,16 @@ for (const nodes of [5, 100, 1000]) {
       },
       // lease alarm: at most one set (a row) and one invocation (a request) per ttl − interval;
       // hourly backstop cron: one list and one DO request per env.
-      perDayFixed: {
-        do_requests: 86_400_000 / (ttl - interval) + 24,
-        do_rows_written: 86_400_000 / (ttl - interval),
-        worker_requests: 24,
-        kv_lists: 24,
-      },
+      // consensus reports: two Worker + two DO requests each (peers read, report)
+      perDayFixed: plus(
+        {
+          do_requests: 86_400_000 / (ttl - interval) + 24,
+          do_rows_written: 86_400_000 / (ttl - interval),
+          worker_requests: 24,
+          kv_lists: 24,
+        },
+        reporting(nodes, reports[`durable-object/${sample}`], { worker_requests: 2, do_requests: 2 }),
+      ),
     });
   }
   const stream = counts[`durable-object-stream/${sample}`];
@@ -86,12 +114,16 @@ for (const nodes of [5, 100, 1000]) {
         kv_writes: stream.kv_write ?? 0,
         do_rows_written: stream.do_rows_written ?? 0,
       },
-      perDayFixed: {
-        do_requests: 86_400_000 / (ttl - interval) + 24 + nodes + dashboard.do_requests,
-        do_rows_written: 86_400_000 / (ttl - interval),
-        worker_requests: 24 + nodes + dashboard.worker_requests,
-        kv_lists: 24,
-      },
+      // consensus reports on the stream: one message each (1/20 of a DO request), no peers read
+      perDayFixed: plus(
+        {
+          do_requests: 86_400_000 / (ttl - interval) + 24 + nodes + dashboard.do_requests,
+          do_rows_written: 86_400_000 / (ttl - interval),
+          worker_requests: 24 + nodes + dashboard.worker_requests,
+          kv_lists: 24,
+        },
+        reporting(nodes, reports[`durable-object-stream/${sample}`], { do_requests: 1 / 20 }),
+      ),
     });
   }
 }

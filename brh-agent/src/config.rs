@@ -64,9 +64,10 @@ pub struct RunArgs {
     /// Send heartbeats (and so take part in the election).
     #[arg(long, env = "BRH_HEARTBEAT_ENABLED", value_parser = clap::builder::BoolishValueParser::new())]
     pub heartbeat_enabled: Option<bool>,
-    /// Heartbeat over the forge's stream (a WebSocket at /federation/stream) when the forge
-    /// offers one, and take its pushes: a new holder learns in one message. HTTP is used
-    /// whenever the stream is down; the lease rules are the same on both. Default true.
+    /// Heartbeat, resign and report consensus over the forge's stream (a WebSocket at
+    /// /federation/stream) when the forge offers one, and take its pushes: a new holder
+    /// learns in one message. HTTP is used whenever the stream is down; the lease rules are
+    /// the same on both. Default true.
     #[arg(long, env = "BRH_FORGE_STREAM", value_parser = clap::builder::BoolishValueParser::new())]
     pub forge_stream: Option<bool>,
     /// Heartbeat interval: seconds (`5`, `0.5`) or with a unit (`500ms`, `5s`). Unset (the

@@ -82,6 +82,31 @@ for (const kind of only) {
       });
     }
 
+    for (const n of [3, 100]) {
+      // An agent off the stream reports as the seed did: it reads the alive peers, then
+      // posts its view (every BRH_CONSENSUS_INTERVAL, default 180 s).
+      test(`${n} nodes: a consensus report over HTTP (peers read + report) writes nothing`, async () => {
+        const env = uniqueEnv(`cons${n}`);
+        const agents = Array.from({ length: n }, (_, i) => new Agent(t, `n${i}`));
+        for (const a of agents) assert.equal((await a.heartbeat(env)).status, 200);
+        const joined = await ops(t, env);
+        for (const a of agents) {
+          const peers = await get(t, `/federation/peers?env=${env}`);
+          assert.equal(peers.status, 200, peers.text);
+          const report = { env, leader: "n0", term: 1, peers: peers.json.peers.filter((p) => p.alive).map((p) => p.node), epoch: Math.floor(Date.now() / 1000) };
+          const r = await a.post("/federation/consensus", report);
+          assert.equal(r.status, 202, r.text);
+        }
+        const d = delta(joined, await ops(t, env));
+        const per = Object.fromEntries(Object.entries(d).map(([k, v]) => [k, +(v / n).toFixed(4)]));
+        console.log(`COST ${kind} nodes=${n} per-report ${JSON.stringify(per)}`);
+        assert.equal((d.steps_write ?? 0) + (d.steps_sync ?? 0), 0, JSON.stringify(d));
+        for (const op of ["do_rows_written", "log_append", "fsync", "kv_write"]) {
+          assert.equal(d[op] ?? 0, 0, `${op} per report: ${JSON.stringify(d)}`);
+        }
+      });
+    }
+
     if (kind !== "kv") {
       for (const n of [3, 100]) {
         test(`${n} nodes on the stream: a renewal is one socket message, no request, no storage`, async () => {
@@ -109,6 +134,20 @@ for (const kind of only) {
           }
           // Renewals change no leader: nothing is pushed to anyone.
           for (const s of streams) assert.equal(s.inbox.filter((m) => m.reply_to === undefined).length, 0);
+          // A consensus report on the stream (the agent sends no peer list there): one message.
+          const beaten = await ops(t, env);
+          for (let i = 0; i < n; i++) {
+            const report = { env, leader: "n0", term: 1, peers: [], epoch: Math.floor(Date.now() / 1000) };
+            const r = await streams[i].send(agents[i], "/federation/consensus", report);
+            assert.ok(r.view, JSON.stringify(r));
+          }
+          const reported = delta(beaten, await ops(t, env));
+          const perReport = Object.fromEntries(Object.entries(reported).map(([k, v]) => [k, +(v / n).toFixed(4)]));
+          console.log(`COST ${kind}-stream nodes=${n} per-report ${JSON.stringify(perReport)}`);
+          for (const op of ["do_rows_written", "log_append", "fsync", "kv_write", "kv_read", "kv_list"]) {
+            assert.equal(reported[op] ?? 0, 0, `${op} per report: ${JSON.stringify(reported)}`);
+          }
+          if (kind === "durable-object") assert.equal(reported.do_stream_messages, n, JSON.stringify(reported));
           for (const s of streams) s.close();
         });
       }
