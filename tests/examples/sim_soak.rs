@@ -39,14 +39,14 @@ fn main() {
     }
     let per_seed = 20_000;
     println!(
-        "| profile | faults | simulated time | seeds | promotions (by push) | pushes applied | worst recovery | wall time |"
+        "| profile | faults | simulated time | seeds | promotions (by push) | pushes applied | consensus reports on the stream | worst recovery | wall time |"
     );
-    println!("|---|---:|---:|---|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
     let mut kinds_all: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
     for p in &profiles {
         let timing = profile(p);
         let (mut faults, mut sim_ms, mut promotions, mut worst) = (0u64, 0u64, 0u64, 0u64);
-        let (mut by_push, mut pushes) = (0u64, 0u64);
+        let (mut by_push, mut pushes, mut reports) = (0u64, 0u64, 0u64);
         let mut kinds: BTreeMap<&str, u64> = FAULT_KINDS.iter().map(|k| (*k, 0)).collect();
         let start = Instant::now();
         let mut seed = only_seed.unwrap_or(1);
@@ -68,6 +68,7 @@ fn main() {
             promotions += sim.promotions;
             by_push += sim.promotions_by_push;
             pushes += sim.pushes_applied;
+            reports += sim.reports;
             worst = worst.max(sim.worst_recovery_ms);
             for (k, v) in &sim.faults {
                 *kinds.get_mut(k).unwrap() += v;
@@ -78,7 +79,7 @@ fn main() {
             seed += 1;
         }
         println!(
-            "| {p} ({}/{} ms) | {faults} | {:.1} h | {first}..={seed} | {promotions} ({by_push}) | {pushes} | {worst} ms | {:.0} s |",
+            "| {p} ({}/{} ms) | {faults} | {:.1} h | {first}..={seed} | {promotions} ({by_push}) | {pushes} | {reports} | {worst} ms | {:.0} s |",
             timing.heartbeat_interval_ms,
             timing.lease_ttl_ms,
             sim_ms as f64 / 3.6e6,

@@ -16,7 +16,8 @@
 //! pushes `Forge::stream_view` to every node with a socket, bound to that node's newest
 //! accepted frame. Pushes travel the same faulty wire (delayed, lost, duplicated, reordered)
 //! and stale ones are replayed to their addressee later (`replay-push`); a node measures a
-//! pushed grant from its basis beat's send time (`RoleState::handle_push`).
+//! pushed grant from its basis beat's send time (`RoleState::handle_push`). Stream nodes also
+//! send consensus reports now and then, and any accepted frame is a basis, as for the agent.
 //!
 //! Checked after every step, on the true clock:
 //! - **safety**: when a node starts acting (a promotion, or a pause ending with its guard
@@ -38,7 +39,9 @@ use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView};
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
-use brh_shared::wire::{Heartbeat, LeaderView, StreamMessage, StreamRequest, STREAM_METHOD};
+use brh_shared::wire::{
+    ConsensusReport, Heartbeat, LeaderView, StreamMessage, StreamRequest, STREAM_METHOD,
+};
 use brh_shared::Timing;
 use forge_worker::http::Request;
 use forge_worker::store::{
@@ -270,6 +273,9 @@ enum Msg {
 pub struct Sim {
     pub seed: u64,
     rng: Rng,
+    /// Draws for consensus reports only: adding them left the fault schedule of every seed
+    /// as it was (the mutation checks depend on particular seeds reaching their faults).
+    report_rng: Rng,
     pub t: u64,
     timing: Timing,
     forge: Forge<SimStore>,
@@ -304,6 +310,8 @@ pub struct Sim {
     pub promotions: u64,
     /// Pushes a node verified and handed to its role.
     pub pushes_applied: u64,
+    /// Consensus reports sent on the stream (each becomes its socket's basis).
+    pub reports: u64,
     /// Promotions that a push caused (the rest came with heartbeat answers).
     pub promotions_by_push: u64,
     trace: VecDeque<String>,
@@ -372,6 +380,8 @@ impl Sim {
             last_promotion: None,
             promotions: 0,
             pushes_applied: 0,
+            reports: 0,
+            report_rng: Rng::new(seed ^ 0x5245_504f_5254),
             promotions_by_push: 0,
             trace: VecDeque::new(),
             verbose: false,
@@ -470,8 +480,69 @@ impl Sim {
         }
     }
 
+    /// A consensus report on node `i`'s socket, as the agent sends one every
+    /// `BRH_CONSENSUS_INTERVAL`: the forge accepts it, so it becomes the socket's basis and a
+    /// push bound to it is measured from its send time. Its answer is informational: the node
+    /// does not wait for it (a late one is dropped like any answer not outstanding).
+    fn consensus_report(&mut self, i: usize) {
+        let n = &mut self.nodes[i];
+        n.seq += 1;
+        let seq = n.seq;
+        let mono = n.mono(self.t);
+        let (leader, term) = {
+            let (l, t) = n.role.leader();
+            (l.map(String::from), t)
+        };
+        let wall = n.wall(self.t);
+        let body = serde_json::to_string(&ConsensusReport {
+            env: ENV.into(),
+            leader,
+            term,
+            peers: Vec::new(),
+            epoch: wall / 1000,
+        })
+        .unwrap();
+        let path = "/federation/consensus";
+        let nonce = Nonce::new(format!("b{}", n.boot), seq);
+        let h = sign_request(
+            SEAL,
+            STREAM_METHOD,
+            path,
+            &n.name,
+            wall,
+            nonce,
+            body.as_bytes(),
+        );
+        n.sent_beats.record(h.nonce.to_string(), mono);
+        let frame = serde_json::to_vec(&StreamRequest {
+            path: path.into(),
+            node: h.node,
+            ts: h.ts_ms,
+            nonce: h.nonce.to_string(),
+            sig: h.sig,
+            body,
+        })
+        .unwrap();
+        let boot = n.boot;
+        self.reports += 1;
+        self.send(
+            self.t,
+            Msg::Frame {
+                from: i,
+                boot,
+                seq,
+                frame,
+            },
+        );
+    }
+
     /// The node's next heartbeat (or resign) as a signed request.
     fn heartbeat(&mut self, i: usize) {
+        // One beat in twenty is preceded by a consensus report (far more often than the
+        // agent's 180 s, so pushes bound to a report are common).
+        if self.nodes[i].stream && self.report_rng.chance(50) {
+            self.consensus_report(i);
+        }
         let n = &mut self.nodes[i];
         n.seq += 1;
         let seq = n.seq;
@@ -1230,14 +1301,15 @@ impl Sim {
     /// One line for a soak report.
     pub fn summary(&self) -> String {
         format!(
-            "seed {} t={} s faults={} promotions={} ({} by push, {} pushes applied) worst \
-             recovery {} ms",
+            "seed {} t={} s faults={} promotions={} ({} by push, {} pushes applied, {} reports) \
+             worst recovery {} ms",
             self.seed,
             self.t / 1000,
             self.total_faults(),
             self.promotions,
             self.promotions_by_push,
             self.pushes_applied,
+            self.reports,
             self.worst_recovery_ms
         )
     }
