@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
-    sign_request, SignedHeaders, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS,
+    sign_request, SignedHeaders, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_NODE, HEADER_NONCE,
+    HEADER_SIG, HEADER_TS,
 };
 use brh_shared::wire::{
     ConsensusReport, ErrorBody, Heartbeat, HistoryEntry, LeaderView, PeerSummary, ResignRequest,
@@ -324,10 +325,23 @@ impl ForgeClient {
             .send()
             .await
             .map_err(|e| (sent_at, ClientError::Unreachable(short(&e))))?;
+        let header = |name: &str| {
+            res.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        let (basis, basis_sig) = (header(HEADER_BASIS), header(HEADER_BASIS_SIG));
         let view: LeaderView = read_json(res).await.map_err(|e| (sent_at, e))?;
-        let me = addressed.then_some(self.node.as_str());
-        let v = VerifiedView::check(&self.seal, &self.env, me, view)
-            .map_err(|e| (sent_at, e.into()))?;
+        // An answer addressed to us must be bound to this very request (its nonce).
+        let v = if addressed {
+            let nonce = h.nonce.to_string();
+            let (b, bs) = (basis.as_deref(), basis_sig.as_deref());
+            VerifiedView::check_answer(&self.seal, &self.env, &self.node, view, b, bs, &nonce)
+        } else {
+            VerifiedView::check(&self.seal, &self.env, None, view)
+        };
+        let v = v.map_err(|e| (sent_at, e.into()))?;
         Ok((sent_at, v))
     }
 

@@ -43,7 +43,7 @@ pub enum ViewError {
     WrongEnv { got: String, want: String },
     #[error("the forge's answer is addressed to {got:?}, not to this node")]
     WrongNode { got: Option<String> },
-    #[error("the stream's view is not bound to our request (basis, basis_sig)")]
+    #[error("the forge's answer is not bound to our request (basis, basis_sig)")]
     Unbound,
 }
 
@@ -87,10 +87,26 @@ impl VerifiedView {
         nonce: &str,
     ) -> Result<Self, ViewError> {
         let view = m.view.clone().ok_or(ViewError::Unbound)?;
-        let bound = m.basis.as_deref() == Some(nonce)
-            && m.basis_sig
-                .as_deref()
-                .is_some_and(|s| verify_basis(seal, node, nonce, &view.sig, s));
+        let (basis, basis_sig) = (m.basis.as_deref(), m.basis_sig.as_deref());
+        Self::check_answer(seal, env, node, view, basis, basis_sig, nonce)
+    }
+
+    /// Verifies the view answering our request `nonce` over HTTP, bound to it by the
+    /// answer's `x-brh-basis` / `x-brh-basis-sig` headers: the same binding as
+    /// [`Self::check_bound`]. Plain HTTP ties nothing else to the request, so without it a
+    /// captured grant could be replayed as the answer to a later heartbeat and be measured
+    /// from that heartbeat's send time.
+    pub fn check_answer(
+        seal: &[u8],
+        env: &str,
+        node: &str,
+        view: LeaderView,
+        basis: Option<&str>,
+        basis_sig: Option<&str>,
+        nonce: &str,
+    ) -> Result<Self, ViewError> {
+        let bound = basis == Some(nonce)
+            && basis_sig.is_some_and(|s| verify_basis(seal, node, nonce, &view.sig, s));
         if !bound {
             return Err(ViewError::Unbound);
         }
@@ -916,6 +932,38 @@ mod tests {
         // Heartbeats off: leader polls, never a grant.
         let mut p = RoleState::new("a", T).with_schedule(false, None, 0);
         assert_eq!(p.poll_action(0), Some(Action::LeaderPoll));
+    }
+
+    #[test]
+    fn an_answer_counts_only_bound_to_our_own_request() {
+        use brh_shared::sign::{sign_basis, sign_view};
+        let seal = b"unit-seal";
+        let mut v = view(Some("a"), 3, 1_000, 4_000, "a");
+        sign_view(seal, &mut v);
+        let sig = sign_basis(seal, "a", "b1:7", &v.sig);
+        let check = |basis: Option<&str>, basis_sig: Option<&str>, nonce: &str| {
+            VerifiedView::check_answer(seal, "dev", "a", v.clone(), basis, basis_sig, nonce)
+        };
+        assert!(check(Some("b1:7"), Some(&sig), "b1:7").is_ok());
+        // The same answer replayed as the answer to a later request of ours.
+        assert_eq!(
+            check(Some("b1:7"), Some(&sig), "b1:8"),
+            Err(ViewError::Unbound)
+        );
+        // Relabelled to the later request without the seal.
+        assert_eq!(
+            check(Some("b1:8"), Some(&sig), "b1:8"),
+            Err(ViewError::Unbound)
+        );
+        // Stripped of its binding.
+        assert_eq!(check(None, None, "b1:7"), Err(ViewError::Unbound));
+        assert_eq!(check(Some("b1:7"), None, "b1:7"), Err(ViewError::Unbound));
+        // Bound for another node.
+        let theirs = sign_basis(seal, "b", "b1:7", &v.sig);
+        assert_eq!(
+            check(Some("b1:7"), Some(&theirs), "b1:7"),
+            Err(ViewError::Unbound)
+        );
     }
 
     #[test]

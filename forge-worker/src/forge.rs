@@ -392,6 +392,21 @@ impl<S: Store> Forge<S> {
         view
     }
 
+    /// The answer to an authenticated request: its view, bound to the request by
+    /// `x-brh-basis` (the request's nonce) and `x-brh-basis-sig` (`sign_basis` over the node,
+    /// the nonce and the view's signature) — what a stream answer carries in its body. The
+    /// agent measures a grant from the send time of the request the answer is bound to, so a
+    /// captured answer replayed as the answer to a later request (plain HTTP has nothing
+    /// else that ties the two) grants nothing.
+    fn bound_view(seal: &[u8], auth: &Authenticated, status: u16, view: &LeaderView) -> Response {
+        let nonce = auth.nonce.to_string();
+        let basis_sig = sign::sign_basis(seal, &auth.node, &nonce, &view.sig);
+        Response::json(status, view)
+            .with_header("cache-control", "no-store")
+            .with_header(sign::HEADER_BASIS, &nonce)
+            .with_header(sign::HEADER_BASIS_SIG, &basis_sig)
+    }
+
     async fn heartbeat(
         &self,
         req: &Request,
@@ -415,7 +430,7 @@ impl<S: Store> Forge<S> {
             .heartbeats
             .get_or_create(&Metrics::env(&hb.env))
             .inc();
-        Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
+        Ok(Self::bound_view(seal, &auth, 200, &view))
     }
 
     async fn resign(
@@ -437,7 +452,7 @@ impl<S: Store> Forge<S> {
                 |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
             )
             .await?;
-        Ok(Response::json(200, &view).with_header("cache-control", "no-store"))
+        Ok(Self::bound_view(seal, &auth, 200, &view))
     }
 
     async fn consensus(
@@ -459,7 +474,7 @@ impl<S: Store> Forge<S> {
                 |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
             )
             .await?;
-        Ok(Response::json(202, &view).with_header("cache-control", "no-store"))
+        Ok(Self::bound_view(seal, &auth, 202, &view))
     }
 
     fn env_param(req: &Request) -> Result<String> {

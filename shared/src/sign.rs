@@ -24,6 +24,11 @@ pub const HEADER_NODE: &str = "x-brh-node";
 pub const HEADER_TS: &str = "x-brh-ts";
 pub const HEADER_NONCE: &str = "x-brh-nonce";
 pub const HEADER_SIG: &str = "x-brh-sig";
+/// On the forge's answer to a signed request over HTTP: the request's nonce, and
+/// [`sign_basis`] over it and the view's signature — the binding a stream answer carries in
+/// its body (`basis`, `basis_sig`).
+pub const HEADER_BASIS: &str = "x-brh-basis";
+pub const HEADER_BASIS_SIG: &str = "x-brh-basis-sig";
 
 /// Default accepted distance between the sender's timestamp and the forge's clock.
 pub const DEFAULT_SKEW_MS: u64 = 30_000;

@@ -17,7 +17,7 @@ import { after, before, describe, test } from "node:test";
 import { Agent, get, sleep, uniqueEnv } from "./client.mjs";
 import { rawExchange, rawRequest, buildRequest, stallConnections } from "./raw.mjs";
 import { assertConnectionCap, assertRefused, assertStalledHeadsDropped, describeRes } from "./refusal.mjs";
-import { agentApiKey, canonicalAgentRequest, canonicalRequest, hmacHex } from "./sign.mjs";
+import { agentApiKey, canonicalAgentRequest, canonicalRequest, hmacHex, verifyBasis } from "./sign.mjs";
 import { KINDS, SEAL, startTarget } from "./targets.mjs";
 
 const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : KINDS;
@@ -744,6 +744,31 @@ for (const kind of only) {
       assert.ok(pre.status === 204 || pre.status === 200, describeRes(pre));
       const head = await rawRequest(ctx.t.url, { method: "HEAD", path: "/health" });
       assert.equal(head.status, 200);
+    });
+
+    test("answers over HTTP are bound to their request (x-brh-basis, x-brh-basis-sig)", async () => {
+      // A captured answer replayed as the answer to a later request must be told apart: it is
+      // bound to the old nonce. Heartbeat, resign and consensus answers carry the binding.
+      const env = uniqueEnv("bound");
+      const a = new Agent(ctx.t, "b1");
+      const first = await a.heartbeat(env, { nonce: a.nextNonce() });
+      const n1 = `${a.boot}:${a.seq}`;
+      const second = await a.heartbeat(env);
+      const n2 = `${a.boot}:${a.seq}`;
+      for (const [res, nonce] of [[first, n1], [second, n2]]) {
+        assert.equal(res.status, 200, res.text);
+        assert.equal(res.headers.get("x-brh-basis"), nonce);
+        assert.ok(verifyBasis(SEAL, "b1", nonce, res.json, res.headers.get("x-brh-basis-sig")), "binds the view to its request");
+        assert.ok(!verifyBasis(SEAL, "b2", nonce, res.json, res.headers.get("x-brh-basis-sig")), "and to its node");
+      }
+      // The first answer, replayed as the answer to the second request, does not verify for it.
+      assert.ok(!verifyBasis(SEAL, "b1", n2, first.json, first.headers.get("x-brh-basis-sig")));
+      const report = await a.post("/federation/consensus", { env, leader: "b1", term: first.json.term, peers: [], epoch: 1 });
+      assert.equal(report.status, 202, report.text);
+      assert.ok(verifyBasis(SEAL, "b1", `${a.boot}:${a.seq}`, report.json, report.headers.get("x-brh-basis-sig")));
+      const resigned = await a.resign(env, first.json.term);
+      assert.equal(resigned.status, 200, resigned.text);
+      assert.ok(verifyBasis(SEAL, "b1", `${a.boot}:${a.seq}`, resigned.json, resigned.headers.get("x-brh-basis-sig")));
     });
 
     test("after all that, the witness's replay mark did not move and the leader is unchanged", async () => {

@@ -38,7 +38,9 @@ use brh_agent::forge_stream::SentBeats;
 use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView};
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
-use brh_shared::sign::{sign_request, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
+use brh_shared::sign::{
+    sign_request, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS,
+};
 use brh_shared::wire::{
     ConsensusReport, Heartbeat, LeaderView, StreamMessage, StreamRequest, STREAM_METHOD,
 };
@@ -169,12 +171,13 @@ pub fn profile(name: &str) -> Timing {
 }
 
 /// Every kind of injected fault, counted.
-pub const FAULT_KINDS: [&str; 14] = [
+pub const FAULT_KINDS: [&str; 15] = [
     "delay-reorder",
     "loss",
     "duplicate",
     "misdeliver",
     "replay-stale",
+    "replay-own",
     "replay-push",
     "tamper-basis",
     "push-held",
@@ -247,8 +250,10 @@ enum Msg {
         seq: u64,
         req: Box<Request>,
     },
-    /// To node `to`: the forge's answer to request `seq` of node `of` (boot `boot`); on the
-    /// stream (`stream`), the body is a `StreamMessage`.
+    /// To node `to`: the forge's answer to request `seq` of node `of` (boot `boot`), as a
+    /// `StreamMessage` (over HTTP: the view and the `x-brh-basis` headers). `injected`: an
+    /// on-path attacker's answer on an HTTP connection, read as the answer to whatever the
+    /// node has outstanding (HTTP ties nothing else to the request).
     Answer {
         to: usize,
         of: usize,
@@ -257,6 +262,7 @@ enum Msg {
         status: u16,
         body: Vec<u8>,
         stream: bool,
+        injected: bool,
     },
     /// To the forge, on node `from`'s socket (boot `boot`): a signed frame.
     Frame {
@@ -273,9 +279,10 @@ enum Msg {
 pub struct Sim {
     pub seed: u64,
     rng: Rng,
-    /// Draws for consensus reports only: adding them left the fault schedule of every seed
-    /// as it was (the mutation checks depend on particular seeds reaching their faults).
-    report_rng: Rng,
+    /// Draws for what was added after the fault schedule settled (consensus reports, replays
+    /// of a node's own HTTP answers): every seed keeps its schedule, and the mutation checks
+    /// depend on particular seeds reaching their faults.
+    late_rng: Rng,
     pub t: u64,
     timing: Timing,
     forge: Forge<SimStore>,
@@ -381,7 +388,7 @@ impl Sim {
             promotions: 0,
             pushes_applied: 0,
             reports: 0,
-            report_rng: Rng::new(seed ^ 0x5245_504f_5254),
+            late_rng: Rng::new(seed ^ 0x5245_504f_5254),
             promotions_by_push: 0,
             trace: VecDeque::new(),
             verbose: false,
@@ -540,7 +547,7 @@ impl Sim {
     fn heartbeat(&mut self, i: usize) {
         // One beat in twenty is preceded by a consensus report (far more often than the
         // agent's 180 s, so pushes bound to a report are common).
-        if self.nodes[i].stream && self.report_rng.chance(50) {
+        if self.nodes[i].stream && self.late_rng.chance(50) {
             self.consensus_report(i);
         }
         let n = &mut self.nodes[i];
@@ -826,7 +833,23 @@ impl Sim {
                 .collect::<String>()
         ));
         let boot = self.nodes[from].boot;
-        self.answer(from, boot, seq, r.status, r.body, false);
+        let header = |name: &str| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        let m = StreamMessage {
+            reply_to: None,
+            view: serde_json::from_slice::<LeaderView>(&r.body)
+                .ok()
+                .filter(|_| r.status == 200),
+            error: None,
+            basis: header(HEADER_BASIS),
+            basis_sig: header(HEADER_BASIS_SIG),
+        };
+        let body = serde_json::to_vec(&m).unwrap();
+        self.answer(from, boot, seq, r.status, body, false);
         if changed {
             self.push_all();
         }
@@ -889,8 +912,35 @@ impl Sim {
                     status: st,
                     body,
                     stream: on_stream,
+                    injected: false,
                 },
             );
+        }
+        // An on-path attacker answers a node's HTTP request with an answer it captured from
+        // that node earlier (a grant, typically): only the answer's binding to the request
+        // (`x-brh-basis`, `x-brh-basis-sig`) tells the two apart.
+        if self.t < self.lossy_until && self.late_rng.chance(30) {
+            let own: Vec<usize> = (0..self.captured.len())
+                .filter(|&k| self.captured[k].0 == from && !self.captured[k].5)
+                .collect();
+            if !own.is_empty() {
+                let k = own[self.late_rng.range(0, own.len() as u64) as usize];
+                let (of, b, sq, st, body, _) = self.captured[k].clone();
+                self.count("replay-own");
+                self.send(
+                    self.t,
+                    Msg::Answer {
+                        to: of,
+                        of,
+                        boot: b,
+                        seq: sq,
+                        status: st,
+                        body,
+                        stream: false,
+                        injected: true,
+                    },
+                );
+            }
         }
         self.captured
             .push_back((from, boot, seq, status, body.clone(), stream));
@@ -907,6 +957,7 @@ impl Sim {
                 status,
                 body,
                 stream,
+                injected: false,
             },
         );
     }
@@ -933,12 +984,13 @@ impl Sim {
         status: u16,
         body: &[u8],
         stream: bool,
+        injected: bool,
     ) -> Result<(), Violation> {
         let n = &self.nodes[to];
         if n.partitioned_until > self.t {
             return Ok(());
         }
-        if of == to && boot != n.boot {
+        if of == to && boot != n.boot && !injected {
             return Ok(()); // an answer to the process before a restart: its socket is gone
         }
         match n.up {
@@ -953,6 +1005,7 @@ impl Sim {
                     status,
                     body: body.to_vec(),
                     stream,
+                    injected,
                 });
                 return Ok(());
             }
@@ -964,23 +1017,17 @@ impl Sim {
         // A late or duplicated answer to its own earlier request is dropped (the client has
         // moved on). An answer meant for another node is read as the answer to whatever is
         // outstanding: only its verification can tell.
-        if of == to && want != seq {
+        if of == to && want != seq && !injected {
             return Ok(());
         }
         let recv = n.mono(self.t);
-        let name = n.name.clone();
-        let view = if stream {
-            // Bound to the request outstanding, whatever it was meant for.
-            let nonce = Nonce::new(format!("b{}", n.boot), want).to_string();
-            serde_json::from_slice::<StreamMessage>(body)
-                .ok()
-                .and_then(|m| self.verified_stream_view(to, &m, Some(&nonce)))
-        } else {
-            serde_json::from_slice::<LeaderView>(body)
-                .ok()
-                .filter(|_| status == 200)
-                .and_then(|v| VerifiedView::check(SEAL, ENV, Some(&name), v).ok())
-        };
+        // Bound to the request outstanding, whatever it was meant for: the agent's check on
+        // both transports (`VerifiedView::check_bound` / `check_answer`).
+        let nonce = Nonce::new(format!("b{}", n.boot), want).to_string();
+        let view = serde_json::from_slice::<StreamMessage>(body)
+            .ok()
+            .filter(|_| stream || status == 200)
+            .and_then(|m| self.verified_stream_view(to, &m, Some(&nonce)));
         let node = &mut self.nodes[to];
         node.outstanding = None;
         let ts = match view {
@@ -1199,7 +1246,8 @@ impl Sim {
                 status,
                 body,
                 stream,
-            } => self.node_receives(to, of, boot, seq, status, &body, stream),
+                injected,
+            } => self.node_receives(to, of, boot, seq, status, &body, stream, injected),
             Msg::Push { to, boot, body } => self.node_receives_push(to, boot, &body),
         }
     }

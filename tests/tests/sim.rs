@@ -29,7 +29,9 @@ fn fast_profile() {
 
 #[test]
 fn subsecond_profile() {
-    run("subsecond", 200..204, 2_500);
+    // Seeds 1..5: seed 1 is where the bounded run meets the on-path attacker's relabelled
+    // push (`tamper-basis`) soonest at this profile (scripts/sim-mutations.sh).
+    run("subsecond", 1..5, 2_500);
 }
 
 #[test]
