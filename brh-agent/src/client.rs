@@ -372,7 +372,9 @@ impl ForgeClient {
         (frame, nonce, sent_at)
     }
 
-    /// A resign request: `leaving`, this agent is stopping; `successor`, a switchover.
+    /// A resign request. `leaving`: this agent is stopping, so the forge must not grant it
+    /// again (it would show a dead node as leader for a lease). `successor`: a switchover to
+    /// that node (the forge refuses with `not_candidate` unless it is a live candidate).
     pub fn resign_request(
         &self,
         term: u64,
@@ -410,17 +412,12 @@ impl ForgeClient {
         with_env(join(&ws, STREAM_PATH), &self.env)
     }
 
-    /// Gives the lease up; `leaving`: this agent is stopping, so the forge must not grant it
-    /// again (it would show a dead node as leader for a lease). `successor`: a switchover to
-    /// that node (the forge refuses with `not_candidate` unless it is a live candidate).
+    /// Gives the lease up over HTTP (`req` from [`Self::resign_request`]).
     pub async fn resign(
         &mut self,
-        term: u64,
-        leaving: bool,
-        successor: Option<&str>,
+        req: &ResignRequest,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
-        let req = self.resign_request(term, leaving, successor);
-        self.post_signed("/federation/resign", &req, true).await
+        self.post_signed("/federation/resign", req, true).await
     }
 
     pub async fn consensus(

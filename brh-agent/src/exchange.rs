@@ -5,15 +5,15 @@ use std::time::Duration;
 
 use brh_shared::wire::{ConsensusReport, Heartbeat, PeerSummary, StreamMessage};
 
-const HEARTBEAT: &str = "/federation/heartbeat";
-const RESIGN: &str = "/federation/resign";
-const CONSENSUS: &str = "/federation/consensus";
-
 use crate::client::{random_hex, ClientError, ForgeClient};
 use crate::clock::{self, mono_ms};
 use crate::forge_stream::{LinkError, Stream};
 use crate::node::{lock, Shared, VERSION};
 use crate::role::{Action, Outcome, TimingChange, VerifiedView};
+
+const HEARTBEAT: &str = "/federation/heartbeat";
+const RESIGN: &str = "/federation/resign";
+const CONSENSUS: &str = "/federation/consensus";
 
 /// The agent was pinned to a timing the forge does not use (design §4: the forge is the one
 /// timing authority). Running anyway would flap: the deadline and the beats disagree.
@@ -123,7 +123,7 @@ pub async fn resign(
     if let Some(r) = via_stream(client, stream, RESIGN, &req).await {
         return r;
     }
-    client.resign(term, leaving, successor).await
+    client.resign(&req).await
 }
 
 /// Sends `body` for `path` as one signed frame when the stream is up, and reads its answer,

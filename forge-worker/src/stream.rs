@@ -168,9 +168,8 @@ impl<S: Store> Forge<S> {
                 return refused(reply_to, ErrorCode::Internal, m);
             }
         };
-        let basis_sig = self
-            .seal_bytes()
-            .map(|seal| sign::sign_basis(seal, &r.node, &r.nonce, &view.sig));
+        // The handler bound its answer to this request already (as it does over HTTP).
+        let basis_sig = res.header(sign::HEADER_BASIS_SIG).map(String::from);
         StreamOutcome {
             message: StreamMessage {
                 reply_to: reply_to.clone(),

@@ -581,6 +581,30 @@ pub fn finish_and_check(agents: &mut [Agent]) -> Vec<Interval> {
     all
 }
 
+/// `brh-agent ARGS` as an operator runs it: none of the test process's federation settings
+/// leak in, only `envs`.
+pub fn agent_cli(args: &[&str], envs: &[(&str, String)]) -> std::process::Output {
+    let mut c = Command::new(bin("brh-agent"));
+    c.args(args)
+        .env_remove("DOMINION_SEAL")
+        .env_remove("FORGE_DOMINION_ROOT")
+        .env_remove("BRH_ENV")
+        .env_remove("BRH_AGENT_URL");
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().expect("run brh-agent")
+}
+
+/// A command's stdout and stderr together, for assertions and their messages.
+pub fn output_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// Minimal HTTP/1.1 GET returning parsed JSON (None on any failure).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<Value> {
     serde_json::from_str(&http_get_text(addr, path)?).ok()

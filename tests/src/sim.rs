@@ -240,6 +240,30 @@ impl Node {
     fn can_act(&self, t: u64) -> bool {
         self.up == Up::Running && self.role.guard(self.mono(t)).is_ok()
     }
+    /// `body` for `path` as a stream frame with nonce `seq`, signed at `t`; remembered with
+    /// its send time, since a push may name it as its basis (as the agent's `via_stream`).
+    fn frame(&mut self, t: u64, seq: u64, path: &str, body: String) -> Vec<u8> {
+        let nonce = Nonce::new(format!("b{}", self.boot), seq);
+        let h = sign_request(
+            SEAL,
+            STREAM_METHOD,
+            path,
+            &self.name,
+            self.wall(t),
+            nonce,
+            body.as_bytes(),
+        );
+        self.sent_beats.record(h.nonce.to_string(), self.mono(t));
+        serde_json::to_vec(&StreamRequest {
+            path: path.into(),
+            node: h.node,
+            ts: h.ts_ms,
+            nonce: h.nonce.to_string(),
+            sig: h.sig,
+            body,
+        })
+        .unwrap()
+    }
 }
 
 #[derive(Clone)]
@@ -495,41 +519,19 @@ impl Sim {
         let n = &mut self.nodes[i];
         n.seq += 1;
         let seq = n.seq;
-        let mono = n.mono(self.t);
         let (leader, term) = {
             let (l, t) = n.role.leader();
             (l.map(String::from), t)
         };
-        let wall = n.wall(self.t);
         let body = serde_json::to_string(&ConsensusReport {
             env: ENV.into(),
             leader,
             term,
             peers: Vec::new(),
-            epoch: wall / 1000,
+            epoch: n.wall(self.t) / 1000,
         })
         .unwrap();
-        let path = "/federation/consensus";
-        let nonce = Nonce::new(format!("b{}", n.boot), seq);
-        let h = sign_request(
-            SEAL,
-            STREAM_METHOD,
-            path,
-            &n.name,
-            wall,
-            nonce,
-            body.as_bytes(),
-        );
-        n.sent_beats.record(h.nonce.to_string(), mono);
-        let frame = serde_json::to_vec(&StreamRequest {
-            path: path.into(),
-            node: h.node,
-            ts: h.ts_ms,
-            nonce: h.nonce.to_string(),
-            sig: h.sig,
-            body,
-        })
-        .unwrap();
+        let frame = n.frame(self.t, seq, "/federation/consensus", body);
         let boot = n.boot;
         self.reports += 1;
         self.send(
@@ -563,28 +565,10 @@ impl Sim {
             api: None,
         })
         .unwrap();
-        let stream = n.stream;
-        let h = sign_request(
-            SEAL,
-            if stream { STREAM_METHOD } else { "POST" },
-            "/federation/heartbeat",
-            &n.name,
-            n.wall(self.t),
-            Nonce::new(format!("b{}", n.boot), seq),
-            &body,
-        );
+        let path = "/federation/heartbeat";
         let boot = n.boot;
-        let msg = if stream {
-            n.sent_beats.record(h.nonce.to_string(), mono);
-            let frame = serde_json::to_vec(&StreamRequest {
-                path: "/federation/heartbeat".into(),
-                node: h.node,
-                ts: h.ts_ms,
-                nonce: h.nonce.to_string(),
-                sig: h.sig,
-                body: String::from_utf8(body).unwrap(),
-            })
-            .unwrap();
+        let msg = if n.stream {
+            let frame = n.frame(self.t, seq, path, String::from_utf8(body).unwrap());
             Msg::Frame {
                 from: i,
                 boot,
@@ -592,7 +576,16 @@ impl Sim {
                 frame,
             }
         } else {
-            let mut req = Request::new("POST", "/federation/heartbeat");
+            let h = sign_request(
+                SEAL,
+                "POST",
+                path,
+                &n.name,
+                n.wall(self.t),
+                Nonce::new(format!("b{}", n.boot), seq),
+                &body,
+            );
+            let mut req = Request::new("POST", path);
             req.add_header(HEADER_NODE, &h.node);
             req.add_header(HEADER_TS, &h.ts_ms.to_string());
             req.add_header(HEADER_NONCE, &h.nonce.to_string());

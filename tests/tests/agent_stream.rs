@@ -130,16 +130,14 @@ fn consensus_reports_and_a_switchover_go_on_the_stream() {
     assert!(agents[0].log_has("[CN] Elected leader=s1 | peers=2 | → accepted"));
 
     let resigns_over_http = requests("resign", "http");
-    let out = std::process::Command::new(bin("brh-agent"))
-        .args(["switchover", "--to", "s2"])
-        .env("DOMINION_SEAL", &seal)
-        .env("FORGE_DOMINION_ROOT", root_for(&seal, forge.addr))
-        .env_remove("BRH_ENV")
-        .env_remove("BRH_AGENT_URL")
-        .output()
-        .expect("run brh-agent switchover");
-    let said =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let out = agent_cli(
+        &["switchover", "--to", "s2"],
+        &[
+            ("DOMINION_SEAL", seal.clone()),
+            ("FORGE_DOMINION_ROOT", root_for(&seal, forge.addr)),
+        ],
+    );
+    let said = output_text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains(&format!("s1 → s2 (term {})", term + 1)),

@@ -1,32 +1,10 @@
 //! Real processes: `brh-agent switchover`, `status` without the secret, and the operator
 //! commands' refusals (issue 11).
-use std::process::{Command, Output};
 use std::time::Duration;
 
 use brh_tests::federation::*;
 
 const SETTLE: Duration = Duration::from_secs(15);
-
-fn cli(args: &[&str], envs: &[(&str, String)]) -> Output {
-    let mut c = Command::new(bin("brh-agent"));
-    c.args(args)
-        .env_remove("DOMINION_SEAL")
-        .env_remove("FORGE_DOMINION_ROOT")
-        .env_remove("BRH_ENV")
-        .env_remove("BRH_AGENT_URL");
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().expect("run brh-agent")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn switchover_hands_the_lease_to_the_named_node_and_refuses_a_dead_one() {
@@ -51,12 +29,12 @@ fn switchover_hands_the_lease_to_the_named_node_and_refuses_a_dead_one() {
         ("FORGE_DOMINION_ROOT", root_for(&seal, forge.addr)),
     ];
 
-    let out = cli(&["switchover", "--to", "s3"], &env);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = agent_cli(&["switchover", "--to", "s3"], &env);
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains(&format!("switchover: s1 → s3 (term {})", term + 1)),
+        output_text(&out).contains(&format!("switchover: s1 → s3 (term {})", term + 1)),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     let view = forge.get("/federation/leader?env=dev");
     assert_eq!(view["leader"], "s3", "{view}");
@@ -80,29 +58,29 @@ fn switchover_hands_the_lease_to_the_named_node_and_refuses_a_dead_one() {
         "s1 did not step down first"
     );
     // Asking again is a no-op, not an error (safe to repeat).
-    let out = cli(&["switchover", "--to", "s3"], &env);
-    assert!(out.status.success(), "{}", text(&out));
+    let out = agent_cli(&["switchover", "--to", "s3"], &env);
+    assert!(out.status.success(), "{}", output_text(&out));
     assert!(
-        text(&out).contains("s3 already leads env dev; nothing to do"),
+        output_text(&out).contains("s3 already leads env dev; nothing to do"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
     // An empty variable counts as unset (the forge is then found through the other one).
-    let out = cli(
+    let out = agent_cli(
         &["status"],
         &[
             ("FORGE_DOMINION_ROOT", String::new()),
             ("BRH_FORGE_URL", format!("http://{}", forge.addr)),
         ],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
 
     // A node that is down cannot be chosen: one line, non-zero, nothing changes.
     agents[1].kill9();
     std::thread::sleep(Duration::from_millis(3_500)); // > ttl: the forge counts s2 dead
-    let out = cli(&["switchover", "--to", "s2"], &env);
-    assert!(!out.status.success(), "{}", text(&out));
-    let t = text(&out);
+    let out = agent_cli(&["switchover", "--to", "s2"], &env);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    let t = output_text(&out);
     assert_eq!(t.trim().lines().count(), 1, "{t}");
     assert!(
         t.contains("not_candidate") && t.contains("s2") && t.contains("not alive"),
@@ -116,30 +94,46 @@ fn switchover_hands_the_lease_to_the_named_node_and_refuses_a_dead_one() {
 
     // Sent to a witness directly: refused with not_leader.
     let witness = format!("http://{}", agents[0].api);
-    let out = cli(&["switchover", "--agent", &witness], &env);
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("not_leader"), "{}", text(&out));
+    let out = agent_cli(&["switchover", "--agent", &witness], &env);
+    assert!(!out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("not_leader"),
+        "{}",
+        output_text(&out)
+    );
 
     // No name: the best live candidate (s1: priority 10) gets it back.
-    let out = cli(&["switchover"], &env);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("s3 → s1"), "{}", text(&out));
+    let out = agent_cli(&["switchover"], &env);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out).contains("s3 → s1"),
+        "{}",
+        output_text(&out)
+    );
 
     // Container commands on an agent without a manifest: a clear refusal, non-zero.
-    let out = cli(&["restart", "web-1"], &env);
+    let out = agent_cli(&["restart", "web-1"], &env);
     assert!(!out.status.success());
-    assert!(text(&out).contains("not_configured"), "{}", text(&out));
-    let out = cli(&["drain", "bad name"], &env);
+    assert!(
+        output_text(&out).contains("not_configured"),
+        "{}",
+        output_text(&out)
+    );
+    let out = agent_cli(&["drain", "bad name"], &env);
     assert!(!out.status.success());
-    assert!(text(&out).contains("invalid NAME"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("invalid NAME"),
+        "{}",
+        output_text(&out)
+    );
 
     // `status` reads the public endpoints: no secret needed. It shows each node's role,
     // liveness and last beat, and the killed node as down.
-    let out = cli(
+    let out = agent_cli(
         &["status", "--json"],
         &[("FORGE_DOMINION_ROOT", root_for(&seal, forge.addr))],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["verified"], false);
     let role = |n: &str| {
@@ -158,18 +152,18 @@ fn switchover_hands_the_lease_to_the_named_node_and_refuses_a_dead_one() {
     assert_eq!(role("s1"), Some(("leader".into(), true)), "{j}");
     assert_eq!(role("s2"), Some(("down".into(), false)), "{j}");
     assert_eq!(role("s3"), Some(("witness".into(), true)), "{j}");
-    let out = cli(
+    let out = agent_cli(
         &["status"],
         &[("BRH_FORGE_URL", format!("http://{}", forge.addr))],
     );
-    let t = text(&out);
+    let t = output_text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
         t.contains("signatures not checked") && t.contains("LAST SEEN"),
         "{t}"
     );
     // BRH_ENV is honoured: another env of the same forge is empty.
-    let out = cli(
+    let out = agent_cli(
         &["status", "--json"],
         &[
             ("BRH_FORGE_URL", format!("http://{}", forge.addr)),
