@@ -22,8 +22,13 @@ pub const DEFAULT_ENV: &str = "dev";
 
 #[derive(Debug, Clone)]
 pub struct ForgeConfig {
-    /// `DOMINION_SEAL`. Without it the forge serves no federation endpoint (503 `no_seal`).
+    /// `DOMINION_SEAL`, the root secret: the forge derives each node's key from it per request
+    /// (`keys::node_key`, one HMAC, no lookup). Without it the forge serves no federation
+    /// endpoint (503 `no_seal`).
     pub seal: Option<Vec<u8>>,
+    /// The forge key (`keys::forge_signing_key(seal)`), derived once: it signs public views,
+    /// so anyone with its public key can check them.
+    pub forge_key: Option<ed25519_dalek::SigningKey>,
     pub election: ElectionConfig,
     /// Accepted distance between a request's `x-brh-ts` and the forge's clock.
     pub skew_ms: u64,
@@ -39,8 +44,10 @@ pub struct ForgeConfig {
 
 impl ForgeConfig {
     pub fn new(seal: Option<Vec<u8>>, mode: &str) -> Self {
+        let seal = seal.filter(|s| !s.is_empty());
         ForgeConfig {
-            seal: seal.filter(|s| !s.is_empty()),
+            forge_key: seal.as_deref().map(brh_shared::keys::forge_signing_key),
+            seal,
             election: ElectionConfig::default(),
             skew_ms: sign::DEFAULT_SKEW_MS,
             mode: mode.into(),
@@ -252,12 +259,15 @@ impl<S: Store> Forge<S> {
         })
     }
 
-    /// Size, signature, timestamp, then JSON: everything that needs no state.
-    fn authenticate<T: DeserializeOwned>(
+    /// Size, header form, JSON (for the env), then the signature under the key of the node the
+    /// request claims to come from, then the timestamp: everything that needs no state. A
+    /// node's key opens only its own requests in its own env, so a host cannot speak for
+    /// another node, or in another env.
+    fn authenticate<T: DeserializeOwned + Addressed>(
         &self,
         req: &Request,
         now_ms: u64,
-    ) -> Result<(Authenticated, T)> {
+    ) -> Result<(Authenticated, T, NodeKey)> {
         let seal = self.seal()?;
         if req.body.len() > MAX_BODY_BYTES {
             return Err(Refusal::new(
@@ -287,8 +297,12 @@ impl<S: Store> Forge<S> {
                 format!("missing authentication header(s): {}", missing.join(", ")),
             ));
         }
+        let fields = sign::parse_auth(raw).map_err(auth_refusal)?;
+        let body: T = brh_shared::wire::from_json_object(&req.body)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
+        let key = NodeKey::derive(seal, body.env(), fields.node);
         let auth = sign::verify_request(
-            seal,
+            &key.0,
             &req.method,
             &req.path,
             raw,
@@ -296,24 +310,8 @@ impl<S: Store> Forge<S> {
             now_ms,
             self.cfg.skew_ms,
         )
-        .map_err(|e| match e {
-            AuthError::Malformed(m) => Refusal::new(ErrorCode::BadRequest, m),
-            AuthError::BadSignature => {
-                Refusal::new(ErrorCode::BadSignature, "request signature does not match")
-            }
-            AuthError::StaleTimestamp {
-                delta_ms,
-                allowed_ms,
-            } => Refusal::new(
-                ErrorCode::StaleTimestamp,
-                format!(
-                    "timestamp is {delta_ms} ms from the forge's clock (allowed ±{allowed_ms} ms)"
-                ),
-            ),
-        })?;
-        let body: T = brh_shared::wire::from_json_object(&req.body)
-            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
-        Ok((auth, body))
+        .map_err(auth_refusal)?;
+        Ok((auth, body, key))
     }
 
     /// Runs an election event on the env's state; the store persists what it requires.
@@ -378,17 +376,28 @@ impl<S: Store> Forge<S> {
         }
     }
 
-    /// The view of `state` at `now_ms`, signed. Pure, so it can run inside a store step.
+    /// The view of `state` at `now_ms`, signed: for a node with that node's key, so no other
+    /// node accepts it; the public view with the forge key. Pure, so it can run inside a store
+    /// step.
     pub(crate) fn signed_view(
-        seal: &[u8],
         cfg: &ForgeConfig,
         state: &EnvState,
         env: &str,
         now_ms: u64,
-        you: Option<&str>,
+        to: ViewFor<'_>,
     ) -> LeaderView {
+        let you = match to {
+            ViewFor::Node(node, _) => Some(node),
+            ViewFor::Public => None,
+        };
         let mut view = state.view(env, now_ms, &cfg.election.timing, &cfg.mode, you);
-        sign::sign_view(seal, &mut view);
+        match (to, &cfg.forge_key) {
+            (ViewFor::Node(_, key), _) => sign::sign_view(&key.0, &mut view),
+            (ViewFor::Public, Some(forge)) => sign::sign_public_view(forge, &mut view),
+            // `forge_key` is derived from the seal whenever there is one, and no view is
+            // built without a seal (`seal()` refuses first).
+            (ViewFor::Public, None) => {}
+        }
         view
     }
 
@@ -398,9 +407,9 @@ impl<S: Store> Forge<S> {
     /// agent measures a grant from the send time of the request the answer is bound to, so a
     /// captured answer replayed as the answer to a later request (plain HTTP has nothing
     /// else that ties the two) grants nothing.
-    fn bound_view(seal: &[u8], auth: &Authenticated, status: u16, view: &LeaderView) -> Response {
+    fn bound_view(key: &NodeKey, auth: &Authenticated, status: u16, view: &LeaderView) -> Response {
         let nonce = auth.nonce.to_string();
-        let basis_sig = sign::sign_basis(seal, &auth.node, &nonce, &view.sig);
+        let basis_sig = sign::sign_basis(&key.0, &auth.node, &nonce, &view.sig);
         Response::json(status, view)
             .with_header("cache-control", "no-store")
             .with_header(sign::HEADER_BASIS, &nonce)
@@ -413,24 +422,24 @@ impl<S: Store> Forge<S> {
         now_ms: u64,
         out: &mut Vec<LeaderChange>,
     ) -> Result<Response> {
-        let (auth, hb): (_, Heartbeat) = self.authenticate(req, now_ms)?;
+        let (auth, hb, key): (_, Heartbeat, _) = self.authenticate(req, now_ms)?;
         hb.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let cfg = &self.cfg;
         let view = self
             .apply(
                 &hb.env,
                 now_ms,
                 out,
                 |s| s.heartbeat(&cfg.election, &auth, &hb, now_ms),
-                |s| Self::signed_view(seal, cfg, s, &hb.env, now_ms, Some(&auth.node)),
+                |s| Self::signed_view(cfg, s, &hb.env, now_ms, ViewFor::Node(&auth.node, &key)),
             )
             .await?;
         self.metrics
             .heartbeats
             .get_or_create(&Metrics::env(&hb.env))
             .inc();
-        Ok(Self::bound_view(seal, &auth, 200, &view))
+        Ok(Self::bound_view(&key, &auth, 200, &view))
     }
 
     async fn resign(
@@ -439,20 +448,20 @@ impl<S: Store> Forge<S> {
         now_ms: u64,
         out: &mut Vec<LeaderChange>,
     ) -> Result<Response> {
-        let (auth, r): (_, ResignRequest) = self.authenticate(req, now_ms)?;
+        let (auth, r, key): (_, ResignRequest, _) = self.authenticate(req, now_ms)?;
         r.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let cfg = &self.cfg;
         let view = self
             .apply(
                 &r.env,
                 now_ms,
                 out,
                 |s| s.resign(&cfg.election, &auth, &r, now_ms),
-                |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
+                |s| Self::signed_view(cfg, s, &r.env, now_ms, ViewFor::Node(&auth.node, &key)),
             )
             .await?;
-        Ok(Self::bound_view(seal, &auth, 200, &view))
+        Ok(Self::bound_view(&key, &auth, 200, &view))
     }
 
     async fn consensus(
@@ -461,20 +470,20 @@ impl<S: Store> Forge<S> {
         now_ms: u64,
         out: &mut Vec<LeaderChange>,
     ) -> Result<Response> {
-        let (auth, r): (_, ConsensusReport) = self.authenticate(req, now_ms)?;
+        let (auth, r, key): (_, ConsensusReport, _) = self.authenticate(req, now_ms)?;
         r.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let (seal, cfg) = (self.seal()?, &self.cfg);
+        let cfg = &self.cfg;
         let view = self
             .apply(
                 &r.env,
                 now_ms,
                 out,
                 |s| s.consensus(&auth, &r, now_ms),
-                |s| Self::signed_view(seal, cfg, s, &r.env, now_ms, Some(&auth.node)),
+                |s| Self::signed_view(cfg, s, &r.env, now_ms, ViewFor::Node(&auth.node, &key)),
             )
             .await?;
-        Ok(Self::bound_view(seal, &auth, 202, &view))
+        Ok(Self::bound_view(&key, &auth, 202, &view))
     }
 
     fn env_param(req: &Request) -> Result<String> {
@@ -493,19 +502,20 @@ impl<S: Store> Forge<S> {
     /// The leader view. An env nobody has joined yet answers like a vacant one (term 0, no
     /// leader): dashboards poll before nodes join.
     async fn leader(&self, req: &Request, now_ms: u64) -> Result<Response> {
-        let (seal, cfg) = (self.seal()?, &self.cfg);
+        self.seal()?;
+        let cfg = &self.cfg;
         let env = Self::env_param(req)?;
         let view = self
             .store
             .read(
                 &env,
                 now_ms,
-                Box::new(|s| Self::signed_view(seal, cfg, s, &env, now_ms, None)),
+                Box::new(|s| Self::signed_view(cfg, s, &env, now_ms, ViewFor::Public)),
             )
             .await?;
         let view = match view {
             Some(v) => v,
-            None => Self::signed_view(seal, cfg, &EnvState::default(), &env, now_ms, None),
+            None => Self::signed_view(cfg, &EnvState::default(), &env, now_ms, ViewFor::Public),
         };
         Ok(Response::json(200, &view))
     }
@@ -564,16 +574,21 @@ impl<S: Store> Forge<S> {
     }
 
     /// Seed compatibility: `{forge_root, epoch, target, forge_status, forge_epoch, forge_sig}`
-    /// with `forge_sig` the full hex HMAC of `"{target}:{epoch}"` (the original truncated it).
+    /// with `forge_sig` the forge key's Ed25519 signature of `"{target}:{epoch}"` (the
+    /// original's was a truncated HMAC under the seal: an open endpoint that signed with the
+    /// root secret).
     fn manifest(&self, req: &Request, now_ms: u64) -> Result<Response> {
-        let seal = self.seal()?;
+        self.seal()?;
+        let forge = self.cfg.forge_key.as_ref().ok_or_else(|| {
+            Refusal::new(ErrorCode::NoSeal, "the forge has no DOMINION_SEAL configured")
+        })?;
         let target = req
             .query_param("target")
             .unwrap_or_else(|| "default".into());
         validate_id(&target)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("target {e}")))?;
         let epoch = now_ms / 1000;
-        let sig = sign::hmac_hex(seal, format!("{target}:{epoch}").as_bytes());
+        let sig = brh_shared::keys::sign_hex(forge, format!("{target}:{epoch}").as_bytes());
         Ok(Response::json(
             200,
             &json!({
@@ -656,6 +671,62 @@ impl<S: Store> Forge<S> {
 mod tests;
 
 /// A store error for a header: one line of printable ASCII (never a stack trace in a body).
+/// The key of the node a request claims to come from, derived for that request.
+pub(crate) struct NodeKey(pub(crate) [u8; 32]);
+
+impl NodeKey {
+    pub(crate) fn derive(seal: &[u8], env: &str, node: &str) -> Self {
+        NodeKey(brh_shared::keys::node_key(seal, env, node))
+    }
+}
+
+/// Whom a view is signed for.
+#[derive(Clone, Copy)]
+pub(crate) enum ViewFor<'a> {
+    /// One node: its key, so only it accepts the view.
+    Node(&'a str, &'a NodeKey),
+    /// Anyone: the forge key.
+    Public,
+}
+
+/// A signed request body names its env: the node's key is derived for that env.
+pub(crate) trait Addressed {
+    fn env(&self) -> &str;
+}
+
+impl Addressed for Heartbeat {
+    fn env(&self) -> &str {
+        &self.env
+    }
+}
+impl Addressed for ResignRequest {
+    fn env(&self) -> &str {
+        &self.env
+    }
+}
+impl Addressed for ConsensusReport {
+    fn env(&self) -> &str {
+        &self.env
+    }
+}
+
+fn auth_refusal(e: AuthError) -> Refusal {
+    match e {
+        AuthError::Malformed(m) => Refusal::new(ErrorCode::BadRequest, m),
+        AuthError::BadSignature => Refusal::new(
+            ErrorCode::BadSignature,
+            "request signature does not match the key of the node it names",
+        ),
+        AuthError::StaleTimestamp {
+            delta_ms,
+            allowed_ms,
+        } => Refusal::new(
+            ErrorCode::StaleTimestamp,
+            format!("timestamp is {delta_ms} ms from the forge's clock (allowed ±{allowed_ms} ms)"),
+        ),
+    }
+}
+
 fn sanitize(message: &str) -> String {
     message
         .lines()

@@ -15,7 +15,7 @@ use brh_shared::wire::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::forge::{Forge, LeaderChange, DEFAULT_ENV};
+use crate::forge::{Forge, LeaderChange, NodeKey, ViewFor, DEFAULT_ENV};
 use crate::http::{Request, Response};
 use crate::store::Store;
 
@@ -197,17 +197,22 @@ impl<S: Store> Forge<S> {
     ) -> Option<StreamMessage> {
         let seal = self.seal_bytes()?;
         let cfg = &self.cfg;
+        let key = node.map(|n| (n, NodeKey::derive(seal, env, n)));
+        let to = match &key {
+            Some((n, k)) => ViewFor::Node(n, k),
+            None => ViewFor::Public,
+        };
         let view = self
             .store
             .read(
                 env,
                 now_ms,
-                Box::new(|s| Self::signed_view(seal, cfg, s, env, now_ms, node)),
+                Box::new(|s| Self::signed_view(cfg, s, env, now_ms, to)),
             )
             .await
             .ok()??;
-        let basis_sig = match (node, basis) {
-            (Some(n), Some(b)) => Some(sign::sign_basis(seal, n, b, &view.sig)),
+        let basis_sig = match (&key, basis) {
+            (Some((n, k)), Some(b)) => Some(sign::sign_basis(&k.0, n, b, &view.sig)),
             _ => None,
         };
         Some(StreamMessage {
@@ -227,6 +232,7 @@ mod tests {
     use crate::store::MemoryStore;
     use brh_shared::election::ElectionConfig;
     use brh_shared::replay::Nonce;
+    use brh_shared::keys::node_key;
     use brh_shared::sign::{sign_request, verify_basis, verify_view};
     use brh_shared::wire::Role;
     use brh_shared::Timing;
@@ -252,7 +258,8 @@ mod tests {
     fn frame(method: &str, node: &str, seq: u64, body: &str, ts: u64) -> (Vec<u8>, String) {
         let nonce = Nonce::new("boot", seq);
         let path = "/federation/heartbeat";
-        let h = sign_request(SEAL, method, path, node, ts, nonce, body.as_bytes());
+        let key = node_key(SEAL, "dev", node);
+        let h = sign_request(&key, method, path, node, ts, nonce, body.as_bytes());
         let r = StreamRequest {
             path: path.into(),
             node: node.into(),
@@ -282,13 +289,16 @@ mod tests {
         let out = block_on(f.handle_stream("dev", None, &fr, T0));
         let m = out.message;
         let view = m.view.expect("a view");
-        assert!(verify_view(SEAL, &view));
+        let (a, b) = (node_key(SEAL, "dev", "a"), node_key(SEAL, "dev", "b"));
+        assert!(verify_view(&a, &view));
+        assert!(!verify_view(&b, &view), "a's answer must not verify for b");
         assert_eq!(view.you.as_ref().map(|y| y.role), Some(Role::Leader));
         assert_eq!(m.reply_to.as_deref(), Some(nonce.as_str()));
         assert_eq!(m.basis.as_deref(), Some(nonce.as_str()));
         let bs = m.basis_sig.expect("basis_sig");
-        assert!(verify_basis(SEAL, "a", &nonce, &view.sig, &bs));
-        assert!(!verify_basis(SEAL, "b", &nonce, &view.sig, &bs));
+        assert!(verify_basis(&a, "a", &nonce, &view.sig, &bs));
+        assert!(!verify_basis(&b, "b", &nonce, &view.sig, &bs));
+        assert!(!verify_basis(SEAL, "a", &nonce, &view.sig, &bs));
         assert_eq!(out.node.as_deref(), Some("a"));
         assert_eq!(out.accepted.as_deref(), Some(nonce.as_str()));
         assert_eq!(out.leader_changes.len(), 1);
@@ -296,14 +306,9 @@ mod tests {
         let p = block_on(f.stream_view("dev", Some("a"), Some(&nonce), T0 + 5)).unwrap();
         let pv = p.view.unwrap();
         assert!(p.reply_to.is_none());
-        assert_eq!(pv.you.map(|y| y.role), Some(Role::Leader));
-        assert!(verify_basis(
-            SEAL,
-            "a",
-            &nonce,
-            &pv.sig,
-            &p.basis_sig.unwrap()
-        ));
+        assert_eq!(pv.you.as_ref().map(|y| y.role), Some(Role::Leader));
+        assert!(verify_basis(&a, "a", &nonce, &pv.sig, &p.basis_sig.unwrap()));
+        assert!(verify_view(&a, &pv));
     }
 
     #[test]

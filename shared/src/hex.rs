@@ -16,11 +16,20 @@ pub fn encode(bytes: &[u8]) -> String {
 /// Decodes exactly 64 lowercase hex digits into 32 bytes. Uppercase is refused on purpose:
 /// the wire format is lowercase, and accepting two spellings would make signatures malleable.
 pub fn decode32(s: &str) -> Option<[u8; 32]> {
+    decode_exact(s)
+}
+
+/// Decodes exactly 128 lowercase hex digits into 64 bytes (an Ed25519 signature).
+pub fn decode64(s: &str) -> Option<[u8; 64]> {
+    decode_exact(s)
+}
+
+fn decode_exact<const N: usize>(s: &str) -> Option<[u8; N]> {
     let b = s.as_bytes();
-    if b.len() != 64 {
+    if b.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, pair) in b.chunks_exact(2).enumerate() {
         out[i] = (nibble(pair[0])? << 4) | nibble(pair[1])?;
     }

@@ -1,7 +1,10 @@
-//! The dominion root URI: `dominion://host[:port]?env=<env>&epoch=<unix s>&sig=<64 hex>`.
+//! The dominion root URI: `dominion://host[:port]?env=<env>&epoch=<unix s>&sig=<hex>`.
 //!
-//! Compatible with the original: the signature is the full hex HMAC-SHA256, keyed by the
-//! seal, of `"{scheme}://{host[:port]}|{env}|{epoch}"`. `dominion://` means HTTPS to the
+//! The signature covers `"{scheme}://{host[:port]}|{env}|{epoch}"`. A root is signed by the
+//! forge key (Ed25519, 128 hex digits), so a host, which holds only the forge's public key,
+//! can check a root and cannot make one. The original's form (64 hex digits, HMAC-SHA256
+//! keyed by the seal) is still read, and checked only by a holder of the seal
+//! ([`RootKey::Seal`]). `dominion://` means HTTPS to the
 //! host; `dominion+http://` is the explicit plain-HTTP form for a local forge (its scheme is
 //! part of the signed string, so a signed HTTPS root cannot be downgraded).
 use alloc::format;
@@ -11,6 +14,16 @@ use core::fmt;
 use crate::decimal::parse_u64;
 use crate::ids::validate_id;
 use crate::sign::{hmac_hex, verify_hmac_hex};
+
+/// What a root's signature is checked with.
+#[derive(Debug, Clone, Copy)]
+pub enum RootKey<'a> {
+    /// The forge's public key: roots signed by the forge (128 hex digits).
+    Forge(&'a ed25519_dalek::VerifyingKey),
+    /// The seal: also accepts the original's HMAC form (64 hex digits). Only the forge and the
+    /// operator hold it.
+    Seal(&'a [u8]),
+}
 
 pub const SCHEME_HTTPS: &str = "dominion";
 pub const SCHEME_HTTP: &str = "dominion+http";
@@ -80,13 +93,36 @@ impl DominionRoot {
         format!("{scheme}://{authority}|{env}|{epoch}")
     }
 
-    /// Makes a signed root.
+    /// Makes a root signed by the forge key (what `brh-agent root generate` prints).
     pub fn sign(
+        forge: &ed25519_dalek::SigningKey,
+        scheme: &str,
+        authority: &str,
+        env: &str,
+        epoch: u64,
+    ) -> Result<Self, RootError> {
+        Self::signed_with(scheme, authority, env, epoch, |msg| {
+            crate::keys::sign_hex(forge, msg)
+        })
+    }
+
+    /// Makes a root in the original's form: HMAC-SHA256 keyed by the seal.
+    pub fn sign_legacy(
         seal: &[u8],
         scheme: &str,
         authority: &str,
         env: &str,
         epoch: u64,
+    ) -> Result<Self, RootError> {
+        Self::signed_with(scheme, authority, env, epoch, |msg| hmac_hex(seal, msg))
+    }
+
+    fn signed_with(
+        scheme: &str,
+        authority: &str,
+        env: &str,
+        epoch: u64,
+        sign: impl FnOnce(&[u8]) -> String,
     ) -> Result<Self, RootError> {
         let mut root = DominionRoot {
             scheme: scheme.into(),
@@ -96,11 +132,13 @@ impl DominionRoot {
             sig: String::new(),
         };
         root.check_parts()?;
-        root.sig = hmac_hex(
-            seal,
-            Self::signing_string(scheme, authority, env, epoch).as_bytes(),
-        );
+        root.sig = sign(Self::signing_string(scheme, authority, env, epoch).as_bytes());
         Ok(root)
+    }
+
+    /// Whether the root is in the original's form (an HMAC under the seal).
+    pub fn is_legacy(&self) -> bool {
+        self.sig.len() == 64
     }
 
     fn check_parts(&self) -> Result<(), RootError> {
@@ -149,8 +187,12 @@ impl DominionRoot {
         let sig = sig.ok_or_else(|| bad("missing sig="))?;
         // Only a form that can verify, so a parsed root prints back as itself (found by
         // fuzzing: a `+` or a space in a free-form sig did not survive Display → parse).
-        if sig.len() != 64 || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(bad("sig must be 64 lowercase hex digits"));
+        if !matches!(sig.len(), 64 | 128)
+            || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad(
+                "sig must be 128 lowercase hex digits (or 64 in the original's form)",
+            ));
         }
         let root = DominionRoot {
             scheme: scheme.into(),
@@ -167,13 +209,24 @@ impl DominionRoot {
     /// `now_s` and, when `max_age_s` is set, not older than that.
     pub fn verify(
         &self,
-        seal: &[u8],
+        key: RootKey<'_>,
         now_s: u64,
         future_skew_s: u64,
         max_age_s: Option<u64>,
     ) -> Result<(), RootError> {
         let msg = Self::signing_string(&self.scheme, &self.authority, &self.env, self.epoch);
-        if !verify_hmac_hex(seal, msg.as_bytes(), &self.sig) {
+        let ok = match key {
+            RootKey::Forge(pk) => crate::keys::verify_hex(pk, msg.as_bytes(), &self.sig),
+            RootKey::Seal(seal) if self.is_legacy() => {
+                verify_hmac_hex(seal, msg.as_bytes(), &self.sig)
+            }
+            RootKey::Seal(seal) => crate::keys::verify_hex(
+                &crate::keys::forge_signing_key(seal).verifying_key(),
+                msg.as_bytes(),
+                &self.sig,
+            ),
+        };
+        if !ok {
             return Err(RootError::BadSignature);
         }
         let delta = self.epoch as i128 - now_s as i128;
@@ -228,7 +281,7 @@ mod tests {
 
     #[test]
     fn compatible_with_original_signature() {
-        let r = DominionRoot::sign(
+        let r = DominionRoot::sign_legacy(
             b"test-seal",
             "dominion",
             "sovereign.bridge",
@@ -247,43 +300,69 @@ mod tests {
         let parsed = DominionRoot::parse(&text).unwrap();
         assert_eq!(parsed, r);
         assert_eq!(
-            parsed.verify(b"test-seal", 1_700_000_000, 300, None),
+            parsed.verify(RootKey::Seal(b"test-seal"), 1_700_000_000, 300, None),
             Ok(())
         );
         assert_eq!(parsed.forge_base_url(), "https://sovereign.bridge");
+        // The original's form proves nothing to a host: only the seal checks it.
+        let pk = crate::keys::forge_signing_key(b"test-seal").verifying_key();
+        assert_eq!(
+            parsed.verify(RootKey::Forge(&pk), 1_700_000_000, 300, None),
+            Err(RootError::BadSignature)
+        );
+    }
+
+    fn sk(k: &[u8]) -> ed25519_dalek::SigningKey {
+        crate::keys::forge_signing_key(k)
+    }
+
+    #[test]
+    fn forge_signed_root_checks_with_the_public_key_only() {
+        let r = DominionRoot::sign(&sk(b"k"), SCHEME_HTTP, "127.0.0.1:8787", "dev", 10).unwrap();
+        assert_eq!(r.sig.len(), 128);
+        let p = DominionRoot::parse(&r.to_string()).unwrap();
+        assert_eq!(p, r);
+        let pk = sk(b"k").verifying_key();
+        assert_eq!(p.verify(RootKey::Forge(&pk), 10, 0, None), Ok(()));
+        assert_eq!(p.verify(RootKey::Seal(b"k"), 10, 0, None), Ok(()));
+        let other = sk(b"other").verifying_key();
+        assert_eq!(
+            p.verify(RootKey::Forge(&other), 10, 0, None),
+            Err(RootError::BadSignature)
+        );
     }
 
     #[test]
     fn plain_http_form_and_port() {
-        let r = DominionRoot::sign(b"k", SCHEME_HTTP, "127.0.0.1:8787", "dev", 10).unwrap();
+        let r = DominionRoot::sign(&sk(b"k"), SCHEME_HTTP, "127.0.0.1:8787", "dev", 10).unwrap();
         let p = DominionRoot::parse(&r.to_string()).unwrap();
         assert_eq!(p.forge_base_url(), "http://127.0.0.1:8787");
-        assert_eq!(p.verify(b"k", 10, 0, None), Ok(()));
+        assert_eq!(p.verify(RootKey::Seal(b"k"), 10, 0, None), Ok(()));
         // The scheme is signed: rewriting https to http breaks the signature.
-        let mut down = DominionRoot::sign(b"k", SCHEME_HTTPS, "h", "dev", 10).unwrap();
+        let mut down = DominionRoot::sign(&sk(b"k"), SCHEME_HTTPS, "h", "dev", 10).unwrap();
         down.scheme = SCHEME_HTTP.into();
-        assert_eq!(down.verify(b"k", 10, 0, None), Err(RootError::BadSignature));
+        assert_eq!(down.verify(RootKey::Seal(b"k"), 10, 0, None), Err(RootError::BadSignature));
     }
 
     #[test]
     fn epoch_window() {
-        let r = DominionRoot::sign(b"k", "dominion", "h", "dev", 1000).unwrap();
-        assert!(r.verify(b"k", 700, 300, None).is_ok());
+        let r = DominionRoot::sign(&sk(b"k"), "dominion", "h", "dev", 1000).unwrap();
+        assert!(r.verify(RootKey::Seal(b"k"), 700, 300, None).is_ok());
         assert_eq!(
-            r.verify(b"k", 699, 300, None),
+            r.verify(RootKey::Seal(b"k"), 699, 300, None),
             Err(RootError::EpochSkew {
                 delta_s: 301,
                 allowed_s: 300
             })
         );
-        assert!(r.verify(b"k", 1_000_000, 300, None).is_ok());
-        assert!(r.verify(b"k", 4600, 300, Some(3600)).is_ok());
-        assert!(r.verify(b"k", 4601, 300, Some(3600)).is_err());
+        assert!(r.verify(RootKey::Seal(b"k"), 1_000_000, 300, None).is_ok());
+        assert!(r.verify(RootKey::Seal(b"k"), 4600, 300, Some(3600)).is_ok());
+        assert!(r.verify(RootKey::Seal(b"k"), 4601, 300, Some(3600)).is_err());
     }
 
     #[test]
     fn tampering_and_malformed() {
-        let r = DominionRoot::sign(b"k", "dominion", "h", "dev", 5).unwrap();
+        let r = DominionRoot::sign(&sk(b"k"), "dominion", "h", "dev", 5).unwrap();
         for (field, t) in [
             (
                 "env",
@@ -308,7 +387,7 @@ mod tests {
             ),
         ] {
             assert_eq!(
-                t.verify(b"k", 5, 0, None),
+                t.verify(RootKey::Seal(b"k"), 5, 0, None),
                 Err(RootError::BadSignature),
                 "{field}"
             );

@@ -1,4 +1,8 @@
-//! Request signing (agent → forge) and leader-view signing (forge → agent), design §3.
+//! Request signing (agent → forge) and leader-view signing (forge → agent).
+//!
+//! Keys (see `keys`): a request to the forge is signed with the node's own key; the forge's
+//! answers and pushes to a node are HMACs under that node's key; public views are Ed25519
+//! under the forge key.
 //!
 //! Signed request string:
 //! `brh-v1\n{METHOD}\n{PATH}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`;
@@ -107,9 +111,10 @@ pub struct SignedHeaders {
     pub sig: String,
 }
 
-/// Signs a request to the forge; the caller puts the result in the `x-brh-*` headers.
+/// Signs a request to the forge with the node's key (`keys::node_key`); the caller puts the
+/// result in the `x-brh-*` headers.
 pub fn sign_request(
-    seal: &[u8],
+    node_key: &[u8],
     method: &str,
     path: &str,
     node: &str,
@@ -119,7 +124,7 @@ pub fn sign_request(
 ) -> SignedHeaders {
     sign_for(
         Audience::Forge,
-        seal,
+        node_key,
         method,
         path,
         node,
@@ -179,9 +184,10 @@ pub struct Authenticated {
     pub nonce: Nonce,
 }
 
-/// Verifies a request to the forge: see [`verify_for`].
+/// Verifies a request to the forge with the key of the node it claims to come from: see
+/// [`verify_for`].
 pub fn verify_request(
-    seal: &[u8],
+    node_key: &[u8],
     method: &str,
     path: &str,
     raw: RawAuth<'_>,
@@ -191,7 +197,7 @@ pub fn verify_request(
 ) -> Result<Authenticated, AuthError> {
     verify_for(
         Audience::Forge,
-        seal,
+        node_key,
         method,
         path,
         raw,
@@ -304,38 +310,61 @@ pub fn canonical_basis(node: &str, basis: &str, view_sig: &str) -> String {
     format!("brh-v1-basis\n{node}\n{basis}\n{view_sig}")
 }
 
-/// `basis_sig` of a stream view for `node` that follows the request with nonce `basis`.
-pub fn sign_basis(seal: &[u8], node: &str, basis: &str, view_sig: &str) -> String {
-    hmac_hex(seal, canonical_basis(node, basis, view_sig).as_bytes())
+/// `basis_sig` of a view for `node` that follows the request with nonce `basis`, under that
+/// node's key.
+pub fn sign_basis(node_key: &[u8], node: &str, basis: &str, view_sig: &str) -> String {
+    hmac_hex(node_key, canonical_basis(node, basis, view_sig).as_bytes())
 }
 
 /// Checks `basis_sig` in constant time.
-pub fn verify_basis(seal: &[u8], node: &str, basis: &str, view_sig: &str, basis_sig: &str) -> bool {
+pub fn verify_basis(
+    node_key: &[u8],
+    node: &str,
+    basis: &str,
+    view_sig: &str,
+    basis_sig: &str,
+) -> bool {
     verify_hmac_hex(
-        seal,
+        node_key,
         canonical_basis(node, basis, view_sig).as_bytes(),
         basis_sig,
     )
 }
 
-/// Fills in `view.sig`.
-pub fn sign_view(seal: &[u8], view: &mut LeaderView) {
-    view.sig = hmac_hex(seal, canonical_view(view).as_bytes());
+/// Fills in `view.sig` for one node: HMAC under that node's key (`keys::node_key`), so only
+/// the forge and that node can make it, and no other node accepts it. Answers and pushes are
+/// signed this way (one HMAC, no public-key operation per heartbeat).
+pub fn sign_view(node_key: &[u8], view: &mut LeaderView) {
+    view.sig = hmac_hex(node_key, canonical_view(view).as_bytes());
 }
 
-/// Checks `view.sig` in constant time. A view whose lease disagrees with its `leader` field
-/// is refused too: the lease holder and term are not all in the signed string, so they must be
-/// consistent with the fields that are.
-pub fn verify_view(seal: &[u8], view: &LeaderView) -> bool {
-    let consistent = match (&view.leader, &view.lease) {
+/// Checks a node's `view.sig` in constant time. A view whose lease disagrees with its
+/// `leader` field is refused too: the lease holder and term are not all in the signed string,
+/// so they must be consistent with the fields that are.
+pub fn verify_view(node_key: &[u8], view: &LeaderView) -> bool {
+    view_consistent(view) && verify_hmac_hex(node_key, canonical_view(view).as_bytes(), &view.sig)
+}
+
+/// Fills in `view.sig` of a public view (`GET /federation/leader`): Ed25519 under the forge
+/// key, so anyone with the forge's public key can check it and nobody else can make one.
+pub fn sign_public_view(forge: &ed25519_dalek::SigningKey, view: &mut LeaderView) {
+    view.sig = crate::keys::sign_hex(forge, canonical_view(view).as_bytes());
+}
+
+/// Checks a public view's Ed25519 signature (and the same consistency as [`verify_view`]).
+pub fn verify_public_view(forge: &ed25519_dalek::VerifyingKey, view: &LeaderView) -> bool {
+    view_consistent(view) && crate::keys::verify_hex(forge, canonical_view(view).as_bytes(), &view.sig)
+}
+
+fn view_consistent(view: &LeaderView) -> bool {
+    match (&view.leader, &view.lease) {
         (None, None) => true,
         // An empty leader would sign the same string as no leader (found by fuzzing).
         (Some(leader), Some(lease)) => {
             !leader.is_empty() && *leader == lease.holder && lease.term == view.term
         }
         _ => false,
-    };
-    consistent && verify_hmac_hex(seal, canonical_view(view).as_bytes(), &view.sig)
+    }
 }
 
 #[cfg(test)]
@@ -653,5 +682,39 @@ mod tests {
         t.you.as_mut().unwrap().role = Role::Leader;
         assert!(!verify_view(SEAL, &t));
         assert!(!verify_view(b"other", &v));
+    }
+
+    #[test]
+    fn public_views_check_with_the_forge_key_only() {
+        let forge = crate::keys::forge_signing_key(SEAL);
+        let mut v = view();
+        v.you = None;
+        sign_public_view(&forge, &mut v);
+        assert_eq!(v.sig.len(), 128);
+        assert!(verify_public_view(&forge.verifying_key(), &v));
+        let other = crate::keys::forge_signing_key(b"other").verifying_key();
+        assert!(!verify_public_view(&other, &v));
+        let mut t = v.clone();
+        t.term += 1;
+        assert!(!verify_public_view(&forge.verifying_key(), &t));
+        // A node's HMAC view is not a public view, and the other way round.
+        let mut h = view();
+        sign_view(&crate::keys::node_key(SEAL, "production", "brh-node-02"), &mut h);
+        assert!(!verify_public_view(&forge.verifying_key(), &h));
+        assert!(!verify_view(SEAL, &v));
+    }
+
+    #[test]
+    fn a_view_for_one_node_is_refused_by_another() {
+        let (a, b) = (
+            crate::keys::node_key(SEAL, "production", "brh-node-02"),
+            crate::keys::node_key(SEAL, "production", "brh-node-03"),
+        );
+        let mut v = view();
+        sign_view(&a, &mut v);
+        assert!(verify_view(&a, &v));
+        assert!(!verify_view(&b, &v));
+        let bs = sign_basis(&a, "brh-node-02", "b1:1", &v.sig);
+        assert!(!verify_basis(&b, "brh-node-02", "b1:1", &v.sig, &bs));
     }
 }

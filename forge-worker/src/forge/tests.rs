@@ -3,7 +3,8 @@
 use super::*;
 use crate::store::MemoryStore;
 use brh_shared::replay::Nonce;
-use brh_shared::sign::{sign_request, verify_view};
+use brh_shared::keys::{forge_signing_key, node_key};
+use brh_shared::sign::{sign_request, verify_public_view, verify_view};
 use brh_shared::wire::{ErrorBody, LeaderView, Role};
 use brh_shared::Timing;
 use std::cell::Cell;
@@ -54,7 +55,13 @@ impl Harness {
         nonce: Nonce,
         seal: &[u8],
     ) -> Request {
-        let h = sign_request(seal, "POST", path, node, ts, nonce, body.as_bytes());
+        // The node's own key, for the env its body names (what `brh-agent enroll` hands it).
+        let env = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["env"].as_str().map(String::from))
+            .unwrap_or_else(|| "dev".into());
+        let key = node_key(seal, &env, node);
+        let h = sign_request(&key, "POST", path, node, ts, nonce, body.as_bytes());
         let mut r = Request::new("POST", path);
         r.headers.insert("x-brh-node".into(), h.node);
         r.headers.insert("x-brh-ts".into(), h.ts_ms.to_string());
@@ -80,7 +87,11 @@ impl Harness {
         );
         assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
-        assert!(verify_view(SEAL, &v));
+        assert!(verify_view(&node_key(SEAL, "dev", node), &v));
+        assert!(
+            !verify_view(&node_key(SEAL, "dev", "someone-else"), &v),
+            "an answer for {node} must not verify for another node"
+        );
         v
     }
 
@@ -124,7 +135,11 @@ fn leader_endpoint_is_public_signed_and_uncached() {
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
-    assert!(verify_view(SEAL, &v));
+    assert!(verify_public_view(
+        &forge_signing_key(SEAL).verifying_key(),
+        &v
+    ));
+    assert!(!verify_view(SEAL, &v), "a public view is not an HMAC under the seal");
     assert!(v.you.is_none());
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     for key in [
@@ -470,9 +485,12 @@ fn peers_history_envs_manifest_health_dashboard() {
 
     let r = h.get("/manifest/resolve?target=ledger", T0 + 15_000);
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    let expect =
-        brh_shared::sign::hmac_hex(SEAL, format!("ledger:{}", (T0 + 15_000) / 1000).as_bytes());
-    assert_eq!(j["forge_sig"], expect.as_str());
+    let signed = format!("ledger:{}", (T0 + 15_000) / 1000);
+    assert!(brh_shared::keys::verify_hex(
+        &forge_signing_key(SEAL).verifying_key(),
+        signed.as_bytes(),
+        j["forge_sig"].as_str().unwrap()
+    ));
     assert_eq!(r.header("cache-control"), Some("no-store"));
 
     let r = h.send(&Request::new("OPTIONS", "/federation/leader"), T0);
@@ -516,7 +534,10 @@ fn leader_of_an_env_nobody_joined_is_vacant_term_0_with_read_headers() {
     assert_eq!(r.header("cache-control"), Some("no-store"));
     let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
     assert_eq!((&v.leader, &v.lease, v.term), (&None, &None, 0));
-    assert!(brh_shared::sign::verify_view(SEAL, &v));
+    assert!(verify_public_view(
+        &forge_signing_key(SEAL).verifying_key(),
+        &v
+    ));
     // Reading does not create the env.
     assert_eq!(h.snapshot(), "{}");
 }
@@ -595,4 +616,59 @@ fn a_store_failure_is_503_store_unavailable_with_retry_after_and_no_stack() {
     let text = block_on(forge.handle(&Request::new("GET", "/metrics"), T0)).response;
     assert_eq!(text.status, 503, "metrics read the store too");
     assert_eq!(forge.metrics.store_failures.get(), 3);
+}
+
+#[test]
+fn a_node_key_speaks_only_for_its_own_node_and_env() {
+    let h = Harness::new();
+    h.beat("n1", T0);
+    h.beat("n2", T0 + 1);
+    let before = h.snapshot();
+    // n2's key (what a stolen n2 holds), used to speak as n1 or in another env.
+    let n2 = node_key(SEAL, "dev", "n2");
+    let forged = |path: &str, node: &str, body: &str, seq: u64| {
+        let hd = sign_request(
+            &n2,
+            "POST",
+            path,
+            node,
+            T0 + 2,
+            Nonce::new("evil", seq),
+            body.as_bytes(),
+        );
+        let mut r = Request::new("POST", path);
+        r.headers.insert("x-brh-node".into(), hd.node);
+        r.headers.insert("x-brh-ts".into(), hd.ts_ms.to_string());
+        r.headers.insert("x-brh-nonce".into(), hd.nonce.to_string());
+        r.headers.insert("x-brh-sig".into(), hd.sig);
+        r.body = body.as_bytes().to_vec();
+        r
+    };
+    for (what, req) in [
+        (
+            "heartbeat as n1",
+            forged("/federation/heartbeat", "n1", r#"{"env":"dev"}"#, 1),
+        ),
+        (
+            "resign in n1's name",
+            forged(
+                "/federation/resign",
+                "n1",
+                r#"{"env":"dev","term":1,"successor":"n2"}"#,
+                2,
+            ),
+        ),
+        (
+            "n2 in another env",
+            forged("/federation/heartbeat", "n2", r#"{"env":"prod"}"#, 3),
+        ),
+    ] {
+        let r = h.send(&req, T0 + 2);
+        assert_eq!(r.status, 401, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(error_code(&r), ErrorCode::BadSignature, "{what}");
+    }
+    assert_eq!(h.snapshot(), before, "refused requests changed nothing");
+    // n2's key still speaks for n2.
+    let ok = h.send(&forged("/federation/heartbeat", "n2", r#"{"env":"dev"}"#, 4), T0 + 3);
+    assert_eq!(ok.status, 200);
 }
