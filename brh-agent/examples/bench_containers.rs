@@ -27,7 +27,7 @@ fn orch(env: &str, yaml: &str, term: u64) -> Arc<Orchestrator> {
             env: env.into(),
             node: format!("bench-{term}"),
             epoch: 0,
-            seal: b"bench".to_vec(),
+            token_key: b"bench".to_vec(),
             token_ttl: Duration::from_secs(3600),
             stop_timeout: Duration::from_secs(2),
             demote_policy: DemotePolicy::Relinquish,

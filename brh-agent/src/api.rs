@@ -1,5 +1,5 @@
-//! The local API (axum). Reads are open (like the original); mutating endpoints require the
-//! seal-derived signature of `auth.rs` and then pass the leader guard.
+//! The local API (axum). Reads are open (like the original); mutating endpoints require an
+//! operator's signature with the route's scope (`auth.rs`) and then pass the leader guard.
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use brh_shared::ids::validate_id;
+use brh_shared::operator::{Scope, HEADER_OPERATOR};
 use brh_shared::sign::{RawAuth, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS};
 use brh_shared::wire::{ErrorCode, MAX_BODY_BYTES};
 use serde::Deserialize;
@@ -91,7 +92,7 @@ pub fn router(state: ApiState) -> Router {
 /// sent once, canonical and fresh; then the body is read with the size cap and the read
 /// timeout. The handler checks the signature over the body it is given.
 async fn authenticated_body(State(s): State<ApiState>, req: Request, next: Next) -> Response {
-    if req.method() != Method::POST {
+    if req.method() != Method::POST || req.uri().path() == "/federation/nudge" {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
@@ -282,28 +283,43 @@ async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
     )
 }
 
+/// Checks an operator request and that its signer holds `scope` for this agent's env:
+/// 401 for a request no operator signed, 403 `forbidden` for an operator without the scope.
 fn authenticate(
     s: &ApiState,
+    scope: Scope,
     method: &str,
     uri: &Uri,
     h: &HeaderMap,
     body: &[u8],
 ) -> Result<String, ApiError> {
     let raw = RawHeaders::of(h);
-    s.auth
-        .check(method, uri.path(), raw.auth(), body, clock::wall_ms())
-        .map_err(|err| e(ErrorCode::Unauthorized, err.to_string()))
+    let cert = h
+        .get(HEADER_OPERATOR)
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let (caller, operator) = s
+        .auth
+        .check(method, uri.path(), raw.auth(), cert, body, clock::wall_ms())
+        .map_err(|err| e(ErrorCode::Unauthorized, err.to_string()))?;
+    let env = &s.shared.cfg.env;
+    if !operator.allows(scope, env) {
+        return Err(e(
+            ErrorCode::Forbidden,
+            format!(
+                "{operator} may not {} in env {env} (needs scope {})",
+                uri.path(),
+                scope.as_str()
+            ),
+        ));
+    }
+    Ok(caller)
 }
 
-/// A resigning peer says the lease is free: beat early (rate-limited by the keeper).
-async fn nudge(
-    State(s): State<ApiState>,
-    uri: Uri,
-    h: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let caller = authenticate(&s, "POST", &uri, &h, &body)?;
-    tracing::debug!("nudged by {caller}");
+/// A resigning peer says the lease is free: beat early. A hint with no authority, so it
+/// needs no credential (a peer holds none an agent could check): all it can cause is one
+/// heartbeat sooner, and the keeper spaces those (`role::NUDGE_GAP_MS`). The forge decides.
+async fn nudge(State(s): State<ApiState>) -> Result<Response, ApiError> {
+    tracing::debug!("nudged");
     s.shared.nudge.notify_one();
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "nudged"}))).into_response())
 }
@@ -357,7 +373,7 @@ async fn deploy(
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&s, "POST", &uri, &h, &body)?;
+    let caller = authenticate(&s, Scope::Containers, "POST", &uri, &h, &body)?;
     if s.shared.guard().is_err() {
         // The original's witness answer, kept for compatibility.
         return Ok(Json(json!({"status": "ignored", "reason": "not-leader"})).into_response());
@@ -411,7 +427,7 @@ async fn container_action(
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    authenticate(&s, "POST", &uri, &h, &body)?;
+    authenticate(&s, Scope::Containers, "POST", &uri, &h, &body)?;
     validate_id(&name).map_err(|err| e(ErrorCode::BadRequest, format!("name {err}")))?;
     s.shared
         .guard()
@@ -459,7 +475,7 @@ async fn switchover(
     h: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = authenticate(&s, "POST", &uri, &h, &body)?;
+    let caller = authenticate(&s, Scope::Switchover, "POST", &uri, &h, &body)?;
     let req: SwitchoverBody = if body.is_empty() {
         SwitchoverBody::default()
     } else {

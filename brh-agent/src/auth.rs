@@ -1,36 +1,60 @@
-//! Authentication of the agent's mutating API endpoints.
+//! Authentication of the agent's mutating API endpoints: operator requests.
 //!
-//! Scheme (documented in the README): the API key is derived from the federation seal,
-//! `api_key = HMAC-SHA256(DOMINION_SEAL, "brh-v1-agent-api\n{env}")` (32 bytes, shown as 64
-//! hex by `brh-agent api-key`), so an operator can be handed the key of one env without the
-//! seal itself. A request is signed exactly like an agent → forge request (design §3), with
-//! the API key in place of the seal: headers `x-brh-node` (the caller's name), `x-brh-ts`
-//! (unix ms, ±30 s), `x-brh-nonce` (`<random>:<seq>`, each accepted once) and `x-brh-sig`
+//! Scheme (README "Security model"): a request is signed like an agent → forge request, but
+//! with Ed25519 by an operator's key, so the agent checks it with public keys only and a
+//! stolen host cannot sign one. Headers `x-brh-node` (the caller's name), `x-brh-ts` (unix
+//! ms, ±30 s), `x-brh-nonce` (`<random>:<seq>`, each accepted once), `x-brh-sig` (128 hex)
 //! over `brh-v1-agent\n{to}\n{METHOD}\n{PATH}\n{caller}\n{ts}\n{nonce}\n{hex(sha256(body))}`
-//! where `to` is the receiving agent's node id (its public `GET /health` says it). Naming the
-//! receiver matters because each agent keeps its own nonce memory: without it, a request
-//! captured at one agent could be replayed at another of the env within the skew window.
-//! `brh-agent deploy` is a client of it.
+//! where `to` is the receiving agent's node id (its public `GET /health` says it): each
+//! agent keeps its own nonce memory, so without it a request captured at one agent could be
+//! replayed at another within the skew window. The signer is the top operator (its public
+//! key is `BRH_OPERATOR_KEY`) or a scoped operator whose certificate rides in
+//! `x-brh-operator` (`brh_shared::operator`); the route's scope is checked by the handler.
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use brh_shared::operator::{Certificate, Operator};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
-    hmac_sha256, parse_auth, sign_for, verify_for, Audience, AuthError, RawAuth, SignedHeaders,
-    DEFAULT_SKEW_MS,
+    canonical_for, parse_auth, Audience, AuthError, RawAuth, SignedHeaders, DEFAULT_SKEW_MS,
 };
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// Bound on remembered nonces; beyond it new requests are refused until old ones age out.
 pub const MAX_REMEMBERED: usize = 4096;
 
-pub fn derive_api_key(seal: &[u8], env: &str) -> [u8; 32] {
-    hmac_sha256(seal, format!("brh-v1-agent-api\n{env}").as_bytes())
+/// What an operator signs agent requests with: the top operator's key (derived from the
+/// seal), or a scoped operator's key and certificate (`BRH_OPERATOR_CREDENTIAL`).
+pub struct OperatorSigner {
+    pub key: SigningKey,
+    pub cert: Option<Certificate>,
 }
 
-/// Signs a client request to the agent whose node id is `to`.
+impl OperatorSigner {
+    pub fn top(seal: &[u8]) -> Self {
+        OperatorSigner {
+            key: brh_shared::keys::operator_signing_key(seal),
+            cert: None,
+        }
+    }
+
+    pub fn scoped(credential: brh_shared::operator::Credential) -> Self {
+        OperatorSigner {
+            key: credential.key,
+            cert: Some(credential.cert),
+        }
+    }
+
+    /// The certificate's name, which a scoped operator's requests must carry.
+    pub fn name(&self) -> Option<&str> {
+        self.cert.as_ref().map(|c| c.name.as_str())
+    }
+}
+
+/// Signs a client request to the agent whose node id is `to` with an operator's key.
 #[allow(clippy::too_many_arguments)]
 pub fn sign_api_request(
-    key: &[u8; 32],
+    key: &SigningKey,
     to: &str,
     method: &str,
     path: &str,
@@ -39,16 +63,13 @@ pub fn sign_api_request(
     nonce: Nonce,
     body: &[u8],
 ) -> SignedHeaders {
-    sign_for(
-        Audience::Agent(to),
-        key,
-        method,
-        path,
-        caller,
+    let msg = canonical_for(Audience::Agent(to), method, path, caller, ts_ms, &nonce, body);
+    SignedHeaders {
+        node: caller.into(),
         ts_ms,
+        sig: brh_shared::keys::sign_hex(key, msg.as_bytes()),
         nonce,
-        body,
-    )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +84,8 @@ pub enum ApiAuthError {
     Replay,
     #[error("too many recent requests")]
     Busy,
+    #[error("{0}")]
+    Certificate(String),
 }
 
 fn api_error(e: AuthError) -> ApiAuthError {
@@ -73,23 +96,24 @@ fn api_error(e: AuthError) -> ApiAuthError {
     }
 }
 
-/// Verifies signatures made for this agent (`me`) and remembers nonces for the skew window.
+/// Verifies operator signatures made for this agent (`me`) and remembers nonces for the
+/// skew window.
 pub struct ApiAuth {
-    key: [u8; 32],
+    operator: VerifyingKey,
     me: String,
     seen: Mutex<HashMap<String, u64>>,
 }
 
 impl ApiAuth {
-    pub fn new(key: [u8; 32], me: impl Into<String>) -> Self {
+    pub fn new(operator: VerifyingKey, me: impl Into<String>) -> Self {
         ApiAuth {
-            key,
+            operator,
             me: me.into(),
             seen: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The checks that need neither the key nor the body: headers present, sent once,
+    /// The checks that need neither a key nor the body: headers present, sent once,
     /// canonical, timestamp in the window. Run before the body is read, so a client without
     /// a plausible request cannot make the agent wait for (or buffer) a body. The leader
     /// view publishes the forge's clock anyway, so the window reveals nothing.
@@ -101,52 +125,87 @@ impl ApiAuth {
         Ok(())
     }
 
+    /// Checks the signature (by the top operator, or by the holder of `cert`, which the top
+    /// operator must have signed and which must name the caller), then the timestamp, then
+    /// the nonce. Returns who signed; the caller checks the route's scope.
     pub fn check(
         &self,
         method: &str,
         path: &str,
         raw: RawAuth<'_>,
+        cert: Option<&str>,
         body: &[u8],
         now_ms: u64,
-    ) -> Result<String, ApiAuthError> {
-        let a = verify_for(
+    ) -> Result<(String, Operator), ApiAuthError> {
+        let f = parse_auth(raw).map_err(api_error)?;
+        let (key, operator) = match cert {
+            None => (self.operator, Operator::Top),
+            Some(text) => {
+                let cert = Certificate::parse(text)
+                    .map_err(|e| ApiAuthError::Certificate(e.to_string()))?;
+                cert.verify(&self.operator, now_ms / 1000)
+                    .map_err(|e| ApiAuthError::Certificate(e.to_string()))?;
+                if cert.name != f.node {
+                    return Err(ApiAuthError::Certificate(format!(
+                        "the operator certificate is {:?}'s, the request names {:?}",
+                        cert.name, f.node
+                    )));
+                }
+                (cert.key, Operator::Scoped(cert))
+            }
+        };
+        let msg = canonical_for(
             Audience::Agent(&self.me),
-            &self.key,
             method,
             path,
-            raw,
+            f.node,
+            f.ts_ms,
+            &f.nonce,
             body,
-            now_ms,
-            DEFAULT_SKEW_MS,
-        )
-        .map_err(api_error)?;
+        );
+        if !brh_shared::keys::verify_hex(&key, msg.as_bytes(), f.sig) {
+            return Err(ApiAuthError::BadSignature);
+        }
+        if f.ts_ms.abs_diff(now_ms) > DEFAULT_SKEW_MS {
+            return Err(ApiAuthError::Stale);
+        }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // A nonce older than the window cannot be replayed anyway (its ts would be stale).
         seen.retain(|_, ts| ts.abs_diff(now_ms) <= 2 * DEFAULT_SKEW_MS);
-        let key = format!("{}\n{}", a.node, a.nonce);
-        if seen.contains_key(&key) {
+        let remembered = format!("{}\n{}", f.node, f.nonce);
+        if seen.contains_key(&remembered) {
             return Err(ApiAuthError::Replay);
         }
         if seen.len() >= MAX_REMEMBERED {
             return Err(ApiAuthError::Busy);
         }
-        seen.insert(key, a.ts_ms);
-        Ok(a.node)
+        seen.insert(remembered, f.ts_ms);
+        Ok((f.node.to_string(), operator))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use brh_shared::keys::{node_key, operator_signing_key};
+    use brh_shared::operator::{issue_credential, Scope};
+
+    fn raw<'a>(caller: &'a str, ts: &'a str, n: &'a str, sig: &'a str) -> RawAuth<'a> {
+        RawAuth {
+            node: Some(caller),
+            ts: Some(ts),
+            nonce: Some(n),
+            sig: Some(sig),
+        }
+    }
 
     #[test]
     fn accepts_once_and_rejects_tampering() {
-        let key = derive_api_key(b"seal", "dev");
-        assert_ne!(key, derive_api_key(b"seal", "prod"));
-        let auth = ApiAuth::new(key, "n1");
+        let top = operator_signing_key(b"seal");
+        let auth = ApiAuth::new(top.verifying_key(), "n1");
         let body = br#"{"image":"nginx"}"#;
         let h = sign_api_request(
-            &key,
+            &top,
             "n1",
             "POST",
             "/deploy",
@@ -156,55 +215,144 @@ mod tests {
             body,
         );
         let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
-        let raw = RawAuth {
-            node: Some("ops"),
-            ts: Some(&ts),
-            nonce: Some(&n),
-            sig: Some(&h.sig),
-        };
+        let r = raw("ops", &ts, &n, &h.sig);
         assert_eq!(
-            auth.check("POST", "/deploy", raw, body, 1000),
-            Ok("ops".into())
+            auth.check("POST", "/deploy", r, None, body, 1000),
+            Ok(("ops".into(), Operator::Top))
         );
         assert_eq!(
-            auth.check("POST", "/deploy", raw, body, 1000),
+            auth.check("POST", "/deploy", r, None, body, 1000),
             Err(ApiAuthError::Replay)
         );
         assert_eq!(
-            auth.check("POST", "/drain/x", raw, body, 1000),
+            auth.check("POST", "/drain/x", r, None, body, 1000),
             Err(ApiAuthError::BadSignature)
         );
         assert_eq!(
-            auth.check("POST", "/deploy", raw, body, 100_000),
+            auth.check("POST", "/deploy", r, None, body, 100_000),
             Err(ApiAuthError::Stale)
         );
         assert!(matches!(
-            auth.check("POST", "/deploy", RawAuth::default(), body, 1000),
+            auth.check("POST", "/deploy", RawAuth::default(), None, body, 1000),
             Err(ApiAuthError::Malformed(_))
         ));
-        let other = ApiAuth::new(derive_api_key(b"other", "dev"), "n1");
+        let other = ApiAuth::new(operator_signing_key(b"other").verifying_key(), "n1");
         assert_eq!(
-            other.check("POST", "/deploy", raw, body, 1000),
+            other.check("POST", "/deploy", r, None, body, 1000),
             Err(ApiAuthError::BadSignature)
         );
         // Captured at n1, replayed at n2 (its own nonce memory has never seen it).
-        let n2 = ApiAuth::new(key, "n2");
+        let n2 = ApiAuth::new(top.verifying_key(), "n2");
         assert_eq!(
-            n2.check("POST", "/deploy", raw, body, 1000),
+            n2.check("POST", "/deploy", r, None, body, 1000),
             Err(ApiAuthError::BadSignature)
         );
-        assert_eq!(auth.precheck(raw, 1000), Ok(()));
-        assert_eq!(auth.precheck(raw, 100_000), Err(ApiAuthError::Stale));
+        assert_eq!(auth.precheck(r, 1000), Ok(()));
+        assert_eq!(auth.precheck(r, 100_000), Err(ApiAuthError::Stale));
         let padded = format!("0{ts}");
         assert!(matches!(
             auth.precheck(
                 RawAuth {
                     ts: Some(&padded),
-                    ..raw
+                    ..r
                 },
                 1000
             ),
             Err(ApiAuthError::Malformed(_))
+        ));
+    }
+
+    /// What a stolen host holds — its node key — signs nothing an agent's API accepts.
+    #[test]
+    fn a_node_key_is_no_operator_credential() {
+        let auth = ApiAuth::new(operator_signing_key(b"seal").verifying_key(), "n1");
+        let key = node_key(b"seal", "dev", "n2");
+        let h = brh_shared::sign::sign_for(
+            Audience::Agent("n1"),
+            &key,
+            "POST",
+            "/switchover",
+            "n2",
+            1000,
+            Nonce::new("x", 1),
+            b"{}",
+        );
+        let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
+        assert_eq!(
+            auth.check("POST", "/switchover", raw("n2", &ts, &n, &h.sig), None, b"{}", 1000),
+            Err(ApiAuthError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn scoped_operators_sign_with_their_own_key() {
+        let top = operator_signing_key(b"seal");
+        let auth = ApiAuth::new(top.verifying_key(), "n1");
+        let alice = issue_credential(&top, "alice", "dev", &[Scope::Switchover], 2, [5; 32])
+            .unwrap();
+        let cert = alice.cert.to_string();
+        let sign = |key: &SigningKey, caller: &str, seq: u64| {
+            sign_api_request(
+                key,
+                "n1",
+                "POST",
+                "/switchover",
+                caller,
+                1000,
+                Nonce::new("a", seq),
+                b"{}",
+            )
+        };
+        let h = sign(&alice.key, "alice", 1);
+        let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
+        let (who, op) = auth
+            .check("POST", "/switchover", raw("alice", &ts, &n, &h.sig), Some(&cert), b"{}", 1000)
+            .unwrap();
+        assert_eq!(who, "alice");
+        assert!(op.allows(Scope::Switchover, "dev"));
+        assert!(!op.allows(Scope::Containers, "dev"));
+        // Without the certificate, alice's signature is not the top operator's.
+        let h = sign(&alice.key, "alice", 2);
+        let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
+        assert_eq!(
+            auth.check("POST", "/switchover", raw("alice", &ts, &n, &h.sig), None, b"{}", 1000),
+            Err(ApiAuthError::BadSignature)
+        );
+        // Someone else's name on alice's certificate; an expired certificate; a certificate
+        // the top operator of another federation signed.
+        let h = sign(&alice.key, "mallory", 3);
+        let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
+        let r = raw("mallory", &ts, &n, &h.sig);
+        assert!(matches!(
+            auth.check("POST", "/switchover", r, Some(&cert), b"{}", 1000),
+            Err(ApiAuthError::Certificate(_))
+        ));
+        let h = sign(&alice.key, "alice", 4);
+        let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
+        let r = raw("alice", &ts, &n, &h.sig);
+        assert!(matches!(
+            auth.check("POST", "/switchover", r, Some(&cert), b"{}", 2_000),
+            Err(ApiAuthError::Certificate(_)) | Err(ApiAuthError::Stale)
+        ));
+        let foreign = issue_credential(
+            &operator_signing_key(b"other"),
+            "alice",
+            "dev",
+            &[Scope::Switchover],
+            2,
+            [5; 32],
+        )
+        .unwrap();
+        assert!(matches!(
+            auth.check(
+                "POST",
+                "/switchover",
+                r,
+                Some(&foreign.cert.to_string()),
+                b"{}",
+                1000
+            ),
+            Err(ApiAuthError::Certificate(_))
         ));
     }
 }

@@ -1,9 +1,10 @@
 //! Command line: `run`, `status`, `switchover`, `restart`, `drain`, `deploy`,
-//! `root generate|verify`, `api-key`, `up`. Operator commands live in `ops.rs`.
+//! `root generate|verify`, `enroll`, `operator issue`, `up`. Operator commands live in
+//! `ops.rs`, enrolment in `enroll.rs`.
 
 use anyhow::{anyhow, Context};
-use brh_shared::root::{DominionRoot, SCHEME_HTTP, SCHEME_HTTPS};
-use clap::{Args, Parser, Subcommand};
+use brh_shared::root::{DominionRoot, RootKey, SCHEME_HTTP, SCHEME_HTTPS};
+use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::client;
@@ -45,8 +46,16 @@ pub enum Cmd {
     Deploy(crate::ops::DeployArgs),
     /// Print a new random federation secret (64 hex) for DOMINION_SEAL.
     Seal,
-    /// Print the API key of an env (derived from the seal) for `deploy --api-key`.
-    ApiKey(ApiKeyArgs),
+    /// Print a host's environment (`KEY='value'` lines): its node id, env, root, the forge's
+    /// and the operator's public keys and its own node key. Run where DOMINION_SEAL is; the
+    /// host gets no other secret.
+    Enroll(crate::enroll::EnrollArgs),
+    /// Operator credentials: `operator issue` prints a scoped one (env, scopes, expiry) for
+    /// someone who should not hold DOMINION_SEAL.
+    Operator {
+        #[command(subcommand)]
+        cmd: OperatorCmd,
+    },
     /// Start a local federation: the embedded forge plus N agents with fresh keys.
     Up(crate::up::UpArgs),
 }
@@ -76,6 +85,10 @@ pub enum RootCmd {
         /// The root (default: FORGE_DOMINION_ROOT).
         #[arg(env = "FORGE_DOMINION_ROOT")]
         root: String,
+        /// The forge's public key (64 hex) the root must be signed with. Default: derived
+        /// from DOMINION_SEAL (which also accepts the original's HMAC roots).
+        #[arg(long, env = "BRH_FORGE_KEY")]
+        forge_key: Option<String>,
         #[command(flatten)]
         seal: crate::config::SealArgs,
         /// Accept roots whose epoch is up to this many seconds in the future.
@@ -87,13 +100,10 @@ pub enum RootCmd {
     },
 }
 
-#[derive(Debug, Args)]
-pub struct ApiKeyArgs {
-    #[command(flatten)]
-    pub seal: crate::config::SealArgs,
-    /// The env whose key to print (each env has its own).
-    #[arg(long, env = "BRH_ENV", default_value = "dev")]
-    pub env: String,
+#[derive(Debug, Subcommand)]
+pub enum OperatorCmd {
+    /// Issue a scoped operator credential, signed by the top operator (DOMINION_SEAL).
+    Issue(crate::enroll::IssueArgs),
 }
 
 /// Parses, runs, prints one line on error; returns the exit code.
@@ -209,14 +219,10 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             println!("{}", client::random_hex(32));
             Ok(())
         }
-        Cmd::ApiKey(a) => {
-            let seal = a.seal.required()?;
-            println!(
-                "{}",
-                brh_shared::hex::encode(&crate::auth::derive_api_key(&seal, &a.env))
-            );
-            Ok(())
-        }
+        Cmd::Enroll(a) => crate::enroll::enroll(a),
+        Cmd::Operator {
+            cmd: OperatorCmd::Issue(a),
+        } => crate::enroll::issue(a),
         Cmd::Up(a) => crate::up::up(a).await,
     }
 }
@@ -226,6 +232,14 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     if cfg.insecure {
         tracing::warn!(
             "running with --insecure-dev: the seal is public, anyone can take the lease"
+        );
+    } else if cfg.credentials.from_seal {
+        tracing::warn!(
+            "running with --legacy-seal: this host holds DOMINION_SEAL, the federation's root \
+             secret, so whoever reads its environment owns the fleet. Enrol it instead \
+             (`brh-agent enroll {}` where the seal is) and unset DOMINION_SEAL here; \
+             --legacy-seal goes away in the next release",
+            cfg.node_id
         );
     }
     let cancel = CancellationToken::new();
@@ -254,7 +268,8 @@ fn root(cmd: RootCmd) -> anyhow::Result<()> {
             let seal = seal.required()?;
             let scheme = if http { SCHEME_HTTP } else { SCHEME_HTTPS };
             let epoch = epoch.unwrap_or(clock::wall_ms() / 1000);
-            let r = DominionRoot::sign(&seal, scheme, &host, &env, epoch)
+            let forge = brh_shared::keys::forge_signing_key(&seal);
+            let r = DominionRoot::sign(&forge, scheme, &host, &env, epoch)
                 .map_err(|e| anyhow!("cannot sign the root: {e}"))?;
             println!("{r}");
             Ok(())
@@ -262,13 +277,28 @@ fn root(cmd: RootCmd) -> anyhow::Result<()> {
         RootCmd::Verify {
             root,
             seal,
+            forge_key,
             epoch_skew_seconds,
             max_age_seconds,
         } => {
-            let seal = seal.required()?;
             let r = DominionRoot::parse(&root).map_err(|e| anyhow!("{e}"))?;
+            let seal = seal.optional();
+            let pinned = match &forge_key {
+                Some(k) => Some(config::public_key("BRH_FORGE_KEY", k)?),
+                None => None,
+            };
+            let key = match (&pinned, &seal) {
+                (Some(pk), _) => RootKey::Forge(pk),
+                (None, Some(seal)) => RootKey::Seal(seal),
+                (None, None) => {
+                    return Err(anyhow!(
+                        "invalid setting BRH_FORGE_KEY: missing (the forge's public key checks \
+                         the root; `brh-agent enroll` prints it)"
+                    ))
+                }
+            };
             r.verify(
-                &seal,
+                key,
                 clock::wall_ms() / 1000,
                 epoch_skew_seconds,
                 max_age_seconds,

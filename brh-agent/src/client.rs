@@ -149,14 +149,15 @@ pub async fn agent_post(
     to: Option<&str>,
     path: &str,
     body: Vec<u8>,
-    key: &[u8; 32],
+    signer: &crate::auth::OperatorSigner,
     caller: &str,
 ) -> anyhow::Result<(u16, serde_json::Value)> {
     use anyhow::Context;
-    let caller = if brh_shared::ids::validate_id(caller).is_ok() {
-        caller
-    } else {
-        "brh-cli"
+    // A scoped operator's requests carry its certificate's name.
+    let caller = match signer.name() {
+        Some(name) => name,
+        None if brh_shared::ids::validate_id(caller).is_ok() => caller,
+        None => "brh-cli",
     };
     let to = match to {
         Some(to) => to.to_string(),
@@ -181,7 +182,7 @@ pub async fn agent_post(
         }
     };
     let h = crate::auth::sign_api_request(
-        key,
+        &signer.key,
         &to,
         "POST",
         path,
@@ -190,7 +191,11 @@ pub async fn agent_post(
         Nonce::new(random_hex(8), 1),
         &body,
     );
-    let res = signed_post(http, join(agent, path), &h, body)
+    let mut req = signed_post(http, join(agent, path), &h, body);
+    if let Some(cert) = &signer.cert {
+        req = req.header(brh_shared::operator::HEADER_OPERATOR, cert.to_string());
+    }
+    let res = req
         .send()
         .await
         .with_context(|| format!("cannot reach the agent at {agent}"))?;
@@ -218,7 +223,10 @@ pub fn with_env(url: String, env: &str) -> String {
 pub struct ForgeClient {
     http: reqwest::Client,
     base: String,
-    seal: Vec<u8>,
+    /// This node's own key: signs its requests.
+    node_key: [u8; 32],
+    /// What the forge's answers are checked with.
+    keys: crate::role::ViewKeys,
     node: String,
     env: String,
     boot_id: String,
@@ -243,16 +251,18 @@ struct HistoryBody {
 impl ForgeClient {
     pub fn new(
         base: impl Into<String>,
-        seal: Vec<u8>,
+        credentials: &crate::config::Credentials,
         node: impl Into<String>,
         env: impl Into<String>,
         timeout: Duration,
     ) -> Self {
+        let node = node.into();
         ForgeClient {
             http: http_client(timeout),
             base: base.into(),
-            seal,
-            node: node.into(),
+            node_key: credentials.node_key,
+            keys: credentials.view_keys(&node),
+            node,
             env: env.into(),
             boot_id: random_hex(8),
             seq: 0,
@@ -297,7 +307,7 @@ impl ForgeClient {
         let nonce = Nonce::new(self.boot_id.clone(), self.seq);
         let sent_at = clock::mono_ms();
         let h = sign_request(
-            &self.seal,
+            &self.node_key,
             method,
             path,
             &self.node,
@@ -337,9 +347,9 @@ impl ForgeClient {
         let v = if addressed {
             let nonce = h.nonce.to_string();
             let (b, bs) = (basis.as_deref(), basis_sig.as_deref());
-            VerifiedView::check_answer(&self.seal, &self.env, &self.node, view, b, bs, &nonce)
+            VerifiedView::check_answer(&self.keys, &self.env, &self.node, view, b, bs, &nonce)
         } else {
-            VerifiedView::check(&self.seal, &self.env, None, view)
+            VerifiedView::check(&self.keys, &self.env, None, view)
         };
         let v = v.map_err(|e| (sent_at, e.into()))?;
         Ok((sent_at, v))
@@ -397,7 +407,7 @@ impl ForgeClient {
         nonce: &str,
     ) -> Result<VerifiedView, ClientError> {
         Ok(VerifiedView::check_bound(
-            &self.seal, &self.env, &self.node, m, nonce,
+            &self.keys, &self.env, &self.node, m, nonce,
         )?)
     }
 
@@ -433,7 +443,7 @@ impl ForgeClient {
     pub async fn leader(&self) -> Result<VerifiedView, ClientError> {
         let url = with_env(join(&self.base, "/federation/leader"), &self.env);
         let view: LeaderView = get_json_retry(&self.http, &url).await?;
-        Ok(VerifiedView::check(&self.seal, &self.env, None, view)?)
+        Ok(VerifiedView::check(&self.keys, &self.env, None, view)?)
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerSummary>, ClientError> {

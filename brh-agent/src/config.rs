@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use brh_shared::ids::validate_id;
-use brh_shared::root::DominionRoot;
+use brh_shared::root::{DominionRoot, RootKey};
 use brh_shared::Timing;
 use clap::Args;
 use serde::Deserialize;
@@ -59,6 +59,8 @@ pub struct RunArgs {
     /// forge's own certificate; the built-in public roots stay trusted.
     #[arg(long, env = "BRH_FORGE_CA")]
     pub forge_ca: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
     #[command(flatten)]
     pub seal: SealArgs,
     /// Send heartbeats (and so take part in the election).
@@ -212,7 +214,8 @@ pub struct Config {
     pub env: String,
     pub root: DominionRoot,
     pub forge_url: String,
-    pub seal: Vec<u8>,
+    /// This host's credentials: its own node key and the public keys it trusts.
+    pub credentials: Credentials,
     /// The starting timing. Unless pinned, the forge's answers replace it (design §4).
     pub timing: Timing,
     /// The settings that pinned the timing (empty: follow the forge). A pinned agent refuses
@@ -334,7 +337,7 @@ impl std::fmt::Debug for Config {
             .field("node_id", &self.node_id)
             .field("env", &self.env)
             .field("forge_url", &self.forge_url)
-            .field("seal", &"<redacted>")
+            .field("node_key", &"<redacted>")
             .field("timing", &self.timing)
             .field("priority", &self.priority)
             .field("listen", &self.listen)
@@ -364,11 +367,148 @@ fn check_advertise(a: &str) -> Result<String, ConfigError> {
     }
 }
 
-/// The federation secret, for commands that sign or verify.
+/// A host's credentials, as `brh-agent enroll NODE` prints them.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArgs {
+    /// This node's own key (64 hex digits, never logged): signs its requests to the forge
+    /// and checks the forge's answers to it. It speaks for this node in this env only.
+    /// `brh-agent enroll NODE` prints it.
+    #[arg(long, env = "BRH_NODE_KEY", hide_env_values = true)]
+    pub node_key: Option<String>,
+    /// The forge's public key (64 hex digits): checks roots and public views. Public.
+    #[arg(long, env = "BRH_FORGE_KEY")]
+    pub forge_key: Option<String>,
+    /// The top operator's public key (64 hex digits): checks operator requests to this
+    /// agent's API (deploy, restart, drain, switchover). Public.
+    #[arg(long, env = "BRH_OPERATOR_KEY")]
+    pub operator_key: Option<String>,
+    /// Compatibility for one release: run with `DOMINION_SEAL` (the federation's root secret)
+    /// on this host instead of its own credentials, deriving them. Whoever reads this host's
+    /// environment then owns the fleet; enrol the host instead (`brh-agent enroll NODE`).
+    #[arg(
+        long,
+        env = "BRH_LEGACY_SEAL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub legacy_seal: Option<bool>,
+}
+
+/// What a running agent holds: its own key, and public keys.
+#[derive(Clone)]
+pub struct Credentials {
+    pub node_key: [u8; 32],
+    pub forge_key: ed25519_dalek::VerifyingKey,
+    pub operator_key: ed25519_dalek::VerifyingKey,
+    /// Derived from the seal on this host (`--legacy-seal` or `--insecure-dev`).
+    pub from_seal: bool,
+}
+
+impl Credentials {
+    /// Everything a node derives from the seal (what `enroll` prints, and what a legacy host
+    /// computes for itself).
+    pub fn derive(seal: &[u8], env: &str, node: &str) -> Self {
+        use brh_shared::keys;
+        Credentials {
+            node_key: keys::node_key(seal, env, node),
+            forge_key: keys::forge_signing_key(seal).verifying_key(),
+            operator_key: keys::operator_signing_key(seal).verifying_key(),
+            from_seal: true,
+        }
+    }
+
+    /// The keys this node checks the forge's word with.
+    pub fn view_keys(&self, node: &str) -> crate::role::ViewKeys {
+        crate::role::ViewKeys {
+            node: Some((node.into(), self.node_key)),
+            forge: self.forge_key,
+        }
+    }
+}
+
+/// A public key setting: 64 hex digits, or an error naming the variable.
+pub fn public_key(setting: &'static str, v: &str) -> Result<ed25519_dalek::VerifyingKey, ConfigError> {
+    brh_shared::keys::parse_public(v)
+        .ok_or_else(|| err(setting, "must be an Ed25519 public key: 64 lowercase hex digits"))
+}
+
+impl KeyArgs {
+    /// The forge's public key when it is known: `BRH_FORGE_KEY`, else derived from `seal`.
+    pub fn forge_key(
+        &self,
+        seal: Option<&[u8]>,
+    ) -> Result<Option<ed25519_dalek::VerifyingKey>, ConfigError> {
+        match (&self.forge_key, seal) {
+            (Some(k), _) => public_key("BRH_FORGE_KEY", k).map(Some),
+            (None, Some(seal)) => Ok(Some(
+                brh_shared::keys::forge_signing_key(seal).verifying_key(),
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A running agent's credentials. The host's own (`BRH_NODE_KEY`, `BRH_FORGE_KEY`,
+    /// `BRH_OPERATOR_KEY`) unless it runs with the seal: only behind `--legacy-seal` (or the
+    /// public `--insecure-dev` seal), because the seal on a host makes that host the fleet.
+    pub fn resolve(
+        &self,
+        seal: &SealArgs,
+        env: Option<&str>,
+        node: &str,
+    ) -> Result<(Credentials, Option<Vec<u8>>), ConfigError> {
+        let insecure = seal.insecure_dev.unwrap_or(false);
+        let has_seal = seal.seal.as_deref().is_some_and(|s| !s.is_empty());
+        match &self.node_key {
+            Some(k) => {
+                if has_seal {
+                    return Err(err(
+                        "DOMINION_SEAL",
+                        "set next to BRH_NODE_KEY: a host needs only its own credentials;                          unset DOMINION_SEAL (the federation's root secret) on this host",
+                    ));
+                }
+                let node_key = brh_shared::keys::parse_secret(k)
+                    .ok_or_else(|| err("BRH_NODE_KEY", "must be 64 lowercase hex digits"))?;
+                let need = |setting: &'static str, v: &Option<String>| {
+                    let v = v.as_deref().ok_or_else(|| {
+                        err(setting, "missing: `brh-agent enroll NODE` prints it with the node key")
+                    })?;
+                    public_key(setting, v)
+                };
+                Ok((
+                    Credentials {
+                        node_key,
+                        forge_key: need("BRH_FORGE_KEY", &self.forge_key)?,
+                        operator_key: need("BRH_OPERATOR_KEY", &self.operator_key)?,
+                        from_seal: false,
+                    },
+                    None,
+                ))
+            }
+            None if has_seal && !insecure && !self.legacy_seal.unwrap_or(false) => Err(err(
+                "BRH_NODE_KEY",
+                "missing, and this host has DOMINION_SEAL, the federation's root secret: whoever                  reads this host's environment would own the fleet. Give the host its own                  credentials (`brh-agent enroll NODE` on the operator's machine prints them) and                  unset DOMINION_SEAL, or pass --legacy-seal for this release",
+            )),
+            None if has_seal || insecure => {
+                let seal = resolve_seal(seal.seal.as_deref(), insecure)?;
+                // The root's env decides; `env` is only known once the root is read.
+                let env = env.ok_or_else(|| err("BRH_ENV", "missing"))?;
+                Ok((Credentials::derive(&seal, env, node), Some(seal)))
+            }
+            None => Err(err(
+                "BRH_NODE_KEY",
+                "missing: every host needs its own credentials; `brh-agent enroll NODE`, run                  where DOMINION_SEAL is, prints them",
+            )),
+        }
+    }
+}
+
+/// The federation's root secret, for the forge and the operator's commands.
 #[derive(Debug, Args, Clone, Default)]
 pub struct SealArgs {
-    /// The federation secret (never logged): signs requests and checks the forge's
-    /// signatures. `run` needs it; `status` reads without it (unverified).
+    /// The federation's root secret (never logged): the forge's and the top operator's. A
+    /// host needs it only with --legacy-seal; `enroll`, `root generate` and the operator
+    /// commands derive what they sign with from it.
     #[arg(long, env = "DOMINION_SEAL", hide_env_values = true)]
     pub seal: Option<String>,
     /// Use a public, well-known seal when `DOMINION_SEAL` is unset. Development only: anyone
@@ -463,15 +603,19 @@ impl Config {
         validate_id(&node_id).map_err(|e| err("BRH_NODE_ID", e.to_string()))?;
 
         let insecure = args.seal.insecure_dev.unwrap_or(false);
-        let seal = resolve_seal(args.seal.seal.as_deref(), insecure)?;
 
         let root_text = args
             .forge_root
             .ok_or_else(|| err("FORGE_DOMINION_ROOT", "missing: the signed forge address"))?;
         let root = DominionRoot::parse(&root_text)
             .map_err(|e| err("FORGE_DOMINION_ROOT", e.to_string()))?;
+        let (credentials, seal) = args.keys.resolve(&args.seal, Some(&root.env), &node_id)?;
         let skew = args.epoch_skew_seconds.unwrap_or(DEFAULT_EPOCH_SKEW_S);
-        root.verify(&seal, now_s, skew, None)
+        let key = match &seal {
+            Some(seal) => RootKey::Seal(seal),
+            None => RootKey::Forge(&credentials.forge_key),
+        };
+        root.verify(key, now_s, skew, None)
             .map_err(|e| err("FORGE_DOMINION_ROOT", e.to_string()))?;
         let env = match args.env {
             Some(e) if e != root.env => {
@@ -571,7 +715,7 @@ impl Config {
             env,
             root,
             forge_url,
-            seal,
+            credentials,
             timing,
             timing_pinned_by,
             heartbeat_enabled: args.heartbeat_enabled.or(hb.enabled).unwrap_or(true),
@@ -623,20 +767,36 @@ mod tests {
     const NOW: u64 = 1_763_900_000;
 
     fn root(seal: &str) -> String {
-        DominionRoot::sign(seal.as_bytes(), SCHEME_HTTP, "127.0.0.1:8787", "dev", NOW)
+        let forge = brh_shared::keys::forge_signing_key(seal.as_bytes());
+        DominionRoot::sign(&forge, SCHEME_HTTP, "127.0.0.1:8787", "dev", NOW)
             .unwrap()
             .to_string()
+    }
+
+    /// An enrolled host's settings, from seal `seal`.
+    fn keys(seal: &str, node: &str) -> KeyArgs {
+        let c = Credentials::derive(seal.as_bytes(), "dev", node);
+        KeyArgs {
+            node_key: Some(brh_shared::hex::encode(&c.node_key)),
+            forge_key: Some(brh_shared::keys::public_hex(&c.forge_key)),
+            operator_key: Some(brh_shared::keys::public_hex(&c.operator_key)),
+            legacy_seal: None,
+        }
     }
 
     fn args() -> RunArgs {
         RunArgs {
             node_id: Some("n1".into()),
             forge_root: Some(root("s")),
-            seal: SealArgs {
-                seal: Some("s".into()),
-                ..SealArgs::default()
-            },
+            keys: keys("s", "n1"),
             ..RunArgs::default()
+        }
+    }
+
+    fn with_seal(seal: &str) -> SealArgs {
+        SealArgs {
+            seal: Some(seal.into()),
+            ..SealArgs::default()
         }
     }
 
@@ -652,24 +812,87 @@ mod tests {
         assert_eq!(c.env, "dev");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.heartbeat_enabled && c.consensus_enabled);
+        let node_key = brh_shared::hex::encode(&c.credentials.node_key);
         assert!(
-            !format!("{c:?}").contains("\"s\""),
-            "seal must not be printed"
+            !format!("{c:?}").contains(&node_key),
+            "the node key must not be printed"
         );
+        assert!(!c.credentials.from_seal);
+    }
+
+    /// The seal on a host is refused unless asked for by name (`--legacy-seal`), and never
+    /// mixed with a node key.
+    #[test]
+    fn a_host_runs_on_its_own_credentials() {
+        let legacy = |flag: Option<bool>| RunArgs {
+            keys: KeyArgs {
+                legacy_seal: flag,
+                ..KeyArgs::default()
+            },
+            seal: with_seal("s"),
+            ..args()
+        };
+        let e = Config::resolve(legacy(None), NOW).unwrap_err();
+        assert_eq!(e.setting, "BRH_NODE_KEY");
+        assert!(e.message.contains("--legacy-seal"), "{e}");
+        let c = Config::resolve(legacy(Some(true)), NOW).unwrap();
+        assert!(c.credentials.from_seal);
+        assert_eq!(
+            c.credentials.node_key,
+            Config::resolve(args(), NOW).unwrap().credentials.node_key,
+            "a legacy host derives the key `enroll` would give it"
+        );
+        let both = RunArgs {
+            seal: with_seal("s"),
+            ..args()
+        };
+        assert_eq!(setting(Config::resolve(both, NOW)), "DOMINION_SEAL");
+        for (missing, a) in [
+            (
+                "BRH_FORGE_KEY",
+                RunArgs {
+                    keys: KeyArgs {
+                        forge_key: None,
+                        ..keys("s", "n1")
+                    },
+                    ..args()
+                },
+            ),
+            (
+                "BRH_OPERATOR_KEY",
+                RunArgs {
+                    keys: KeyArgs {
+                        operator_key: None,
+                        ..keys("s", "n1")
+                    },
+                    ..args()
+                },
+            ),
+            (
+                "BRH_NODE_KEY",
+                RunArgs {
+                    keys: KeyArgs {
+                        node_key: Some("zz".into()),
+                        ..keys("s", "n1")
+                    },
+                    ..args()
+                },
+            ),
+        ] {
+            assert_eq!(setting(Config::resolve(a, NOW)), missing);
+        }
     }
 
     #[test]
     fn refusals_name_the_setting() {
         let a = RunArgs {
-            seal: SealArgs::default(),
+            keys: KeyArgs::default(),
             ..args()
         };
-        assert_eq!(setting(Config::resolve(a, NOW)), "DOMINION_SEAL");
+        assert_eq!(setting(Config::resolve(a, NOW)), "BRH_NODE_KEY");
+        // A root the forge key did not sign (another federation's).
         let a = RunArgs {
-            seal: SealArgs {
-                seal: Some("other".into()),
-                ..SealArgs::default()
-            },
+            keys: keys("other", "n1"),
             ..args()
         };
         assert_eq!(setting(Config::resolve(a, NOW)), "FORGE_DOMINION_ROOT");
@@ -713,6 +936,7 @@ mod tests {
                 insecure_dev: Some(true),
                 ..SealArgs::default()
             },
+            keys: KeyArgs::default(),
             forge_root: Some(root(INSECURE_DEV_SEAL)),
             ..args()
         };

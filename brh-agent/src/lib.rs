@@ -16,6 +16,7 @@ pub mod clock;
 pub mod config;
 pub mod containers;
 pub mod duration;
+pub mod enroll;
 pub mod events;
 pub mod exchange;
 pub mod forge_stream;
@@ -66,7 +67,7 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     }
     let client = client::ForgeClient::new(
         cfg.forge_url.clone(),
-        cfg.seal.clone(),
+        &cfg.credentials,
         cfg.node_id.clone(),
         cfg.env.clone(),
         timeout,
@@ -74,12 +75,12 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     .with_clock_skew(cfg.clock_skew_ms);
     let reader = client::ForgeClient::new(
         cfg.forge_url.clone(),
-        cfg.seal.clone(),
+        &cfg.credentials,
         cfg.node_id.clone(),
         cfg.env.clone(),
         timeout,
     );
-    let api_key = auth::derive_api_key(&cfg.seal, &cfg.env);
+    let operator_key = cfg.credentials.operator_key;
     let limits = forge_worker::native::server::Limits::default();
     let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
     // The container layer, when the manifest has services: role changes reach it over a
@@ -104,7 +105,7 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     let state = api::ApiState {
         switchover: switchover_tx,
         shared: shared.clone(),
-        auth: Arc::new(auth::ApiAuth::new(api_key, shared.cfg.node_id.clone())),
+        auth: Arc::new(auth::ApiAuth::new(operator_key, shared.cfg.node_id.clone())),
         forge: Arc::new(reader),
         containers: orch,
         limits,

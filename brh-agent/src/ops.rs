@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use brh_shared::root::DominionRoot;
+use brh_shared::root::{DominionRoot, RootKey};
 use brh_shared::wire::{LeaderView, PeerSummary};
 use clap::Args;
 
@@ -29,6 +29,10 @@ pub struct ForgeAccess {
     /// Extra CA certificates (PEM) to trust for the forge's HTTPS (a self-signed forge).
     #[arg(long, env = "BRH_FORGE_CA")]
     pub forge_ca: Option<std::path::PathBuf>,
+    /// The forge's public key (64 hex): checks the root and the forge's public views
+    /// without any secret. Default: derived from DOMINION_SEAL when it is set.
+    #[arg(long, env = "BRH_FORGE_KEY")]
+    pub forge_key: Option<String>,
 }
 
 impl ForgeAccess {
@@ -49,19 +53,22 @@ pub struct CallerArgs {
     /// The agent API to call (default: the leader's, as advertised to the forge).
     #[arg(long, env = "BRH_AGENT_URL")]
     pub agent: Option<String>,
-    /// The env's API key (64 hex, from `brh-agent api-key`); default: derived from the seal.
-    #[arg(long, env = "BRH_API_KEY", hide_env_values = true)]
-    pub api_key: Option<String>,
+    /// A scoped operator's credential (from `brh-agent operator issue`): signs with its own
+    /// key and carries its certificate. Default: the top operator's key, derived from
+    /// DOMINION_SEAL.
+    #[arg(long, env = "BRH_OPERATOR_CREDENTIAL", hide_env_values = true)]
+    pub operator_credential: Option<String>,
     /// The caller's name, recorded in the agent's events.
     #[arg(long, env = "USER", default_value = "brh-cli")]
     pub caller: String,
 }
 
-/// Read access to one env of a forge. Answers are verified when the seal is known.
+/// Read access to one env of a forge. Answers are verified when the forge's public key is
+/// known (`BRH_FORGE_KEY`, or derived from the seal).
 pub struct Federation {
     base: String,
     env: String,
-    seal: Option<Vec<u8>>,
+    keys: Option<crate::role::ViewKeys>,
     http: reqwest::Client,
 }
 
@@ -70,13 +77,23 @@ impl Federation {
         if let Some(ca) = &f.forge_ca {
             client::trust_forge_ca(ca).map_err(|e| anyhow!("invalid setting BRH_FORGE_CA: {e}"))?;
         }
+        let forge = match (&f.forge_key, &seal) {
+            (Some(k), _) => Some(config::public_key("BRH_FORGE_KEY", k)?),
+            (None, Some(seal)) => Some(brh_shared::keys::forge_signing_key(seal).verifying_key()),
+            (None, None) => None,
+        };
         let (base, root_env) = match (f.root(), f.url()) {
             (Some(text), over) => {
                 let root = DominionRoot::parse(text)
                     .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
-                if let Some(seal) = &seal {
+                let key = match (&seal, &forge) {
+                    (Some(seal), _) => Some(RootKey::Seal(seal)),
+                    (None, Some(pk)) => Some(RootKey::Forge(pk)),
+                    (None, None) => None,
+                };
+                if let Some(key) = key {
                     root.verify(
-                        seal,
+                        key,
                         clock::wall_ms() / 1000,
                         config::DEFAULT_EPOCH_SKEW_S,
                         None,
@@ -96,7 +113,7 @@ impl Federation {
         Ok(Federation {
             base,
             env,
-            seal,
+            keys: forge.map(|forge| crate::role::ViewKeys { node: None, forge }),
             http: client::http_client(Duration::from_secs(5)),
         })
     }
@@ -106,17 +123,17 @@ impl Federation {
     }
 
     pub fn verified(&self) -> bool {
-        self.seal.is_some()
+        self.keys.is_some()
     }
 
-    /// The leader view; its signature is checked when the seal is known.
+    /// The leader view; its signature is checked when the forge's key is known.
     pub async fn leader(&self) -> anyhow::Result<LeaderView> {
         let url = with_env(join(&self.base, "/federation/leader"), &self.env);
         let view: LeaderView = client::get_json_retry(&self.http, &url)
             .await
             .with_context(|| format!("cannot read the leader from the forge at {}", self.base))?;
-        if let Some(seal) = &self.seal {
-            crate::role::VerifiedView::check(seal, &self.env, None, view.clone())
+        if let Some(keys) = &self.keys {
+            crate::role::VerifiedView::check(keys, &self.env, None, view.clone())
                 .map_err(|e| anyhow!("the forge at {}: {e}", self.base))?;
         }
         Ok(view)
@@ -366,20 +383,23 @@ impl LeaderAccess {
         Ok(Target { agent, node, env })
     }
 
-    fn key(&self, env: &str) -> anyhow::Result<[u8; 32]> {
-        if let Some(hex) = &self.caller.api_key {
-            return brh_shared::hex::decode32(hex.trim())
-                .ok_or_else(|| anyhow!("invalid setting BRH_API_KEY: must be 64 hex digits"));
+    /// The operator's signer: a scoped credential, else the top operator's key.
+    fn signer(&self) -> anyhow::Result<crate::auth::OperatorSigner> {
+        if let Some(text) = &self.caller.operator_credential {
+            let c = brh_shared::operator::Credential::parse(text)
+                .map_err(|e| anyhow!("invalid setting BRH_OPERATOR_CREDENTIAL: {e}"))?;
+            return Ok(crate::auth::OperatorSigner::scoped(c));
         }
         let s = self.seal.required().map_err(|_| {
             anyhow!(
-                "invalid setting BRH_API_KEY: missing (give --api-key, or DOMINION_SEAL to derive it)"
+                "invalid setting BRH_OPERATOR_CREDENTIAL: missing (give an operator credential \
+                 from `brh-agent operator issue`, or DOMINION_SEAL to act as the top operator)"
             )
         })?;
-        Ok(crate::auth::derive_api_key(&s, env))
+        Ok(crate::auth::OperatorSigner::top(&s))
     }
 
-    /// Posts a request to the target, signed with its env's key.
+    /// Posts a request to the target, signed with the operator's key.
     async fn call(
         &self,
         t: &Target,
@@ -392,7 +412,7 @@ impl LeaderAccess {
             t.node.as_deref(),
             path,
             body,
-            &self.key(&t.env)?,
+            &self.signer()?,
             &self.caller.caller,
             timeout,
         )
@@ -406,12 +426,12 @@ async fn call(
     to: Option<&str>,
     path: &str,
     body: Vec<u8>,
-    key: &[u8; 32],
+    signer: &crate::auth::OperatorSigner,
     caller: &str,
     timeout: Duration,
 ) -> anyhow::Result<serde_json::Value> {
     let http = client::http_client(timeout);
-    let (status, j) = client::agent_post(&http, agent, to, path, body, key, caller).await?;
+    let (status, j) = client::agent_post(&http, agent, to, path, body, signer, caller).await?;
     if (200..300).contains(&status) {
         return Ok(j);
     }

@@ -30,7 +30,7 @@ pub fn orchestrator(shared: &Arc<Shared>, settings: &ContainerSettings) -> Arc<O
             env: cfg.env.clone(),
             node: cfg.node_id.clone(),
             epoch: cfg.root.epoch,
-            seal: cfg.seal.clone(),
+            token_key: cfg.credentials.node_key.to_vec(),
             token_ttl: settings.token_ttl,
             stop_timeout: settings.stop_timeout,
             demote_policy: settings.demote_policy,

@@ -16,7 +16,7 @@
 //!   process that was paused past its deadline refuses before it has learnt anything new.
 //! - A witness that knows when the current lease ends times a heartbeat to reach the forge
 //!   just after that end, so failover costs about one round trip, not a heartbeat interval.
-use brh_shared::sign::{verify_basis, verify_view};
+use brh_shared::sign::{verify_basis, verify_public_view, verify_view};
 use brh_shared::wire::{LeaderView, Role, StreamMessage};
 use brh_shared::Timing;
 
@@ -24,9 +24,11 @@ use brh_shared::Timing;
 pub const PROBE_SLACK_MS: u64 = 5;
 /// First retry delay after a failed heartbeat; doubles per failure, capped at the interval.
 pub const RETRY_BASE_MS: u64 = 100;
-/// Least time between a heartbeat and one brought forward by a nudge. Nudges are signed by
-/// peers, and each brings forward at most one beat, so this only spaces a burst.
-pub const NUDGE_GAP_MS: u64 = 5;
+/// Least time between a heartbeat and one brought forward by a nudge. Nudges carry no
+/// credential (anyone who reaches the API can send one), so this bounds what a flood can
+/// cost: at most four extra beats a second per agent. A successor on the stream learns of a
+/// handover from the forge's push, not from a nudge.
+pub const NUDGE_GAP_MS: u64 = 250;
 
 /// A leader view whose signature, env and addressee were checked. Only [`VerifiedView::check`]
 /// makes one, so role decisions can never be fed an unverified grant.
@@ -37,7 +39,7 @@ pub struct VerifiedView(LeaderView);
 /// unreachable forge, never as a grant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ViewError {
-    #[error("the forge's answer is not signed with our seal")]
+    #[error("the forge's answer is not signed for this node (or, if public, by the forge key)")]
     BadSignature,
     #[error("the forge's answer is for env {got:?}, not {want:?}")]
     WrongEnv { got: String, want: String },
@@ -47,16 +49,53 @@ pub enum ViewError {
     Unbound,
 }
 
+/// What an agent checks the forge's word with. Neither key lets its holder sign for anyone
+/// else: the node key makes views only this node accepts (the forge derives it; see
+/// `brh_shared::keys`), the forge key is public.
+#[derive(Clone)]
+pub struct ViewKeys {
+    /// This node and its key: answers and pushes to it are HMACs under that key. `None` for a
+    /// reader that is no node (`brh-agent status`): it accepts public views only.
+    pub node: Option<(String, [u8; 32])>,
+    /// The forge's public key: public views (`GET /federation/leader`) are Ed25519 under it.
+    pub forge: ed25519_dalek::VerifyingKey,
+}
+
+impl std::fmt::Debug for ViewKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewKeys")
+            .field("node", &self.node.as_ref().map(|(n, _)| n))
+            .field("forge", &brh_shared::keys::public_hex(&self.forge))
+            .finish()
+    }
+}
+
+impl ViewKeys {
+    fn node_key(&self) -> &[u8] {
+        self.node.as_ref().map_or(&[], |(_, k)| k.as_slice())
+    }
+
+    /// A view addressed to a node (`you`) must be addressed to us and signed with our key; a
+    /// public view must carry the forge's signature.
+    fn verify(&self, view: &LeaderView) -> bool {
+        match (&view.you, &self.node) {
+            (Some(you), Some((me, key))) => you.node == *me && verify_view(key, view),
+            (Some(_), None) => false,
+            (None, _) => verify_public_view(&self.forge, view),
+        }
+    }
+}
+
 impl VerifiedView {
     /// Verifies `view` for `node` in `env`. With `node = None` (a public `GET` answer) the
     /// `you` field is not required.
     pub fn check(
-        seal: &[u8],
+        keys: &ViewKeys,
         env: &str,
         node: Option<&str>,
         view: LeaderView,
     ) -> Result<Self, ViewError> {
-        if !verify_view(seal, &view) {
+        if !keys.verify(&view) {
             return Err(ViewError::BadSignature);
         }
         if view.env != env {
@@ -80,7 +119,7 @@ impl VerifiedView {
     /// which the forge computed over the node, the nonce and the view's signature. Without
     /// it an on-path attacker could relabel an old grant as the answer to a newer request.
     pub fn check_bound(
-        seal: &[u8],
+        keys: &ViewKeys,
         env: &str,
         node: &str,
         m: &StreamMessage,
@@ -88,7 +127,7 @@ impl VerifiedView {
     ) -> Result<Self, ViewError> {
         let view = m.view.clone().ok_or(ViewError::Unbound)?;
         let (basis, basis_sig) = (m.basis.as_deref(), m.basis_sig.as_deref());
-        Self::check_answer(seal, env, node, view, basis, basis_sig, nonce)
+        Self::check_answer(keys, env, node, view, basis, basis_sig, nonce)
     }
 
     /// Verifies the view answering our request `nonce` over HTTP, bound to it by the
@@ -97,7 +136,7 @@ impl VerifiedView {
     /// captured grant could be replayed as the answer to a later heartbeat and be measured
     /// from that heartbeat's send time.
     pub fn check_answer(
-        seal: &[u8],
+        keys: &ViewKeys,
         env: &str,
         node: &str,
         view: LeaderView,
@@ -106,11 +145,11 @@ impl VerifiedView {
         nonce: &str,
     ) -> Result<Self, ViewError> {
         let bound = basis == Some(nonce)
-            && basis_sig.is_some_and(|s| verify_basis(seal, node, nonce, &view.sig, s));
+            && basis_sig.is_some_and(|s| verify_basis(keys.node_key(), node, nonce, &view.sig, s));
         if !bound {
             return Err(ViewError::Unbound);
         }
-        Self::check(seal, env, Some(node), view)
+        Self::check(keys, env, Some(node), view)
     }
 
     pub fn view(&self) -> &LeaderView {
@@ -799,28 +838,61 @@ mod tests {
         VerifiedView::assume_verified(view(leader, term, issued, expires, "a"))
     }
 
+    /// The keys node `me` of env dev holds, from the federation seal `seal`.
+    pub(crate) fn keys_of(seal: &[u8], me: &str) -> ViewKeys {
+        ViewKeys {
+            node: Some((me.into(), brh_shared::keys::node_key(seal, "dev", me))),
+            forge: brh_shared::keys::forge_signing_key(seal).verifying_key(),
+        }
+    }
+
     #[test]
     fn verification_rejects_bad_answers() {
         let mut v = view(Some("a"), 1, 0, 3000, "a");
-        sign_view(b"seal", &mut v);
-        assert!(VerifiedView::check(b"seal", "dev", Some("a"), v.clone()).is_ok());
-        assert!(VerifiedView::check(b"seal", "dev", None, v.clone()).is_ok());
+        sign_view(&brh_shared::keys::node_key(b"seal", "dev", "a"), &mut v);
+        let a = keys_of(b"seal", "a");
+        assert!(VerifiedView::check(&a, "dev", Some("a"), v.clone()).is_ok());
+        assert!(VerifiedView::check(&a, "dev", None, v.clone()).is_ok());
         assert_eq!(
-            VerifiedView::check(b"other", "dev", Some("a"), v.clone()),
+            VerifiedView::check(&keys_of(b"other", "a"), "dev", Some("a"), v.clone()),
             Err(ViewError::BadSignature)
         );
+        // Node b cannot be handed a's view, nor a view signed with a's key for b.
+        assert_eq!(
+            VerifiedView::check(&keys_of(b"seal", "b"), "dev", None, v.clone()),
+            Err(ViewError::BadSignature)
+        );
+        let mut for_b = view(Some("b"), 1, 0, 3000, "b");
+        sign_view(&brh_shared::keys::node_key(b"seal", "dev", "a"), &mut for_b);
+        assert_eq!(
+            VerifiedView::check(&keys_of(b"seal", "b"), "dev", Some("b"), for_b),
+            Err(ViewError::BadSignature)
+        );
+        // A reader with no node key accepts only the forge's public views.
+        let reader = ViewKeys {
+            node: None,
+            forge: a.forge,
+        };
+        assert_eq!(
+            VerifiedView::check(&reader, "dev", None, v.clone()),
+            Err(ViewError::BadSignature)
+        );
+        let mut public = v.clone();
+        public.you = None;
+        brh_shared::sign::sign_public_view(
+            &brh_shared::keys::forge_signing_key(b"seal"),
+            &mut public,
+        );
+        assert!(VerifiedView::check(&reader, "dev", None, public.clone()).is_ok());
+        assert!(VerifiedView::check(&a, "dev", None, public).is_ok());
         assert!(matches!(
-            VerifiedView::check(b"seal", "prod", Some("a"), v.clone()),
+            VerifiedView::check(&a, "prod", Some("a"), v.clone()),
             Err(ViewError::WrongEnv { .. })
-        ));
-        assert!(matches!(
-            VerifiedView::check(b"seal", "dev", Some("b"), v.clone()),
-            Err(ViewError::WrongNode { .. })
         ));
         let mut unsigned = v;
         unsigned.sig.clear();
         assert_eq!(
-            VerifiedView::check(b"seal", "dev", Some("a"), unsigned),
+            VerifiedView::check(&a, "dev", Some("a"), unsigned),
             Err(ViewError::BadSignature)
         );
     }
@@ -938,11 +1010,13 @@ mod tests {
     fn an_answer_counts_only_bound_to_our_own_request() {
         use brh_shared::sign::{sign_basis, sign_view};
         let seal = b"unit-seal";
+        let key = brh_shared::keys::node_key(seal, "dev", "a");
+        let keys = keys_of(seal, "a");
         let mut v = view(Some("a"), 3, 1_000, 4_000, "a");
-        sign_view(seal, &mut v);
-        let sig = sign_basis(seal, "a", "b1:7", &v.sig);
+        sign_view(&key, &mut v);
+        let sig = sign_basis(&key, "a", "b1:7", &v.sig);
         let check = |basis: Option<&str>, basis_sig: Option<&str>, nonce: &str| {
-            VerifiedView::check_answer(seal, "dev", "a", v.clone(), basis, basis_sig, nonce)
+            VerifiedView::check_answer(&keys, "dev", "a", v.clone(), basis, basis_sig, nonce)
         };
         assert!(check(Some("b1:7"), Some(&sig), "b1:7").is_ok());
         // The same answer replayed as the answer to a later request of ours.
@@ -958,8 +1032,14 @@ mod tests {
         // Stripped of its binding.
         assert_eq!(check(None, None, "b1:7"), Err(ViewError::Unbound));
         assert_eq!(check(Some("b1:7"), None, "b1:7"), Err(ViewError::Unbound));
-        // Bound for another node.
-        let theirs = sign_basis(seal, "b", "b1:7", &v.sig);
+        // Bound for another node, or with another node's key.
+        let theirs = sign_basis(&key, "b", "b1:7", &v.sig);
+        assert_eq!(
+            check(Some("b1:7"), Some(&theirs), "b1:7"),
+            Err(ViewError::Unbound)
+        );
+        let b_key = brh_shared::keys::node_key(seal, "dev", "b");
+        let theirs = sign_basis(&b_key, "a", "b1:7", &v.sig);
         assert_eq!(
             check(Some("b1:7"), Some(&theirs), "b1:7"),
             Err(ViewError::Unbound)
@@ -1190,12 +1270,12 @@ mod tests {
         assert_eq!(r.next_beat_at(1020, 0), 2000);
         r.nudge();
         assert_eq!(r.next_beat_at(1002, 0), 1000 + NUDGE_GAP_MS);
-        assert_eq!(r.next_beat_at(1020, 0), 1005, "due at once");
-        r.on_view(1100, 1110, &vv(None, 1, 0, 0));
-        assert_eq!(r.next_beat_at(1120, 0), 2100, "a nudge counts once");
-        r.stop(1200);
+        assert_eq!(r.next_beat_at(1300, 0), 1250, "due at once");
+        r.on_view(1300, 1310, &vv(None, 1, 0, 0));
+        assert_eq!(r.next_beat_at(1320, 0), 2300, "a nudge counts once");
+        r.stop(1400);
         r.nudge();
-        assert_eq!(r.next_beat_at(1200, 0), 2100);
+        assert_eq!(r.next_beat_at(1400, 0), 2300);
     }
 
     #[test]

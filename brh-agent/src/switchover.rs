@@ -95,28 +95,21 @@ pub fn choose_successor(
 /// learns so in one round trip instead of at its next regular heartbeat. Best effort and
 /// bounded: without it, handover still completes within one heartbeat interval.
 pub(crate) async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::PeerSummary>) {
-    let key = crate::auth::derive_api_key(&shared.cfg.seal, &shared.cfg.env);
     let http = crate::client::http_client(Duration::from_millis(500));
     let mut set = tokio::task::JoinSet::new();
-    for (peer, api) in peers
+    for api in peers
         .into_iter()
         .filter(|p| p.alive && p.node != shared.cfg.node_id)
-        .filter_map(|p| Some((p.node, p.api?)))
-        .filter(|(_, api)| *api != shared.cfg.advertise)
+        .filter_map(|p| p.api)
+        .filter(|api| *api != shared.cfg.advertise)
     {
-        let (http, node) = (http.clone(), shared.cfg.node_id.clone());
+        // A nudge is a hint with no authority (see `api::nudge`): no credential to sign with.
+        let req = http
+            .post(crate::client::join(&api, "/federation/nudge"))
+            .header("content-type", "application/json")
+            .body("{}");
         set.spawn(async move {
-            let r = crate::client::agent_post(
-                &http,
-                &api,
-                Some(&peer),
-                "/federation/nudge",
-                Vec::new(),
-                &key,
-                &node,
-            )
-            .await;
-            if let Err(e) = r {
+            if let Err(e) = req.send().await {
                 tracing::debug!("nudge to {api} failed: {e}");
             }
         });

@@ -117,7 +117,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         Err(e) => return Err(e.context("cannot start the embedded forge")),
     };
     let root = DominionRoot::sign(
-        seal.as_bytes(),
+        &brh_shared::keys::forge_signing_key(seal.as_bytes()),
         SCHEME_HTTP,
         &forge.addr.to_string(),
         &a.env,
@@ -129,10 +129,14 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     // Single-quoted: the root holds `&`, which a shell sourcing the file would otherwise run
     // as background jobs. None of the values can contain a quote (hex, a URI of ids, an id).
     // No timing: an agent started from this file follows the forge's.
+    // This is the operator's file (the root secret); each agent gets only its enrolment.
+    let forge_key = brh_shared::keys::public_hex(
+        &brh_shared::keys::forge_signing_key(seal.as_bytes()).verifying_key(),
+    );
     write_private(
         &env_file,
         &format!(
-            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\n",
+            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\nBRH_FORGE_KEY='{forge_key}'\n",
             a.env
         ),
     )?;
@@ -147,12 +151,19 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         } else {
             a.api_port.saturating_add(i as u16)
         };
+        // Enrolled as the README tells an operator to enrol a host: the agent holds its own
+        // key and the public keys, never the seal. The same lines go to `{node}.env`.
+        let enrolment = crate::enroll::enrolment(seal.as_bytes(), &root, &node, None);
+        write_private(&a.data.join(format!("{node}.env")), &enrolment)?;
+        let creds = crate::config::Credentials::derive(seal.as_bytes(), &root.env, &node);
         let args = RunArgs {
             node_id: Some(node.clone()),
             forge_root: Some(root.to_string()),
-            seal: crate::config::SealArgs {
-                seal: Some(seal.clone()),
-                insecure_dev: None,
+            keys: crate::config::KeyArgs {
+                node_key: Some(brh_shared::hex::encode(&creds.node_key)),
+                forge_key: Some(brh_shared::keys::public_hex(&creds.forge_key)),
+                operator_key: Some(brh_shared::keys::public_hex(&creds.operator_key)),
+                legacy_seal: None,
             },
             consensus_interval: Some("30s".into()),
             listen: Some(SocketAddr::new([127, 0, 0, 1].into(), port)),
@@ -189,8 +200,12 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         say!("  {node}: http://{}/status", ag.api_addr);
     }
     say!(
-        "  keys:      {} (source it to use `brh-agent status` / `deploy`)",
+        "  keys:      {} (the operator's: source it to use `brh-agent status` / `deploy`)",
         env_file.display()
+    );
+    say!(
+        "  hosts:     {}/brh-node-NN.env (each agent's own enrolment: no root secret)",
+        a.data.display()
     );
     say!("Ctrl-C stops everything (the leader resigns first).");
     say!();

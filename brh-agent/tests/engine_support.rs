@@ -62,7 +62,7 @@ pub fn orchestrator(
         env: env.into(),
         node: node.into(),
         epoch: 1_700_000_000,
-        seal: b"engine-test-seal".to_vec(),
+        token_key: b"engine-test-seal".to_vec(),
         token_ttl: Duration::from_secs(3600),
         stop_timeout: Duration::from_secs(2),
         demote_policy: policy,

@@ -235,6 +235,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     NoSeal,
     Unauthorized,
+    /// Authenticated, but the credential does not allow this (a scoped operator without the
+    /// scope, or for another env).
+    Forbidden,
     NotLeader,
     /// The agent has no manifest with services, so there is nothing to deploy or manage.
     NotConfigured,
@@ -263,6 +266,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::NoSeal => "no_seal",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::NotConfigured => "not_configured",
             ErrorCode::Timeout => "timeout",
@@ -276,6 +280,7 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadSignature | ErrorCode::StaleTimestamp | ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::Replay
             | ErrorCode::NotHolder
             | ErrorCode::NotCandidate

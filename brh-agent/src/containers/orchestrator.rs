@@ -29,7 +29,8 @@ pub struct OrchestratorConfig {
     pub node: String,
     /// The dominion root's epoch, passed to containers as `BRH_EPOCH` and label `brh.epoch`.
     pub epoch: u64,
-    pub seal: Vec<u8>,
+    /// What container tokens (`BRH_TOKEN`) are signed with: this node's key.
+    pub token_key: Vec<u8>,
     /// Lifetime of the `BRH_TOKEN` minted for each container.
     pub token_ttl: Duration,
     pub stop_timeout: Duration,
@@ -241,7 +242,7 @@ impl Orchestrator {
         term: u64,
     ) -> Result<CreateSpec> {
         let token = brh_shared::token::mint(
-            &self.cfg.seal,
+            &self.cfg.token_key,
             &self.cfg.env,
             &svc.name,
             unix_s() + self.cfg.token_ttl.as_secs(),

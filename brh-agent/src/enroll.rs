@@ -1,0 +1,121 @@
+//! What the operator hands out: a host's enrolment (`brh-agent enroll NODE`) and a scoped
+//! operator's credential (`brh-agent operator issue`). Both run where `DOMINION_SEAL` is, and
+//! print only what the receiver needs: no root secret, and no credential of anyone else.
+use anyhow::{anyhow, Context};
+use brh_shared::keys;
+use brh_shared::operator::{self, Scope};
+use brh_shared::root::{DominionRoot, RootKey};
+use clap::Args;
+
+use crate::clock;
+use crate::config::{self, SealArgs};
+
+/// `brh-agent enroll NODE`.
+#[derive(Debug, Args)]
+pub struct EnrollArgs {
+    /// The node to enrol (its `BRH_NODE_ID`).
+    pub node: String,
+    /// The root the host will use (the env comes from it).
+    #[arg(long, env = "FORGE_DOMINION_ROOT")]
+    pub forge_root: String,
+    /// Also print `BRH_FORGE_URL` (the forge's URL as this host reaches it).
+    #[arg(long)]
+    pub forge_url: Option<String>,
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+/// The lines of a host's environment file (`KEY='value'`, sourceable; values never contain a
+/// quote: ids, roots and hex only).
+pub fn enrolment(seal: &[u8], root: &DominionRoot, node: &str, forge_url: Option<&str>) -> String {
+    let c = config::Credentials::derive(seal, &root.env, node);
+    let mut out = format!(
+        "# brh-agent enroll: node {node} of env {env}. Keep this file private: BRH_NODE_KEY\n\
+         # speaks for this node (and only it). No other secret is here.\n\
+         BRH_NODE_ID='{node}'\n\
+         BRH_ENV='{env}'\n\
+         FORGE_DOMINION_ROOT='{root}'\n",
+        env = root.env
+    );
+    if let Some(url) = forge_url {
+        out.push_str(&format!("BRH_FORGE_URL='{url}'\n"));
+    }
+    out.push_str(&format!(
+        "BRH_FORGE_KEY='{}'\nBRH_OPERATOR_KEY='{}'\nBRH_NODE_KEY='{}'\n",
+        keys::public_hex(&c.forge_key),
+        keys::public_hex(&c.operator_key),
+        brh_shared::hex::encode(&c.node_key),
+    ));
+    out
+}
+
+pub fn enroll(a: EnrollArgs) -> anyhow::Result<()> {
+    brh_shared::ids::validate_id(&a.node).map_err(|e| anyhow!("invalid NODE: {e}"))?;
+    let seal = a.seal.required()?;
+    let root = DominionRoot::parse(&a.forge_root)
+        .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
+    root.verify(
+        RootKey::Seal(&seal),
+        clock::wall_ms() / 1000,
+        config::DEFAULT_EPOCH_SKEW_S,
+        None,
+    )
+    .map_err(|e| anyhow!("invalid setting FORGE_DOMINION_ROOT: {e}"))?;
+    let forge_url = match &a.forge_url {
+        Some(u) => Some(config::check_forge_url(u)?),
+        None => None,
+    };
+    print!("{}", enrolment(&seal, &root, &a.node, forge_url.as_deref()));
+    Ok(())
+}
+
+/// `brh-agent operator issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// The operator's name (recorded in the agents' events).
+    #[arg(long)]
+    pub name: String,
+    /// What the credential allows, comma-separated: `read`, `switchover`, `containers`
+    /// (deploy, restart, drain).
+    #[arg(long)]
+    pub scopes: String,
+    /// The env it is valid in (each credential is for one env).
+    #[arg(long, env = "BRH_ENV", default_value = "dev")]
+    pub env: String,
+    /// How long it is valid (`12h`, `30d` is written `720h`).
+    #[arg(long, default_value = "24h")]
+    pub ttl: String,
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+pub fn issue(a: IssueArgs) -> anyhow::Result<()> {
+    let seal = a.seal.required()?;
+    let scopes: Vec<Scope> =
+        operator::parse_scopes(&a.scopes).map_err(|e| anyhow!("invalid --scopes: {e}"))?;
+    let ttl_ms = config::parse_duration_ms(&a.ttl).map_err(|e| anyhow!("invalid --ttl: {e}"))?;
+    if ttl_ms < 1000 {
+        return Err(anyhow!("invalid --ttl: must be at least 1 s"));
+    }
+    let seed = brh_shared::hex::decode32(&crate::client::random_hex(32))
+        .context("random seed")?;
+    let expires_s = clock::wall_ms() / 1000 + ttl_ms / 1000;
+    let c = operator::issue_credential(
+        &keys::operator_signing_key(&seal),
+        &a.name,
+        &a.env,
+        &scopes,
+        expires_s,
+        seed,
+    )
+    .map_err(|e| anyhow!("cannot issue the credential: {e}"))?;
+    println!(
+        "# operator {} in env {}: {} until unix {}; keep it private\nBRH_OPERATOR_CREDENTIAL='{}'",
+        a.name,
+        a.env,
+        operator::describe_scopes(&c.cert.scopes),
+        expires_s,
+        c.to_text()
+    );
+    Ok(())
+}
