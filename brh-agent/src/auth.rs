@@ -63,7 +63,15 @@ pub fn sign_api_request(
     nonce: Nonce,
     body: &[u8],
 ) -> SignedHeaders {
-    let msg = canonical_for(Audience::Agent(to), method, path, caller, ts_ms, &nonce, body);
+    let msg = canonical_for(
+        Audience::Agent(to),
+        method,
+        path,
+        caller,
+        ts_ms,
+        &nonce,
+        body,
+    );
     SignedHeaders {
         node: caller.into(),
         ts_ms,
@@ -279,7 +287,14 @@ mod tests {
         );
         let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
         assert_eq!(
-            auth.check("POST", "/switchover", raw("n2", &ts, &n, &h.sig), None, b"{}", 1000),
+            auth.check(
+                "POST",
+                "/switchover",
+                raw("n2", &ts, &n, &h.sig),
+                None,
+                b"{}",
+                1000
+            ),
             Err(ApiAuthError::BadSignature)
         );
     }
@@ -288,8 +303,8 @@ mod tests {
     fn scoped_operators_sign_with_their_own_key() {
         let top = operator_signing_key(b"seal");
         let auth = ApiAuth::new(top.verifying_key(), "n1");
-        let alice = issue_credential(&top, "alice", "dev", &[Scope::Switchover], 2, [5; 32])
-            .unwrap();
+        let alice =
+            issue_credential(&top, "alice", "dev", &[Scope::Switchover], 2, [5; 32]).unwrap();
         let cert = alice.cert.to_string();
         let sign = |key: &SigningKey, caller: &str, seq: u64| {
             sign_api_request(
@@ -306,7 +321,14 @@ mod tests {
         let h = sign(&alice.key, "alice", 1);
         let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
         let (who, op) = auth
-            .check("POST", "/switchover", raw("alice", &ts, &n, &h.sig), Some(&cert), b"{}", 1000)
+            .check(
+                "POST",
+                "/switchover",
+                raw("alice", &ts, &n, &h.sig),
+                Some(&cert),
+                b"{}",
+                1000,
+            )
             .unwrap();
         assert_eq!(who, "alice");
         assert!(op.allows(Scope::Switchover, "dev"));
@@ -315,7 +337,14 @@ mod tests {
         let h = sign(&alice.key, "alice", 2);
         let (ts, n) = (h.ts_ms.to_string(), h.nonce.to_string());
         assert_eq!(
-            auth.check("POST", "/switchover", raw("alice", &ts, &n, &h.sig), None, b"{}", 1000),
+            auth.check(
+                "POST",
+                "/switchover",
+                raw("alice", &ts, &n, &h.sig),
+                None,
+                b"{}",
+                1000
+            ),
             Err(ApiAuthError::BadSignature)
         );
         // Someone else's name on alice's certificate; an expired certificate; a certificate

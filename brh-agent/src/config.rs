@@ -428,9 +428,16 @@ impl Credentials {
 }
 
 /// A public key setting: 64 hex digits, or an error naming the variable.
-pub fn public_key(setting: &'static str, v: &str) -> Result<ed25519_dalek::VerifyingKey, ConfigError> {
-    brh_shared::keys::parse_public(v)
-        .ok_or_else(|| err(setting, "must be an Ed25519 public key: 64 lowercase hex digits"))
+pub fn public_key(
+    setting: &'static str,
+    v: &str,
+) -> Result<ed25519_dalek::VerifyingKey, ConfigError> {
+    brh_shared::keys::parse_public(v).ok_or_else(|| {
+        err(
+            setting,
+            "must be an Ed25519 public key: 64 lowercase hex digits",
+        )
+    })
 }
 
 impl KeyArgs {

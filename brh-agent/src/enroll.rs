@@ -97,8 +97,7 @@ pub fn issue(a: IssueArgs) -> anyhow::Result<()> {
     if ttl_ms < 1000 {
         return Err(anyhow!("invalid --ttl: must be at least 1 s"));
     }
-    let seed = brh_shared::hex::decode32(&crate::client::random_hex(32))
-        .context("random seed")?;
+    let seed = brh_shared::hex::decode32(&crate::client::random_hex(32)).context("random seed")?;
     let expires_s = clock::wall_ms() / 1000 + ttl_ms / 1000;
     let c = operator::issue_credential(
         &keys::operator_signing_key(&seal),

@@ -168,7 +168,8 @@ impl Conn {
         node.seq += 1;
         let ts = native::now_ms();
         let nonce = Nonce::new(node.boot.as_str(), node.seq);
-        let h = sign_request(seal, "POST", PATH, &node.id, ts, nonce, BODY);
+        let key = brh_shared::keys::node_key(seal, "bench", &node.id);
+        let h = sign_request(&key, "POST", PATH, &node.id, ts, nonce, BODY);
         self.out.clear();
         let mut head = String::with_capacity(320);
         let _ = write!(

@@ -580,7 +580,10 @@ impl<S: Store> Forge<S> {
     fn manifest(&self, req: &Request, now_ms: u64) -> Result<Response> {
         self.seal()?;
         let forge = self.cfg.forge_key.as_ref().ok_or_else(|| {
-            Refusal::new(ErrorCode::NoSeal, "the forge has no DOMINION_SEAL configured")
+            Refusal::new(
+                ErrorCode::NoSeal,
+                "the forge has no DOMINION_SEAL configured",
+            )
         })?;
         let target = req
             .query_param("target")

@@ -231,8 +231,8 @@ mod tests {
     use crate::forge::ForgeConfig;
     use crate::store::MemoryStore;
     use brh_shared::election::ElectionConfig;
-    use brh_shared::replay::Nonce;
     use brh_shared::keys::node_key;
+    use brh_shared::replay::Nonce;
     use brh_shared::sign::{sign_request, verify_basis, verify_view};
     use brh_shared::wire::Role;
     use brh_shared::Timing;
@@ -307,7 +307,13 @@ mod tests {
         let pv = p.view.unwrap();
         assert!(p.reply_to.is_none());
         assert_eq!(pv.you.as_ref().map(|y| y.role), Some(Role::Leader));
-        assert!(verify_basis(&a, "a", &nonce, &pv.sig, &p.basis_sig.unwrap()));
+        assert!(verify_basis(
+            &a,
+            "a",
+            &nonce,
+            &pv.sig,
+            &p.basis_sig.unwrap()
+        ));
         assert!(verify_view(&a, &pv));
     }
 

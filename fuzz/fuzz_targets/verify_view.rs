@@ -1,4 +1,5 @@
-//! Leader views: JSON bytes → `LeaderView` → `verify_view`, and the view signing round trip.
+//! Leader views: JSON bytes → `LeaderView` → `verify_view` (a node's HMAC view) and
+//! `verify_public_view` (the forge's Ed25519 view), and both signing round trips.
 //!
 //! Properties:
 //! 1. Parsing and `verify_view` never panic.
@@ -8,7 +9,8 @@
 //!    signed field changed (env, leader, term, lease expiry, issued_at, addressee, role).
 #![no_main]
 
-use brh_shared::sign::{sign_view, verify_view};
+use brh_shared::keys::forge_signing_key;
+use brh_shared::sign::{sign_public_view, sign_view, verify_public_view, verify_view};
 use brh_shared::wire::{LeaderView, Role, You};
 use libfuzzer_sys::fuzz_target;
 
@@ -32,6 +34,22 @@ fuzz_target!(|data: &[u8]| {
     if verify_view(SEAL, &view) {
         assert!(consistent(&view), "verified an inconsistent view");
     }
+    let forge = forge_signing_key(SEAL);
+    let pk = forge.verifying_key();
+    if verify_public_view(&pk, &view) {
+        assert!(consistent(&view), "verified an inconsistent public view");
+    }
+    let mut public = view.clone();
+    sign_public_view(&forge, &mut public);
+    assert_eq!(verify_public_view(&pk, &public), consistent(&public));
+    assert!(!verify_view(SEAL, &public), "a public view passed as a node's view");
+    let mut moved = public.clone();
+    moved.issued_at_ms ^= 1;
+    assert!(!verify_public_view(&pk, &moved), "a tampered public view verifies");
+    assert!(!verify_public_view(
+        &forge_signing_key(b"another-seal").verifying_key(),
+        &public
+    ));
 
     let mut signed = view.clone();
     sign_view(SEAL, &mut signed);

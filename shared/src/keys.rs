@@ -74,7 +74,8 @@ pub fn verify_hex(key: &VerifyingKey, msg: &[u8], sig_hex: &str) -> bool {
     let Some(bytes) = hex::decode64(sig_hex) else {
         return false;
     };
-    key.verify_strict(msg, &Signature::from_bytes(&bytes)).is_ok()
+    key.verify_strict(msg, &Signature::from_bytes(&bytes))
+        .is_ok()
 }
 
 #[cfg(test)]

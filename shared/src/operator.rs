@@ -94,7 +94,11 @@ fn malformed(m: &str) -> CertError {
 }
 
 fn scopes_text(scopes: &[Scope]) -> String {
-    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join("+")
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Parses `switchover+containers` (or with commas, as typed on a command line).
@@ -167,7 +171,9 @@ impl Certificate {
         let parsed = parse_scopes(scopes).map_err(CertError::Malformed)?;
         // One spelling per certificate: the signed string is built from the parsed scopes.
         if scopes_text(&parsed) != *scopes {
-            return Err(malformed("scopes must be sorted, joined with +, no repeats"));
+            return Err(malformed(
+                "scopes must be sorted, joined with +, no repeats",
+            ));
         }
         let expires_s = parse_u64(exp).ok_or_else(|| malformed("expires must be unix seconds"))?;
         let key = keys::parse_public(key).ok_or_else(|| malformed("key must be 64 hex digits"))?;
@@ -240,7 +246,9 @@ impl Credential {
         let cert = Certificate::parse(cert)?;
         let key = SigningKey::from_bytes(&seed);
         if key.verifying_key() != cert.key {
-            return Err(malformed("the seed does not belong to the certificate's key"));
+            return Err(malformed(
+                "the seed does not belong to the certificate's key",
+            ));
         }
         Ok(Credential { cert, key })
     }

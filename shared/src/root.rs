@@ -341,7 +341,10 @@ mod tests {
         // The scheme is signed: rewriting https to http breaks the signature.
         let mut down = DominionRoot::sign(&sk(b"k"), SCHEME_HTTPS, "h", "dev", 10).unwrap();
         down.scheme = SCHEME_HTTP.into();
-        assert_eq!(down.verify(RootKey::Seal(b"k"), 10, 0, None), Err(RootError::BadSignature));
+        assert_eq!(
+            down.verify(RootKey::Seal(b"k"), 10, 0, None),
+            Err(RootError::BadSignature)
+        );
     }
 
     #[test]
@@ -357,7 +360,9 @@ mod tests {
         );
         assert!(r.verify(RootKey::Seal(b"k"), 1_000_000, 300, None).is_ok());
         assert!(r.verify(RootKey::Seal(b"k"), 4600, 300, Some(3600)).is_ok());
-        assert!(r.verify(RootKey::Seal(b"k"), 4601, 300, Some(3600)).is_err());
+        assert!(r
+            .verify(RootKey::Seal(b"k"), 4601, 300, Some(3600))
+            .is_err());
     }
 
     #[test]

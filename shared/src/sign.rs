@@ -353,7 +353,8 @@ pub fn sign_public_view(forge: &ed25519_dalek::SigningKey, view: &mut LeaderView
 
 /// Checks a public view's Ed25519 signature (and the same consistency as [`verify_view`]).
 pub fn verify_public_view(forge: &ed25519_dalek::VerifyingKey, view: &LeaderView) -> bool {
-    view_consistent(view) && crate::keys::verify_hex(forge, canonical_view(view).as_bytes(), &view.sig)
+    view_consistent(view)
+        && crate::keys::verify_hex(forge, canonical_view(view).as_bytes(), &view.sig)
 }
 
 fn view_consistent(view: &LeaderView) -> bool {
@@ -699,7 +700,10 @@ mod tests {
         assert!(!verify_public_view(&forge.verifying_key(), &t));
         // A node's HMAC view is not a public view, and the other way round.
         let mut h = view();
-        sign_view(&crate::keys::node_key(SEAL, "production", "brh-node-02"), &mut h);
+        sign_view(
+            &crate::keys::node_key(SEAL, "production", "brh-node-02"),
+            &mut h,
+        );
         assert!(!verify_public_view(&forge.verifying_key(), &h));
         assert!(!verify_view(SEAL, &v));
     }

@@ -146,8 +146,9 @@ async fn beat(
     };
     let body = serde_json::to_vec(&hb).expect("heartbeat serializes");
     node.seq += 1;
+    let key = brh_shared::keys::node_key(seal, ENV, &node.id);
     let h = sign_request(
-        seal,
+        &key,
         "POST",
         PATH,
         &node.id,
@@ -189,7 +190,7 @@ async fn beat(
         return Err(format!("{status} {code}"));
     }
     let view: LeaderView = serde_json::from_slice(&bytes).map_err(|e| format!("bad json: {e}"))?;
-    if !verify_view(seal, &view) {
+    if !verify_view(&key, &view) {
         return Err("bad view signature".into());
     }
     if view.env != ENV || view.you.as_ref().is_none_or(|y| y.node != node.id) {

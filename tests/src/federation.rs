@@ -331,7 +331,7 @@ pub fn root_for(seal: &str, addr: SocketAddr) -> String {
 
 pub fn root_for_env(seal: &str, addr: SocketAddr, env: &str) -> String {
     DominionRoot::sign(
-        seal.as_bytes(),
+        &brh_shared::keys::forge_signing_key(seal.as_bytes()),
         SCHEME_HTTP,
         &addr.to_string(),
         env,
@@ -339,6 +339,27 @@ pub fn root_for_env(seal: &str, addr: SocketAddr, env: &str) -> String {
     )
     .unwrap()
     .to_string()
+}
+
+/// What `brh-agent enroll NODE` gives a host of `env` (besides its id and root): its own
+/// key and the forge's and the operator's public keys. No seal.
+pub fn host_keys(seal: &str, env: &str, node: &str) -> [(&'static str, String); 3] {
+    use brh_shared::keys;
+    let s = seal.as_bytes();
+    [
+        (
+            "BRH_NODE_KEY",
+            brh_shared::hex::encode(&keys::node_key(s, env, node)),
+        ),
+        (
+            "BRH_FORGE_KEY",
+            keys::public_hex(&keys::forge_signing_key(s).verifying_key()),
+        ),
+        (
+            "BRH_OPERATOR_KEY",
+            keys::public_hex(&keys::operator_signing_key(s).verifying_key()),
+        ),
+    ]
 }
 
 /// One `brh-agent run` process.
@@ -390,7 +411,9 @@ impl Agent {
             .arg("--event-log")
             .arg(&event_log)
             .args(&o.args)
-            .env("DOMINION_SEAL", seal)
+            // Enrolled: the host holds its own key, never the seal.
+            .env_remove("DOMINION_SEAL")
+            .envs(host_keys(seal, o.env.as_deref().unwrap_or("dev"), node))
             .env(
                 "FORGE_DOMINION_ROOT",
                 root_for_env(seal, forge, o.env.as_deref().unwrap_or("dev")),

@@ -35,7 +35,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use brh_agent::forge_stream::SentBeats;
-use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView};
+use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView, ViewKeys};
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
@@ -112,6 +112,16 @@ impl SimStore {
     fn term(&self) -> u64 {
         self.slot.borrow().as_ref().map_or(0, |s| s.state.term)
     }
+    /// The lease holder the forge would name now (no step, no persistence), and the term.
+    fn leader_term(&self, now_ms: u64, timing: &Timing) -> (Option<String>, u64) {
+        match self.slot.borrow().as_ref() {
+            Some(s) => {
+                let v = s.state.view(ENV, now_ms, timing, "native", None);
+                (v.leader, v.term)
+            }
+            None => (None, 0),
+        }
+    }
 }
 
 impl Store for SimStore {
@@ -171,7 +181,7 @@ pub fn profile(name: &str) -> Timing {
 }
 
 /// Every kind of injected fault, counted.
-pub const FAULT_KINDS: [&str; 15] = [
+pub const FAULT_KINDS: [&str; 17] = [
     "delay-reorder",
     "loss",
     "duplicate",
@@ -187,6 +197,10 @@ pub const FAULT_KINDS: [&str; 15] = [
     "forge-restart",
     "clock-step",
     "drift",
+    // The compromised node (n0): requests it signs with its own key in another node's name,
+    // and answers it forges for another node with its own key (it is on every link).
+    "forged-request",
+    "forged-answer",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,6 +212,10 @@ enum Up {
 
 struct Node {
     name: String,
+    /// What `brh-agent enroll` gives this node: its own key, and the keys it checks the
+    /// forge's word with. The simulation signs and checks with these, never the seal.
+    key: [u8; 32],
+    keys: ViewKeys,
     role: RoleState,
     up: Up,
     boot: u64,
@@ -245,7 +263,7 @@ impl Node {
     fn frame(&mut self, t: u64, seq: u64, path: &str, body: String) -> Vec<u8> {
         let nonce = Nonce::new(format!("b{}", self.boot), seq);
         let h = sign_request(
-            SEAL,
+            &self.key,
             STREAM_METHOD,
             path,
             &self.name,
@@ -307,9 +325,14 @@ pub struct Sim {
     /// of a node's own HTTP answers): every seed keeps its schedule, and the mutation checks
     /// depend on particular seeds reaching their faults.
     late_rng: Rng,
+    /// Draws of the compromised node (n0), apart for the same reason.
+    evil_rng: Rng,
+    evil_seq: u64,
     pub t: u64,
     timing: Timing,
     forge: Forge<SimStore>,
+    /// The forge's public key, as every node is enrolled with it.
+    forge_key: ed25519_dalek::VerifyingKey,
     forge_down_until: u64,
     next_sweep: u64,
     nodes: Vec<Node>,
@@ -391,6 +414,7 @@ impl Sim {
             t: 0,
             timing,
             forge,
+            forge_key: brh_shared::keys::forge_signing_key(SEAL).verifying_key(),
             forge_down_until: 0,
             next_sweep: 500,
             nodes: Vec::new(),
@@ -413,6 +437,8 @@ impl Sim {
             pushes_applied: 0,
             reports: 0,
             late_rng: Rng::new(seed ^ 0x5245_504f_5254),
+            evil_rng: Rng::new(seed ^ 0x4556_494c),
+            evil_seq: 0,
             promotions_by_push: 0,
             trace: VecDeque::new(),
             verbose: false,
@@ -432,9 +458,15 @@ impl Sim {
         // ±1000 ppm is far beyond real quartz (tens of ppm) and still safe.
         let drift_ppm = self.rng.range(0, 2001) as i64 - 1000;
         *self.faults.get_mut("drift").unwrap() += 1;
+        let key = brh_shared::keys::node_key(SEAL, ENV, &name);
         Node {
             role: RoleState::new(name.clone(), Timing::DEFAULT)
                 .with_timing_source(TimingSource::Forge),
+            key,
+            keys: ViewKeys {
+                node: Some((name.clone(), key)),
+                forge: self.forge_key,
+            },
             name,
             up: Up::Running,
             boot,
@@ -577,7 +609,7 @@ impl Sim {
             }
         } else {
             let h = sign_request(
-                SEAL,
+                &n.key,
                 "POST",
                 path,
                 &n.name,
@@ -805,7 +837,8 @@ impl Sim {
         m: &StreamMessage,
         nonce: Option<&str>,
     ) -> Option<VerifiedView> {
-        VerifiedView::check_bound(SEAL, ENV, &self.nodes[to].name, m, nonce?).ok()
+        let n = &self.nodes[to];
+        VerifiedView::check_bound(&n.keys, ENV, &n.name, m, nonce?).ok()
     }
 
     fn forge_receives(&mut self, from: usize, seq: u64, req: &Request) -> Result<(), Violation> {
@@ -843,6 +876,9 @@ impl Sim {
         };
         let body = serde_json::to_vec(&m).unwrap();
         self.answer(from, boot, seq, r.status, body, false);
+        if from != 0 && self.t < self.lossy_until && self.evil_rng.chance(120) {
+            self.compromised_acts(from, boot, seq)?;
+        }
         if changed {
             self.push_all();
         }
@@ -953,6 +989,103 @@ impl Sim {
                 injected: false,
             },
         );
+    }
+
+    /// The compromised node n0 holds its own key (and nothing else) and uses it against node
+    /// `victim`, whose request `seq` the forge just answered: a request in the victim's (or
+    /// the leader's) name straight to the forge — any 2xx is a violation at once — and a
+    /// forged grant, answering the victim's request, that only the victim's check can refuse
+    /// (accepted, it makes a second leader the overlap checker catches).
+    fn compromised_acts(&mut self, victim: usize, boot: u64, seq: u64) -> Result<(), Violation> {
+        let key = self.nodes[0].key;
+        let (leader, term) = self.forge.store.leader_term(self.t, &self.timing);
+        // 1. Speak for another node: resign the leader's term naming n0, or beat as the victim.
+        let (claimed, path, body) = match (&leader, self.evil_rng.chance(500)) {
+            (Some(l), true) if *l != self.nodes[0].name => (
+                l.clone(),
+                "/federation/resign",
+                format!(r#"{{"env":"{ENV}","term":{term},"successor":"n0"}}"#),
+            ),
+            _ => (
+                self.nodes[victim].name.clone(),
+                "/federation/heartbeat",
+                format!(r#"{{"env":"{ENV}","version":"evil"}}"#),
+            ),
+        };
+        self.evil_seq += 1;
+        let h = sign_request(
+            &key,
+            "POST",
+            path,
+            &claimed,
+            self.t,
+            Nonce::new("evil", self.evil_seq),
+            body.as_bytes(),
+        );
+        let mut req = Request::new("POST", path);
+        req.add_header(HEADER_NODE, &h.node);
+        req.add_header(HEADER_TS, &h.ts_ms.to_string());
+        req.add_header(HEADER_NONCE, &h.nonce.to_string());
+        req.add_header(HEADER_SIG, &h.sig);
+        req.body = body.into_bytes();
+        self.count("forged-request");
+        let r = now(self.forge.handle(&req, self.t)).response;
+        if (200..300).contains(&r.status) {
+            return Err(self.violation(format!(
+                "the forge accepted {path} in {claimed}'s name signed with n0's key: {}",
+                r.status
+            )));
+        }
+        // 2. A grant for the victim, signed and bound with n0's key, as the answer to the
+        //    victim's request (n0 is on its link).
+        let victim_name = self.nodes[victim].name.clone();
+        let mut forged = LeaderView {
+            env: ENV.into(),
+            leader: Some(victim_name.clone()),
+            term: term + 1,
+            lease: Some(brh_shared::wire::LeaseInfo {
+                holder: victim_name.clone(),
+                term: term + 1,
+                expires_at_ms: self.t + self.timing.lease_ttl_ms,
+                ttl_ms: self.timing.lease_ttl_ms,
+            }),
+            epoch: self.t / 1000,
+            issued_at_ms: self.t,
+            peers_alive: self.nodes.len() as u32,
+            mode: "native".into(),
+            heartbeat_interval_ms: self.timing.heartbeat_interval_ms,
+            lease_ttl_ms: self.timing.lease_ttl_ms,
+            you: Some(brh_shared::wire::You {
+                node: victim_name.clone(),
+                role: brh_shared::wire::Role::Leader,
+            }),
+            sig: String::new(),
+        };
+        brh_shared::sign::sign_view(&key, &mut forged);
+        let nonce = Nonce::new(format!("b{boot}"), seq).to_string();
+        let basis_sig = brh_shared::sign::sign_basis(&key, &victim_name, &nonce, &forged.sig);
+        let m = StreamMessage {
+            reply_to: None,
+            view: Some(forged),
+            error: None,
+            basis: Some(nonce),
+            basis_sig: Some(basis_sig),
+        };
+        self.count("forged-answer");
+        self.send(
+            self.t,
+            Msg::Answer {
+                to: victim,
+                of: victim,
+                boot,
+                seq,
+                status: 200,
+                body: serde_json::to_vec(&m).unwrap(),
+                stream: false,
+                injected: true,
+            },
+        );
+        Ok(())
     }
 
     fn check_term(&mut self) -> Result<(), Violation> {

@@ -125,11 +125,25 @@ fn unsafe_settings_stop_start_up_with_one_line_naming_the_setting() {
         &[("BRH_NODE_ID", "n1"), ("FORGE_DOMINION_ROOT", &root)],
         &[],
     );
-    assert!(e.contains("DOMINION_SEAL"), "{e}");
+    assert!(e.contains("BRH_NODE_KEY") && e.contains("enroll"), "{e}");
+    // The seal on a host: refused unless asked for by name.
+    let e = run(
+        &[
+            ("BRH_NODE_ID", "n1"),
+            ("DOMINION_SEAL", "s3cret"),
+            ("FORGE_DOMINION_ROOT", &root),
+        ],
+        &[],
+    );
+    assert!(
+        e.contains("BRH_NODE_KEY") && e.contains("--legacy-seal"),
+        "{e}"
+    );
     let e = run(
         &[
             ("BRH_NODE_ID", "n1"),
             ("DOMINION_SEAL", "other"),
+            ("BRH_LEGACY_SEAL", "true"),
             ("FORGE_DOMINION_ROOT", &root),
         ],
         &[],
@@ -138,12 +152,33 @@ fn unsafe_settings_stop_start_up_with_one_line_naming_the_setting() {
         e.contains("FORGE_DOMINION_ROOT") && e.contains("signature"),
         "{e}"
     );
-    let env = [
-        ("BRH_NODE_ID", "n1"),
-        ("DOMINION_SEAL", "s3cret"),
-        ("FORGE_DOMINION_ROOT", root.as_str()),
-    ];
+    // Another federation's keys do not accept this root.
+    let theirs = host_keys("other", "dev", "n1");
+    let mut env: Vec<(&str, &str)> = theirs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([("BRH_NODE_ID", "n1"), ("FORGE_DOMINION_ROOT", &root)]);
+    let e = run(&env, &[]);
+    assert!(
+        e.contains("FORGE_DOMINION_ROOT") && e.contains("signature"),
+        "{e}"
+    );
+    let ours = host_keys("s3cret", "dev", "n1");
+    let mut env: Vec<(&str, &str)> = ours.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend([("BRH_NODE_ID", "n1"), ("FORGE_DOMINION_ROOT", &root)]);
     let e = run(&env, &["--heartbeat-interval", "5", "--lease-ttl", "10"]);
+    assert!(e.contains("BRH_LEASE_TTL"), "{e}");
+    assert!(
+        !e.contains(&ours[0].1),
+        "the node key must never be printed"
+    );
+    let e = run(
+        &[
+            ("BRH_NODE_ID", "n1"),
+            ("DOMINION_SEAL", "s3cret"),
+            ("BRH_LEGACY_SEAL", "1"),
+            ("FORGE_DOMINION_ROOT", root.as_str()),
+        ],
+        &["--heartbeat-interval", "5", "--lease-ttl", "10"],
+    );
     assert!(e.contains("BRH_LEASE_TTL"), "{e}");
     assert!(!e.contains("s3cret"), "the seal must never be printed");
 }

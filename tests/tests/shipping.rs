@@ -81,8 +81,9 @@ fn signed_heartbeat(
         "env": "dev", "priority": 0, "draining": false, "uptime_s": 1, "version": "0.1.0"
     }))
     .unwrap();
+    let key = brh_shared::keys::node_key(seal.as_bytes(), "dev", node);
     let h = sign_request(
-        seal.as_bytes(),
+        &key,
         "POST",
         path,
         node,
@@ -245,7 +246,8 @@ fn static_binaries_and_scratch_images_build_and_run() {
     let (status, view) = signed_heartbeat(addr, &seal, "ship-node", 2, false);
     assert_eq!(status, 200, "{view}");
     let view: LeaderView = serde_json::from_value(view).unwrap();
-    assert!(verify_view(seal.as_bytes(), &view), "{view:?}");
+    let key = brh_shared::keys::node_key(seal.as_bytes(), "dev", "ship-node");
+    assert!(verify_view(&key, &view), "{view:?}");
     assert_eq!(view.leader.as_deref(), Some("ship-node"));
     assert_eq!(view.you.as_ref().map(|y| y.role.as_str()), Some("leader"));
     let term = view.term;

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use brh_shared::root::{DominionRoot, SCHEME_HTTPS};
-use brh_tests::federation::{bin, fresh_seal, scratch, wait_until, wall_ms, Agent, AgentOpts};
+use brh_tests::federation::{
+    bin, fresh_seal, host_keys, scratch, wait_until, wall_ms, Agent, AgentOpts,
+};
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 
@@ -278,7 +280,7 @@ fn agents_reach_a_self_signed_forge_with_forge_ca_and_only_with_it() {
     let cfg = client_config(&cert.der);
     // A `dominion://` root means HTTPS to the host:port it names.
     let root = DominionRoot::sign(
-        seal.as_bytes(),
+        &brh_shared::keys::forge_signing_key(seal.as_bytes()),
         SCHEME_HTTPS,
         &forge.addr.to_string(),
         "dev",
@@ -381,7 +383,8 @@ fn agents_reach_a_self_signed_forge_with_forge_ca_and_only_with_it() {
         .args(["run", "--node-id", "tls-d", "--listen", "127.0.0.1:0"])
         .args(["--forge-root", &root, "--forge-ca"])
         .arg(&junk)
-        .env("DOMINION_SEAL", &seal)
+        .envs(host_keys(&seal, "dev", "tls-d"))
+        .env_remove("DOMINION_SEAL")
         .env_remove("FORGE_DOMINION_ROOT")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -2,8 +2,8 @@
 //! the stored state exactly as it was.
 use super::*;
 use crate::store::MemoryStore;
-use brh_shared::replay::Nonce;
 use brh_shared::keys::{forge_signing_key, node_key};
+use brh_shared::replay::Nonce;
 use brh_shared::sign::{sign_request, verify_public_view, verify_view};
 use brh_shared::wire::{ErrorBody, LeaderView, Role};
 use brh_shared::Timing;
@@ -139,7 +139,10 @@ fn leader_endpoint_is_public_signed_and_uncached() {
         &forge_signing_key(SEAL).verifying_key(),
         &v
     ));
-    assert!(!verify_view(SEAL, &v), "a public view is not an HMAC under the seal");
+    assert!(
+        !verify_view(SEAL, &v),
+        "a public view is not an HMAC under the seal"
+    );
     assert!(v.you.is_none());
     let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
     for key in [
@@ -664,11 +667,19 @@ fn a_node_key_speaks_only_for_its_own_node_and_env() {
         ),
     ] {
         let r = h.send(&req, T0 + 2);
-        assert_eq!(r.status, 401, "{what}: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            401,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         assert_eq!(error_code(&r), ErrorCode::BadSignature, "{what}");
     }
     assert_eq!(h.snapshot(), before, "refused requests changed nothing");
     // n2's key still speaks for n2.
-    let ok = h.send(&forged("/federation/heartbeat", "n2", r#"{"env":"dev"}"#, 4), T0 + 3);
+    let ok = h.send(
+        &forged("/federation/heartbeat", "n2", r#"{"env":"dev"}"#, 4),
+        T0 + 3,
+    );
     assert_eq!(ok.status, 200);
 }
