@@ -159,7 +159,7 @@ impl ApiAuth {
                         cert.name, f.node
                     )));
                 }
-                (cert.key, Operator::Scoped(cert))
+                (cert.key, Operator::Scoped(Box::new(cert)))
             }
         };
         let msg = canonical_for(

@@ -267,7 +267,7 @@ pub enum Operator {
     /// The top operator: every scope.
     Top,
     /// A certificate's holder.
-    Scoped(Certificate),
+    Scoped(alloc::boxed::Box<Certificate>),
 }
 
 impl Operator {
@@ -349,7 +349,7 @@ mod tests {
         );
         let other = keys::operator_signing_key(b"other").verifying_key();
         assert_eq!(cert.verify(&other, 1), Err(CertError::BadSignature));
-        let op = Operator::Scoped(cert);
+        let op = Operator::Scoped(alloc::boxed::Box::new(cert));
         assert!(op.allows(Scope::Switchover, "dev"));
         assert!(!op.allows(Scope::Switchover, "prod"));
         assert!(!op.allows(Scope::Read, "dev"));
