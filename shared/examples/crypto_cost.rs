@@ -10,7 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-#[path = "crypto_ops.rs"]
+#[path = "common/crypto_ops.rs"]
 mod ops;
 
 fn median_ns(mut f: impl FnMut(), iters: u32) -> f64 {

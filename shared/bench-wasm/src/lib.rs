@@ -2,7 +2,7 @@
 //! builds it for wasm32-unknown-unknown and times each export from Node (V8, the engine
 //! workerd runs the Worker in). `count()` is the number of operations, `run(i, n)` runs
 //! operation `i` `n` times, `name_ptr(i)` / `name_len(i)` its name.
-#[path = "../../examples/crypto_ops.rs"]
+#[path = "../../examples/common/crypto_ops.rs"]
 mod ops;
 
 use std::sync::OnceLock;
