@@ -417,10 +417,13 @@ impl InProcess {
             .unwrap();
         let tls = Tls::from_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes()).unwrap();
         let opts = ServeOptions {
+            // One source (loopback) may take the whole cap here: these tests are of the cap.
             limits: Limits {
                 header_read_timeout: header,
                 body_read_timeout: Duration::from_millis(500),
                 max_connections,
+                max_unproven_per_source: max_connections,
+                max_per_source: max_connections,
                 shutdown_grace: Duration::from_millis(300),
                 tls: Some(tls),
             },

@@ -73,6 +73,14 @@ enum Cmd {
         /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
         #[arg(long, env = "FORGE_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Connections one source address may hold in all (default: half the connection
+        /// cap). Raise it for a load generator or a proxy in front of many agents.
+        #[arg(long, env = "FORGE_MAX_PER_SOURCE")]
+        max_per_source: Option<usize>,
+        /// Connections one source address may hold that have not completed a request yet
+        /// (default: an eighth of the cap): what one slow client can take.
+        #[arg(long, env = "FORGE_MAX_UNPROVEN_PER_SOURCE")]
+        max_unproven_per_source: Option<usize>,
     },
 }
 
@@ -103,6 +111,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         dominion_root,
         tls_cert,
         tls_key,
+        max_per_source,
+        max_unproven_per_source,
     } = cli.cmd;
     let seal = seal.filter(|s| !s.is_empty()).ok_or_else(|| {
         anyhow::anyhow!("DOMINION_SEAL is not set: the forge refuses to run without a secret (set it in the environment or pass --seal)")
@@ -134,9 +144,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         skew_ms,
         sweep_interval: Duration::from_millis(sweep_interval_ms),
         dominion_root,
-        limits: Limits {
-            tls,
-            ..Limits::default()
+        limits: {
+            let d = Limits::default();
+            Limits {
+                tls,
+                max_per_source: max_per_source.unwrap_or(d.max_per_source).max(1),
+                max_unproven_per_source: max_unproven_per_source
+                    .unwrap_or(d.max_unproven_per_source)
+                    .max(1),
+                ..d
+            }
         },
         ..ServeOptions::new(listen, data, seal.into_bytes())
     };

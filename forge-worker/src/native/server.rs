@@ -7,6 +7,12 @@
 //!   connection waiting for its next request, so it is the idle timeout too.
 //! - Bodies are read by [`read_body`] with a size cap and `body_read_timeout`.
 //! - Past `max_connections` a new connection gets an immediate `503 busy` and is closed.
+//! - One source address cannot take the whole cap: it may hold at most
+//!   `max_unproven_per_source` connections that have not yet completed a request (a slow
+//!   client's half-sent requests) and `max_per_source` in all. Past either, its new
+//!   connection gets the same `503 busy`; other sources — an agent falling back to HTTP, a
+//!   new agent, an operator's `status` — are still served.
+//! - An HTTP/1.1 request without `Host` is refused (400, RFC 9112 §3.2).
 //! - Shutdown stops accepting, asks every connection to finish its request in flight, and
 //!   closes whatever is still open after `shutdown_grace`.
 //! - With [`Limits::tls`] every connection is TLS (rustls): the handshake must finish within
@@ -15,9 +21,12 @@
 //!   handshakes in progress. Past the cap a TLS connection is closed at once: a plain-text
 //!   `503` would be garbage to a TLS client, and a handshake would let the excess hold
 //!   descriptors for as long as a slow client likes.
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -41,6 +50,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     pub body_read_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one source address may hold before any of them completed a request.
+    pub max_unproven_per_source: usize,
+    /// Connections one source address may hold in all.
+    pub max_per_source: usize,
     pub shutdown_grace: Duration,
     /// Terminate TLS on every connection (`None`: plain HTTP).
     pub tls: Option<Tls>,
@@ -48,12 +61,86 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        Limits::with_max_connections(default_max_connections())
+    }
+}
+
+impl Limits {
+    /// The defaults for a cap of `max`: a source may hold an eighth of it unproven (a slow
+    /// client), half of it in all (a busy load generator behind one address), never all.
+    pub fn with_max_connections(max: usize) -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
-            max_connections: default_max_connections(),
+            max_connections: max,
+            max_unproven_per_source: (max / 8).max(2),
+            max_per_source: (max / 2).max(4),
             shutdown_grace: Duration::from_secs(5),
             tls: None,
+        }
+    }
+}
+
+/// Connections held per source address, for the per-source limits.
+struct Sources {
+    held: Mutex<HashMap<IpAddr, Held>>,
+    max_unproven: usize,
+    max_all: usize,
+}
+
+#[derive(Default)]
+struct Held {
+    all: usize,
+    unproven: usize,
+}
+
+/// One admitted connection's place in its source's counts; released when dropped.
+struct SourceSlot {
+    sources: Arc<Sources>,
+    ip: IpAddr,
+    proven: AtomicBool,
+}
+
+impl Sources {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Arc<SourceSlot>> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let h = held.entry(ip).or_default();
+        if h.unproven >= self.max_unproven || h.all >= self.max_all {
+            return None;
+        }
+        h.unproven += 1;
+        h.all += 1;
+        Some(Arc::new(SourceSlot {
+            sources: self.clone(),
+            ip,
+            proven: AtomicBool::new(false),
+        }))
+    }
+}
+
+impl SourceSlot {
+    /// The connection completed a request: it no longer counts as a slow client's.
+    fn prove(&self) {
+        if !self.proven.swap(true, Ordering::Relaxed) {
+            let mut held = self.sources.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = held.get_mut(&self.ip) {
+                h.unproven = h.unproven.saturating_sub(1);
+            }
+        }
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut held = self.sources.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = held.get_mut(&self.ip) {
+            h.all = h.all.saturating_sub(1);
+            if !*self.proven.get_mut() {
+                h.unproven = h.unproven.saturating_sub(1);
+            }
+            if h.all == 0 {
+                held.remove(&self.ip);
+            }
         }
     }
 }
@@ -217,6 +304,14 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 async fn header_limits(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.version() == axum::http::Version::HTTP_11
+        && !req.headers().contains_key(axum::http::header::HOST)
+    {
+        return error_response(
+            ErrorCode::BadRequest,
+            "an HTTP/1.1 request must carry a Host header (RFC 9112 section 3.2)",
+        );
+    }
     let h = req.headers();
     let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     if h.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
@@ -240,6 +335,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = Arc::new(Sources {
+        held: Mutex::new(HashMap::new()),
+        max_unproven: limits.max_unproven_per_source,
+        max_all: limits.max_per_source,
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper's own limits are set above the application's (`header_limits`), so a request
@@ -260,7 +360,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => { accept_errors = 0; next_report = 100; stream }
+                Ok((stream, peer)) => { accept_errors = 0; next_report = 100; (stream, peer) }
                 Err(e) => {
                     // Out of descriptors or a transient network error: back off briefly
                     // instead of spinning; connections in flight keep being served.
@@ -273,6 +373,14 @@ pub async fn serve(
                     continue;
                 }
             },
+        };
+        let (stream, peer) = stream;
+        // The source's share first: a source at its limit must not take a global slot.
+        let Some(slot) = sources.admit(peer.ip()) else {
+            if limits.tls.is_none() {
+                conns.spawn(refuse_busy(stream));
+            }
+            continue;
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             if limits.tls.is_none() {
@@ -289,7 +397,7 @@ pub async fn serve(
         match limits.tls {
             None => conns.spawn(async move {
                 let _permit = permit;
-                serve_connection(&http, TokioIo::new(stream), app, stop, grace).await;
+                serve_connection(&http, TokioIo::new(stream), app, slot, stop, grace).await;
             }),
             Some(Tls(acceptor)) => conns.spawn(async move {
                 let _permit = permit;
@@ -316,7 +424,7 @@ pub async fn serve(
                         return;
                     }
                 };
-                serve_connection(&http, TokioIo::new(stream), app, stop, grace).await;
+                serve_connection(&http, TokioIo::new(stream), app, slot, stop, grace).await;
             }),
         };
     }
@@ -339,12 +447,18 @@ async fn serve_connection<I>(
     http: &hyper::server::conn::http1::Builder,
     io: I,
     app: Router,
+    slot: Arc<SourceSlot>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = TowerToHyperService::new(app);
+    // The first answer proves the connection is no slow client's (its source's
+    // unproven count drops); the slot itself is held until the connection ends.
+    let service = TowerToHyperService::new(Proving {
+        app,
+        slot: slot.clone(),
+    });
     // Upgrades: `GET /federation/stream` turns the connection into a WebSocket, which then
     // lives in its own task (counted by the stream cap, closed on shutdown).
     let conn = http.serve_connection(io, service).with_upgrades();
@@ -355,6 +469,38 @@ async fn serve_connection<I>(
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(grace, conn).await;
+}
+
+/// The router, marking the connection's slot proven once a request got its answer.
+#[derive(Clone)]
+struct Proving {
+    app: Router,
+    slot: Arc<SourceSlot>,
+}
+
+impl tower_service::Service<axum::http::Request<hyper::body::Incoming>> for Proving {
+    type Response = Response;
+    type Error = std::convert::Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Response, std::convert::Infallible>> + Send + 'static>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<Body>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, req: axum::http::Request<hyper::body::Incoming>) -> Self::Future {
+        let fut = self.app.call(req.map(Body::new));
+        let slot = self.slot.clone();
+        Box::pin(async move {
+            let res = fut.await;
+            slot.prove();
+            res
+        })
+    }
 }
 
 enum Handshake {
@@ -472,10 +618,90 @@ mod tests {
         Limits {
             header_read_timeout: Duration::from_millis(300),
             body_read_timeout: Duration::from_millis(300),
-            max_connections: 4,
             shutdown_grace: Duration::from_millis(300),
-            tls: None,
+            max_unproven_per_source: 4,
+            ..Limits::with_max_connections(4)
         }
+    }
+
+    /// A connection from `source` (a loopback address of its own).
+    async fn connect_from(source: &str, addr: std::net::SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+        socket.connect(addr).await.unwrap()
+    }
+
+    async fn exchange_from(source: &str, addr: std::net::SocketAddr, raw: &[u8]) -> String {
+        let mut s = connect_from(source, addr).await;
+        s.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn one_slow_source_cannot_starve_the_others() {
+        let (addr, _stop, _task) = start(Limits {
+            header_read_timeout: Duration::from_secs(5),
+            max_unproven_per_source: 3,
+            max_per_source: 6,
+            ..Limits::with_max_connections(8)
+        })
+        .await;
+        // 127.0.0.2 holds three half-sent requests: its share of unproven connections.
+        let mut stalled = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect_from("127.0.0.2", addr).await;
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            stalled.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let req = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let busy = exchange_from("127.0.0.2", addr, req).await;
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        assert!(busy.contains(r#""code":"busy""#), "{busy}");
+        // Another source is served, again and again, while the slow one waits.
+        for _ in 0..10 {
+            let ok = exchange_from("127.0.0.3", addr, req).await;
+            assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        }
+        // Connections that completed a request no longer count as unproven: the same source
+        // may keep several open (up to its total share) next to its stalled ones.
+        let mut kept = Vec::new();
+        for _ in 0..3 {
+            let mut s = connect_from("127.0.0.3", addr).await;
+            s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 12];
+            s.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"HTTP/1.1 200");
+            kept.push(s);
+        }
+        let ok = exchange_from("127.0.0.3", addr, req).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        // When the slow source lets go, it is served too.
+        drop(stalled);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ok = exchange_from("127.0.0.2", addr, req).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    }
+
+    #[tokio::test]
+    async fn a_request_without_host_is_refused() {
+        let (addr, _stop, _task) = start(limits()).await;
+        let out = exchange(addr, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        assert!(out.contains(r#""code":"bad_request""#), "{out}");
+        assert!(out.contains("Host"), "{out}");
+        // HTTP/1.0 has no Host requirement.
+        let out = exchange(addr, b"GET /health HTTP/1.0\r\n\r\n").await;
+        assert!(
+            out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"),
+            "{out}"
+        );
     }
 
     #[tokio::test]
