@@ -28,6 +28,7 @@ fn orch(env: &str, yaml: &str, term: u64) -> Arc<Orchestrator> {
             node: format!("bench-{term}"),
             epoch: 0,
             token_key: b"bench".to_vec(),
+            lease_token: Default::default(),
             token_ttl: Duration::from_secs(3600),
             stop_timeout: Duration::from_secs(2),
             demote_policy: DemotePolicy::Relinquish,

@@ -50,6 +50,12 @@ pub enum Cmd {
     /// and the operator's public keys and its own node key. Run where DOMINION_SEAL is; the
     /// host gets no other secret.
     Enroll(crate::enroll::EnrollArgs),
+    /// Lease tokens: `token verify` checks one offline with the forge's public key (what a
+    /// service in front of the containers does before it accepts a write).
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// Operator credentials: `operator issue` prints a scoped one (env, scopes, expiry) for
     /// someone who should not hold DOMINION_SEAL.
     Operator {
@@ -98,6 +104,14 @@ pub enum RootCmd {
         #[arg(long)]
         max_age_seconds: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Check a lease token (`BRH_TOKEN` / `BRH_LEASE_TOKEN` of a managed container): the
+    /// forge's signature and expiry; prints env, holder and term. Exit 1 if it is not valid,
+    /// or fenced by --min-term.
+    Verify(crate::ops::TokenVerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +237,9 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Operator {
             cmd: OperatorCmd::Issue(a),
         } => crate::enroll::issue(a),
+        Cmd::Token {
+            cmd: TokenCmd::Verify(a),
+        } => crate::ops::token_verify(a),
         Cmd::Up(a) => crate::up::up(a).await,
     }
 }

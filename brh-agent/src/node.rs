@@ -41,7 +41,12 @@ pub struct Shared {
     pub nudge: tokio::sync::Notify,
     /// The container layer's channel, when there is one.
     role_changes: std::sync::OnceLock<RoleChanges>,
+    /// The newest lease token the forge gave this node (checked), for its containers.
+    pub lease_token: LeaseTokenCell,
 }
+
+/// The newest checked lease token: `(term, token)`.
+pub type LeaseTokenCell = Arc<Mutex<Option<(u64, String)>>>;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere must not take the guard down with it.
@@ -102,6 +107,7 @@ impl Shared {
             started_mono: mono_ms(),
             nudge: tokio::sync::Notify::new(),
             role_changes: std::sync::OnceLock::new(),
+            lease_token: Arc::default(),
         }))
     }
 
@@ -225,6 +231,28 @@ impl Shared {
         }
         f.reachable = true;
         f.last_error = None;
+        let v = view.view();
+        if let Some(t) = &v.lease_token {
+            // Checked like any forge signature before containers carry it: ours, this env,
+            // the view's term.
+            match brh_shared::token::verify_lease(
+                &self.cfg.credentials.forge_key,
+                t,
+                clock::wall_ms() / 1000,
+            ) {
+                Ok(c)
+                    if c.env == self.cfg.env
+                        && c.holder == self.cfg.node_id
+                        && c.term == v.term =>
+                {
+                    *lock(&self.lease_token) = Some((c.term, t.clone()));
+                }
+                other => tracing::warn!(
+                    "[HB] {} the forge's lease token was refused: {other:?}",
+                    self.cfg.node_id
+                ),
+            }
+        }
         f.last_view = Some(view.view().clone());
         f.last_ok_wall_ms = Some(clock::wall_ms());
         self.metrics.forge_reachable.set(1);

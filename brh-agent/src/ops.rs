@@ -500,3 +500,65 @@ pub async fn container(action: &str, a: ContainerArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `brh-agent token verify`.
+#[derive(Debug, Args)]
+pub struct TokenVerifyArgs {
+    /// The token (default: BRH_LEASE_TOKEN, as a container sees it).
+    #[arg(env = "BRH_LEASE_TOKEN")]
+    pub token: String,
+    /// The forge's public key (64 hex). Default: derived from DOMINION_SEAL.
+    #[arg(long, env = "BRH_FORGE_KEY")]
+    pub forge_key: Option<String>,
+    /// Refuse a token whose term is below this: the highest term the caller has seen (the
+    /// fencing rule).
+    #[arg(long)]
+    pub min_term: Option<u64>,
+    /// Also require this env.
+    #[arg(long)]
+    pub env: Option<String>,
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+pub fn token_verify(a: TokenVerifyArgs) -> anyhow::Result<()> {
+    let forge = match (&a.forge_key, a.seal.optional()) {
+        (Some(k), _) => config::public_key("BRH_FORGE_KEY", k)?,
+        (None, Some(seal)) => brh_shared::keys::forge_signing_key(&seal).verifying_key(),
+        (None, None) => bail!(
+            "invalid setting BRH_FORGE_KEY: missing (the forge's public key checks the token; \
+             `brh-agent enroll` prints it)"
+        ),
+    };
+    let c = brh_shared::token::verify_lease(&forge, &a.token, clock::wall_ms() / 1000).map_err(
+        |e| match e {
+            brh_shared::token::TokenError::Malformed => {
+                anyhow!("not a lease token (brhlt1:env:holder:term:expires:sig)")
+            }
+            brh_shared::token::TokenError::BadSignature => {
+                anyhow!("the lease token is not signed by this forge")
+            }
+            brh_shared::token::TokenError::Expired => anyhow!("the lease token has expired"),
+        },
+    )?;
+    if let Some(env) = &a.env {
+        if *env != c.env {
+            bail!("the lease token is for env {}, not {env}", c.env);
+        }
+    }
+    let mut gate = brh_shared::token::FencingGate {
+        highest_term: a.min_term.unwrap_or(0),
+    };
+    gate.admit(&c).map_err(|f| {
+        anyhow!(
+            "fenced: the lease token is of term {}, below term {} already seen (a deposed leader)",
+            f.term,
+            f.highest_term
+        )
+    })?;
+    println!(
+        "ok: lease token of {} in env {}, term {}, valid until unix {}",
+        c.holder, c.env, c.term, c.expires_at_s
+    );
+    Ok(())
+}

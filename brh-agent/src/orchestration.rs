@@ -31,6 +31,7 @@ pub fn orchestrator(shared: &Arc<Shared>, settings: &ContainerSettings) -> Arc<O
             node: cfg.node_id.clone(),
             epoch: cfg.root.epoch,
             token_key: cfg.credentials.node_key.to_vec(),
+            lease_token: shared.lease_token.clone(),
             token_ttl: settings.token_ttl,
             stop_timeout: settings.stop_timeout,
             demote_policy: settings.demote_policy,

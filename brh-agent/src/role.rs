@@ -831,6 +831,7 @@ mod tests {
                 },
             }),
             sig: String::new(),
+            lease_token: None,
         }
     }
 

@@ -63,6 +63,7 @@ pub fn orchestrator(
         node: node.into(),
         epoch: 1_700_000_000,
         token_key: b"engine-test-seal".to_vec(),
+        lease_token: Default::default(),
         token_ttl: Duration::from_secs(3600),
         stop_timeout: Duration::from_secs(2),
         demote_policy: policy,

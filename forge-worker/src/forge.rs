@@ -392,7 +392,22 @@ impl<S: Store> Forge<S> {
         };
         let mut view = state.view(env, now_ms, &cfg.election.timing, &cfg.mode, you);
         match (to, &cfg.forge_key) {
-            (ViewFor::Node(_, key), _) => sign::sign_view(&key.0, &mut view),
+            (ViewFor::Node(node, key), forge) => {
+                sign::sign_view(&key.0, &mut view);
+                // The holder's containers get a fencing token anyone can check offline:
+                // one Ed25519 signature per answer to the holder (not to witnesses).
+                let holds = view.lease.as_ref().is_some_and(|l| l.holder == node);
+                if let (true, Some(forge)) = (holds, forge) {
+                    view.lease_token = brh_shared::token::mint_lease(
+                        forge,
+                        env,
+                        node,
+                        view.term,
+                        now_ms / 1000 + brh_shared::token::LEASE_TOKEN_TTL_S,
+                    )
+                    .ok();
+                }
+            }
             (ViewFor::Public, Some(forge)) => sign::sign_public_view(forge, &mut view),
             // `forge_key` is derived from the seal whenever there is one, and no view is
             // built without a seal (`seal()` refuses first).

@@ -633,6 +633,7 @@ impl EnvState {
                 },
             }),
             sig: String::new(),
+            lease_token: None,
         }
     }
 

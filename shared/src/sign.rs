@@ -655,6 +655,7 @@ mod tests {
                 role: Role::Witness,
             }),
             sig: String::new(),
+            lease_token: None,
         }
     }
 

@@ -171,6 +171,10 @@ pub struct LeaderView {
     pub you: Option<You>,
     #[serde(default)]
     pub sig: String,
+    /// In an answer or push to the lease holder: a lease token (`token::mint_lease`) for its
+    /// containers. Signed by itself (Ed25519, forge key), so outside `sig`'s string.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
 }
 
 impl LeaderView {
@@ -405,6 +409,7 @@ mod tests {
             lease_ttl_ms: 3_000,
             you: None,
             sig: "s".into(),
+            lease_token: None,
         };
         let j = serde_json::to_value(&v).unwrap();
         assert_eq!(j["leader"], serde_json::Value::Null);

@@ -667,6 +667,47 @@ pub fn http_get_text(addr: SocketAddr, path: &str) -> Option<String> {
     Some(body.to_string())
 }
 
+/// One HTTP/1.1 POST with `headers`; the status and the JSON body.
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Value) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+pub fn signed_headers(h: brh_shared::sign::SignedHeaders) -> Vec<(&'static str, String)> {
+    vec![
+        ("x-brh-node", h.node),
+        ("x-brh-ts", h.ts_ms.to_string()),
+        ("x-brh-nonce", h.nonce.to_string()),
+        ("x-brh-sig", h.sig),
+    ]
+}
+
 /// Polls `f` every 50 ms until it returns Some or `timeout` passes.
 pub fn wait_until<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let t0 = Instant::now();

@@ -1060,6 +1060,7 @@ impl Sim {
                 role: brh_shared::wire::Role::Leader,
             }),
             sig: String::new(),
+            lease_token: None,
         };
         brh_shared::sign::sign_view(&key, &mut forged);
         let nonce = Nonce::new(format!("b{boot}"), seq).to_string();

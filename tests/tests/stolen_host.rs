@@ -4,8 +4,6 @@
 //! threat model forbids is refused with its 4xx, and the leader, term and containers do not
 //! change; then the legitimate operator's switchover and deploy still succeed (a check that
 //! refused everything would prove nothing).
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
 use std::time::Duration;
 
@@ -46,42 +44,6 @@ fn cleanup() {
     for id in docker(&["ps", "-aq", "--filter", &filter]).lines() {
         docker(&["rm", "-f", id]);
     }
-}
-
-/// One HTTP/1.1 POST with `headers`; the status and the JSON body.
-fn post(addr: SocketAddr, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, Value) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn headers(h: brh_shared::sign::SignedHeaders) -> Vec<(&'static str, String)> {
-    vec![
-        ("x-brh-node", h.node),
-        ("x-brh-ts", h.ts_ms.to_string()),
-        ("x-brh-nonce", h.nonce.to_string()),
-        ("x-brh-sig", h.sig),
-    ]
 }
 
 fn code(v: &Value) -> &str {
@@ -193,7 +155,7 @@ fn a_stolen_witness_host_cannot_change_who_leads_or_what_runs() {
             Nonce::new("evil", 1),
             body.as_bytes(),
         );
-        let (status, v) = post(forge.addr, path, &headers(h), body.as_bytes());
+        let (status, v) = http_post(forge.addr, path, &signed_headers(h), body.as_bytes());
         assert_eq!((status, code(&v)), (401, "bad_signature"), "{path}: {v}");
     }
     unchanged("a resign in the leader's name");
@@ -236,7 +198,7 @@ fn a_stolen_witness_host_cannot_change_who_leads_or_what_runs() {
             Nonce::new("evil", i as u64 + 10),
             body.as_bytes(),
         );
-        let (status, v) = post(leader_api, path, &headers(h), body.as_bytes());
+        let (status, v) = http_post(leader_api, path, &signed_headers(h), body.as_bytes());
         assert_eq!((status, code(&v)), (401, "unauthorized"), "{path}: {v}");
     }
     unchanged("operator requests signed with a node key");

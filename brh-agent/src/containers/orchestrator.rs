@@ -29,8 +29,12 @@ pub struct OrchestratorConfig {
     pub node: String,
     /// The dominion root's epoch, passed to containers as `BRH_EPOCH` and label `brh.epoch`.
     pub epoch: u64,
-    /// What container tokens (`BRH_TOKEN`) are signed with: this node's key.
+    /// What node tokens are signed with (this node's key): `BRH_TOKEN` when the forge gave
+    /// no lease token for the container's term.
     pub token_key: Vec<u8>,
+    /// The newest lease token the forge gave this node, `(term, token)`: `BRH_TOKEN` and
+    /// `BRH_LEASE_TOKEN` of a container created in that term.
+    pub lease_token: std::sync::Arc<std::sync::Mutex<Option<(u64, String)>>>,
     /// Lifetime of the `BRH_TOKEN` minted for each container.
     pub token_ttl: Duration,
     pub stop_timeout: Duration,
@@ -241,19 +245,40 @@ impl Orchestrator {
         replica: u32,
         term: u64,
     ) -> Result<CreateSpec> {
-        let token = brh_shared::token::mint(
-            &self.cfg.token_key,
-            &self.cfg.env,
-            &svc.name,
-            unix_s() + self.cfg.token_ttl.as_secs(),
-        )
-        .map_err(|_| {
-            OrchestratorError::BadRequest(format!("cannot mint a token for service {}", svc.name))
-        })?;
         let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.push(format!("BRH_ENV={}", self.cfg.env));
         env.push(format!("BRH_EPOCH={}", self.cfg.epoch));
-        env.push(format!("BRH_TOKEN={token}"));
+        let lease = self
+            .cfg
+            .lease_token
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(t, _)| *t == term)
+            .map(|(_, token)| token);
+        match lease {
+            // The forge's fencing token for this term: any service can check it offline.
+            Some(lease) => {
+                env.push(format!("BRH_TOKEN={lease}"));
+                env.push(format!("BRH_LEASE_TOKEN={lease}"));
+            }
+            // A forge that gives no lease tokens: the node token, as before.
+            None => {
+                let token = brh_shared::token::mint(
+                    &self.cfg.token_key,
+                    &self.cfg.env,
+                    &svc.name,
+                    unix_s() + self.cfg.token_ttl.as_secs(),
+                )
+                .map_err(|_| {
+                    OrchestratorError::BadRequest(format!(
+                        "cannot mint a token for service {}",
+                        svc.name
+                    ))
+                })?;
+                env.push(format!("BRH_TOKEN={token}"));
+            }
+        }
         let mut l: HashMap<String, String> = svc.labels.clone().into_iter().collect();
         l.insert(labels::MANAGED.into(), "true".into());
         l.insert(labels::SERVICE.into(), svc.name.clone());

@@ -683,3 +683,30 @@ fn a_node_key_speaks_only_for_its_own_node_and_env() {
     );
     assert_eq!(ok.status, 200);
 }
+
+#[test]
+fn the_holder_gets_a_lease_token_witnesses_do_not() {
+    let h = Harness::new();
+    let v = h.beat("n1", T0);
+    let w = h.beat("n2", T0 + 1);
+    assert!(w.lease_token.is_none(), "a witness got a lease token");
+    let pk = forge_signing_key(SEAL).verifying_key();
+    let t = v
+        .lease_token
+        .expect("the holder's answer carries a lease token");
+    let c = brh_shared::token::verify_lease(&pk, &t, T0 / 1000).unwrap();
+    assert_eq!(
+        (c.env.as_str(), c.holder.as_str(), c.term),
+        ("dev", "n1", v.term)
+    );
+    assert_eq!(
+        c.expires_at_s,
+        T0 / 1000 + brh_shared::token::LEASE_TOKEN_TTL_S
+    );
+    let public: LeaderView =
+        serde_json::from_slice(&h.get("/federation/leader?env=dev", T0 + 2).body).unwrap();
+    assert!(
+        public.lease_token.is_none(),
+        "a public view carries no token"
+    );
+}

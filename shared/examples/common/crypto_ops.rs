@@ -57,6 +57,7 @@ impl Fixture {
                 role: Role::Witness,
             }),
             sig: String::new(),
+            lease_token: None,
         };
         let mut public = view.clone();
         public.you = None;

@@ -940,6 +940,7 @@ proptest! {
             lease_ttl_ms: 3_000,
             you: you.map(|(n, l)| You { node: n, role: if l { Role::Leader } else { Role::Witness } }),
             sig: String::new(),
+            lease_token: None,
         };
         sign_view(b"k", &mut v);
         prop_assert!(verify_view(b"k", &v));
