@@ -82,18 +82,34 @@ pub struct IssueArgs {
     /// The env it is valid in (each credential is for one env).
     #[arg(long, env = "BRH_ENV", default_value = "dev")]
     pub env: String,
-    /// How long it is valid (`12h`, `30d` is written `720h`).
+    /// How long it is valid: `30m`, `12h`, `7d` (or seconds, `90s`, `2m`).
     #[arg(long, default_value = "24h")]
     pub ttl: String,
     #[command(flatten)]
     pub seal: SealArgs,
 }
 
+/// A credential's lifetime: hours and days besides what `parse_duration_ms` reads.
+fn credential_ttl_ms(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let scaled = |n: &str, unit: u64| {
+        n.parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(unit))
+            .ok_or_else(|| format!("{s:?} is not a duration (use 30m, 12h, 7d)"))
+    };
+    match (s.strip_suffix('d'), s.strip_suffix('h')) {
+        (Some(n), _) => scaled(n, 86_400_000),
+        (_, Some(n)) => scaled(n, 3_600_000),
+        _ => config::parse_duration_ms(s),
+    }
+}
+
 pub fn issue(a: IssueArgs) -> anyhow::Result<()> {
     let seal = a.seal.required()?;
     let scopes: Vec<Scope> =
         operator::parse_scopes(&a.scopes).map_err(|e| anyhow!("invalid --scopes: {e}"))?;
-    let ttl_ms = config::parse_duration_ms(&a.ttl).map_err(|e| anyhow!("invalid --ttl: {e}"))?;
+    let ttl_ms = credential_ttl_ms(&a.ttl).map_err(|e| anyhow!("invalid --ttl: {e}"))?;
     if ttl_ms < 1000 {
         return Err(anyhow!("invalid --ttl: must be at least 1 s"));
     }
@@ -117,4 +133,48 @@ pub fn issue(a: IssueArgs) -> anyhow::Result<()> {
         c.to_text()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_lifetimes() {
+        assert_eq!(credential_ttl_ms("24h"), Ok(86_400_000));
+        assert_eq!(credential_ttl_ms("7d"), Ok(7 * 86_400_000));
+        assert_eq!(credential_ttl_ms("10m"), Ok(600_000));
+        assert!(credential_ttl_ms("xh").is_err());
+        assert!(credential_ttl_ms("99999999999999999d").is_err());
+    }
+
+    /// What `enroll` prints: exactly the host's lines, no root secret.
+    #[test]
+    fn an_enrolment_holds_no_root_secret() {
+        let seal = b"enrol-test-seal-0123456789";
+        let forge = keys::forge_signing_key(seal);
+        let root =
+            DominionRoot::sign(&forge, brh_shared::root::SCHEME_HTTP, "h:1", "dev", 1).unwrap();
+        let text = enrolment(seal, &root, "n1", None);
+        let keys_: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('=').map(|(k, _)| k))
+            .collect();
+        assert_eq!(
+            keys_,
+            [
+                "BRH_NODE_ID",
+                "BRH_ENV",
+                "FORGE_DOMINION_ROOT",
+                "BRH_FORGE_KEY",
+                "BRH_OPERATOR_KEY",
+                "BRH_NODE_KEY"
+            ]
+        );
+        assert!(!text.contains(std::str::from_utf8(seal).unwrap()));
+        assert!(!text.contains(&brh_shared::hex::encode(
+            keys::operator_signing_key(seal).as_bytes()
+        )));
+    }
 }
