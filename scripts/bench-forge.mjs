@@ -2,8 +2,9 @@
 // Measures the forge, loopback only, bounded loops; prints a table (nothing is asserted).
 //   - Wasm size of build/index_bg.wasm, raw and gzipped
 //   - p50/p99 latency (sequential, one client) and requests/s (8 concurrent clients) for a
-//     signed heartbeat and for GET /federation/leader, on the native forge and on the Worker in
-//     workerd (miniflare, kv and durable-object modes)
+//     heartbeat signed with the node's own key (tests/e2e/client.mjs; the forge derives the key
+//     per request) and for GET /federation/leader (a public view: Ed25519 by the forge key), on
+//     the native forge and on the Worker in workerd (miniflare, kv and durable-object modes)
 //
 // Usage (after scripts/test-e2e.sh has built everything):
 //   node_modules/.bin/node scripts/bench-forge.mjs            # N=400 per measurement

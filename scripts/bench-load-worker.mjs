@@ -6,11 +6,13 @@
 // Usage (after scripts/build-worker.sh and scripts/setup-node.sh):
 //   node_modules/.bin/node scripts/bench-load-worker.mjs [--nodes 100] [--secs 60] [--mode durable-object|kv]
 //
-// Each node has its own boot id and nonce sequence and signs like the agent (tests/e2e/sign.mjs:
-// x-brh-node, x-brh-ts = the real clock, x-brh-nonce = <boot>:<seq>, x-brh-sig), with the
-// agent's heartbeat body. Node i beats at i/N of every second, one request at a time (as an
-// agent does). Every answer must be 200 with a view whose signature verifies, for this env and
-// addressed to this node. A warm-up round (the joins) is reported apart from the measured
+// Each node has its own boot id, nonce sequence and node key (HMAC(seal,
+// "brh-v1-node-key\n{env}\n{node}"), what `brh-agent enroll` gives a host) and signs like the
+// agent (tests/e2e/sign.mjs: x-brh-node, x-brh-ts = the real clock, x-brh-nonce = <boot>:<seq>,
+// x-brh-sig under its key), with the agent's heartbeat body. Node i beats at i/N of every
+// second, one request at a time (as an agent does). Every answer must be 200 with a view whose
+// signature verifies under the node's key, for this env and addressed to this node. A warm-up
+// round (the joins) is reported apart from the measured
 // window. workerd's CPU (utime + stime of the workerd process miniflare spawned, from
 // /proc/<pid>/stat, and its threads' schedstat) is read before and after the window; it
 // includes the simulated storage (SQLite for the Durable Object, files for KV).
@@ -18,7 +20,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT, SEAL, startTarget } from "../tests/e2e/targets.mjs";
-import { signRequest, verifyView } from "../tests/e2e/sign.mjs";
+import { nodeKey, signRequest, verifyView } from "../tests/e2e/sign.mjs";
 
 const PATH = "/federation/heartbeat";
 
@@ -131,6 +133,7 @@ async function main() {
   async function node(i) {
     const id = `load-${String(i).padStart(5, "0")}`;
     const boot = randomBytes(8).toString("hex");
+    const key = nodeKey(SEAL, env, id);
     let seq = 0;
     const phase = (i * 1000) / args.nodes;
     for (let r = 0; r < rounds; r++) {
@@ -145,7 +148,7 @@ async function main() {
         api: `http://10.0.${i >> 8}.${i & 255}:8788`,
       });
       seq += 1;
-      const headers = signRequest(SEAL, { method: "POST", path: PATH, node: id, ts: Date.now(), nonce: `${boot}:${seq}`, body });
+      const headers = signRequest(key, { method: "POST", path: PATH, node: id, ts: Date.now(), nonce: `${boot}:${seq}`, body });
       const t0 = performance.now();
       if (r > 0) {
         lateMax = Math.max(lateMax, t0 - slot);
@@ -171,7 +174,7 @@ async function main() {
           err = `${res.status} ${code}`;
         } else {
           view = JSON.parse(text);
-          if (!verifyView(SEAL, view)) err = "bad view signature";
+          if (!verifyView(key, view)) err = "bad view signature";
           else if (view.env !== env || view.you?.node !== id) err = "view for another env or node";
         }
       } catch (e) {

@@ -7,12 +7,19 @@
 # - Installs schemathesis (pinned) from PyPI into .brh/venv-schemathesis (gitignored), once.
 # - Starts a native forge and one agent (target/debug/forge, target/debug/brh-agent; override
 #   with FORGE_BIN / AGENT_BIN) on free loopback ports with a fresh random seal.
+# - The agent is enrolled like a real host: `brh-agent root generate` and `brh-agent enroll`
+#   (run with the seal) give it its node key and the forge's and the top operator's public keys;
+#   it never sees DOMINION_SEAL.
 # - Signs requests: a Schemathesis `before_call` hook (written to the scratch dir) attaches a
-#   requests auth that computes x-brh-ts/x-brh-nonce/x-brh-sig over the final bytes (the
-#   forge's scheme with the seal; the agent's, naming the receiving agent, with the env's API
-#   key) whenever the generated x-brh-node is a valid id, so generated bodies get past the
-#   signature check; generated requests with an invalid node id or a left-out x-brh-* header
-#   stay as generated (they must be refused).
+#   requests auth that computes x-brh-ts/x-brh-nonce/x-brh-sig over the final bytes — to the
+#   forge, HMAC-SHA256 under the node key of the generated x-brh-node in the env the body names
+#   (HMAC(seal, "brh-v1-node-key\n{env}\n{node}")); to the agent, the top operator's Ed25519
+#   signature (seed HMAC(seal, "brh-v1-operator-key"); RFC 8032 in pure Python, checked at
+#   start against RFC 8032 TEST 1 and the operator key `enroll` printed) over the string naming
+#   the receiving agent — whenever the generated x-brh-node is a valid id, so generated bodies
+#   get past the signature check; generated requests with an invalid node id or a left-out
+#   x-brh-* header stay as generated (they must be refused), and so does a generated
+#   x-brh-operator certificate (not the top operator's: 401). The nudge takes no signature.
 # - Checks: no 5xx, documented status codes, documented content types, response schemas.
 # - Bounded: ST_MAX_EXAMPLES (default 200) examples per operation, phases examples, coverage
 #   and fuzzing, fixed seed (ST_SEED, default 1) so a failure reproduces; one worker (with
@@ -80,14 +87,18 @@ PIDS+=($!)
 FORGE_URL=$(wait_url "$WORK/forge.log" 'forge listening on http://[0-9.:]+')
 log "forge at $FORGE_URL"
 
-ROOT_URI=$(SEAL="$SEAL" AUTH="${FORGE_URL#http://}" ENV_NAME="$ENV_NAME" "$PY" -c '
-import hashlib, hmac, os, time
-seal, auth, env, epoch = os.environ["SEAL"], os.environ["AUTH"], os.environ["ENV_NAME"], int(time.time())
-sig = hmac.new(seal.encode(), f"dominion+http://{auth}|{env}|{epoch}".encode(), hashlib.sha256).hexdigest()
-print(f"dominion+http://{auth}?env={env}&epoch={epoch}&sig={sig}")')
-DOMINION_SEAL="$SEAL" FORGE_DOMINION_ROOT="$ROOT_URI" BRH_RUNTIME=api BRH_LOG=info NO_COLOR=1 \
-  "$AGENT_BIN" run --node-id "$AGENT_NODE" --env "$ENV_NAME" --listen 127.0.0.1:0 \
-  --consensus-enabled false >"$WORK/agent.log" 2>&1 &
+# The root, signed by the forge key, and the agent's enrolment: what the operator would hand the
+# host. The agent runs on those lines only (no DOMINION_SEAL in its environment).
+ROOT_URI=$(DOMINION_SEAL="$SEAL" "$AGENT_BIN" root generate --http --host "${FORGE_URL#http://}" --env "$ENV_NAME")
+DOMINION_SEAL="$SEAL" FORGE_DOMINION_ROOT="$ROOT_URI" "$AGENT_BIN" enroll "$AGENT_NODE" >"$WORK/agent.env"
+OPERATOR_KEY=$(sed -n "s/^BRH_OPERATOR_KEY='\([0-9a-f]*\)'$/\1/p" "$WORK/agent.env")
+[ ${#OPERATOR_KEY} -eq 64 ] || { log "brh-agent enroll printed no BRH_OPERATOR_KEY"; cat "$WORK/agent.env" >&2; exit 1; }
+(
+  unset DOMINION_SEAL
+  set -a; . "$WORK/agent.env"; set +a
+  BRH_RUNTIME=api BRH_LOG=info NO_COLOR=1 exec "$AGENT_BIN" run --node-id "$AGENT_NODE" --env "$ENV_NAME" \
+    --listen 127.0.0.1:0 --consensus-enabled false
+) >"$WORK/agent.log" 2>&1 &
 PIDS+=($!)
 AGENT_URL=$(wait_url "$WORK/agent.log" "\\[API\\] $AGENT_NODE listening on http://[0-9.:]+")
 log "agent at $AGENT_URL"
@@ -98,6 +109,7 @@ cat >"$WORK/brh_st_hooks.py" <<'PY'
 import hashlib
 import hmac
 import itertools
+import json
 import os
 import re
 import threading
@@ -110,11 +122,89 @@ import schemathesis
 SEAL = os.environ["BRH_ST_SEAL"].encode()
 KIND = os.environ["BRH_ST_KIND"]  # "forge" or "agent"
 TO = os.environ.get("BRH_ST_AGENT_NODE", "")
-API_KEY = hmac.new(SEAL, f"brh-v1-agent-api\n{os.environ['BRH_ST_ENV']}".encode(), hashlib.sha256).digest()
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 BOOT = "st" + os.urandom(4).hex()
 SEQ = itertools.count(1)
 LOCK = threading.Lock()
+
+# --- Ed25519 (RFC 8032 §5.1, pure Python: signing only) -----------------------------------------
+_P = 2**255 - 19
+_L = 2**252 + 27742317777372353535851937790883648493
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_I = pow(2, (_P - 1) // 4, _P)
+
+
+def _recover_x(y, sign):
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _I % _P
+    return _P - x if (x & 1) != sign else x
+
+
+_BY = 4 * pow(5, _P - 2, _P) % _P
+_BX = _recover_x(_BY, 0)
+_B = (_BX, _BY, 1, _BX * _BY % _P)
+
+
+def _add(p, q):
+    a = (p[1] - p[0]) * (q[1] - q[0]) % _P
+    b = (p[1] + p[0]) * (q[1] + q[0]) % _P
+    c = 2 * p[3] * q[3] * _D % _P
+    d = 2 * p[2] * q[2] % _P
+    e, f, g, h = b - a, d - c, d + c, b + a
+    return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
+
+
+def _mul(s, p):
+    q = (0, 1, 1, 0)
+    while s:
+        if s & 1:
+            q = _add(q, p)
+        p = _add(p, p)
+        s >>= 1
+    return q
+
+
+def _compress(p):
+    zi = pow(p[2], _P - 2, _P)
+    x, y = p[0] * zi % _P, p[1] * zi % _P
+    return (y | ((x & 1) << 255)).to_bytes(32, "little")
+
+
+class Ed25519:
+    def __init__(self, seed):
+        h = hashlib.sha512(seed).digest()
+        a = int.from_bytes(h[:32], "little")
+        self.a = (a & ((1 << 254) - 8)) | (1 << 254)
+        self.prefix = h[32:]
+        self.public = _compress(_mul(self.a, _B))
+
+    def sign(self, msg):
+        r = int.from_bytes(hashlib.sha512(self.prefix + msg).digest(), "little") % _L
+        big_r = _compress(_mul(r, _B))
+        k = int.from_bytes(hashlib.sha512(big_r + self.public + msg).digest(), "little") % _L
+        return big_r + ((r + k * self.a) % _L).to_bytes(32, "little")
+
+
+# RFC 8032 §7.1 TEST 1, and the key the agent checks operators with: a wrong signer would
+# only show up as every signed request refused.
+_T = Ed25519(bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"))
+assert _T.public.hex() == "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+assert _T.sign(b"").hex() == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+OPERATOR = Ed25519(hmac.new(SEAL, b"brh-v1-operator-key", hashlib.sha256).digest())
+assert OPERATOR.public.hex() == os.environ["BRH_ST_OPERATOR_KEY"], "operator key differs from brh-agent enroll's"
+
+
+def node_key(body, node):
+    """The key of `node` in the env the body names (the forge derives the same; `dev` if none)."""
+    try:
+        env = json.loads(body).get("env")
+    except Exception:
+        env = None
+    if not isinstance(env, str):
+        env = "dev"
+    return hmac.new(SEAL, f"brh-v1-node-key\n{env}\n{node}".encode(), hashlib.sha256).digest()
 
 
 class Signer(requests.auth.AuthBase):
@@ -123,7 +213,7 @@ class Signer(requests.auth.AuthBase):
         if not isinstance(node, str) or not ID.fullmatch(node):
             return r  # a generated invalid id: sent unsigned, to be refused
         if not all(h in r.headers for h in ("x-brh-ts", "x-brh-nonce", "x-brh-sig")):
-            return r  # a case with a header left out on purpose: must be refused
+            return r  # a case with a header left out on purpose (or the nudge): sent as generated
         body = r.body or b""
         if isinstance(body, str):
             body = body.encode()
@@ -133,13 +223,14 @@ class Signer(requests.auth.AuthBase):
             nonce = f"{BOOT}:{next(SEQ)}"
         digest = hashlib.sha256(body).hexdigest()
         if KIND == "forge":
-            key, head = SEAL, "brh-v1"
+            msg = f"brh-v1\n{r.method}\n{path}\n{node}\n{ts}\n{nonce}\n{digest}"
+            sig = hmac.new(node_key(body, node), msg.encode(), hashlib.sha256).hexdigest()
         else:
-            key, head = API_KEY, f"brh-v1-agent\n{TO}"
-        msg = f"{head}\n{r.method}\n{path}\n{node}\n{ts}\n{nonce}\n{digest}"
+            msg = f"brh-v1-agent\n{TO}\n{r.method}\n{path}\n{node}\n{ts}\n{nonce}\n{digest}"
+            sig = OPERATOR.sign(msg.encode()).hex()
         r.headers["x-brh-ts"] = ts
         r.headers["x-brh-nonce"] = nonce
-        r.headers["x-brh-sig"] = hmac.new(key, msg.encode(), hashlib.sha256).hexdigest()
+        r.headers["x-brh-sig"] = sig
         return r
 
 
@@ -164,7 +255,7 @@ run() {
   local rc=0
   # Run from the scratch dir: Schemathesis and Hypothesis keep caches in the working directory.
   (cd "$WORK" && PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=brh_st_hooks \
-    BRH_ST_SEAL="$SEAL" BRH_ST_KIND="$kind" BRH_ST_AGENT_NODE="$AGENT_NODE" BRH_ST_ENV="$ENV_NAME" \
+    BRH_ST_SEAL="$SEAL" BRH_ST_KIND="$kind" BRH_ST_AGENT_NODE="$AGENT_NODE" BRH_ST_OPERATOR_KEY="$OPERATOR_KEY" \
     BRH_ST_LOG="$WORK/$name.calls" \
     "$ST" run "$ROOT/$doc" --url "$url" \
       --checks "$CHECKS" \

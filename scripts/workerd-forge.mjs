@@ -1,7 +1,9 @@
 // The built Worker (build/index.js + index_bg.wasm) in workerd via miniflare, in Durable
 // Object mode (KV + the LeaseRegister), as a plain process for the Rust fault drills
 // (tests/src/drill.rs): `node scripts/workerd-forge.mjs --dir D [--port P] [--ttl MS]
-// [--hb MS] [--skew MS]`, seal in DOMINION_SEAL. State persists under D (kv/, do/), so a
+// [--hb MS] [--skew MS]`, seal in DOMINION_SEAL (the forge's root secret: it derives each
+// node's key from it, so clients sign with node keys — tests/e2e/sign.mjs `nodeKey` — and
+// verify public views with the forge key's public half). State persists under D (kv/, do/), so a
 // process killed with SIGKILL and started again on the same D restarts the register from
 // its durable state, as Cloudflare would after an eviction. Prints
 // "forge listening on http://127.0.0.1:PORT" once ready; SIGTERM/SIGINT dispose cleanly.

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import { request as httpRequest } from "node:http";
 import { SEAL } from "./targets.mjs";
-import { signRequest } from "./sign.mjs";
+import { nodeKey, signRequest } from "./sign.mjs";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -23,6 +23,27 @@ export async function get(t, pathAndQuery) {
   return answer(await fetch(t.url + pathAndQuery));
 }
 
+/** The env a signed body names (its node key is derived for that env); `dev` when it names none. */
+export function envOf(body) {
+  try {
+    const env = JSON.parse(Buffer.isBuffer(body) ? body.toString("utf8") : body)?.env;
+    return typeof env === "string" ? env : "dev";
+  } catch {
+    return "dev";
+  }
+}
+
+/**
+ * The key a request by `node` is signed with: by default the node's own key in the env its body
+ * names (what `brh-agent enroll` gives the host); `opts.key` signs with exactly that key,
+ * `opts.seal` with the node key another seal would give, `opts.keyEnv` with the node's key in
+ * another env (all refused by the forge).
+ */
+export function signingKey(node, raw, opts = {}) {
+  if (opts.key !== undefined) return opts.key;
+  return nodeKey(opts.seal ?? SEAL, opts.keyEnv ?? opts.env ?? envOf(raw), node);
+}
+
 /** One agent: its node id, boot id and nonce sequence. */
 export class Agent {
   constructor(target, node, { priority = 0 } = {}) {
@@ -31,6 +52,11 @@ export class Agent {
     this.priority = priority;
     this.boot = `b${randomBytes(4).toString("hex")}`;
     this.seq = 0;
+  }
+
+  /** This node's key in `env` (what answers to it are signed with). */
+  key(env) {
+    return nodeKey(SEAL, env, this.node);
   }
 
   nextNonce() {
@@ -45,7 +71,7 @@ export class Agent {
    */
   async postChunked(path, rawBody, chunks, opts = {}) {
     const nonce = opts.nonce ?? this.nextNonce();
-    const headers = signRequest(SEAL, { method: "POST", path, node: this.node, ts: Date.now(), nonce, body: rawBody });
+    const headers = signRequest(signingKey(this.node, rawBody, opts), { method: "POST", path, node: this.node, ts: Date.now(), nonce, body: rawBody });
     return new Promise((resolve, reject) => {
       let answered = false;
       const req = httpRequest(this.t.url + path, { method: "POST", headers: { ...headers, "content-type": "application/json" } }, (res) => {
@@ -74,12 +100,15 @@ export class Agent {
     });
   }
 
-  /** Signs and sends; `opts` can override ts, nonce, seal, the raw body, or tamper after signing. */
+  /**
+   * Signs and sends; `opts` can override ts, nonce, the signing key (`key`, `seal`, `keyEnv`:
+   * see `signingKey`), the raw body, or tamper after signing (`sendBody`).
+   */
   async post(path, body, opts = {}) {
     const raw = opts.rawBody ?? JSON.stringify(body);
     const ts = opts.ts ?? Date.now();
     const nonce = opts.nonce ?? this.nextNonce();
-    const headers = signRequest(opts.seal ?? SEAL, { method: "POST", path, node: this.node, ts, nonce, body: raw });
+    const headers = signRequest(signingKey(this.node, raw, opts), { method: "POST", path, node: this.node, ts, nonce, body: raw });
     const sent = opts.sendBody ?? raw;
     const init = { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: sent };
     return answer(await fetch(this.t.url + path, init));
@@ -151,7 +180,7 @@ export class Stream {
     const raw = opts.rawBody ?? JSON.stringify(body);
     const ts = opts.ts ?? Date.now();
     const nonce = opts.nonce ?? agent.nextNonce();
-    const h = signRequest(opts.seal ?? SEAL, { method: opts.method ?? "WS", path, node: agent.node, ts, nonce, body: raw });
+    const h = signRequest(signingKey(agent.node, raw, opts), { method: opts.method ?? "WS", path, node: agent.node, ts, nonce, body: raw });
     const frame = { path, node: agent.node, ts, nonce, sig: h["x-brh-sig"], body: raw };
     const sentAt = performance.now();
     this.ws.send(JSON.stringify(frame));

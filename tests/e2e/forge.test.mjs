@@ -6,8 +6,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Agent, get, sleep, snapshot, uniqueEnv } from "./client.mjs";
-import { hmacHex, verifyView } from "./sign.mjs";
-import { KINDS, SEAL, startTarget } from "./targets.mjs";
+import { edVerifyHex, hmacHex, nodeKey, verifyBasis, verifyManifest, verifyPublicView, verifyView } from "./sign.mjs";
+import { FORGE, KINDS, OPERATOR, SEAL, startTarget } from "./targets.mjs";
 
 const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : KINDS;
 
@@ -32,9 +32,22 @@ function assertView(t, res, { env, leader, term, you, role }) {
     assert.equal(v.lease.ttl_ms, t.ttl);
     assert.ok(v.lease.expires_at_ms > v.issued_at_ms, "a valid lease ends after the view was issued");
   }
-  if (you) assert.deepEqual(v.you, { node: you, role });
-  else assert.equal(v.you, undefined);
-  assert.ok(verifyView(SEAL, v), "the view's sig verifies with the seal");
+  if (you) {
+    // An answer to a node: the HMAC of that node's key (in this env), and no one else's.
+    assert.deepEqual(v.you, { node: you, role });
+    assert.match(v.sig, /^[0-9a-f]{64}$/);
+    assert.ok(verifyView(nodeKey(SEAL, env, you), v), "the view's sig verifies with the node's own key");
+    assert.ok(!verifyView(nodeKey(SEAL, env, `${you}-other`), v), "and not with another node's key");
+    assert.ok(!verifyView(SEAL, v), "nor with the seal");
+    const basis = res.headers.get("x-brh-basis");
+    assert.ok(verifyBasis(nodeKey(SEAL, env, you), you, basis, v, res.headers.get("x-brh-basis-sig")), "bound to its request under the node's key");
+  } else {
+    // A public view: Ed25519 under the forge key, which anyone can check with its public key.
+    assert.equal(v.you, undefined);
+    assert.match(v.sig, /^[0-9a-f]{128}$/);
+    assert.ok(verifyPublicView(FORGE.publicHex, v), "the view's sig verifies with the forge's public key");
+    assert.ok(!verifyPublicView(OPERATOR.publicHex, v), "and not with another public key");
+  }
   return v;
 }
 
@@ -199,6 +212,13 @@ for (const kind of only) {
       const far = `${n1.boot}:1000000`;
 
       assertError(await n1.post("/federation/heartbeat", hb, { seal: "wrong-seal", nonce: far }), 401, "bad_signature");
+      // Only n1's own key in this env opens n1's requests: not the seal, not another node's
+      // key, not n1's key in another env.
+      assertError(await n1.post("/federation/heartbeat", hb, { key: SEAL, nonce: far }), 401, "bad_signature");
+      assertError(await n1.post("/federation/heartbeat", hb, { key: nodeKey(SEAL, env, "n2"), nonce: far }), 401, "bad_signature");
+      assertError(await n1.post("/federation/heartbeat", hb, { keyEnv: `${env}-other`, nonce: far }), 401, "bad_signature");
+      // The body names the key's env, so it is read first: a bad body is 400 whatever the signature.
+      assertError(await n1.post("/federation/heartbeat", null, { rawBody: "{not json", key: SEAL, nonce: far }), 400, "bad_request");
       assertError(
         await n1.post("/federation/heartbeat", hb, { sendBody: JSON.stringify({ ...hb, priority: 101 }), nonce: far }),
         401,
@@ -274,6 +294,17 @@ for (const kind of only) {
       assert.equal(health.status, 200);
       assert.equal(health.json.mode, t.mode);
       assert.equal(health.json.seal, true);
+    });
+
+    test("manifest/resolve: forge_sig is the forge key's Ed25519 signature of {target}:{epoch}", async () => {
+      const m = await get(t, "/manifest/resolve?target=svc-1");
+      assert.equal(m.status, 200, m.text);
+      assert.deepEqual([m.json.target, m.json.forge_status], ["svc-1", "active"]);
+      assert.match(m.json.forge_sig, /^[0-9a-f]{128}$/);
+      assert.ok(verifyManifest(FORGE.publicHex, m.json), "verifies with the forge's public key");
+      assert.ok(!verifyManifest(FORGE.publicHex, { ...m.json, target: "svc-2" }));
+      assert.ok(!edVerifyHex(OPERATOR.publicHex, `${m.json.target}:${m.json.epoch}`, m.json.forge_sig));
+      assert.notEqual(m.json.forge_sig.slice(0, 64), hmacHex(SEAL, `svc-1:${m.json.epoch}`), "no longer an HMAC under the seal");
     });
   });
 

@@ -14,11 +14,11 @@ import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { Agent, get, sleep, uniqueEnv } from "./client.mjs";
+import { Agent, envOf, get, sleep, uniqueEnv } from "./client.mjs";
 import { rawExchange, rawRequest, buildRequest, stallConnections } from "./raw.mjs";
 import { assertConnectionCap, assertRefused, assertStalledHeadsDropped, describeRes } from "./refusal.mjs";
-import { agentApiKey, canonicalAgentRequest, canonicalRequest, hmacHex, verifyBasis } from "./sign.mjs";
-import { KINDS, SEAL, startTarget } from "./targets.mjs";
+import { canonicalAgentRequest, canonicalRequest, edSignHex, hmacHex, nodeKey, verifyBasis, verifyView } from "./sign.mjs";
+import { FORGE, KINDS, OPERATOR, SEAL, startTarget } from "./targets.mjs";
 
 const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : KINDS;
 // A lease that cannot run out during the suite, so nothing but the requests can change state.
@@ -29,10 +29,15 @@ const HB_PATH = "/federation/heartbeat";
 // ---------------------------------------------------------------------------------------------
 // Signing and sending
 
-/** x-brh-* headers; `sign` overrides what the signature is computed over (tampering). */
-function authHeaders({ method = "POST", path, node, ts = Date.now(), nonce, body = "", seal = SEAL, sign = {} }) {
+/**
+ * x-brh-* headers, signed with the key of the node named (default: its own key in the env the
+ * body names, as the forge derives it); `key` signs with another key; `sign` overrides what the
+ * signature is computed over (tampering).
+ */
+function authHeaders({ method = "POST", path, node, ts = Date.now(), nonce, body = "", key, sign = {} }) {
   const s = { method, path, node, ts, nonce, body, ...sign };
-  const sig = hmacHex(seal, canonicalRequest(s.method, s.path, s.node, String(s.ts), s.nonce, s.body));
+  const k = key ?? nodeKey(SEAL, envOf(body), node);
+  const sig = hmacHex(k, canonicalRequest(s.method, s.path, s.node, String(s.ts), s.nonce, s.body));
   return [
     ["x-brh-node", node],
     ["x-brh-ts", String(ts)],
@@ -49,9 +54,9 @@ const hbBody = (env, extra = {}) =>
  * refused case shows up as a changed peer row). `headers` replaces the x-brh-* headers given
  * `(h) => newHeaders`; `extra` adds headers.
  */
-function signedPost(ctx, { path = HB_PATH, body, wireBody, node = "n2", nonce, ts = Date.now(), seal, sign, headers, extra = [], ...req }) {
+function signedPost(ctx, { path = HB_PATH, body, wireBody, node = "n2", nonce, ts = Date.now(), key, sign, headers, extra = [], ...req }) {
   const b = body ?? hbBody(ctx.env);
-  let h = authHeaders({ path: sign?.path ?? path, node, ts, nonce: nonce ?? ctx.far(), body: b, seal, sign });
+  let h = authHeaders({ path: sign?.path ?? path, node, ts, nonce: nonce ?? ctx.far(), body: b, key, sign });
   // The signature is over `sign.path` when given; the request goes to `path`.
   if (headers) h = headers(h);
   return rawRequest(ctx.t.url, {
@@ -331,16 +336,51 @@ for (const h of ["x-brh-node", "x-brh-ts", "x-brh-nonce", "x-brh-sig"]) {
   refuse(`auth: missing ${h}`, AUTH, (c) => signedPost(c, { headers: withHeader(h, undefined) }));
   refuse(`auth: empty ${h}`, AUTH, (c) => signedPost(c, { headers: withHeader(h, "") }));
 }
-refuse("sig: wrong seal", { status: 401, code: "bad_signature" }, (c) => signedPost(c, { seal: "not-the-seal" }));
-refuse("sig: the agent API key of the env instead of the seal", { status: 401 }, (c) =>
-  signedPost(c, { seal: agentApiKey(SEAL, c.env) }),
+// Keys: the forge opens a request only with the key of the node it names, in the env its body
+// names (HMAC(seal, "brh-v1-node-key\n{env}\n{node}")). Anything else is 401 bad_signature.
+const BAD_SIG = { status: 401, code: "bad_signature" };
+refuse("sig: the node key another seal gives", BAD_SIG, (c) => signedPost(c, { key: nodeKey("not-the-seal", c.env, "n2") }));
+refuse("sig: the seal itself instead of the node's key", BAD_SIG, (c) => signedPost(c, { key: SEAL }));
+refuse("sig: another node's key (n1's, on a request naming n2)", BAD_SIG, (c) => signedPost(c, { key: nodeKey(SEAL, c.env, "n1") }));
+refuse("sig: the witness's key on a request naming the leader (n2 speaking for n1)", BAD_SIG, (c) =>
+  // Had it been accepted, n1's new boot would show as a membership change.
+  signedPost(c, { node: "n1", nonce: `w${c.boot2}:1`, key: nodeKey(SEAL, c.env, "n2") }),
 );
-refuse("sig: agent-API string (brh-v1-agent) with the seal", { status: 401 }, (c) => {
+refuse("sig: the node's own key of another env", BAD_SIG, (c) => signedPost(c, { key: nodeKey(SEAL, `${c.env}-other`, "n2") }));
+refuse("sig: the node's key of the env the body names, for a body naming another env", BAD_SIG, (c) =>
+  signedPost(c, { body: hbBody(`${c.env}-other`), key: nodeKey(SEAL, c.env, "n2") }),
+);
+refuse("sig: the key of the node's name in uppercase", BAD_SIG, (c) => signedPost(c, { key: nodeKey(SEAL, c.env, "N2") }));
+refuse("sig: the forge key's seed as an HMAC key", BAD_SIG, (c) => signedPost(c, { key: FORGE.seed }));
+refuse("sig: the top operator's Ed25519 signature of the request (128 hex)", AUTH, (c) => {
   const body = hbBody(c.env);
   const ts = Date.now();
   const nonce = c.far();
-  const sig = hmacHex(SEAL, canonicalAgentRequest("forge", "POST", HB_PATH, "n2", ts, nonce, body));
+  const sig = edSignHex(OPERATOR, canonicalRequest("POST", HB_PATH, "n2", ts, nonce, body));
   return signedPost(c, { body, ts, nonce, headers: withHeader("x-brh-sig", sig) });
+});
+refuse("sig: agent-API string (brh-v1-agent) with the node's key", { status: 401 }, (c) => {
+  const body = hbBody(c.env);
+  const ts = Date.now();
+  const nonce = c.far();
+  const sig = hmacHex(nodeKey(SEAL, c.env, "n2"), canonicalAgentRequest("forge", "POST", HB_PATH, "n2", ts, nonce, body));
+  return signedPost(c, { body, ts, nonce, headers: withHeader("x-brh-sig", sig) });
+});
+// Order: the headers' presence, then their form, then the body (it names the key's env), then
+// the signature.
+refuse("order: a malformed body under a wrong signature is 400 bad_request (the body is read first)", BAD, (c) =>
+  signedPost(c, { body: "{not json", key: SEAL }),
+);
+refuse("order: a body without env under a wrong signature is 400 bad_request", BAD, (c) =>
+  signedPost(c, { body: '{"priority":1}', key: SEAL }),
+);
+refuse("order: a malformed body without authentication headers is 401 unauthorized", { status: 401, code: "unauthorized" }, (c) =>
+  rawRequest(c.t.url, { method: "POST", path: HB_PATH, body: "{not json" }),
+);
+refuse("order: a malformed body with a malformed x-brh-ts is refused for the header (its form first)", BAD, async (c) => {
+  const res = await signedPost(c, { body: "{not json", headers: withHeader("x-brh-ts", "+1") });
+  assert.match(res.json?.error?.message ?? "", /x-brh-ts/, describeRes(res));
+  return res;
 });
 const mutateSig = {
   "uppercase hex": (s) => s.toUpperCase(),
@@ -755,20 +795,27 @@ for (const kind of only) {
       const n1 = `${a.boot}:${a.seq}`;
       const second = await a.heartbeat(env);
       const n2 = `${a.boot}:${a.seq}`;
+      // Under b1's own key: neither the seal nor another node's key makes or checks it.
+      const k1 = nodeKey(SEAL, env, "b1");
+      const k2 = nodeKey(SEAL, env, "b2");
       for (const [res, nonce] of [[first, n1], [second, n2]]) {
         assert.equal(res.status, 200, res.text);
         assert.equal(res.headers.get("x-brh-basis"), nonce);
-        assert.ok(verifyBasis(SEAL, "b1", nonce, res.json, res.headers.get("x-brh-basis-sig")), "binds the view to its request");
-        assert.ok(!verifyBasis(SEAL, "b2", nonce, res.json, res.headers.get("x-brh-basis-sig")), "and to its node");
+        assert.ok(verifyView(k1, res.json), "the view is b1's");
+        assert.ok(!verifyView(k2, res.json), "b2's key does not verify b1's view");
+        assert.ok(verifyBasis(k1, "b1", nonce, res.json, res.headers.get("x-brh-basis-sig")), "binds the view to its request");
+        assert.ok(!verifyBasis(k2, "b2", nonce, res.json, res.headers.get("x-brh-basis-sig")), "and to its node");
+        assert.ok(!verifyBasis(k1, "b2", nonce, res.json, res.headers.get("x-brh-basis-sig")), "and names it");
+        assert.ok(!verifyBasis(SEAL, "b1", nonce, res.json, res.headers.get("x-brh-basis-sig")), "not under the seal");
       }
       // The first answer, replayed as the answer to the second request, does not verify for it.
-      assert.ok(!verifyBasis(SEAL, "b1", n2, first.json, first.headers.get("x-brh-basis-sig")));
+      assert.ok(!verifyBasis(k1, "b1", n2, first.json, first.headers.get("x-brh-basis-sig")));
       const report = await a.post("/federation/consensus", { env, leader: "b1", term: first.json.term, peers: [], epoch: 1 });
       assert.equal(report.status, 202, report.text);
-      assert.ok(verifyBasis(SEAL, "b1", `${a.boot}:${a.seq}`, report.json, report.headers.get("x-brh-basis-sig")));
+      assert.ok(verifyBasis(k1, "b1", `${a.boot}:${a.seq}`, report.json, report.headers.get("x-brh-basis-sig")));
       const resigned = await a.resign(env, first.json.term);
       assert.equal(resigned.status, 200, resigned.text);
-      assert.ok(verifyBasis(SEAL, "b1", `${a.boot}:${a.seq}`, resigned.json, resigned.headers.get("x-brh-basis-sig")));
+      assert.ok(verifyBasis(k1, "b1", `${a.boot}:${a.seq}`, resigned.json, resigned.headers.get("x-brh-basis-sig")));
     });
 
     test("after all that, the witness's replay mark did not move and the leader is unchanged", async () => {

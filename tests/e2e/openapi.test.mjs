@@ -18,10 +18,10 @@ import { request as httpRequest } from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { parse as parseYaml } from "yaml";
-import { sleep, uniqueEnv } from "./client.mjs";
+import { envOf, sleep, uniqueEnv } from "./client.mjs";
 import { buildRequest, rawExchange, rawRequest } from "./raw.mjs";
-import { agentApiKey, canonicalRequest, hmacHex, signAgentRequest } from "./sign.mjs";
-import { ROOT, SEAL, startAgent, startTarget } from "./targets.mjs";
+import { canonicalRequest, hmacHex, issueCredential, nodeKey, signAgentRequest } from "./sign.mjs";
+import { OPERATOR, ROOT, SEAL, startAgent, startTarget } from "./targets.mjs";
 
 const forgeDoc = parseYaml(readFileSync(path.join(ROOT, "docs/openapi-forge.yaml"), "utf8"));
 const agentDoc = parseYaml(readFileSync(path.join(ROOT, "docs/openapi-agent.yaml"), "utf8"));
@@ -221,14 +221,16 @@ let seq = 0;
 const BOOT = `oa${Date.now().toString(36)}`;
 const nextNonce = () => `${BOOT}:${++seq}`;
 
-function forgeSigned(t, p, body, { node = "n1", ts = Date.now(), nonce = nextNonce(), seal = SEAL, extra = [], wireBody, ...req } = {}) {
-  const sig = hmacHex(seal, canonicalRequest("POST", p, node, ts, nonce, body));
+/** A request to the forge, signed with the node's key in the env its body names (or `key`). */
+function forgeSigned(t, p, body, { node = "n1", ts = Date.now(), nonce = nextNonce(), key, extra = [], wireBody, ...req } = {}) {
+  const sig = hmacHex(key ?? nodeKey(SEAL, envOf(body), node), canonicalRequest("POST", p, node, ts, nonce, body));
   const headers = [["x-brh-node", node], ["x-brh-ts", String(ts)], ["x-brh-nonce", nonce], ["x-brh-sig", sig], ["content-type", "application/json"], ...extra];
   return rawRequest(t.url, { method: "POST", path: p, headers, body: wireBody === undefined ? body : wireBody, ...req });
 }
 
-function agentSigned(agent, key, p, body = "", { ts = Date.now(), nonce = nextNonce(), ...req } = {}) {
-  const h = signAgentRequest(key, agent.node, "POST", p, "openapi-test", ts, nonce, body);
+/** A request to an agent's API, signed by `signer`: the top operator, or a scoped credential. */
+function agentSigned(agent, signer, p, body = "", { ts = Date.now(), nonce = nextNonce(), ...req } = {}) {
+  const h = signAgentRequest(signer, agent.node, "POST", p, signer.name ?? "openapi-test", ts, nonce, body);
   return rawRequest(agent.url, { method: "POST", path: p, headers: [...Object.entries(h), ["content-type", "application/json"]], body, ...req });
 }
 
@@ -289,6 +291,29 @@ describe("openapi documents", () => {
     assert.throws(() => validate(doc, { unknownKeyword: 1 }, 1));
   });
 
+  test("security: node-key requests to the forge, operator requests to the agent (403 without the scope), an open nudge", () => {
+    const params = (doc, op) => (op.parameters ?? []).map((p) => deref(doc, p).name);
+    for (const [t, item] of Object.entries(forgeDoc.paths)) {
+      if (!item.post) continue;
+      assert.deepEqual(item.post.security, [{ nodeKey: [] }], `POST ${t}`);
+      assert.ok(params(forgeDoc, item.post).includes("x-brh-sig"), `POST ${t}`);
+    }
+    assert.equal(forgeDoc.components.securitySchemes.nodeKey.name, "x-brh-sig");
+    for (const [t, item] of Object.entries(agentDoc.paths)) {
+      if (!item.post) continue;
+      if (t === "/federation/nudge") {
+        assert.deepEqual(item.post.security, [], "the nudge takes no authentication");
+        assert.deepEqual(params(agentDoc, item.post).filter((n) => n.startsWith("x-brh-")), [], "and documents no x-brh-* header");
+        assert.equal(item.post.responses["401"], undefined);
+        continue;
+      }
+      assert.deepEqual(item.post.security, [{ operatorSignature: [] }, { operatorSignature: [], operatorCertificate: [] }], `POST ${t}`);
+      assert.ok(params(agentDoc, item.post).includes("x-brh-operator"), `POST ${t}`);
+      assert.ok(item.post.responses["401"] && item.post.responses["403"], `POST ${t} documents 401 and 403`);
+    }
+    assert.match(deref(agentDoc, agentDoc.components.parameters.XBrhSig).schema.pattern, /\{128\}/, "Ed25519: 128 hex");
+  });
+
   test("every route in the code is documented, and nothing else", () => {
     assert.deepEqual(documentedOps(forgeDoc), forgeRoutesInCode(), "forge: docs/openapi-forge.yaml vs ROUTES in forge-worker/src/forge.rs");
     assert.deepEqual(documentedOps(agentDoc), agentRoutesInCode(), "agent: docs/openapi-agent.yaml vs .route(…) in brh-agent/src/api.rs");
@@ -334,7 +359,9 @@ describe("openapi vs the running native forge and agents", () => {
   before(async () => {
     ctx.forge = await startTarget("native", { ttl: 15000, hb: 5000 });
     ctx.env = uniqueEnv("openapi");
-    ctx.key = agentApiKey(SEAL, ctx.env);
+    ctx.key = OPERATOR;
+    // A scoped operator allowed only switchovers: 403 forbidden on the container routes.
+    ctx.switchOnly = issueCredential(OPERATOR, { name: "oa-op", env: ctx.env, scopes: ["switchover"], expiresS: Math.floor(Date.now() / 1000) + 3600, seed: Buffer.alloc(32, 7) });
     ctx.a = await startAgent({ forgeUrl: ctx.forge.url, node: "oa-a", env: ctx.env });
     for (let i = 0; i < 100 && (await (await fetch(`${ctx.a.url}/status`)).json()).role !== "leader"; i++) await sleep(100);
     ctx.b = await startAgent({ forgeUrl: ctx.forge.url, node: "oa-b", env: ctx.env });
@@ -410,7 +437,8 @@ describe("openapi vs the running native forge and agents", () => {
     check("POST", HB, await forgeSigned(f, HB, hb(env), { node: "n1", ts, nonce }));
     check("POST", HB, await forgeSigned(f, HB, hb(env), { node: "n1", ts, nonce }));
     check("POST", HB, await rawRequest(f.url, { method: "POST", path: HB, body: hb(env) }));
-    check("POST", HB, await forgeSigned(f, HB, hb(env), { seal: "wrong" }));
+    check("POST", HB, await forgeSigned(f, HB, hb(env), { key: "wrong" }));
+    check("POST", HB, await forgeSigned(f, HB, hb(env), { key: nodeKey(SEAL, env, "n2") }));
     check("POST", HB, await forgeSigned(f, HB, hb(env), { ts: Date.now() - 120_000 }));
     check("POST", HB, await forgeSigned(f, HB, "{not json"));
     check("POST", HB, await forgeSigned(f, HB, `{"env":"${env}","pad":"${"x".repeat(70_000)}"}`));
@@ -459,7 +487,9 @@ describe("openapi vs the running native forge and agents", () => {
     for (const agent of [a, b]) {
       for (const p of ["/health", "/status", "/federation/state", "/events", "/metrics"]) check(agent, "GET", p, await rawRequest(agent.url, { path: p }));
     }
-    check(a, "POST", "/federation/nudge", await agentSigned(a, key, "/federation/nudge"));
+    // A nudge needs no authentication (its x-brh-* headers are not documented, nor read).
+    check(a, "POST", "/federation/nudge", await rawRequest(a.url, { method: "POST", path: "/federation/nudge" }));
+    check(b, "POST", "/federation/nudge", await rawRequest(b.url, { method: "POST", path: "/federation/nudge", body: "{not json" }));
     check(a, "POST", "/deploy", await agentSigned(a, key, "/deploy", '{"image":"nginx:1.25"}'));
     check(b, "POST", "/deploy", await agentSigned(b, key, "/deploy", '{"image":"nginx:1.25"}'));
     check(a, "POST", "/deploy", await agentSigned(a, key, "/deploy", "{not json"));
@@ -472,7 +502,13 @@ describe("openapi vs the running native forge and agents", () => {
       check(b, "POST", `/${action}/x`, await agentSigned(b, key, `/${action}/x`));
       check(a, "POST", `/${action}/%2e%2e`, await agentSigned(a, key, `/${action}/%2e%2e`));
       check(a, "POST", `/${action}/x`, await rawRequest(a.url, { method: "POST", path: `/${action}/x` }));
+      check(a, "POST", `/${action}/x`, await agentSigned(a, ctx.switchOnly, `/${action}/x`));
     }
+    // Authenticated without the route's scope: 403 forbidden.
+    const forbidden = await agentSigned(a, ctx.switchOnly, "/deploy", '{"image":"nginx:1.25"}');
+    assert.equal(forbidden.status, 403, forbidden.text);
+    check(a, "POST", "/deploy", forbidden);
+    check(b, "POST", "/switchover", await agentSigned(b, ctx.switchOnly, "/switchover", "{}"));
     for (const ag of [a, b]) {
       // Leader: 409 not_candidate; witness: 409 not_leader. Then a body that is not one.
       check(ag, "POST", "/switchover", await agentSigned(ag, key, "/switchover", '{"to":"nobody"}'));
@@ -506,7 +542,7 @@ describe("openapi vs the running native forge and agents", () => {
     const HB = "/federation/heartbeat";
     const fts = Date.now();
     const fn = nextNonce();
-    const fsig = hmacHex(SEAL, canonicalRequest("POST", HB, "n1", fts, fn, "{"));
+    const fsig = hmacHex(nodeKey(SEAL, "dev", "n1"), canonicalRequest("POST", HB, "n1", fts, fn, "{"));
     const ats = Date.now();
     const an = nextNonce();
     const ah = signAgentRequest(ctx.key, ctx.a.node, "POST", "/deploy", "openapi-test", ats, an, "{");

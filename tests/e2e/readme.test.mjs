@@ -33,7 +33,19 @@ const ENV = {
   BRH_LOG: "info",
   NO_COLOR: "1",
 };
-for (const k of ["DOMINION_SEAL", "FORGE_DOMINION_ROOT", "BRH_ENV", "BRH_FORGE_URL", "BRH_AGENT_URL", "BRH_CONFIG"]) {
+for (const k of [
+  "DOMINION_SEAL",
+  "FORGE_DOMINION_ROOT",
+  "BRH_ENV",
+  "BRH_FORGE_URL",
+  "BRH_AGENT_URL",
+  "BRH_CONFIG",
+  "BRH_NODE_KEY",
+  "BRH_FORGE_KEY",
+  "BRH_OPERATOR_KEY",
+  "BRH_OPERATOR_CREDENTIAL",
+  "BRH_LEGACY_SEAL",
+]) {
   delete ENV[k];
 }
 
@@ -126,7 +138,9 @@ const RULES = {
   'export DOMINION_SEAL="$(brh-agent seal)"': { kind: "block" },
   'export FORGE_DOMINION_ROOT="$(brh-agent root generate --host forge.example.com --env production)"': { kind: "block" },
   "brh-agent root verify": { kind: "block" },
-  "BRH_NODE_ID=brh-node-01 brh-agent run --config examples/bridge.runtime.yaml": { kind: "long" },
+  "brh-agent enroll brh-node-01 > brh-node-01.env": { kind: "block" },
+  "set -a; . ./brh-node-01.env; set +a": { kind: "block" },
+  "brh-agent run --config examples/bridge.runtime.yaml": { kind: "long" },
   "forge serve --listen 0.0.0.0:8787 --data /var/lib/brh-forge --profile default": { kind: "long" },
   "npx wrangler login": { kind: "account" },
   "npx wrangler kv namespace create BRH_KV": { kind: "account" },
@@ -232,20 +246,33 @@ test("containers: the example manifest, deploy, restart, drain, switchover", { t
   }
 });
 
-test("running an agent: seal, root, verify, run", async () => {
-  const block = findBlock('export DOMINION_SEAL="$(brh-agent seal)"');
-  const run = block.at(-1);
-  assert.equal(run, "BRH_NODE_ID=brh-node-01 brh-agent run --config examples/bridge.runtime.yaml");
-  // The exports and `root verify` verbatim; then `run` in the same shell (`exec env`, so the
-  // signal reaches the agent), on a free port: forge.example.com is not reachable from here,
-  // so it keeps retrying until SIGTERM.
-  const script = `${block.slice(0, -1).join("\n")}\nexec env ${run}`;
+test("running an agent: seal, root, verify and enroll on the operator's machine; run on the host", async () => {
+  // The operator's block verbatim, in a shell of its own: it writes brh-node-01.env.
+  const operator = findBlock('export DOMINION_SEAL="$(brh-agent seal)"');
+  assert.equal(operator.at(-1), "brh-agent enroll brh-node-01 > brh-node-01.env");
+  const out = sh(`${operator.join("\n")}\necho "SEAL=$DOMINION_SEAL"`);
+  assert.match(out, /ok: forge https:\/\/forge\.example\.com env production/);
+  const seal = out.match(/^SEAL=(\S+)$/m)[1];
+  const file = readFileSync(path.join(WORK, "brh-node-01.env"), "utf8");
+  // What the host gets: its own key and public keys, never the federation's secret.
+  const keys = [...file.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(keys, ["BRH_ENV", "BRH_FORGE_KEY", "BRH_NODE_ID", "BRH_NODE_KEY", "BRH_OPERATOR_KEY", "FORGE_DOMINION_ROOT"]);
+  assert.ok(!file.includes(seal), "the enrolment file does not contain the seal");
+  assert.match(file, /^BRH_NODE_ID='brh-node-01'$/m);
+  assert.match(file, /^BRH_NODE_KEY='[0-9a-f]{64}'$/m);
+  // The host's block in another shell, without DOMINION_SEAL (`exec env`, so the signal
+  // reaches the agent), on a free port: forge.example.com is not reachable from here, so it
+  // keeps retrying until SIGTERM.
+  const host = findBlock("set -a; . ./brh-node-01.env; set +a");
+  const run = host.at(-1);
+  assert.equal(run, "brh-agent run --config examples/bridge.runtime.yaml");
+  const script = `${host.slice(0, -1).join("\n")}\nexec env ${run}`;
   const a = startLong("sh", ["-ec", script], {
     env: { ...ENV, BRH_API_LISTEN: "127.0.0.1:0" },
     ready: /\[API\] brh-node-01 listening/,
   });
   await a.seen;
-  assert.match(a.output(), /ok: forge https:\/\/forge\.example\.com env production/);
+  assert.doesNotMatch(a.output(), /legacy-seal/, "runs on its enrolment, not on the seal");
   assert.equal(await a.stop(), 0, a.output());
 });
 
@@ -289,7 +316,8 @@ test("Cloudflare: account commands exist in the pinned wrangler, deploy dry-runs
       }
     } else {
       const root = sh(cmd, { env: { ...ENV, DOMINION_SEAL: "readme-test-seal" } });
-      assert.match(root, /^dominion:\/\/brh-forge\.ACCOUNT\.workers\.dev\?env=production&epoch=\d+&sig=[0-9a-f]{64}\n$/);
+      // Signed by the forge key: an Ed25519 signature, 128 hex digits.
+      assert.match(root, /^dominion:\/\/brh-forge\.ACCOUNT\.workers\.dev\?env=production&epoch=\d+&sig=[0-9a-f]{128}\n$/);
     }
   }
 });

@@ -1,24 +1,32 @@
 // The streaming channel (`GET /federation/stream`, issue 12), written from the wire contract
 // in docs/stream.md with this suite's own signing (sign.mjs): signed frames get the same
-// checks as HTTP, answers and pushes carry a view bound to a request (`basis_sig`), the
+// checks as HTTP (signed with the node's own key), answers and pushes to a node carry a view
+// HMAC'd with that node's key and bound to a request (`basis_sig`), a socket no request bound
+// gets the public view (Ed25519 under the forge key), the
 // forge pushes on grant, resign and expiry to every socket of the env, and refused frames
 // change nothing. On the native forge and on the Worker in workerd in durable-object mode
 // (the register's hibernatable WebSockets); kv mode refuses the stream with a JSON 404.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Agent, Stream, get, sleep, snapshot, uniqueEnv } from "./client.mjs";
-import { hmacHex, verifyBasis, verifyView } from "./sign.mjs";
-import { SEAL, startTarget } from "./targets.mjs";
+import { hmacHex, nodeKey, verifyBasis, verifyPublicView, verifyView } from "./sign.mjs";
+import { FORGE, SEAL, startTarget } from "./targets.mjs";
 
 const KINDS = (process.env.E2E_TARGETS ?? "native,kv,durable-object").split(",");
 const STREAM_KINDS = KINDS.filter((k) => k !== "kv");
 
 const pushes = (m) => m.reply_to === undefined;
 
+/** A view for `node` (an answer or a push to its socket): under its key only, bound to `basis`. */
 function assertBound(node, m) {
   assert.ok(m.view, JSON.stringify(m));
-  assert.ok(verifyView(SEAL, m.view), "view signature");
-  assert.ok(verifyBasis(SEAL, node, m.basis, m.view, m.basis_sig), "basis_sig");
+  const key = nodeKey(SEAL, m.view.env, node);
+  assert.equal(m.view.you?.node, node, "addressed to the socket's node");
+  assert.ok(verifyView(key, m.view), "view signature under the node's key");
+  assert.ok(!verifyView(SEAL, m.view), "not under the seal");
+  assert.ok(!verifyView(nodeKey(SEAL, m.view.env, `${node}-x`), m.view), "not under another node's key");
+  assert.ok(verifyBasis(key, node, m.basis, m.view, m.basis_sig), "basis_sig");
+  assert.ok(!verifyBasis(SEAL, node, m.basis, m.view, m.basis_sig), "basis_sig not under the seal");
 }
 
 for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
@@ -44,9 +52,11 @@ for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
     const http = await get(t, `/federation/leader?env=${env}`);
     assert.equal(http.json.leader, "a");
     assert.equal(http.json.term, ra.view.term);
-    // A basis_sig does not carry over to another node or another request.
-    assert.ok(!verifyBasis(SEAL, "b", ra.basis, ra.view, ra.basis_sig));
-    assert.ok(!verifyBasis(SEAL, "a", rb.basis, ra.view, ra.basis_sig));
+    // A view or basis_sig does not carry over to another node or another request.
+    const [ka, kb] = [nodeKey(SEAL, env, "a"), nodeKey(SEAL, env, "b")];
+    assert.ok(!verifyView(kb, ra.view), "a's answer does not verify for b");
+    assert.ok(!verifyBasis(kb, "b", ra.basis, ra.view, ra.basis_sig));
+    assert.ok(!verifyBasis(ka, "a", rb.basis, ra.view, ra.basis_sig));
     sa.close();
     sb.close();
   });
@@ -55,10 +65,13 @@ for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
     const env = uniqueEnv("st");
     const [a, b] = [new Agent(t, "a", { priority: 5 }), new Agent(t, "b")];
     const [sa, sb] = [await Stream.open(t, env), await Stream.open(t, env)];
+    // A socket no request has bound: it gets the public view, signed by the forge key.
+    const watcher = await Stream.open(t, env);
     const ra = await sa.beat(a, env);
     const rb = await sb.beat(b, env);
     sa.inbox.length = 0;
     sb.inbox.length = 0;
+    watcher.inbox.length = 0;
     const resigned = await a.resign(env, ra.view.term);
     assert.equal(resigned.status, 200, resigned.text);
     const pb = await sb.next((m) => pushes(m) && m.view?.leader === "b");
@@ -69,8 +82,16 @@ for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
     const pa = await sa.next((m) => pushes(m) && m.view?.leader === "b");
     assert.equal(pa.view.you.role, "witness");
     assertBound("a", pa);
+    const pw = await watcher.next((m) => pushes(m) && m.view?.leader === "b");
+    assert.equal(pw.view.you, undefined, "a public push names no node");
+    assert.equal(pw.basis ?? null, null, "and no basis");
+    assert.equal(pw.basis_sig ?? null, null);
+    assert.match(pw.view.sig, /^[0-9a-f]{128}$/);
+    assert.ok(verifyPublicView(FORGE.publicHex, pw.view), "the public push verifies with the forge's public key");
+    assert.ok(!verifyView(nodeKey(SEAL, env, "b"), pw.view));
     sa.close();
     sb.close();
+    watcher.close();
   });
 
   test("lease expiry is pushed: failover without waiting for the next heartbeat", async () => {
@@ -122,6 +143,10 @@ for (const kind of STREAM_KINDS) describe(`stream on ${kind}`, () => {
     assert.equal(await code(s.beat(a, env, { nonce: first.nonce })), "replay");
     assert.equal(await code(s.beat(a, env, { method: "POST" })), "bad_signature");
     assert.equal(await code(s.beat(a, env, { seal: "another-seal-0123456789" })), "bad_signature");
+    // Only a's own key in this env signs a's frames.
+    assert.equal(await code(s.beat(a, env, { key: SEAL })), "bad_signature", "the seal is no node's key");
+    assert.equal(await code(s.beat(a, env, { key: nodeKey(SEAL, env, "b") })), "bad_signature", "b's key does not speak for a");
+    assert.equal(await code(s.beat(a, env, { keyEnv: `${env}-other` })), "bad_signature", "a's key of another env");
     assert.equal(await code(s.beat(a, env, { ts: Date.now() - 3_600_000 })), "stale_timestamp");
     assert.equal(await code(s.beat(b, env)), "bad_request", "a socket belongs to one node");
     assert.equal(await code(s.beat(a, "other")), "bad_request", "a socket belongs to one env");

@@ -5,16 +5,20 @@
 //   durable-object  the same bundle with KV + the LeaseRegister Durable Object
 // Each target: { kind, url, restart(), sweep(), stop(), ledger[] }. Everything stays on
 // loopback; nothing is fetched from the network.
-import { spawn } from "node:child_process";
-import { createHmac } from "node:crypto";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { enrolment, forgeKey, operatorKey, signRoot } from "./sign.mjs";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const SEAL = "e2e-seal-0123456789abcdef";
+/** The forge key of SEAL: public views, roots and /manifest/resolve verify with `FORGE.publicHex`. */
+export const FORGE = forgeKey(SEAL);
+/** The top operator's key of SEAL: signs requests to an agent's API. */
+export const OPERATOR = operatorKey(SEAL);
 export const COMPAT_DATE = "2026-07-30";
 
 process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
@@ -171,21 +175,61 @@ export function agentBin() {
   return path.join(path.dirname(forgeBin()), "brh-agent");
 }
 
-/** A signed `dominion+http://` root for a forge on loopback (design §3: HMAC of `scheme://authority|env|epoch`). */
+/**
+ * A `dominion+http://` root for a forge on loopback, signed by the forge key of `seal` (Ed25519
+ * of `scheme://authority|env|epoch`, 128 hex), as `brh-agent root generate --http` prints it.
+ */
 export function dominionRoot(seal, forgeUrl, env) {
   const authority = new URL(forgeUrl).host;
-  const epoch = Math.floor(Date.now() / 1000);
-  const sig = createHmac("sha256", seal).update(`dominion+http://${authority}|${env}|${epoch}`).digest("hex");
-  return `dominion+http://${authority}?env=${env}&epoch=${epoch}&sig=${sig}`;
+  return signRoot(forgeKey(seal), { scheme: "dominion+http", authority, env, epoch: Math.floor(Date.now() / 1000) });
+}
+
+/**
+ * `brh-agent enroll NODE` run where the seal is (DOMINION_SEAL, FORGE_DOMINION_ROOT): the host's
+ * environment as `{ KEY: value }` (its `KEY='value'` lines; `#` lines are comments). Checked
+ * against this suite's own derivation (sign.mjs `enrolment`), so an agent started here runs on
+ * exactly what the operator's command hands a host.
+ */
+export function enroll({ node, root, seal = SEAL, forgeUrl }) {
+  const r = spawnSync(agentBin(), ["enroll", node, ...(forgeUrl ? ["--forge-url", forgeUrl] : [])], {
+    env: { ...cleanEnv(), DOMINION_SEAL: seal, FORGE_DOMINION_ROOT: root, NO_COLOR: "1" },
+    encoding: "utf8",
+  });
+  if (r.status !== 0) throw new Error(`brh-agent enroll ${node} exited ${r.status}: ${r.stderr}`);
+  const vars = {};
+  for (const line of r.stdout.split("\n")) {
+    if (!line.trim() || line.startsWith("#")) continue;
+    const m = /^([A-Z_]+)='([^']*)'$/.exec(line);
+    if (!m) throw new Error(`brh-agent enroll ${node}: unexpected line ${JSON.stringify(line)}`);
+    vars[m[1]] = m[2];
+  }
+  const want = { ...enrolment(seal, parseEnv(root), node), FORGE_DOMINION_ROOT: root, ...(forgeUrl ? { BRH_FORGE_URL: forgeUrl } : {}) };
+  const got = JSON.stringify(Object.entries(vars).sort());
+  if (got !== JSON.stringify(Object.entries(want).sort())) throw new Error(`brh-agent enroll ${node} printed ${got}, expected ${JSON.stringify(want)}`);
+  return vars;
+}
+
+const parseEnv = (root) => new URL(root.replace(/^dominion(\+http)?:/, "http:")).searchParams.get("env");
+
+/** The process environment minus every credential setting, so an agent gets only what it is given. */
+function cleanEnv() {
+  const env = { ...process.env };
+  for (const k of ["DOMINION_SEAL", "BRH_NODE_KEY", "BRH_FORGE_KEY", "BRH_OPERATOR_KEY", "BRH_LEGACY_SEAL", "BRH_OPERATOR_CREDENTIAL", "FORGE_DOMINION_ROOT"]) delete env[k];
+  return env;
 }
 
 /**
  * Starts one `brh-agent run` (no manifest, so no container layer) against the forge at
- * `forgeUrl`, its API on a free loopback port. Consensus reports are off so its /events only
- * change on role changes. `nofile` runs it under `ulimit -n nofile` (bounds its connection cap).
- * Resolves with `{ node, env, url, child, log(), stop() }`.
+ * `forgeUrl`, its API on a free loopback port, enrolled like a real host: its environment is
+ * what `brh-agent enroll NODE` prints (node key, forge and operator public keys, root) and no
+ * DOMINION_SEAL. Consensus reports are off so its /events only change on role changes. `nofile`
+ * runs it under `ulimit -n nofile` (bounds its connection cap); `extraEnv` adds variables.
+ * `legacySeal` runs it the old way instead: DOMINION_SEAL on the host, `BRH_LEGACY_SEAL=true`.
+ * Resolves with `{ node, env, url, child, vars, log(), stop() }`.
  */
-export function startAgent({ forgeUrl, node, env = "dev", seal = SEAL, hbMs = 5000, ttlMs = 15000, args = [], nofile }) {
+export function startAgent({ forgeUrl, node, env = "dev", seal = SEAL, hbMs = 5000, ttlMs = 15000, args = [], nofile, extraEnv = {}, legacySeal = false }) {
+  const root = dominionRoot(seal, forgeUrl, env);
+  const vars = legacySeal ? { DOMINION_SEAL: seal, FORGE_DOMINION_ROOT: root, BRH_LEGACY_SEAL: "true" } : enroll({ node, root, seal });
   return new Promise((resolve, reject) => {
     const child = spawn(
       ...withNofile(agentBin(), [
@@ -200,12 +244,12 @@ export function startAgent({ forgeUrl, node, env = "dev", seal = SEAL, hbMs = 50
       ], nofile),
       {
         env: {
-          ...process.env,
-          DOMINION_SEAL: seal,
-          FORGE_DOMINION_ROOT: dominionRoot(seal, forgeUrl, env),
+          ...cleanEnv(),
+          ...vars,
           BRH_LOG: "info",
           BRH_RUNTIME: "api",
           NO_COLOR: "1",
+          ...extraEnv,
         },
         stdio: ["ignore", "ignore", "pipe"],
       },
@@ -226,6 +270,7 @@ export function startAgent({ forgeUrl, node, env = "dev", seal = SEAL, hbMs = 50
           env,
           url: m[1],
           child,
+          vars,
           log: () => err,
           stop: () =>
             new Promise((r) => {
