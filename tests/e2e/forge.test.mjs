@@ -51,13 +51,14 @@ function assertView(t, res, { env, leader, term, you, role }) {
   return v;
 }
 
-/** Waits for a ledger POST matching `pred`; checks its HMAC. */
+/** Waits for a ledger POST matching `pred`; checks the forge's Ed25519 signature of its body. */
 async function ledgerEntry(t, pred) {
   for (let i = 0; i < 50; i++) {
     for (const { headers, body } of t.ledger) {
       const change = JSON.parse(body);
       if (pred(change)) {
-        assert.equal(headers["x-brh-sig"], hmacHex(SEAL, body), "ledger POST carries the body's HMAC");
+        assert.ok(edVerifyHex(FORGE.publicHex, body, headers["x-brh-sig"]), "ledger POST carries the forge's signature of its body");
+        assert.notEqual(headers["x-brh-sig"], hmacHex(SEAL, body), "the ledger signature is no HMAC under the seal");
         return change;
       }
     }

@@ -517,9 +517,11 @@ impl LeaseRegister {
         let setup = &self.register.setup;
         if ledger == Ledger::ByRegister && !changes.is_empty() {
             changes.iter().for_each(super::log_change);
-            if let (Some(url), Some(seal)) = (setup.ledger_url.clone(), setup.cfg.seal.clone()) {
+            if let (Some(url), Some(forge)) =
+                (setup.ledger_url.clone(), setup.cfg.forge_key.clone())
+            {
                 self.state
-                    .wait_until(super::forward_to_ledger(url, seal, changes.to_vec()));
+                    .wait_until(super::forward_to_ledger(url, forge, changes.to_vec()));
             }
         }
         self.register.arm(&self.state.storage()).await;

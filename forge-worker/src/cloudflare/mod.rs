@@ -574,17 +574,25 @@ impl WorkerForge {
         }
     }
 
-    fn ledger(&self) -> Option<(String, Vec<u8>)> {
-        Some((self.setup.ledger_url.clone()?, self.setup.cfg.seal.clone()?))
+    fn ledger(&self) -> Option<(String, ed25519_dalek::SigningKey)> {
+        Some((
+            self.setup.ledger_url.clone()?,
+            self.setup.cfg.forge_key.clone()?,
+        ))
     }
 }
 
 /// POSTs each leader change to the ledger: the JSON of [`LeaderChange`], with `x-brh-sig` the
-/// hex HMAC-SHA256 of the body keyed by `DOMINION_SEAL`. Best effort: failures are logged.
-pub(crate) async fn forward_to_ledger(url: String, seal: Vec<u8>, changes: Vec<LeaderChange>) {
+/// forge key's Ed25519 signature of the body (128 hex), so the ledger checks it with the
+/// forge's public key and holds no secret. Best effort: failures are logged.
+pub(crate) async fn forward_to_ledger(
+    url: String,
+    forge: ed25519_dalek::SigningKey,
+    changes: Vec<LeaderChange>,
+) {
     for c in changes {
         let body = serde_json::to_string(&c).unwrap_or_default();
-        let sig = sign::hmac_hex(&seal, body.as_bytes());
+        let sig = brh_shared::keys::sign_hex(&forge, body.as_bytes());
         let send = async {
             let headers = Headers::new();
             headers.set("content-type", "application/json")?;
@@ -625,8 +633,8 @@ async fn fetch(
         if wf.setup.mode == Mode::Kv {
             changes.iter().for_each(log_change);
         }
-        if let Some((url, seal)) = wf.ledger() {
-            ctx.wait_until(forward_to_ledger(url, seal, changes));
+        if let Some((url, forge)) = wf.ledger() {
+            ctx.wait_until(forward_to_ledger(url, forge, changes));
         }
     }
     to_worker(response)
@@ -670,7 +678,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         return;
     }
     let changes = wf.sweep(&env, now_ms()).await;
-    if let (Some((url, seal)), false) = (wf.ledger(), changes.is_empty()) {
-        forward_to_ledger(url, seal, changes).await;
+    if let (Some((url, forge)), false) = (wf.ledger(), changes.is_empty()) {
+        forward_to_ledger(url, forge, changes).await;
     }
 }
