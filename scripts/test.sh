@@ -38,6 +38,9 @@ fi
 step "fault drill on the Worker in workerd (Durable Object mode): kill -9, SIGSTOP, partitions, workerd restarts"
 cargo test -p brh-tests --test drill_workerd
 
+step "the stolen-host attack list on the Worker in workerd (Durable Object mode)"
+cargo test -p brh-tests --test stolen_host_workerd
+
 step "schemathesis: the OpenAPI documents against the native forge and the agent API"
 scripts/schemathesis.sh
 

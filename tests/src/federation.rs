@@ -386,6 +386,8 @@ pub struct AgentOpts {
     pub args: Vec<String>,
     /// The env (default `dev`).
     pub env: Option<String>,
+    /// Run on the seal (`--legacy-seal`) instead of the host's enrolment.
+    pub legacy_seal: bool,
 }
 
 impl Agent {
@@ -411,9 +413,17 @@ impl Agent {
             .arg("--event-log")
             .arg(&event_log)
             .args(&o.args)
-            // Enrolled: the host holds its own key, never the seal.
+            // Enrolled: the host holds its own key, never the seal (unless `legacy_seal`).
             .env_remove("DOMINION_SEAL")
-            .envs(host_keys(seal, o.env.as_deref().unwrap_or("dev"), node))
+            .env_remove("BRH_LEGACY_SEAL")
+            .envs(if o.legacy_seal {
+                vec![
+                    ("DOMINION_SEAL", seal.to_string()),
+                    ("BRH_LEGACY_SEAL", "true".to_string()),
+                ]
+            } else {
+                host_keys(seal, o.env.as_deref().unwrap_or("dev"), node).to_vec()
+            })
             .env(
                 "FORGE_DOMINION_ROOT",
                 root_for_env(seal, forge, o.env.as_deref().unwrap_or("dev")),

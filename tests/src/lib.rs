@@ -6,3 +6,4 @@ pub mod drill;
 pub mod federation;
 pub mod forge;
 pub mod sim;
+pub mod stolen;
