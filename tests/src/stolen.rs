@@ -92,9 +92,9 @@ pub fn attack_list(dir: &Path, seal: &str, forge: SocketAddr, env: &str) {
         ..AgentOpts::default()
     };
     let mut agents = vec![
-        Agent::start(&dir, "s1", &seal, forge, opts(10)),
-        Agent::start(&dir, "s2", &seal, forge, opts(5)),
-        Agent::start(&dir, "s3", &seal, forge, opts(0)),
+        Agent::start(dir, "s1", &seal, forge, opts(10)),
+        Agent::start(dir, "s2", &seal, forge, opts(5)),
+        Agent::start(dir, "s3", &seal, forge, opts(0)),
     ];
     let refs: Vec<&Agent> = agents.iter().collect();
     let (leader, term) = wait_until(SETTLE, || agreed_leader(&refs)).expect("a leader");
