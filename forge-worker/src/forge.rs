@@ -32,6 +32,10 @@ pub struct ForgeConfig {
     pub election: ElectionConfig,
     /// Accepted distance between a request's `x-brh-ts` and the forge's clock.
     pub skew_ms: u64,
+    /// One release of compatibility, off by default: also accept requests signed with the
+    /// seal (agents of the previous release) and answer them under the seal (the native forge
+    /// warns at start). Whoever holds the seal can then speak for any node — as before.
+    pub legacy_seal_signatures: bool,
     /// `native`, `kv` or `durable-object`: shown in views and on the dashboard.
     pub mode: String,
     /// `FORGE_DOMINION_ROOT`, echoed by `/manifest/resolve` (seed compatibility).
@@ -48,6 +52,7 @@ impl ForgeConfig {
         ForgeConfig {
             forge_key: seal.as_deref().map(brh_shared::keys::forge_signing_key),
             seal,
+            legacy_seal_signatures: false,
             election: ElectionConfig::default(),
             skew_ms: sign::DEFAULT_SKEW_MS,
             mode: mode.into(),
@@ -301,16 +306,26 @@ impl<S: Store> Forge<S> {
         let body: T = brh_shared::wire::from_json_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
         let key = NodeKey::derive(seal, body.env(), fields.node);
-        let auth = sign::verify_request(
-            &key.0,
-            &req.method,
-            &req.path,
-            raw,
-            &req.body,
-            now_ms,
-            self.cfg.skew_ms,
-        )
-        .map_err(auth_refusal)?;
+        let verify = |key: &[u8]| {
+            sign::verify_request(
+                key,
+                &req.method,
+                &req.path,
+                raw,
+                &req.body,
+                now_ms,
+                self.cfg.skew_ms,
+            )
+        };
+        let (auth, key) = match verify(&key.0) {
+            // One release of compatibility (`legacy_seal_signatures`): an agent of the
+            // previous release signs with the seal and checks the answer with it.
+            Err(AuthError::BadSignature) if self.cfg.legacy_seal_signatures => {
+                let auth = verify(seal).map_err(auth_refusal)?;
+                (auth, NodeKey(seal.to_vec()))
+            }
+            r => (r.map_err(auth_refusal)?, key),
+        };
         Ok((auth, body, key))
     }
 
@@ -689,12 +704,13 @@ impl<S: Store> Forge<S> {
 mod tests;
 
 /// A store error for a header: one line of printable ASCII (never a stack trace in a body).
-/// The key of the node a request claims to come from, derived for that request.
-pub(crate) struct NodeKey(pub(crate) [u8; 32]);
+/// The key of the node a request claims to come from, derived for that request (or, with
+/// `legacy_seal_signatures`, the seal an agent of the previous release signed with).
+pub(crate) struct NodeKey(pub(crate) Vec<u8>);
 
 impl NodeKey {
     pub(crate) fn derive(seal: &[u8], env: &str, node: &str) -> Self {
-        NodeKey(brh_shared::keys::node_key(seal, env, node))
+        NodeKey(brh_shared::keys::node_key(seal, env, node).to_vec())
     }
 }
 

@@ -1073,8 +1073,12 @@ impl Sim {
             basis_sig: Some(basis_sig),
         };
         self.count("forged-answer");
-        self.send(
-            self.t,
+        // Straight onto the wire with n0's own draw of delay: `send` would draw from the
+        // schedule's generator, and every seed must keep the fault schedule it had.
+        let d = self.evil_rng.range(0, self.max_delay + 1);
+        self.msg_id += 1;
+        self.net.insert(
+            (self.t + d, self.msg_id),
             Msg::Answer {
                 to: victim,
                 of: victim,

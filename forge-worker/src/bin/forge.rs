@@ -73,6 +73,17 @@ enum Cmd {
         /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
         #[arg(long, env = "FORGE_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// One release of compatibility: also accept requests signed with DOMINION_SEAL
+        /// (agents of the previous release) and answer them under it (a warning at start).
+        /// Off by default: with it, whoever holds the seal speaks for any node.
+        #[arg(
+            long,
+            env = "FORGE_LEGACY_SEAL_SIGNATURES",
+            num_args = 0..=1,
+            default_missing_value = "true",
+            value_parser = clap::builder::BoolishValueParser::new()
+        )]
+        legacy_seal_signatures: Option<bool>,
         /// Connections one source address may hold in all (default: half the connection
         /// cap). Raise it for a load generator or a proxy in front of many agents.
         #[arg(long, env = "FORGE_MAX_PER_SOURCE")]
@@ -113,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tls_key,
         max_per_source,
         max_unproven_per_source,
+        legacy_seal_signatures,
     } = cli.cmd;
     let seal = seal.filter(|s| !s.is_empty()).ok_or_else(|| {
         anyhow::anyhow!("DOMINION_SEAL is not set: the forge refuses to run without a secret (set it in the environment or pass --seal)")
@@ -144,6 +156,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         skew_ms,
         sweep_interval: Duration::from_millis(sweep_interval_ms),
         dominion_root,
+        legacy_seal_signatures: legacy_seal_signatures.unwrap_or(false),
         limits: {
             let d = Limits::default();
             Limits {

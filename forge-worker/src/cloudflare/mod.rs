@@ -138,6 +138,9 @@ impl Setup {
             errors.push(format!("the KV namespace binding {KV_BINDING} is missing"));
         }
         cfg.dominion_root = env_string(env, "FORGE_DOMINION_ROOT");
+        // One release of compatibility: agents of the previous release sign with the seal.
+        cfg.legacy_seal_signatures = env_string(env, "BRH_LEGACY_SEAL_SIGNATURES")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "true" | "yes"));
         Setup {
             cfg,
             mode,

@@ -710,3 +710,45 @@ fn the_holder_gets_a_lease_token_witnesses_do_not() {
         "a public view carries no token"
     );
 }
+
+#[test]
+fn seal_signatures_only_behind_the_compatibility_flag() {
+    // An agent of the previous release: signs with the seal, checks answers with it.
+    let old_agent = |h: &Harness, seq: u64| {
+        let body = r#"{"env":"dev","version":"old"}"#;
+        let hd = sign_request(
+            SEAL,
+            "POST",
+            "/federation/heartbeat",
+            "n1",
+            T0,
+            Nonce::new("old", seq),
+            body.as_bytes(),
+        );
+        let mut r = Request::new("POST", "/federation/heartbeat");
+        r.headers.insert("x-brh-node".into(), hd.node);
+        r.headers.insert("x-brh-ts".into(), hd.ts_ms.to_string());
+        r.headers.insert("x-brh-nonce".into(), hd.nonce.to_string());
+        r.headers.insert("x-brh-sig".into(), hd.sig);
+        r.body = body.as_bytes().to_vec();
+        h.send(&r, T0)
+    };
+    let h = Harness::new();
+    let r = old_agent(&h, 1);
+    assert_eq!((r.status, error_code(&r)), (401, ErrorCode::BadSignature));
+    let mut h = Harness::new();
+    h.forge.cfg.legacy_seal_signatures = true;
+    let r = old_agent(&h, 1);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
+    assert!(
+        verify_view(SEAL, &v),
+        "the old agent checks the answer with the seal"
+    );
+    let basis = r.header("x-brh-basis-sig").unwrap();
+    assert!(brh_shared::sign::verify_basis(
+        SEAL, "n1", "old:1", &v.sig, basis
+    ));
+    // Enrolled agents are answered under their own key as ever.
+    h.beat("n2", T0 + 1);
+}

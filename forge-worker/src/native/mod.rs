@@ -38,6 +38,8 @@ pub struct ServeOptions {
     pub dominion_root: Option<String>,
     /// Read timeouts, connection cap and shutdown grace of the HTTP server.
     pub limits: server::Limits,
+    /// `ForgeConfig::legacy_seal_signatures` (one release of compatibility).
+    pub legacy_seal_signatures: bool,
 }
 
 impl ServeOptions {
@@ -51,6 +53,7 @@ impl ServeOptions {
             sweep_interval: Duration::from_millis(500),
             dominion_root: None,
             limits: server::Limits::default(),
+            legacy_seal_signatures: false,
         }
     }
 }
@@ -139,6 +142,13 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
     cfg.election = ElectionConfig::new(opts.timing);
     cfg.skew_ms = opts.skew_ms;
     cfg.dominion_root = opts.dominion_root.clone();
+    cfg.legacy_seal_signatures = opts.legacy_seal_signatures;
+    if opts.legacy_seal_signatures {
+        tracing::warn!(
+            "--legacy-seal-signatures is on: requests signed with DOMINION_SEAL are accepted \
+             (agents of the previous release); turn it off once every host is enrolled"
+        );
+    }
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // A stream that falls this far behind reads the current view once instead.
