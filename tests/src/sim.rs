@@ -203,6 +203,13 @@ pub const FAULT_KINDS: [&str; 17] = [
     "forged-answer",
 ];
 
+/// The compromised node's attempts (outside the fault budget, see `Sim::total_faults`).
+const ATTEMPTS: [&str; 2] = ["forged-request", "forged-answer"];
+
+fn nonce_of(boot: u64, seq: u64) -> String {
+    Nonce::new(format!("b{boot}"), seq).to_string()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Up {
     Running,
@@ -507,8 +514,14 @@ impl Sim {
         *self.faults.get_mut(kind).unwrap() += 1;
     }
 
+    /// The schedule's faults. The compromised node's attempts are counted apart: refused,
+    /// they change nothing, so they must not use up a run's fault budget.
     pub fn total_faults(&self) -> u64 {
-        self.faults.values().sum()
+        self.faults
+            .iter()
+            .filter(|(k, _)| !ATTEMPTS.contains(k))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     fn send(&mut self, at: u64, msg: Msg) {
@@ -676,6 +689,9 @@ impl Sim {
         ));
         let changed = !out.leader_changes.is_empty();
         self.answer(from, boot, seq, 200, body, true);
+        if from != 0 && self.t < self.lossy_until && self.evil_rng.chance(120) {
+            self.compromised_acts(from, boot, seq)?;
+        }
         if changed {
             self.push_all();
         }
@@ -994,8 +1010,8 @@ impl Sim {
     /// The compromised node n0 holds its own key (and nothing else) and uses it against node
     /// `victim`, whose request `seq` the forge just answered: a request in the victim's (or
     /// the leader's) name straight to the forge — any 2xx is a violation at once — and a
-    /// forged grant, answering the victim's request, that only the victim's check can refuse
-    /// (accepted, it makes a second leader the overlap checker catches).
+    /// forged grant for the victim, bound to that request, that only the victim's own check
+    /// can refuse (accepted, it is a violation at once).
     fn compromised_acts(&mut self, victim: usize, boot: u64, seq: u64) -> Result<(), Violation> {
         let key = self.nodes[0].key;
         let (leader, term) = self.forge.store.leader_term(self.t, &self.timing);
@@ -1063,7 +1079,7 @@ impl Sim {
             lease_token: None,
         };
         brh_shared::sign::sign_view(&key, &mut forged);
-        let nonce = Nonce::new(format!("b{boot}"), seq).to_string();
+        let nonce = nonce_of(boot, seq);
         let basis_sig = brh_shared::sign::sign_basis(&key, &victim_name, &nonce, &forged.sig);
         let m = StreamMessage {
             reply_to: None,
@@ -1073,23 +1089,17 @@ impl Sim {
             basis_sig: Some(basis_sig),
         };
         self.count("forged-answer");
-        // Straight onto the wire with n0's own draw of delay: `send` would draw from the
-        // schedule's generator, and every seed must keep the fault schedule it had.
-        let d = self.evil_rng.range(0, self.max_delay + 1);
-        self.msg_id += 1;
-        self.net.insert(
-            (self.t + d, self.msg_id),
-            Msg::Answer {
-                to: victim,
-                of: victim,
-                boot,
-                seq,
-                status: 200,
-                body: serde_json::to_vec(&m).unwrap(),
-                stream: false,
-                injected: true,
-            },
-        );
+        // Checked at once by the victim's own check, with its own keys, as the answer to the
+        // request it has outstanding: refused, it would be dropped like any bad answer, so the
+        // run (and every seed's fault schedule) goes on exactly as without it.
+        if self
+            .verified_stream_view(victim, &m, Some(&nonce_of(boot, seq)))
+            .is_some()
+        {
+            return Err(self.violation(format!(
+                "{victim_name} accepted a grant n0 signed with its own key"
+            )));
+        }
         Ok(())
     }
 
