@@ -474,13 +474,39 @@ pub async fn switchover(a: SwitchoverArgs) -> anyhow::Result<()> {
         .access
         .call(&t, "/switchover", body, Duration::from_secs(15))
         .await?;
+    let to = j["to"].as_str().unwrap_or("?");
+    // Done when the successor acts, not only when the forge granted it: the next command
+    // (another switchover, a deploy) then reaches a leader that knows it leads.
+    if t.node.is_some() {
+        successor_acts(&a.access, to).await;
+    }
     println!(
-        "switchover: {} → {} (term {})",
+        "switchover: {} → {to} (term {})",
         j["from"].as_str().unwrap_or("?"),
-        j["to"].as_str().unwrap_or("?"),
         j["term"]
     );
     Ok(())
+}
+
+/// Waits (at most 5 s) until `to`, as the forge lists it, says on its `/status` that it
+/// leads. Best effort: the handover itself is already done.
+async fn successor_acts(access: &LeaderAccess, to: &str) {
+    let http = client::http_client(Duration::from_secs(1));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if let Ok(t) = access.target().await {
+            if t.node.as_deref() == Some(to) {
+                let status = http.get(join(&t.agent, "/status")).send().await;
+                if let Ok(r) = status {
+                    let j: serde_json::Value = r.json().await.unwrap_or_default();
+                    if j["role"] == "leader" {
+                        return;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 pub async fn container(action: &str, a: ContainerArgs) -> anyhow::Result<()> {
