@@ -176,7 +176,11 @@ impl Certificate {
             ));
         }
         let expires_s = parse_u64(exp).ok_or_else(|| malformed("expires must be unix seconds"))?;
-        let key = keys::parse_public(key).ok_or_else(|| malformed("key must be 64 hex digits"))?;
+        // Exactly 64 lowercase hex digits (no trimming: one spelling per certificate; found
+        // by fuzzing).
+        let key = hex::decode32(key)
+            .and_then(|k| VerifyingKey::from_bytes(&k).ok())
+            .ok_or_else(|| malformed("key must be 64 lowercase hex digits"))?;
         if hex::decode64(sig).is_none() {
             return Err(malformed("sig must be 128 lowercase hex digits"));
         }
@@ -379,6 +383,11 @@ mod tests {
             &header.replace(":read:", ":root:"),
             &header.replace(":10:", ":010:"),
             &format!("{header}:extra"),
+            &header.replacen(
+                &keys::public_hex(&c.cert.key),
+                &format!("\r{}", keys::public_hex(&c.cert.key)),
+                1,
+            ),
         ] {
             assert!(Certificate::parse(bad).is_err(), "{bad}");
         }
