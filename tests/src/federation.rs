@@ -344,21 +344,12 @@ pub fn root_for_env(seal: &str, addr: SocketAddr, env: &str) -> String {
 /// What `brh-agent enroll NODE` gives a host of `env` (besides its id and root): its own
 /// key and the forge's and the operator's public keys. No seal.
 pub fn host_keys(seal: &str, env: &str, node: &str) -> [(&'static str, String); 3] {
-    use brh_shared::keys;
-    let s = seal.as_bytes();
+    use brh_shared::keys::public_hex;
+    let c = brh_agent::config::Credentials::derive(seal.as_bytes(), env, node);
     [
-        (
-            "BRH_NODE_KEY",
-            brh_shared::hex::encode(&keys::node_key(s, env, node)),
-        ),
-        (
-            "BRH_FORGE_KEY",
-            keys::public_hex(&keys::forge_signing_key(s).verifying_key()),
-        ),
-        (
-            "BRH_OPERATOR_KEY",
-            keys::public_hex(&keys::operator_signing_key(s).verifying_key()),
-        ),
+        ("BRH_NODE_KEY", brh_shared::hex::encode(&c.node_key)),
+        ("BRH_FORGE_KEY", public_hex(&c.forge_key)),
+        ("BRH_OPERATOR_KEY", public_hex(&c.operator_key)),
     ]
 }
 
@@ -848,6 +839,30 @@ pub fn cli_deploy(
             String::from_utf8_lossy(&out.stderr)
         ),
     )
+}
+
+/// The project's own engine (`scripts/dockerd.sh`), unless `DOCKER_HOST` names another.
+pub const PRIVATE_DOCKER_SOCK: &str = "unix:///var/tmp/brh-docker/docker.sock";
+
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| PRIVATE_DOCKER_SOCK.into())
+}
+
+/// The docker CLI against that engine: its trimmed stdout.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .expect("docker CLI");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes every container of `env` (labelled `brh.env`), left by an earlier run.
+pub fn remove_env_containers(env: &str) {
+    for id in docker(&["ps", "-aq", "--filter", &format!("label=brh.env={env}")]).lines() {
+        docker(&["rm", "-f", id]);
+    }
 }
 
 pub fn fresh_seal() -> String {

@@ -17,21 +17,6 @@ use brh_shared::sign::{sign_for, sign_request, Audience};
 use serde_json::Value;
 
 const SETTLE: Duration = Duration::from_secs(20);
-const SOCK: &str = "unix:///var/tmp/brh-docker/docker.sock";
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| SOCK.into())
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 /// `id image state` of every container of the env, sorted.
 fn containers(env: &str) -> Vec<String> {
     let filter = format!("label=brh.env={env}");
@@ -42,13 +27,6 @@ fn containers(env: &str) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-fn cleanup(env: &str) {
-    let filter = format!("label=brh.env={env}");
-    for id in docker(&["ps", "-aq", "--filter", &filter]).lines() {
-        docker(&["rm", "-f", id]);
-    }
 }
 
 fn leader_view(forge: SocketAddr, env: &str) -> Value {
@@ -64,7 +42,7 @@ fn code(v: &Value) -> &str {
 pub fn attack_list(dir: &Path, seal: &str, forge: SocketAddr, env: &str) {
     // The agents inherit it: the engine the tests start (scripts/dockerd.sh).
     std::env::set_var("DOCKER_HOST", docker_host());
-    cleanup(env);
+    remove_env_containers(env);
     let manifest = dir.join("bridge.runtime.yaml");
     std::fs::write(
         &manifest,
@@ -327,5 +305,5 @@ pub fn attack_list(dir: &Path, seal: &str, forge: SocketAddr, env: &str) {
         "{v}"
     );
     finish_and_check(&mut agents);
-    cleanup(env);
+    remove_env_containers(env);
 }

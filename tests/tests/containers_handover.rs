@@ -4,33 +4,11 @@
 //! healthy. Then a deploy through the leader's API rolls out, and a bad one changes nothing.
 //! Engine state is read with the docker CLI, not through the agents.
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
 use brh_tests::federation::*;
 
 const DEPLOY_WEB: &[&str] = &["--service", "web", "--pull", "never"];
-const SOCK: &str = "unix:///var/tmp/brh-docker/docker.sock";
-
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| SOCK.into())
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker")
-        .args(args)
-        .env("DOCKER_HOST", docker_host())
-        .output()
-        .expect("docker CLI");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn cleanup(env: &str) {
-    for id in docker(&["ps", "-aq", "--filter", &format!("label=brh.env={env}")]).lines() {
-        docker(&["rm", "-f", id]);
-    }
-}
-
 /// `(id, StartedAt, running, image)` of every container of the env, sorted by name.
 fn snapshot(env: &str) -> Vec<(String, String, bool, String)> {
     let ids = docker(&[
@@ -83,7 +61,7 @@ fn healthy(id: &str) -> bool {
 fn shared_engine_handover_adopts_in_place_and_deploys() {
     std::env::set_var("DOCKER_HOST", docker_host());
     let env = format!("h{}", std::process::id());
-    cleanup(&env);
+    remove_env_containers(&env);
     let dir = scratch("containers-handover");
     let manifest = dir.join("bridge.runtime.yaml");
     std::fs::write(
@@ -211,5 +189,5 @@ fn shared_engine_handover_adopts_in_place_and_deploys() {
 
     finish_and_check(&mut agents);
     drop(forge);
-    cleanup(&env);
+    remove_env_containers(&env);
 }
