@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use brh_shared::operator::{Certificate, Operator};
+use brh_shared::operator::{Certificate, Operator, RequestError};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
     canonical_for, parse_auth, Audience, AuthError, RawAuth, SignedHeaders, DEFAULT_SKEW_MS,
@@ -145,50 +145,33 @@ impl ApiAuth {
         body: &[u8],
         now_ms: u64,
     ) -> Result<(String, Operator), ApiAuthError> {
-        let f = parse_auth(raw).map_err(api_error)?;
-        let (key, operator) = match cert {
-            None => (self.operator, Operator::Top),
-            Some(text) => {
-                let cert = Certificate::parse(text)
-                    .map_err(|e| ApiAuthError::Certificate(e.to_string()))?;
-                cert.verify(&self.operator, now_ms / 1000)
-                    .map_err(|e| ApiAuthError::Certificate(e.to_string()))?;
-                if cert.name != f.node {
-                    return Err(ApiAuthError::Certificate(format!(
-                        "the operator certificate is {:?}'s, the request names {:?}",
-                        cert.name, f.node
-                    )));
-                }
-                (cert.key, Operator::Scoped(Box::new(cert)))
-            }
-        };
-        let msg = canonical_for(
+        let (caller, nonce, operator) = brh_shared::operator::verify_request(
+            &self.operator,
             Audience::Agent(&self.me),
             method,
             path,
-            f.node,
-            f.ts_ms,
-            &f.nonce,
+            raw,
+            cert,
             body,
-        );
-        if !brh_shared::keys::verify_hex(&key, msg.as_bytes(), f.sig) {
-            return Err(ApiAuthError::BadSignature);
-        }
-        if f.ts_ms.abs_diff(now_ms) > DEFAULT_SKEW_MS {
-            return Err(ApiAuthError::Stale);
-        }
+            now_ms,
+            DEFAULT_SKEW_MS,
+        )
+        .map_err(|e| match e {
+            RequestError::Auth(e) => api_error(e),
+            RequestError::Certificate(m) => ApiAuthError::Certificate(m),
+        })?;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         // A nonce older than the window cannot be replayed anyway (its ts would be stale).
         seen.retain(|_, ts| ts.abs_diff(now_ms) <= 2 * DEFAULT_SKEW_MS);
-        let remembered = format!("{}\n{}", f.node, f.nonce);
+        let remembered = format!("{caller}\n{nonce}");
         if seen.contains_key(&remembered) {
             return Err(ApiAuthError::Replay);
         }
         if seen.len() >= MAX_REMEMBERED {
             return Err(ApiAuthError::Busy);
         }
-        seen.insert(remembered, f.ts_ms);
-        Ok((f.node.to_string(), operator))
+        seen.insert(remembered, now_ms);
+        Ok((caller, operator))
     }
 }
 

@@ -50,6 +50,10 @@ pub enum Cmd {
     /// and the operator's public keys and its own node key. Run where DOMINION_SEAL is; the
     /// host gets no other secret.
     Enroll(crate::enroll::EnrollArgs),
+    /// Revoke a node's credential at the forge: its requests are refused from the next one
+    /// on (durably), and it is no longer a candidate. Needs the top operator (DOMINION_SEAL)
+    /// or an operator credential with the `nodes` scope. Prints how to re-enrol the host.
+    Revoke(crate::ops::RevokeArgs),
     /// Lease tokens: `token verify` checks one offline with the forge's public key (what a
     /// service in front of the containers does before it accepts a write).
     Token {
@@ -234,6 +238,7 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Enroll(a) => crate::enroll::enroll(a),
+        Cmd::Revoke(a) => crate::ops::revoke(a).await,
         Cmd::Operator {
             cmd: OperatorCmd::Issue(a),
         } => crate::enroll::issue(a),

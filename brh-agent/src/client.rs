@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
-    sign_request, SignedHeaders, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_NODE, HEADER_NONCE,
-    HEADER_SIG, HEADER_TS,
+    sign_request, SignedHeaders, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_KEY_GEN, HEADER_NODE,
+    HEADER_NONCE, HEADER_SIG, HEADER_TS,
 };
 use brh_shared::wire::{
     ConsensusReport, ErrorBody, Heartbeat, HistoryEntry, LeaderView, PeerSummary, ResignRequest,
@@ -225,6 +225,8 @@ pub struct ForgeClient {
     base: String,
     /// This node's own key: signs its requests.
     node_key: [u8; 32],
+    /// Its generation, sent as `x-brh-key-gen` when not 0.
+    key_generation: u32,
     /// What the forge's answers are checked with.
     keys: crate::role::ViewKeys,
     node: String,
@@ -261,6 +263,7 @@ impl ForgeClient {
             http: http_client(timeout),
             base: base.into(),
             node_key: credentials.node_key,
+            key_generation: credentials.key_generation,
             keys: credentials.view_keys(&node),
             node,
             env: env.into(),
@@ -299,6 +302,11 @@ impl ForgeClient {
             .max(0) as u64
     }
 
+    /// `x-brh-key-gen`: absent for generation 0.
+    fn key_generation_header(&self) -> Option<String> {
+        (self.key_generation > 0).then(|| self.key_generation.to_string())
+    }
+
     /// Signs the next request of this agent's one nonce sequence (HTTP and the stream share
     /// it); returns the headers and the monotonic send time, taken before signing: the lease
     /// deadline counts from here.
@@ -328,6 +336,9 @@ impl ForgeClient {
         let body = serde_json::to_vec(body).expect("wire types serialize");
         let (h, sent_at) = self.sign_next("POST", path, &body);
         let mut req = signed_post(&self.http, join(&self.base, path), &h, body);
+        if let Some(g) = self.key_generation_header() {
+            req = req.header(HEADER_KEY_GEN, g);
+        }
         if let Some(t) = self.request_timeout {
             req = req.timeout(t);
         }
@@ -377,6 +388,7 @@ impl ForgeClient {
             nonce: nonce.clone(),
             sig: h.sig,
             body,
+            key_gen: self.key_generation_header(),
         };
         let frame = serde_json::to_string(&frame).expect("wire types serialize");
         (frame, nonce, sent_at)

@@ -450,6 +450,92 @@ async fn call(
     ))
 }
 
+/// `brh-agent revoke NODE`.
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The node whose credential to revoke (its `BRH_NODE_ID`).
+    pub node: String,
+    /// The newest key generation to revoke: 0 (the default) is a first enrolment; after a
+    /// re-enrolment with `--key-generation N`, revoke N. Every older one goes with it.
+    #[arg(long, default_value_t = 0)]
+    pub generation: u32,
+    #[command(flatten)]
+    pub forge: ForgeAccess,
+    #[command(flatten)]
+    pub seal: SealArgs,
+    /// A scoped operator's credential with the `nodes` scope (default: the top operator's
+    /// key, derived from DOMINION_SEAL).
+    #[arg(long, env = "BRH_OPERATOR_CREDENTIAL", hide_env_values = true)]
+    pub operator_credential: Option<String>,
+    /// The caller's name, sent to the forge.
+    #[arg(long, env = "USER", default_value = "brh-cli")]
+    pub caller: String,
+}
+
+pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
+    use brh_shared::sign::{canonical_for, Audience, SignedHeaders};
+    brh_shared::ids::validate_id(&a.node).map_err(|e| anyhow!("invalid NODE: {e}"))?;
+    let fed = Federation::open(&a.forge, a.seal.optional())?;
+    let signer = LeaderAccess {
+        forge: a.forge.clone(),
+        seal: a.seal.clone(),
+        caller: CallerArgs {
+            agent: None,
+            operator_credential: a.operator_credential.clone(),
+            caller: a.caller.clone(),
+        },
+    }
+    .signer()?;
+    let caller = match signer.name() {
+        Some(name) => name.to_string(),
+        None if brh_shared::ids::validate_id(&a.caller).is_ok() => a.caller.clone(),
+        None => "brh-cli".into(),
+    };
+    let path = "/federation/revoke";
+    let body = serde_json::to_vec(&serde_json::json!({
+        "env": fed.env(), "node": a.node, "generation": a.generation,
+    }))?;
+    let nonce = brh_shared::replay::Nonce::new(client::random_hex(8), 1);
+    let ts_ms = clock::wall_ms();
+    let msg = canonical_for(Audience::Forge, "POST", path, &caller, ts_ms, &nonce, &body);
+    let h = SignedHeaders {
+        node: caller,
+        ts_ms,
+        sig: brh_shared::keys::sign_hex(&signer.key, msg.as_bytes()),
+        nonce,
+    };
+    let mut req = client::signed_post(&fed.http, join(&fed.base, path), &h, body);
+    if let Some(cert) = &signer.cert {
+        req = req.header(brh_shared::operator::HEADER_OPERATOR, cert.to_string());
+    }
+    let res = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the forge at {}", fed.base))?;
+    let status = res.status().as_u16();
+    let j: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
+    if !(200..300).contains(&status) {
+        let code = j
+            .pointer("/error/code")
+            .and_then(|c| c.as_str())
+            .unwrap_or("?");
+        let msg = j
+            .pointer("/error/message")
+            .and_then(|m| m.as_str())
+            .unwrap_or("");
+        bail!("the forge at {} refused ({status} {code}): {msg}", fed.base);
+    }
+    let from = j.get("accepted_from").and_then(|g| g.as_u64()).unwrap_or(0);
+    println!(
+        "revoked node {} in env {}: the forge refuses its key generations below {from}.\n\
+         To let the host back in, re-enrol it: brh-agent enroll {} --key-generation {from}",
+        a.node,
+        fed.env(),
+        a.node
+    );
+    Ok(())
+}
+
 pub async fn switchover(a: SwitchoverArgs) -> anyhow::Result<()> {
     if let Some(to) = &a.to {
         brh_shared::ids::validate_id(to).map_err(|e| anyhow!("invalid --to: {e}"))?;

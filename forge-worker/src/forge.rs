@@ -4,10 +4,11 @@
 //! answered before anything is saved, so bad input never changes state.
 use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
 use brh_shared::ids::validate_id;
-use brh_shared::sign::{self, AuthError, Authenticated, RawAuth};
+use brh_shared::operator::{RequestError, Scope};
+use brh_shared::sign::{self, AuthError, Authenticated, KeyId, RawAuth};
 use brh_shared::wire::{
-    ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, MAX_BODY_BYTES,
-    STREAM_REQUEST_PATHS,
+    ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, RevokeRequest,
+    MAX_BODY_BYTES, STREAM_REQUEST_PATHS,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -29,6 +30,14 @@ pub struct ForgeConfig {
     /// The forge key (`keys::forge_signing_key(seal)`), derived once: it signs public views,
     /// so anyone with its public key can check them.
     pub forge_key: Option<ed25519_dalek::SigningKey>,
+    /// The top operator's public key (`keys::operator_signing_key(seal)`): checks operator
+    /// requests to the forge (`POST /federation/revoke`).
+    pub operator_key: Option<ed25519_dalek::VerifyingKey>,
+    /// While the root secret is rotated (`DOMINION_SEAL_PREVIOUS`): the previous seal's keys.
+    /// Requests signed with a node key derived from it are accepted, and answered under that
+    /// key with lease tokens of the previous forge key, so hosts not yet re-enrolled keep
+    /// working; everything public is signed with the current forge key.
+    pub previous: Option<SealKeys>,
     pub election: ElectionConfig,
     /// Accepted distance between a request's `x-brh-ts` and the forge's clock.
     pub skew_ms: u64,
@@ -46,11 +55,33 @@ pub struct ForgeConfig {
     pub env_gauges: bool,
 }
 
+/// What the forge derives from one seal, once per process.
+#[derive(Debug, Clone)]
+pub struct SealKeys {
+    pub seal: Vec<u8>,
+    pub forge_key: ed25519_dalek::SigningKey,
+    pub operator_key: ed25519_dalek::VerifyingKey,
+}
+
+impl SealKeys {
+    pub fn derive(seal: &[u8]) -> Self {
+        SealKeys {
+            seal: seal.to_vec(),
+            forge_key: brh_shared::keys::forge_signing_key(seal),
+            operator_key: brh_shared::keys::operator_signing_key(seal).verifying_key(),
+        }
+    }
+}
+
 impl ForgeConfig {
     pub fn new(seal: Option<Vec<u8>>, mode: &str) -> Self {
         let seal = seal.filter(|s| !s.is_empty());
         ForgeConfig {
             forge_key: seal.as_deref().map(brh_shared::keys::forge_signing_key),
+            operator_key: seal
+                .as_deref()
+                .map(|s| brh_shared::keys::operator_signing_key(s).verifying_key()),
+            previous: None,
             seal,
             legacy_seal_signatures: false,
             election: ElectionConfig::default(),
@@ -59,6 +90,37 @@ impl ForgeConfig {
             dominion_root: None,
             env_gauges: true,
         }
+    }
+
+    /// Starts a rotation's overlap window: `previous` is the seal being replaced. Empty, or
+    /// equal to the current seal, means no rotation.
+    pub fn with_previous_seal(mut self, previous: Option<Vec<u8>>) -> Self {
+        self.previous = previous
+            .filter(|p| !p.is_empty() && Some(p) != self.seal.as_ref())
+            .map(|p| SealKeys::derive(&p));
+        self
+    }
+
+    /// The forge key whose lease tokens a node signing with `key` can check.
+    fn forge_key_for(&self, key: KeyId) -> Option<&ed25519_dalek::SigningKey> {
+        match (&self.previous, key.previous_seal) {
+            (Some(p), true) => Some(&p.forge_key),
+            _ => self.forge_key.as_ref(),
+        }
+    }
+
+    /// A node's key as the forge derives it for `id` (from the previous seal during a
+    /// rotation's overlap, when `id` says so).
+    pub(crate) fn node_key(&self, env: &str, node: &str, id: KeyId) -> Option<NodeKey> {
+        let seal = match (&self.previous, id.previous_seal) {
+            (Some(p), true) => &p.seal,
+            (_, true) => return None,
+            (_, false) => self.seal.as_ref()?,
+        };
+        Some(NodeKey(
+            brh_shared::keys::node_key_gen(seal, env, node, id.generation).to_vec(),
+            id,
+        ))
     }
 }
 
@@ -131,6 +193,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/federation/heartbeat", "POST"),
     ("/federation/resign", "POST"),
     ("/federation/consensus", "POST"),
+    ("/federation/revoke", "POST"),
     ("/federation/leader", "GET"),
     ("/federation/peers", "GET"),
     ("/federation/history", "GET"),
@@ -213,6 +276,7 @@ impl<S: Store> Forge<S> {
             "/federation/heartbeat" => self.heartbeat(req, now_ms, &mut changes).await,
             "/federation/resign" => self.resign(req, now_ms, &mut changes).await,
             "/federation/consensus" => self.consensus(req, now_ms, &mut changes).await,
+            "/federation/revoke" => self.revoke(req, now_ms, &mut changes).await,
             "/federation/leader" => self.leader(req, now_ms).await,
             "/federation/peers" => self.peers(req, now_ms).await,
             "/federation/history" => self.history(req, now_ms).await,
@@ -303,9 +367,10 @@ impl<S: Store> Forge<S> {
             ));
         }
         let fields = sign::parse_auth(raw).map_err(auth_refusal)?;
+        let generation =
+            sign::parse_key_gen(req.header(sign::HEADER_KEY_GEN)).map_err(auth_refusal)?;
         let body: T = brh_shared::wire::from_json_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
-        let key = NodeKey::derive(seal, body.env(), fields.node);
         let verify = |key: &[u8]| {
             sign::verify_request(
                 key,
@@ -317,16 +382,33 @@ impl<S: Store> Forge<S> {
                 self.cfg.skew_ms,
             )
         };
-        let (auth, key) = match verify(&key.0) {
-            // One release of compatibility (`legacy_seal_signatures`): an agent of the
-            // previous release signs with the seal and checks the answer with it.
-            Err(AuthError::BadSignature) if self.cfg.legacy_seal_signatures => {
-                let auth = verify(seal).map_err(auth_refusal)?;
-                (auth, NodeKey(seal.to_vec()))
+        // The current seal's key; during a rotation, the previous seal's; for one release
+        // (`legacy_seal_signatures`), the seal itself. Each is one HMAC, no state.
+        for previous_seal in [false, true] {
+            let id = KeyId {
+                generation,
+                previous_seal,
+            };
+            let Some(key) = self.cfg.node_key(body.env(), fields.node, id) else {
+                continue;
+            };
+            match verify(&key.0) {
+                Err(AuthError::BadSignature) => {}
+                r => {
+                    let mut auth = r.map_err(auth_refusal)?;
+                    auth.key = id;
+                    return Ok((auth, body, key));
+                }
             }
-            r => (r.map_err(auth_refusal)?, key),
-        };
-        Ok((auth, body, key))
+        }
+        if self.cfg.legacy_seal_signatures && generation == 0 {
+            // An agent of the previous release signs with the seal and checks the answer
+            // with it.
+            let auth = verify(seal).map_err(auth_refusal)?;
+            let key = NodeKey(seal.to_vec(), KeyId::default());
+            return Ok((auth, body, key));
+        }
+        Err(auth_refusal(AuthError::BadSignature))
     }
 
     /// Runs an election event on the env's state; the store persists what it requires.
@@ -363,6 +445,16 @@ impl<S: Store> Forge<S> {
                 StepError::Refused(ElectionError::UnknownNode) => Refusal::new(
                     ErrorCode::NotFound,
                     "unknown node in this env: heartbeat first",
+                ),
+                StepError::Refused(ElectionError::Revoked {
+                    key_gen,
+                    accepted_from,
+                }) => Refusal::new(
+                    ErrorCode::Revoked,
+                    format!(
+                        "this node's key (generation {key_gen}) was revoked: re-enrol the \
+                         host (`brh-agent enroll NODE --key-generation {accepted_from}`)"
+                    ),
                 ),
             })?;
         self.metrics.count_outcome(&stepped.outcome);
@@ -407,7 +499,8 @@ impl<S: Store> Forge<S> {
         };
         let mut view = state.view(env, now_ms, &cfg.election.timing, &cfg.mode, you);
         match (to, &cfg.forge_key) {
-            (ViewFor::Node(node, key), forge) => {
+            (ViewFor::Node(node, key), _) => {
+                let forge = cfg.forge_key_for(key.1);
                 sign::sign_view(&key.0, &mut view);
                 // The holder's containers get a fencing token anyone can check offline:
                 // one Ed25519 signature per answer to the holder (not to witnesses).
@@ -514,6 +607,102 @@ impl<S: Store> Forge<S> {
             )
             .await?;
         Ok(Self::bound_view(&key, &auth, 202, &view))
+    }
+
+    /// An operator revokes a node's credential: every key generation of the node up to
+    /// `generation` is refused from the next request on (401 `revoked`), durably on every
+    /// runtime (the revocations ride in the env's lease record), and the node leaves the
+    /// table. Signed like a node request but with Ed25519 by the top operator or a scoped
+    /// operator with the `nodes` scope for the env (certificate in `x-brh-operator`).
+    /// Idempotent, so a replay within the skew window changes nothing.
+    async fn revoke(
+        &self,
+        req: &Request,
+        now_ms: u64,
+        out: &mut Vec<LeaderChange>,
+    ) -> Result<Response> {
+        self.seal()?;
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::TooLarge,
+                format!("body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let raw = RawAuth {
+            node: req.header(sign::HEADER_NODE),
+            ts: req.header(sign::HEADER_TS),
+            nonce: req.header(sign::HEADER_NONCE),
+            sig: req.header(sign::HEADER_SIG),
+        };
+        let cert = req.header(brh_shared::operator::HEADER_OPERATOR);
+        // During a rotation the previous operator key still speaks, like the previous seal's
+        // node keys.
+        let keys = self
+            .cfg
+            .operator_key
+            .iter()
+            .chain(self.cfg.previous.as_ref().map(|p| &p.operator_key));
+        let mut verdict = Err(RequestError::Auth(AuthError::BadSignature));
+        for key in keys {
+            verdict = brh_shared::operator::verify_request(
+                key,
+                sign::Audience::Forge,
+                &req.method,
+                &req.path,
+                raw,
+                cert,
+                &req.body,
+                now_ms,
+                self.cfg.skew_ms,
+            );
+            if !matches!(
+                verdict,
+                Err(RequestError::Auth(AuthError::BadSignature) | RequestError::Certificate(_))
+            ) {
+                break;
+            }
+        }
+        let (caller, _, operator) = verdict.map_err(|e| match e {
+            RequestError::Auth(AuthError::BadSignature) => Refusal::new(
+                ErrorCode::BadSignature,
+                "not signed by an operator: revoking a node needs the top operator's key \
+                 (DOMINION_SEAL) or an operator credential with the nodes scope",
+            ),
+            RequestError::Auth(e) => auth_refusal(e),
+            RequestError::Certificate(m) => Refusal::new(ErrorCode::Unauthorized, m),
+        })?;
+        let r: RevokeRequest = brh_shared::wire::from_json_object(&req.body)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
+        r.validate()
+            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
+        if !operator.allows(Scope::Nodes, &r.env) {
+            return Err(Refusal::new(
+                ErrorCode::Forbidden,
+                format!("{operator} may not revoke nodes in env {}", r.env),
+            ));
+        }
+        let accepted_from = r.generation.checked_add(1).ok_or_else(|| {
+            Refusal::new(ErrorCode::BadRequest, "generation is the largest there is")
+        })?;
+        let cfg = &self.cfg;
+        let now_accepted = self
+            .apply(
+                &r.env,
+                now_ms,
+                out,
+                |s| Ok(s.revoke(&cfg.election, &r.node, accepted_from, now_ms)),
+                |s| s.accepted_from(&r.node),
+            )
+            .await?;
+        Ok(Response::json(
+            200,
+            &json!({
+                "env": r.env,
+                "node": r.node,
+                "accepted_from": now_accepted,
+                "by": caller,
+            }),
+        ))
     }
 
     fn env_param(req: &Request) -> Result<String> {
@@ -706,13 +895,7 @@ mod tests;
 /// A store error for a header: one line of printable ASCII (never a stack trace in a body).
 /// The key of the node a request claims to come from, derived for that request (or, with
 /// `legacy_seal_signatures`, the seal an agent of the previous release signed with).
-pub(crate) struct NodeKey(pub(crate) Vec<u8>);
-
-impl NodeKey {
-    pub(crate) fn derive(seal: &[u8], env: &str, node: &str) -> Self {
-        NodeKey(brh_shared::keys::node_key(seal, env, node).to_vec())
-    }
-}
+pub(crate) struct NodeKey(pub(crate) Vec<u8>, pub(crate) KeyId);
 
 /// Whom a view is signed for.
 #[derive(Clone, Copy)]

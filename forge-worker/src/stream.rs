@@ -15,7 +15,7 @@ use brh_shared::wire::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::forge::{Forge, LeaderChange, NodeKey, ViewFor, DEFAULT_ENV};
+use crate::forge::{Forge, LeaderChange, ViewFor, DEFAULT_ENV};
 use crate::http::{Request, Response};
 use crate::store::Store;
 
@@ -149,6 +149,9 @@ impl<S: Store> Forge<S> {
         req.add_header(sign::HEADER_TS, &r.ts.to_string());
         req.add_header(sign::HEADER_NONCE, &r.nonce);
         req.add_header(sign::HEADER_SIG, &r.sig);
+        if let Some(g) = &r.key_gen {
+            req.add_header(sign::HEADER_KEY_GEN, g);
+        }
         req.body = r.body.into_bytes();
         let handled = self.handle(&req, now_ms).await;
         let res = handled.response;
@@ -195,22 +198,30 @@ impl<S: Store> Forge<S> {
         basis: Option<&str>,
         now_ms: u64,
     ) -> Option<StreamMessage> {
-        let seal = self.seal_bytes()?;
+        self.seal_bytes()?;
         let cfg = &self.cfg;
-        let key = node.map(|n| (n, NodeKey::derive(seal, env, n)));
-        let to = match &key {
-            Some((n, k)) => ViewFor::Node(n, k),
-            None => ViewFor::Public,
-        };
-        let view = self
+        // Under the key the node last signed with (its generation, and during a rotation the
+        // seal it was enrolled under); a node no longer in the table (revoked) gets nothing.
+        let signed = self
             .store
             .read(
                 env,
                 now_ms,
-                Box::new(|s| Self::signed_view(cfg, s, env, now_ms, to)),
+                Box::new(|s| {
+                    let key = match node {
+                        Some(n) => Some((n, cfg.node_key(env, n, s.peers.get(n)?.key)?)),
+                        None => None,
+                    };
+                    let to = match &key {
+                        Some((n, k)) => ViewFor::Node(n, k),
+                        None => ViewFor::Public,
+                    };
+                    Some((Self::signed_view(cfg, s, env, now_ms, to), key))
+                }),
             )
             .await
-            .ok()??;
+            .ok()???;
+        let (view, key) = signed;
         let basis_sig = match (&key, basis) {
             (Some((n, k)), Some(b)) => Some(sign::sign_basis(&k.0, n, b, &view.sig)),
             _ => None,
@@ -267,6 +278,7 @@ mod tests {
             nonce: h.nonce.to_string(),
             sig: h.sig,
             body: body.into(),
+            key_gen: None,
         };
         (serde_json::to_vec(&r).unwrap(), h.nonce.to_string())
     }

@@ -16,7 +16,7 @@ use core::cmp::Reverse;
 use serde::{Deserialize, Serialize};
 
 use crate::replay::{Nonce, NonceMark, Replay};
-use crate::sign::Authenticated;
+use crate::sign::{Authenticated, KeyId};
 use crate::timing::Timing;
 use crate::wire::{
     ConsensusReport, Heartbeat, HistoryEntry, LeaderView, LeaseInfo, PeerSummary, ResignRequest,
@@ -99,6 +99,9 @@ pub struct Peer {
     /// is never granted the lease again on the strength of its last heartbeats.
     #[serde(default, skip_serializing_if = "core::ops::Not::not")]
     pub leaving: bool,
+    /// The key it last signed with: pushes to it are signed under that key.
+    #[serde(default, skip_serializing_if = "KeyId::is_default")]
+    pub key: KeyId,
 }
 
 impl Peer {
@@ -163,6 +166,11 @@ pub struct EnvState {
     pub peers: BTreeMap<String, Peer>,
     pub resigned: Option<Resignation>,
     pub split_brain_alarms: u64,
+    /// Revoked node credentials: node → the first key generation still accepted. Small (one
+    /// entry per revoked node), kept with the lease record, so checking it costs no store
+    /// operation on any runtime.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub revoked: BTreeMap<String, u32>,
     /// Memo of [`EnvState::peers_alive`], so that answering a heartbeat does not scan the
     /// whole peer table every time. Not state: never serialized, always equal.
     #[serde(skip)]
@@ -217,6 +225,11 @@ pub enum Change {
     Resigned {
         holder: String,
         term: u64,
+    },
+    /// A node's credentials up to `accepted_from - 1` were revoked (and it left the table).
+    Revoked {
+        node: String,
+        accepted_from: u32,
     },
     /// A consensus report contradicts the lease.
     SplitBrain {
@@ -278,6 +291,11 @@ pub enum ElectionError {
         node: String,
         why: &'static str,
     },
+    /// Signed with a revoked generation of the node's key.
+    Revoked {
+        key_gen: u32,
+        accepted_from: u32,
+    },
 }
 
 impl From<Replay> for ElectionError {
@@ -290,6 +308,56 @@ impl EnvState {
     /// The lease if it is valid at `now_ms`.
     pub fn valid_lease(&self, now_ms: u64) -> Option<&Lease> {
         self.lease.as_ref().filter(|l| l.is_valid_at(now_ms))
+    }
+
+    /// The first key generation of `node` this env accepts (0 unless it was revoked).
+    pub fn accepted_from(&self, node: &str) -> u32 {
+        self.revoked.get(node).copied().unwrap_or(0)
+    }
+
+    /// Refuses a request signed with a revoked generation of its node's key. First, before
+    /// any other check, so a revoked credential learns nothing and changes nothing.
+    fn check_key(&self, auth: &Authenticated) -> Result<(), ElectionError> {
+        let accepted_from = self.accepted_from(&auth.node);
+        if auth.key.generation < accepted_from {
+            return Err(ElectionError::Revoked {
+                key_gen: auth.key.generation,
+                accepted_from,
+            });
+        }
+        Ok(())
+    }
+
+    /// Revokes every generation of `node`'s key below `accepted_from`: the forge refuses them
+    /// from now on, and the node leaves the table (no longer a candidate; a switchover aimed
+    /// at it is called off). If it holds the lease, the lease is *not* cut short: the holder
+    /// may act until its deadline, so granting before expiry could make two leaders. Its
+    /// renewals are refused, so the lease runs out within one ttl and the next is elected.
+    /// Idempotent: a generation already revoked changes nothing.
+    pub fn revoke(
+        &mut self,
+        cfg: &ElectionConfig,
+        node: &str,
+        accepted_from: u32,
+        now_ms: u64,
+    ) -> Vec<Change> {
+        let mut changes = Vec::new();
+        if accepted_from <= self.accepted_from(node) {
+            return changes;
+        }
+        self.revoked.insert(node.into(), accepted_from);
+        self.peers.remove(node);
+        if let Some(r) = self.resigned.as_mut() {
+            if r.successor.as_deref() == Some(node) {
+                r.successor = None;
+            }
+        }
+        changes.push(Change::Revoked {
+            node: node.into(),
+            accepted_from,
+        });
+        self.settle(cfg, now_ms, &mut changes);
+        changes
     }
 
     fn check_nonce(&self, auth: &Authenticated) -> Result<(), Replay> {
@@ -314,6 +382,7 @@ impl EnvState {
         hb: &Heartbeat,
         now_ms: u64,
     ) -> Result<Vec<Change>, ElectionError> {
+        self.check_key(auth)?;
         self.check_nonce(auth)?;
         let mut changes = Vec::new();
         let node = &auth.node;
@@ -330,6 +399,7 @@ impl EnvState {
                 nonce: NonceMark::of(&auth.nonce, auth.ts_ms),
                 reported: None,
                 leaving: false,
+                key: auth.key,
             }
         });
         let updated = changes.is_empty()
@@ -337,12 +407,14 @@ impl EnvState {
                 || peer.draining != hb.draining
                 || peer.version != hb.version
                 || peer.api != hb.api
-                || peer.nonce.boot_id != auth.nonce.boot_id);
+                || peer.nonce.boot_id != auth.nonce.boot_id
+                || peer.key.generation != auth.key.generation);
         if peer.nonce.boot_id != auth.nonce.boot_id {
             // Back with a new boot: a node that left is a candidate again.
             peer.leaving = false;
         }
         peer.last_seen_ms = peer.last_seen_ms.max(now_ms);
+        peer.key = auth.key;
         peer.priority = hb.priority;
         peer.draining = hb.draining;
         peer.uptime_s = hb.uptime_s;
@@ -383,6 +455,7 @@ impl EnvState {
         now_ms: u64,
     ) -> Result<Vec<Change>, ElectionError> {
         let (term, leaving) = (req.term, req.leaving);
+        self.check_key(auth)?;
         self.check_nonce(auth)?;
         let holds = self
             .valid_lease(now_ms)
@@ -448,6 +521,7 @@ impl EnvState {
         report: &ConsensusReport,
         now_ms: u64,
     ) -> Result<Vec<Change>, ElectionError> {
+        self.check_key(auth)?;
         if !self.peers.contains_key(&auth.node) {
             return Err(ElectionError::UnknownNode);
         }

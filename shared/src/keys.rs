@@ -22,9 +22,44 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use crate::hex;
 use crate::sign::hmac_sha256;
 
-/// A host's own credential: the key of one node in one env.
+/// A host's own credential: the key of one node in one env (its first generation).
 pub fn node_key(seal: &[u8], env: &str, node: &str) -> [u8; 32] {
     hmac_sha256(seal, format!("brh-v1-node-key\n{env}\n{node}").as_bytes())
+}
+
+/// The key of generation `generation` of a node. Revoking a node (`POST /federation/revoke`)
+/// makes the forge refuse every generation up to the revoked one; re-enrolling the host gives
+/// it the next. Generation 0 is [`node_key`], so a first enrolment carries no number.
+pub fn node_key_gen(seal: &[u8], env: &str, node: &str, generation: u32) -> [u8; 32] {
+    match generation {
+        0 => node_key(seal, env, node),
+        g => hmac_sha256(
+            seal,
+            format!("brh-v1-node-key\n{env}\n{node}\n{g}").as_bytes(),
+        ),
+    }
+}
+
+/// A node credential as a host holds it (`BRH_NODE_KEY`): 64 hex digits for generation 0,
+/// `{generation}:{64 hex}` after a re-enrolment.
+pub fn format_node_credential(generation: u32, key: &[u8; 32]) -> String {
+    match generation {
+        0 => hex::encode(key),
+        g => format!("{g}:{}", hex::encode(key)),
+    }
+}
+
+/// Parses [`format_node_credential`]'s form: `(generation, key)`. One spelling per value:
+/// `0:` is refused (generation 0 has no number), as are leading zeros.
+pub fn parse_node_credential(s: &str) -> Option<(u32, [u8; 32])> {
+    match s.split_once(':') {
+        None => Some((0, parse_secret(s)?)),
+        Some((g, k)) => {
+            let g = crate::decimal::parse_u64(g)?;
+            let g = u32::try_from(g).ok().filter(|g| *g > 0)?;
+            Some((g, parse_secret(k)?))
+        }
+    }
 }
 
 /// The forge's Ed25519 signing key. Deriving it costs one scalar multiplication: build it

@@ -27,6 +27,8 @@ use crate::decimal::parse_u64;
 use crate::hex;
 use crate::ids::validate_id;
 use crate::keys;
+use crate::replay::Nonce;
+use crate::sign::{canonical_for, parse_auth, Audience, AuthError, RawAuth};
 
 pub const HEADER_OPERATOR: &str = "x-brh-operator";
 
@@ -39,16 +41,24 @@ pub enum Scope {
     Switchover,
     /// `POST /deploy`, `/restart/{name}`, `/drain/{name}`.
     Containers,
+    /// The forge's `POST /federation/revoke`: revoke a node's credential.
+    Nodes,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::Read, Scope::Switchover, Scope::Containers];
+    pub const ALL: [Scope; 4] = [
+        Scope::Read,
+        Scope::Switchover,
+        Scope::Containers,
+        Scope::Nodes,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Read => "read",
             Scope::Switchover => "switchover",
             Scope::Containers => "containers",
+            Scope::Nodes => "nodes",
         }
     }
 
@@ -106,14 +116,14 @@ pub fn parse_scopes(s: &str) -> Result<Vec<Scope>, String> {
     let mut out = Vec::new();
     for part in s.split(['+', ',']).map(str::trim).filter(|p| !p.is_empty()) {
         let scope = Scope::parse(part).ok_or_else(|| {
-            format!("unknown scope {part:?} (known: read, switchover, containers)")
+            format!("unknown scope {part:?} (known: read, switchover, containers, nodes)")
         })?;
         out.push(scope);
     }
     out.sort();
     out.dedup();
     if out.is_empty() {
-        return Err("no scope given (known: read, switchover, containers)".into());
+        return Err("no scope given (known: read, switchover, containers, nodes)".into());
     }
     Ok(out)
 }
@@ -297,6 +307,62 @@ impl core::fmt::Display for Operator {
             Operator::Scoped(c) => write!(f, "operator {} ({})", c.name, scopes_text(&c.scopes)),
         }
     }
+}
+
+/// Why an operator request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Headers, signature or timestamp (the same answers as a node request's).
+    Auth(AuthError),
+    /// The certificate is malformed, expired, not the top operator's, or not the caller's.
+    Certificate(String),
+}
+
+/// Checks an operator's signed request to `audience`, statelessly: signed by the top
+/// operator (`top`), or by the holder of `cert`, which `top` must have signed and which must
+/// name the caller; then the timestamp window. Returns who signed; the caller checks the
+/// route's scope and, where a replay would matter, the nonce.
+#[allow(clippy::too_many_arguments)]
+pub fn verify_request(
+    top: &VerifyingKey,
+    audience: Audience<'_>,
+    method: &str,
+    path: &str,
+    raw: RawAuth<'_>,
+    cert: Option<&str>,
+    body: &[u8],
+    now_ms: u64,
+    skew_ms: u64,
+) -> Result<(String, Nonce, Operator), RequestError> {
+    let f = parse_auth(raw).map_err(RequestError::Auth)?;
+    let (key, operator) = match cert {
+        None => (*top, Operator::Top),
+        Some(text) => {
+            let cert =
+                Certificate::parse(text).map_err(|e| RequestError::Certificate(e.to_string()))?;
+            cert.verify(top, now_ms / 1000)
+                .map_err(|e| RequestError::Certificate(e.to_string()))?;
+            if cert.name != f.node {
+                return Err(RequestError::Certificate(format!(
+                    "the operator certificate is {:?}'s, the request names {:?}",
+                    cert.name, f.node
+                )));
+            }
+            (cert.key, Operator::Scoped(alloc::boxed::Box::new(cert)))
+        }
+    };
+    let msg = canonical_for(audience, method, path, f.node, f.ts_ms, &f.nonce, body);
+    if !keys::verify_hex(&key, msg.as_bytes(), f.sig) {
+        return Err(RequestError::Auth(AuthError::BadSignature));
+    }
+    let delta_ms = f.ts_ms as i128 - now_ms as i128;
+    if delta_ms.unsigned_abs() > skew_ms as u128 {
+        return Err(RequestError::Auth(AuthError::StaleTimestamp {
+            delta_ms: delta_ms.clamp(i64::MIN as i128, i64::MAX as i128) as i64,
+            allowed_ms: skew_ms,
+        }));
+    }
+    Ok((f.node.to_string(), f.nonce, operator))
 }
 
 /// Mints a fresh scoped credential from a 32-byte seed the caller drew at random.

@@ -21,6 +21,7 @@ use crate::hex;
 use crate::ids::validate_id;
 use crate::replay::Nonce;
 use crate::wire::LeaderView;
+use serde::{Deserialize, Serialize};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -28,6 +29,10 @@ pub const HEADER_NODE: &str = "x-brh-node";
 pub const HEADER_TS: &str = "x-brh-ts";
 pub const HEADER_NONCE: &str = "x-brh-nonce";
 pub const HEADER_SIG: &str = "x-brh-sig";
+/// The generation of the node key a request is signed with (`keys::node_key_gen`); absent
+/// for generation 0. Not signed itself: it only chooses the key, so a changed value fails the
+/// signature.
+pub const HEADER_KEY_GEN: &str = "x-brh-key-gen";
 /// On the forge's answer to a signed request over HTTP: the request's nonce, and
 /// [`sign_basis`] over it and the view's signature — the binding a stream answer carries in
 /// its body (`basis`, `basis_sig`).
@@ -182,6 +187,24 @@ pub struct Authenticated {
     pub node: String,
     pub ts_ms: u64,
     pub nonce: Nonce,
+    /// Which of the node's keys signed it.
+    pub key: KeyId,
+}
+
+/// Which key of a node signed a request: its generation (`keys::node_key_gen`; the election
+/// refuses revoked ones) and, while the forge rotates its root secret, whether it was derived
+/// from the previous seal (the forge answers each node under the key it used).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyId {
+    pub generation: u32,
+    #[serde(default, skip_serializing_if = "core::ops::Not::not")]
+    pub previous_seal: bool,
+}
+
+impl KeyId {
+    pub fn is_default(&self) -> bool {
+        *self == KeyId::default()
+    }
 }
 
 /// Verifies a request to the forge with the key of the node it claims to come from: see
@@ -255,6 +278,21 @@ pub fn parse_auth(raw: RawAuth<'_>) -> Result<AuthFields<'_>, AuthError> {
     })
 }
 
+/// The key generation a request names ([`HEADER_KEY_GEN`]): absent is 0; present, a
+/// canonical decimal ≥ 1 (one spelling per value).
+pub fn parse_key_gen(v: Option<&str>) -> Result<u32, AuthError> {
+    let Some(v) = v else { return Ok(0) };
+    crate::decimal::parse_u64(v)
+        .and_then(|g| u32::try_from(g).ok())
+        .filter(|g| *g > 0)
+        .ok_or_else(|| {
+            AuthError::Malformed(format!(
+                "{HEADER_KEY_GEN} must be a key generation ≥ 1 in canonical decimal \
+                 (omit it for generation 0)"
+            ))
+        })
+}
+
 /// Verifies the signature first (so an unauthenticated caller learns nothing about clocks),
 /// then the timestamp window. Never panics on any input.
 #[allow(clippy::too_many_arguments)]
@@ -284,6 +322,7 @@ pub fn verify_for(
         node: f.node.into(),
         ts_ms: f.ts_ms,
         nonce: f.nonce,
+        key: KeyId::default(),
     })
 }
 

@@ -92,6 +92,24 @@ pub struct ConsensusReport {
     pub epoch: u64,
 }
 
+/// `POST /federation/revoke` (an operator's): refuse every key generation of `node` in
+/// `env` up to `generation` (0, the first enrolment, by default).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub env: String,
+    pub node: String,
+    #[serde(default)]
+    pub generation: u32,
+}
+
+impl RevokeRequest {
+    pub fn validate(&self) -> Result<(), String> {
+        check_env(&self.env)?;
+        validate_id(&self.node).map_err(|e| format!("node {e}"))
+    }
+}
+
 impl ConsensusReport {
     pub fn validate(&self) -> Result<(), String> {
         check_env(&self.env)?;
@@ -242,6 +260,8 @@ pub enum ErrorCode {
     /// Authenticated, but the credential does not allow this (a scoped operator without the
     /// scope, or for another env).
     Forbidden,
+    /// Signed with a node key the operator revoked: the host must be re-enrolled.
+    Revoked,
     NotLeader,
     /// The agent has no manifest with services, so there is nothing to deploy or manage.
     NotConfigured,
@@ -271,6 +291,7 @@ impl ErrorCode {
             ErrorCode::NoSeal => "no_seal",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Revoked => "revoked",
             ErrorCode::NotLeader => "not_leader",
             ErrorCode::NotConfigured => "not_configured",
             ErrorCode::Timeout => "timeout",
@@ -283,7 +304,10 @@ impl ErrorCode {
 
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::BadSignature | ErrorCode::StaleTimestamp | ErrorCode::Unauthorized => 401,
+            ErrorCode::BadSignature
+            | ErrorCode::StaleTimestamp
+            | ErrorCode::Unauthorized
+            | ErrorCode::Revoked => 401,
             ErrorCode::Forbidden => 403,
             ErrorCode::Replay
             | ErrorCode::NotHolder
@@ -352,6 +376,10 @@ pub struct StreamRequest {
     pub nonce: String,
     pub sig: String,
     pub body: String,
+    /// The generation of the node key that signed it (`x-brh-key-gen` over HTTP); absent
+    /// for generation 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_gen: Option<String>,
 }
 
 /// A frame from the forge on the stream: the answer to one request (`reply_to` = its nonce)

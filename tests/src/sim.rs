@@ -286,6 +286,7 @@ impl Node {
             nonce: h.nonce.to_string(),
             sig: h.sig,
             body,
+            key_gen: None,
         })
         .unwrap()
     }

@@ -40,9 +40,20 @@ enum Cmd {
         /// Directory for the forge's state (terms, peers, history).
         #[arg(long, env = "FORGE_DATA", default_value = ".brh/forge")]
         data: PathBuf,
-        /// The federation secret shared with the agents.
+        /// The federation's root secret (the forge's and the top operator's; hosts hold
+        /// only their own node keys, printed by `brh-agent enroll`).
         #[arg(long = "seal", env = "DOMINION_SEAL", hide_env_values = true)]
         seal: Option<String>,
+        /// While rotating the root secret: the seal being replaced. Hosts enrolled under it
+        /// keep working (their requests are checked, and answered, with its keys) until they
+        /// are re-enrolled; then restart the forge without it. Everything public is signed
+        /// with the new seal's forge key.
+        #[arg(
+            long = "previous-seal",
+            env = "DOMINION_SEAL_PREVIOUS",
+            hide_env_values = true
+        )]
+        previous_seal: Option<String>,
         /// Timing profile; --lease-ttl-ms / --heartbeat-interval-ms override it.
         #[arg(
             long,
@@ -114,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         listen,
         data,
         seal,
+        previous_seal,
         profile,
         lease_ttl_ms,
         heartbeat_interval_ms,
@@ -157,6 +169,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         sweep_interval: Duration::from_millis(sweep_interval_ms),
         dominion_root,
         legacy_seal_signatures: legacy_seal_signatures.unwrap_or(false),
+        previous_seal: previous_seal
+            .filter(|s| !s.is_empty())
+            .map(String::into_bytes),
         limits: {
             let d = Limits::default();
             Limits {

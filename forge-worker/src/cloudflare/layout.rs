@@ -107,6 +107,7 @@ pub fn peer_durably_equal(a: &Peer, b: &Peer) -> bool {
         && a.nonce.retired == b.nonce.retired
         // A resign that leaves must reach KV, or the next isolate re-grants the leaver.
         && a.leaving == b.leaving
+        && a.key.generation == b.key.generation
 }
 
 /// `kv` mode: the KV writes that turn `before` (what KV holds, `None` if the env is new there)
@@ -236,7 +237,7 @@ fn put_peer(env: &str, node: &str, peer: &Peer) -> Op {
 mod tests {
     use super::*;
     use brh_shared::election::ElectionConfig;
-    use brh_shared::sign::Authenticated;
+    use brh_shared::sign::{Authenticated, KeyId};
     use brh_shared::wire::Heartbeat;
 
     fn beat(state: &mut EnvState, node: &str, seq: u64, now: u64) {
@@ -245,6 +246,7 @@ mod tests {
             node: node.into(),
             ts_ms: now,
             nonce: format!("boot-{node}:{seq}").parse().unwrap(),
+            key: KeyId::default(),
         };
         let hb = Heartbeat {
             env: "prod".into(),

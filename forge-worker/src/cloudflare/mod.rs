@@ -51,6 +51,7 @@ const WRITE_PATHS: &[&str] = &[
     "/federation/heartbeat",
     "/federation/resign",
     "/federation/consensus",
+    "/federation/revoke",
 ];
 /// Reads of one env: in `durable-object` mode the register answers them from memory (fresh,
 /// no KV operation; a DO request costs less than a KV read).
@@ -109,7 +110,8 @@ pub struct Setup {
 impl Setup {
     pub fn from_env(env: &Env, mode: Mode) -> Setup {
         let seal = env_string(env, "DOMINION_SEAL").map(String::into_bytes);
-        let mut cfg = ForgeConfig::new(seal, mode.as_str());
+        let previous = env_string(env, "DOMINION_SEAL_PREVIOUS").map(String::into_bytes);
+        let mut cfg = ForgeConfig::new(seal, mode.as_str()).with_previous_seal(previous);
         let mut errors = Vec::new();
         let timing = env_ms(
             env,

@@ -752,3 +752,191 @@ fn seal_signatures_only_behind_the_compatibility_flag() {
     // Enrolled agents are answered under their own key as ever.
     h.beat("n2", T0 + 1);
 }
+
+/// An operator's request to the forge: Ed25519 over the forge's canonical string.
+fn operator_request(
+    key: &ed25519_dalek::SigningKey,
+    cert: Option<&str>,
+    caller: &str,
+    body: &str,
+    ts: u64,
+) -> Request {
+    let nonce = Nonce::new("ops", ts);
+    let path = "/federation/revoke";
+    let msg = brh_shared::sign::canonical_for(
+        brh_shared::sign::Audience::Forge,
+        "POST",
+        path,
+        caller,
+        ts,
+        &nonce,
+        body.as_bytes(),
+    );
+    let mut r = Request::new("POST", path);
+    r.headers.insert("x-brh-node".into(), caller.into());
+    r.headers.insert("x-brh-ts".into(), ts.to_string());
+    r.headers.insert("x-brh-nonce".into(), nonce.to_string());
+    r.headers.insert(
+        "x-brh-sig".into(),
+        brh_shared::keys::sign_hex(key, msg.as_bytes()),
+    );
+    if let Some(c) = cert {
+        r.headers.insert("x-brh-operator".into(), c.into());
+    }
+    r.body = body.as_bytes().to_vec();
+    r
+}
+
+#[test]
+fn a_revoked_node_is_refused_from_its_next_request_and_a_new_generation_is_not() {
+    let h = Harness::new();
+    h.beat("a", T0);
+    h.beat("b", T0 + 1);
+    let body = r#"{"env":"dev","node":"b"}"#;
+    // A node's own key is no operator credential (an HMAC is no Ed25519 signature).
+    let key = node_key(SEAL, "dev", "b");
+    let mut forged = operator_request(&forge_signing_key(b"x"), None, "b", body, T0 + 2);
+    let hs = sign_request(
+        &key,
+        "POST",
+        "/federation/revoke",
+        "b",
+        T0 + 2,
+        Nonce::new("ops", 1),
+        body.as_bytes(),
+    );
+    forged.headers.insert("x-brh-sig".into(), hs.sig);
+    forged
+        .headers
+        .insert("x-brh-nonce".into(), hs.nonce.to_string());
+    let r = h.send(&forged, T0 + 2);
+    assert_eq!((r.status, error_code(&r)), (401, ErrorCode::BadSignature));
+    // A scoped operator without the nodes scope: 403, nothing changes.
+    let top = brh_shared::keys::operator_signing_key(SEAL);
+    let scoped = brh_shared::operator::issue_credential(
+        &top,
+        "alice",
+        "dev",
+        &[brh_shared::operator::Scope::Switchover],
+        T0 / 1000 + 3600,
+        [7; 32],
+    )
+    .unwrap();
+    let cert = scoped.cert.to_string();
+    let r = h.send(
+        &operator_request(&scoped.key, Some(&cert), "alice", body, T0 + 3),
+        T0 + 3,
+    );
+    assert_eq!((r.status, error_code(&r)), (403, ErrorCode::Forbidden));
+    h.beat("b", T0 + 4);
+    // The top operator revokes it.
+    let r = h.send(&operator_request(&top, None, "ops", body, T0 + 5), T0 + 5);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let j: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(j["accepted_from"], 1);
+    let r = h.send(
+        &h.signed(
+            "/federation/heartbeat",
+            "b",
+            r#"{"env":"dev","version":"t"}"#,
+            T0 + 6,
+        ),
+        T0 + 6,
+    );
+    assert_eq!((r.status, error_code(&r)), (401, ErrorCode::Revoked));
+    let peers = h.send(&Request::new("GET", "/federation/peers"), T0 + 7);
+    assert!(!String::from_utf8_lossy(&peers.body).contains("\"b\""));
+    // Generation 1 of its key, named in x-brh-key-gen, is accepted and answered under it.
+    let body = r#"{"env":"dev","version":"t"}"#;
+    let k1 = brh_shared::keys::node_key_gen(SEAL, "dev", "b", 1);
+    let hs = sign_request(
+        &k1,
+        "POST",
+        "/federation/heartbeat",
+        "b",
+        T0 + 8,
+        Nonce::new("new", 1),
+        body.as_bytes(),
+    );
+    let mut req = Request::new("POST", "/federation/heartbeat");
+    req.headers.insert("x-brh-node".into(), hs.node);
+    req.headers.insert("x-brh-ts".into(), hs.ts_ms.to_string());
+    req.headers
+        .insert("x-brh-nonce".into(), hs.nonce.to_string());
+    req.headers.insert("x-brh-sig".into(), hs.sig);
+    req.body = body.as_bytes().to_vec();
+    let r = h.send(&req, T0 + 8);
+    assert_eq!(
+        (r.status, error_code(&r)),
+        (401, ErrorCode::BadSignature),
+        "generation 1 without its header"
+    );
+    req.headers.insert("x-brh-key-gen".into(), "1".into());
+    let r = h.send(&req, T0 + 8);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
+    assert!(verify_view(&k1, &v));
+    req.headers.insert("x-brh-key-gen".into(), "01".into());
+    let r = h.send(&req, T0 + 9);
+    assert_eq!((r.status, error_code(&r)), (400, ErrorCode::BadRequest));
+}
+
+#[test]
+fn during_a_rotation_both_seals_speak_and_each_node_is_answered_under_its_own() {
+    let mut h = Harness::new();
+    const NEW: &[u8] = b"the-new-seal";
+    h.forge.cfg =
+        ForgeConfig::new(Some(NEW.to_vec()), "native").with_previous_seal(Some(SEAL.to_vec()));
+    h.forge.cfg.election = ElectionConfig::new(Timing::DEFAULT);
+    // An old host (SEAL's node key) is answered under that key, with a lease token of the
+    // old forge key; a re-enrolled one under the new key.
+    let r = h.send(
+        &h.signed(
+            "/federation/heartbeat",
+            "old",
+            r#"{"env":"dev","version":"t"}"#,
+            T0,
+        ),
+        T0,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
+    assert!(verify_view(&node_key(SEAL, "dev", "old"), &v));
+    let token = v.lease_token.expect("the holder gets a token");
+    let old_forge = forge_signing_key(SEAL).verifying_key();
+    assert!(brh_shared::token::verify_lease(&old_forge, &token, T0 / 1000).is_ok());
+    let body = r#"{"env":"dev","version":"t"}"#;
+    let req = h.signed_with(
+        "/federation/heartbeat",
+        "new",
+        body,
+        T0 + 1,
+        Nonce::new("b", 1),
+        NEW,
+    );
+    let r = h.send(&req, T0 + 1);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
+    assert!(verify_view(&node_key(NEW, "dev", "new"), &v));
+    // Public views: the new forge key.
+    let r = h.send(&Request::new("GET", "/federation/leader"), T0 + 2);
+    let v: LeaderView = serde_json::from_slice(&r.body).unwrap();
+    assert!(verify_public_view(
+        &forge_signing_key(NEW).verifying_key(),
+        &v
+    ));
+    // Without the previous seal, the old host is refused.
+    let mut cfg = ForgeConfig::new(Some(NEW.to_vec()), "native");
+    cfg.election = ElectionConfig::new(Timing::DEFAULT);
+    h.forge.cfg = cfg;
+    let r = h.send(
+        &h.signed(
+            "/federation/heartbeat",
+            "old",
+            r#"{"env":"dev","version":"t"}"#,
+            T0 + 3,
+        ),
+        T0 + 3,
+    );
+    assert_eq!((r.status, error_code(&r)), (401, ErrorCode::BadSignature));
+}

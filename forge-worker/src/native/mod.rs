@@ -40,6 +40,8 @@ pub struct ServeOptions {
     pub limits: server::Limits,
     /// `ForgeConfig::legacy_seal_signatures` (one release of compatibility).
     pub legacy_seal_signatures: bool,
+    /// `DOMINION_SEAL_PREVIOUS`: a rotation's overlap window (`ForgeConfig::previous`).
+    pub previous_seal: Option<Vec<u8>>,
 }
 
 impl ServeOptions {
@@ -54,6 +56,7 @@ impl ServeOptions {
             dominion_root: None,
             limits: server::Limits::default(),
             legacy_seal_signatures: false,
+            previous_seal: None,
         }
     }
 }
@@ -138,7 +141,14 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let addr = listener.local_addr()?;
 
-    let mut cfg = ForgeConfig::new(Some(opts.seal.clone()), "native");
+    let mut cfg = ForgeConfig::new(Some(opts.seal.clone()), "native")
+        .with_previous_seal(opts.previous_seal.clone());
+    if cfg.previous.is_some() {
+        tracing::warn!(
+            "rotating the root secret: requests signed with keys of DOMINION_SEAL_PREVIOUS are \
+             accepted; re-enrol every host, then restart the forge without it"
+        );
+    }
     cfg.election = ElectionConfig::new(opts.timing);
     cfg.skew_ms = opts.skew_ms;
     cfg.dominion_root = opts.dominion_root.clone();

@@ -9,6 +9,7 @@
 //! | `Renewed` (and `last_seen`, uptime, replay marks within a boot, consensus reports) | [`Durability::Volatile`] | none: memory only |
 //! | `PeerJoined`, `PeerUpdated` (priority, draining, version, API, new boot), `PeerForgotten`, `SplitBrain` | [`Durability::Write`] | the lease record, the peer |
 //! | `Granted`, `Expired`, `Resigned` (the term or the holder changes) | [`Durability::Sync`] | the lease record, the holder's peer, history |
+//! | `Revoked` (a node credential) | [`Durability::Sync`] | the lease record (it carries the revocations), the node's removal |
 //!
 //! A store keeps the whole [`EnvState`] in memory and appends [`Record`]s (a log line, a
 //! storage row, a KV key) — so the cost of a step is the size of what changed, never the
@@ -64,9 +65,11 @@ impl Change {
             | Change::PeerUpdated { .. }
             | Change::PeerForgotten { .. }
             | Change::SplitBrain { .. } => Durability::Write,
-            Change::Granted { .. } | Change::Expired { .. } | Change::Resigned { .. } => {
-                Durability::Sync
-            }
+            // A revocation is a security decision: it must survive a power cut.
+            Change::Granted { .. }
+            | Change::Expired { .. }
+            | Change::Resigned { .. }
+            | Change::Revoked { .. } => Durability::Sync,
         }
     }
 }
@@ -79,6 +82,11 @@ pub struct LeaseRecord {
     pub lease: Option<Lease>,
     pub resigned: Option<Resignation>,
     pub split_brain_alarms: u64,
+    #[serde(
+        default,
+        skip_serializing_if = "alloc::collections::BTreeMap::is_empty"
+    )]
+    pub revoked: alloc::collections::BTreeMap<String, u32>,
 }
 
 /// One unit of durable state. A store writes them in order (a log line, a storage row, a KV
@@ -114,6 +122,7 @@ impl EnvState {
             lease: self.lease.clone(),
             resigned: self.resigned.clone(),
             split_brain_alarms: self.split_brain_alarms,
+            revoked: self.revoked.clone(),
         }
     }
 
@@ -154,7 +163,8 @@ impl EnvState {
             match c {
                 Change::PeerJoined { node }
                 | Change::PeerUpdated { node }
-                | Change::PeerForgotten { node } => peer(node, &mut out),
+                | Change::PeerForgotten { node }
+                | Change::Revoked { node, .. } => peer(node, &mut out),
                 // The holder's replay mark goes with the term it got or gave up.
                 Change::Granted { holder, .. } | Change::Resigned { holder, .. } => {
                     peer(holder, &mut out)
@@ -174,6 +184,7 @@ impl EnvState {
                 self.lease = r.lease;
                 self.resigned = r.resigned;
                 self.split_brain_alarms = r.split_brain_alarms;
+                self.revoked = r.revoked;
             }
             Record::Peer { node, peer } => {
                 self.peers.insert(node, peer);

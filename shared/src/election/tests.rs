@@ -1,6 +1,7 @@
 //! Unit tests for every election rule, then property tests over random interleavings.
 use super::*;
 use crate::replay::Nonce;
+use crate::sign::KeyId;
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec;
@@ -28,6 +29,7 @@ impl Sim {
             node: node.into(),
             ts_ms: now,
             nonce: Nonce::new("boot", *s),
+            key: KeyId::default(),
         }
     }
     fn hb_full(&mut self, node: &str, prio: i32, draining: bool, now: u64) -> Vec<Change> {
@@ -335,6 +337,7 @@ fn a_leaving_node_is_never_granted_again_until_a_new_boot() {
         node: "a".into(),
         ts_ms: 2_000,
         nonce: Nonce::new("boot2", 1),
+        key: KeyId::default(),
     };
     let hb = Heartbeat {
         env: "dev".into(),
@@ -400,6 +403,7 @@ fn replayed_and_older_nonces_are_refused_without_change() {
         node: "a".into(),
         ts_ms: 0,
         nonce: Nonce::new("boot", 1),
+        key: KeyId::default(),
     };
     let before = s.st.clone();
     assert_eq!(
@@ -436,6 +440,7 @@ fn replayed_and_older_nonces_are_refused_without_change() {
         node: "a".into(),
         ts_ms: 0,
         nonce: Nonce::new("earlier", 99),
+        key: KeyId::default(),
     };
     assert_eq!(
         s.st.heartbeat(&cfg(), &old_boot, &hb, 5_000),
@@ -447,6 +452,7 @@ fn replayed_and_older_nonces_are_refused_without_change() {
         node: "a".into(),
         ts_ms: 1,
         nonce: Nonce::new("later", 0),
+        key: KeyId::default(),
     };
     assert!(s.st.heartbeat(&cfg(), &new_boot, &hb, 5_000).is_ok());
 }
@@ -531,6 +537,117 @@ fn state_survives_serde_round_trip() {
     let back: EnvState = serde_json::from_str(&json).unwrap();
     assert_eq!(back, s.st);
     assert_eq!(back.term, 2);
+}
+
+#[test]
+fn a_revoked_key_is_refused_everywhere_and_changes_nothing() {
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    s.hb("b", 1);
+    let changes = s.st.revoke(&cfg(), "b", 1, 2);
+    assert_eq!(
+        changes,
+        vec![Change::Revoked {
+            node: "b".into(),
+            accepted_from: 1
+        }]
+    );
+    assert!(
+        !s.st.peers.contains_key("b"),
+        "no longer a member, so no candidate"
+    );
+    let before = s.st.clone();
+    let a = s.auth("b", 3);
+    let hb = Heartbeat {
+        env: "dev".into(),
+        priority: 9,
+        draining: false,
+        uptime_s: 1,
+        version: "t".into(),
+        api: None,
+    };
+    let refused = Err(ElectionError::Revoked {
+        key_gen: 0,
+        accepted_from: 1,
+    });
+    assert_eq!(s.st.heartbeat(&cfg(), &a, &hb, 3), refused);
+    let req = ResignRequest {
+        env: "dev".into(),
+        term: 1,
+        leaving: false,
+        successor: None,
+    };
+    assert_eq!(s.st.resign(&cfg(), &a, &req, 3), refused);
+    let report = ConsensusReport {
+        env: "dev".into(),
+        leader: Some("b".into()),
+        term: 1,
+        peers: vec![],
+        epoch: 0,
+    };
+    assert_eq!(s.st.consensus(&a, &report, 3), refused);
+    assert_eq!(s.st, before);
+    // The next generation is accepted; revoking the same generation again changes nothing.
+    let mut next = s.auth("b", 4);
+    next.key.generation = 1;
+    assert!(s.st.heartbeat(&cfg(), &next, &hb, 4).is_ok());
+    assert!(s.st.peers.contains_key("b"));
+    assert!(s.st.revoke(&cfg(), "b", 1, 5).is_empty());
+    assert_eq!(s.st.accepted_from("b"), 1);
+}
+
+#[test]
+fn revoking_the_holder_never_cuts_its_lease_short() {
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    s.hb("b", 1);
+    assert_eq!(s.leader(2), Some(("a", 1)));
+    s.st.revoke(&cfg(), "a", 1, 2);
+    // It may still act until its deadline: nobody else is granted before expiry.
+    assert_eq!(s.leader(14_999), Some(("a", 1)));
+    s.hb("b", 14_999);
+    assert_eq!(s.leader(14_999), Some(("a", 1)));
+    s.hb("b", 15_000);
+    assert_eq!(s.leader(15_000), Some(("b", 2)));
+}
+
+#[test]
+fn a_revocation_survives_the_durable_records() {
+    let mut s = Sim::default();
+    s.hb("a", 0);
+    s.hb("b", 1);
+    let changes = s.st.revoke(&cfg(), "b", 3, 2);
+    let out = s.st.outcome(&changes, 2);
+    assert_eq!(out.durability, Durability::Sync);
+    let mut back = EnvState::default();
+    back.apply_record(Record::Peer {
+        node: "b".into(),
+        peer: before_peer(),
+    });
+    for r in out.records {
+        back.apply_record(r);
+    }
+    assert_eq!(back.accepted_from("b"), 3);
+    assert!(!back.peers.contains_key("b"));
+    let json = serde_json::to_string(&s.st.lease_record()).unwrap();
+    let lease: LeaseRecord = serde_json::from_str(&json).unwrap();
+    assert_eq!(lease.revoked.get("b"), Some(&3));
+}
+
+fn before_peer() -> Peer {
+    Peer {
+        joined_at_ms: 0,
+        last_seen_ms: 0,
+        priority: 0,
+        draining: false,
+        uptime_s: 0,
+        version: "t".into(),
+        api: None,
+        nonce: NonceMark::of(&Nonce::new("boot", 1), 0),
+        reported: None,
+        leaving: false,
+        key: KeyId::default(),
+    }
 }
 
 #[test]
@@ -970,7 +1087,7 @@ proptest! {
         let mut accepted: Vec<(String, u64, u64)> = vec![("boot".into(), 1, 0)];
         for (boot, seq, ts) in steps {
             let boot = format!("b{boot}");
-            let auth = Authenticated { node: "a".into(), ts_ms: ts, nonce: Nonce::new(boot.clone(), seq) };
+            let auth = Authenticated { node: "a".into(), ts_ms: ts, nonce: Nonce::new(boot.clone(), seq), key: KeyId::default() };
             let (lb, ls, lt) = accepted.last().unwrap().clone();
             let retired = accepted.iter().any(|(b, _, _)| *b == boot) && boot != lb;
             let expect_ok = if boot == lb { seq > ls } else { ts > lt && !retired };
@@ -987,7 +1104,7 @@ proptest! {
             // Whatever was accepted before can never be accepted again.
             // (The replay is tried with the timestamp it was first sent with or any earlier.)
             for (b, q, t) in &accepted {
-                let again = Authenticated { node: "a".into(), ts_ms: *t, nonce: Nonce::new(b.clone(), *q) };
+                let again = Authenticated { node: "a".into(), ts_ms: *t, nonce: Nonce::new(b.clone(), *q), key: KeyId::default() };
                 prop_assert_eq!(s.st.clone().heartbeat(&cfg(), &again, &hb, 1), Err(ElectionError::Replay));
             }
         }
@@ -1040,6 +1157,7 @@ fn renewals_and_liveness_are_volatile_changes_are_durable() {
         node: "b".into(),
         ts_ms: 13_000,
         nonce: Nonce::new("boot2", 1),
+        key: KeyId::default(),
     };
     let hb: Heartbeat =
         serde_json::from_str(r#"{"env":"dev","priority":5,"version":"t"}"#).unwrap();

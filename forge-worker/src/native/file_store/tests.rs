@@ -1,6 +1,6 @@
 use super::*;
 use brh_shared::replay::Nonce;
-use brh_shared::sign::Authenticated;
+use brh_shared::sign::{Authenticated, KeyId};
 use brh_shared::wire::Heartbeat;
 use brh_shared::Timing;
 
@@ -31,6 +31,7 @@ fn beat(store: &FileStore, node: &str, seq: u64, now: u64) -> Stepped<()> {
         node: node.into(),
         ts_ms: now,
         nonce: Nonce::new("b", seq),
+        key: KeyId::default(),
     };
     let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev"}"#).unwrap();
     let c = cfg();
@@ -146,6 +147,7 @@ fn a_failed_append_is_not_kept_in_memory() {
         node: "n2".into(),
         ts_ms: 2_000,
         nonce: Nonce::new("b", 1),
+        key: KeyId::default(),
     };
     let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev"}"#).unwrap();
     let c = cfg();
@@ -172,6 +174,7 @@ fn legacy_json_files_are_read() {
         node: "n1".into(),
         ts_ms: 1,
         nonce: Nonce::new("b", 1),
+        key: KeyId::default(),
     };
     let hb: Heartbeat = serde_json::from_str(r#"{"env":"dev"}"#).unwrap();
     st.heartbeat(&cfg(), &auth, &hb, 1_000).unwrap();
