@@ -41,6 +41,12 @@ cargo test -p brh-tests --test drill_workerd
 step "the stolen-host attack list on the Worker in workerd (Durable Object mode)"
 cargo test -p brh-tests --test stolen_host_workerd
 
+step "revocation on the Worker in workerd (Durable Object mode): refused, durable across a restart, re-enrolled"
+cargo test -p brh-tests --test revocation_workerd
+
+step "rotating the root secret on the Worker in workerd: no leader change, no agent restart"
+cargo test -p brh-tests --test rotation_workerd -- --nocapture
+
 step "schemathesis: the OpenAPI documents against the native forge and the agent API"
 scripts/schemathesis.sh
 

@@ -45,6 +45,10 @@ const mf = new Miniflare({
   port: Number(a.port),
   bindings: {
     DOMINION_SEAL: process.env.DOMINION_SEAL,
+    // A rotation's overlap window: the seal being replaced (README "Rotating the root secret").
+    ...(process.env.DOMINION_SEAL_PREVIOUS
+      ? { DOMINION_SEAL_PREVIOUS: process.env.DOMINION_SEAL_PREVIOUS }
+      : {}),
     BRH_LEASE_TTL_MS: a.ttl,
     BRH_HEARTBEAT_INTERVAL_MS: a.hb,
     BRH_SKEW_MS: a.skew,

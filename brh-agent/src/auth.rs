@@ -107,7 +107,8 @@ fn api_error(e: AuthError) -> ApiAuthError {
 /// Verifies operator signatures made for this agent (`me`) and remembers nonces for the
 /// skew window.
 pub struct ApiAuth {
-    operator: VerifyingKey,
+    /// The top operator's public key (replaced by a credentials reload).
+    operator: Mutex<VerifyingKey>,
     me: String,
     seen: Mutex<HashMap<String, u64>>,
 }
@@ -115,10 +116,15 @@ pub struct ApiAuth {
 impl ApiAuth {
     pub fn new(operator: VerifyingKey, me: impl Into<String>) -> Self {
         ApiAuth {
-            operator,
+            operator: Mutex::new(operator),
             me: me.into(),
             seen: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Trusts `operator` as the top operator from now on (a credentials reload).
+    pub fn set_operator(&self, operator: VerifyingKey) {
+        *self.operator.lock().unwrap_or_else(|p| p.into_inner()) = operator;
     }
 
     /// The checks that need neither a key nor the body: headers present, sent once,
@@ -145,8 +151,9 @@ impl ApiAuth {
         body: &[u8],
         now_ms: u64,
     ) -> Result<(String, Operator), ApiAuthError> {
+        let top = *self.operator.lock().unwrap_or_else(|p| p.into_inner());
         let (caller, nonce, operator) = brh_shared::operator::verify_request(
-            &self.operator,
+            &top,
             Audience::Agent(&self.me),
             method,
             path,

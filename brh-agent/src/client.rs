@@ -275,6 +275,13 @@ impl ForgeClient {
         }
     }
 
+    /// Signs and checks with `credentials` from the next request on (a reload).
+    pub fn set_credentials(&mut self, credentials: &crate::config::Credentials) {
+        self.node_key = credentials.node_key;
+        self.key_generation = credentials.key_generation;
+        self.keys = credentials.view_keys(&self.node);
+    }
+
     /// Bounds each signed request (overrides the client's timeout): set when the agent
     /// adopts the forge's heartbeat interval, so a hung request never eats the next beat.
     pub fn set_request_timeout(&mut self, timeout: Duration) {

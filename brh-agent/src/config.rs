@@ -4,6 +4,7 @@
 //!
 //! Everything is validated here, once, at start-up: an unsafe or invalid setting stops the
 //! agent with one line naming the setting (see [`ConfigError`]).
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,6 +60,13 @@ pub struct RunArgs {
     /// forge's own certificate; the built-in public roots stay trusted.
     #[arg(long, env = "BRH_FORGE_CA")]
     pub forge_ca: Option<PathBuf>,
+    /// A file of `KEY='value'` lines as `brh-agent enroll NODE` prints them: the host's
+    /// credentials (and its node id, env, root, federation). Its values win over the
+    /// environment. On SIGHUP the agent re-reads it and takes the new keys without a restart
+    /// (same node, env and federation): a re-enrolment (after a revocation, or while the
+    /// root secret is rotated) without a leader change.
+    #[arg(long, env = "BRH_CREDENTIALS_FILE")]
+    pub credentials_file: Option<PathBuf>,
     #[command(flatten)]
     pub keys: KeyArgs,
     #[command(flatten)]
@@ -128,6 +136,15 @@ pub struct RunArgs {
     /// How long a container gets to stop before it is killed (default 10 s).
     #[arg(long, env = "BRH_STOP_TIMEOUT")]
     pub stop_timeout: Option<String>,
+    /// This federation's id, the `brh.federation` label on every container it creates: a
+    /// leader never touches a container labelled with another federation's id (an older
+    /// federation's on the same engine), and adopts unlabelled ones (made before the label).
+    /// Default: derived from the forge key (16 hex digits, as `brh-agent enroll` prints it).
+    /// Set it when the operator rotates the root secret: the forge key changes, and the
+    /// federation must keep its old id so its containers stay its own. 16 lowercase hex
+    /// digits or an id (letters, digits, '.', '_', '-'; at most 63).
+    #[arg(long, env = "BRH_FEDERATION")]
+    pub federation: Option<String>,
     /// `api` runs without the container layer even if the manifest has services.
     #[arg(long, env = "BRH_RUNTIME")]
     pub runtime: Option<String>,
@@ -214,8 +231,11 @@ pub struct Config {
     pub env: String,
     pub root: DominionRoot,
     pub forge_url: String,
-    /// This host's credentials: its own node key and the public keys it trusts.
+    /// This host's credentials at start: its own node key and the public keys it trusts
+    /// (`Shared::credentials` holds the current ones after a reload).
     pub credentials: Credentials,
+    /// `BRH_CREDENTIALS_FILE`: re-read on SIGHUP.
+    pub credentials_file: Option<PathBuf>,
     /// The starting timing. Unless pinned, the forge's answers replace it (design §4).
     pub timing: Timing,
     /// The settings that pinned the timing (empty: follow the forge). A pinned agent refuses
@@ -233,6 +253,9 @@ pub struct Config {
     pub event_log: Option<PathBuf>,
     pub clock_skew_ms: i64,
     pub insecure: bool,
+    /// This federation's id (`BRH_FEDERATION`, default derived from the forge key): the
+    /// `brh.federation` label of its containers.
+    pub federation: String,
     /// The container layer's settings; `None` without a manifest with services (or with
     /// `BRH_RUNTIME=api`).
     pub containers: Option<ContainerSettings>,
@@ -341,6 +364,7 @@ impl std::fmt::Debug for Config {
             .field("timing", &self.timing)
             .field("priority", &self.priority)
             .field("listen", &self.listen)
+            .field("federation", &self.federation)
             .finish_non_exhaustive()
     }
 }
@@ -370,9 +394,9 @@ fn check_advertise(a: &str) -> Result<String, ConfigError> {
 /// A host's credentials, as `brh-agent enroll NODE` prints them.
 #[derive(Debug, Args, Clone, Default)]
 pub struct KeyArgs {
-    /// This node's own key (64 hex digits, never logged): signs its requests to the forge
-    /// and checks the forge's answers to it. It speaks for this node in this env only.
-    /// `brh-agent enroll NODE` prints it.
+    /// This node's own key (64 hex digits, or GENERATION:HEX after a re-enrolment; never
+    /// logged): signs its requests to the forge and checks the forge's answers to it. It
+    /// speaks for this node in this env only. `brh-agent enroll NODE` prints it.
     #[arg(long, env = "BRH_NODE_KEY", hide_env_values = true)]
     pub node_key: Option<String>,
     /// The forge's public key (64 hex digits): checks roots and public views. Public.
@@ -399,6 +423,8 @@ pub struct KeyArgs {
 #[derive(Clone)]
 pub struct Credentials {
     pub node_key: [u8; 32],
+    /// The node key's generation (0 until the node is revoked and re-enrolled).
+    pub key_generation: u32,
     pub forge_key: ed25519_dalek::VerifyingKey,
     pub operator_key: ed25519_dalek::VerifyingKey,
     /// Derived from the seal on this host (`--legacy-seal` or `--insecure-dev`).
@@ -409,9 +435,16 @@ impl Credentials {
     /// Everything a node derives from the seal (what `enroll` prints, and what a legacy host
     /// computes for itself).
     pub fn derive(seal: &[u8], env: &str, node: &str) -> Self {
+        Self::derive_generation(seal, env, node, 0)
+    }
+
+    /// The same, for generation `generation` of the node key (a re-enrolment after a
+    /// revocation).
+    pub fn derive_generation(seal: &[u8], env: &str, node: &str, generation: u32) -> Self {
         use brh_shared::keys;
         Credentials {
-            node_key: keys::node_key(seal, env, node),
+            node_key: keys::node_key_gen(seal, env, node, generation),
+            key_generation: generation,
             forge_key: keys::forge_signing_key(seal).verifying_key(),
             operator_key: keys::operator_signing_key(seal).verifying_key(),
             from_seal: true,
@@ -474,8 +507,14 @@ impl KeyArgs {
                         "set next to BRH_NODE_KEY: a host needs only its own credentials;                          unset DOMINION_SEAL (the federation's root secret) on this host",
                     ));
                 }
-                let node_key = brh_shared::keys::parse_secret(k)
-                    .ok_or_else(|| err("BRH_NODE_KEY", "must be 64 lowercase hex digits"))?;
+                let (key_generation, node_key) = brh_shared::keys::parse_node_credential(k)
+                    .ok_or_else(|| {
+                        err(
+                            "BRH_NODE_KEY",
+                            "must be 64 lowercase hex digits, or GENERATION:HEX after a \
+                             re-enrolment (as `brh-agent enroll` prints it)",
+                        )
+                    })?;
                 let need = |setting: &'static str, v: &Option<String>| {
                     let v = v.as_deref().ok_or_else(|| {
                         err(setting, "missing: `brh-agent enroll NODE` prints it with the node key")
@@ -485,6 +524,7 @@ impl KeyArgs {
                 Ok((
                     Credentials {
                         node_key,
+                        key_generation,
                         forge_key: need("BRH_FORGE_KEY", &self.forge_key)?,
                         operator_key: need("BRH_OPERATOR_KEY", &self.operator_key)?,
                         from_seal: false,
@@ -581,9 +621,126 @@ pub fn check_forge_url(u: &str) -> Result<String, ConfigError> {
     Ok(u.to_string())
 }
 
+/// The settings an enrolment file carries (`brh-agent enroll NODE` prints them).
+const ENROLMENT_SETTINGS: [&str; 8] = [
+    "BRH_NODE_ID",
+    "BRH_ENV",
+    "FORGE_DOMINION_ROOT",
+    "BRH_FORGE_URL",
+    "BRH_FORGE_KEY",
+    "BRH_OPERATOR_KEY",
+    "BRH_NODE_KEY",
+    "BRH_FEDERATION",
+];
+
+/// Reads an enrolment file: `KEY='value'` lines (comments and blank lines allowed). A
+/// setting that is not an enrolment's is refused, so a typo is not silently ignored.
+pub fn read_enrolment(path: &std::path::Path) -> Result<BTreeMap<String, String>, ConfigError> {
+    let setting = "BRH_CREDENTIALS_FILE";
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| err(setting, format!("cannot read {}: {e}", path.display())))?;
+    let mut out = BTreeMap::new();
+    for item in iter {
+        let (k, v) = item.map_err(|e| err(setting, format!("{}: {e}", path.display())))?;
+        if !ENROLMENT_SETTINGS.contains(&k.as_str()) {
+            return Err(err(
+                setting,
+                format!(
+                    "{}: {k} is not an enrolment setting (known: {})",
+                    path.display(),
+                    ENROLMENT_SETTINGS.join(", ")
+                ),
+            ));
+        }
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+impl RunArgs {
+    /// The enrolment file's values, over what the environment and flags gave.
+    fn apply_enrolment(&mut self, m: &BTreeMap<String, String>) {
+        let set = |slot: &mut Option<String>, key: &str| {
+            if let Some(v) = m.get(key) {
+                *slot = Some(v.clone());
+            }
+        };
+        set(&mut self.node_id, "BRH_NODE_ID");
+        set(&mut self.env, "BRH_ENV");
+        set(&mut self.forge_root, "FORGE_DOMINION_ROOT");
+        set(&mut self.forge_url, "BRH_FORGE_URL");
+        set(&mut self.federation, "BRH_FEDERATION");
+        set(&mut self.keys.node_key, "BRH_NODE_KEY");
+        set(&mut self.keys.forge_key, "BRH_FORGE_KEY");
+        set(&mut self.keys.operator_key, "BRH_OPERATOR_KEY");
+    }
+}
+
 impl Config {
+    /// Re-reads `BRH_CREDENTIALS_FILE` (on SIGHUP): the new credentials, checked as at start.
+    /// The file must name the same node, env and federation; its root, if any, must be signed
+    /// by the new forge key. Nothing else is re-read.
+    pub fn reload_credentials(&self, now_s: u64) -> Result<Credentials, ConfigError> {
+        let path = self.credentials_file.as_deref().ok_or_else(|| {
+            err(
+                "BRH_CREDENTIALS_FILE",
+                "not set: the agent has no file to reload its credentials from",
+            )
+        })?;
+        let m = read_enrolment(path)?;
+        for (key, mine) in [("BRH_NODE_ID", &self.node_id), ("BRH_ENV", &self.env)] {
+            if let Some(v) = m.get(key).filter(|v| *v != mine) {
+                return Err(err(
+                    key,
+                    format!("the file names {v:?}, this agent is {mine:?}: restart it to change"),
+                ));
+            }
+        }
+        let keys = KeyArgs {
+            node_key: m.get("BRH_NODE_KEY").cloned(),
+            forge_key: m.get("BRH_FORGE_KEY").cloned(),
+            operator_key: m.get("BRH_OPERATOR_KEY").cloned(),
+            legacy_seal: None,
+        };
+        let (c, _) = keys.resolve(&SealArgs::default(), Some(&self.env), &self.node_id)?;
+        if let Some(text) = m.get("FORGE_DOMINION_ROOT") {
+            let root =
+                DominionRoot::parse(text).map_err(|e| err("FORGE_DOMINION_ROOT", e.to_string()))?;
+            root.verify(
+                RootKey::Forge(&c.forge_key),
+                now_s,
+                DEFAULT_EPOCH_SKEW_S,
+                None,
+            )
+            .map_err(|e| err("FORGE_DOMINION_ROOT", e.to_string()))?;
+            if root.env != self.env {
+                return Err(err(
+                    "FORGE_DOMINION_ROOT",
+                    format!("names env {:?}, this agent is in {:?}", root.env, self.env),
+                ));
+            }
+        }
+        let federation = federation_id(m.get("BRH_FEDERATION").map(String::as_str), &c.forge_key)?;
+        if federation != self.federation {
+            return Err(err(
+                "BRH_FEDERATION",
+                format!(
+                    "would become {federation} (was {}): a federation keeps its id across a \
+                     rotation; put BRH_FEDERATION='{}' in the file",
+                    self.federation, self.federation
+                ),
+            ));
+        }
+        Ok(c)
+    }
+
     /// Resolves and validates. `now_s` is the wall clock, for the root's epoch check.
     pub fn resolve(args: RunArgs, now_s: u64) -> Result<Config, ConfigError> {
+        let mut args = args;
+        if let Some(path) = args.credentials_file.clone() {
+            let m = read_enrolment(&path)?;
+            args.apply_enrolment(&m);
+        }
         let (file, text) = match &args.config {
             Some(p) => FileConfig::load(p)?,
             None => (FileConfig::default(), String::new()),
@@ -634,6 +791,7 @@ impl Config {
             _ => root.env.clone(),
         };
         let forge_url = forge_base_url(&root, args.forge_url.as_deref())?;
+        let federation = federation_id(args.federation.as_deref(), &credentials.forge_key)?;
         if let Some(ca) = &args.forge_ca {
             crate::client::trust_forge_ca(ca).map_err(|m| err("BRH_FORGE_CA", m))?;
         }
@@ -723,6 +881,7 @@ impl Config {
             root,
             forge_url,
             credentials,
+            credentials_file: args.credentials_file,
             timing,
             timing_pinned_by,
             heartbeat_enabled: args.heartbeat_enabled.or(hb.enabled).unwrap_or(true),
@@ -742,6 +901,7 @@ impl Config {
             event_log: args.event_log,
             clock_skew_ms: args.test_clock_skew_ms.unwrap_or(0),
             insecure,
+            federation,
             containers,
         })
     }
@@ -764,6 +924,29 @@ pub fn parse_origins(s: &str) -> Result<Vec<String>, ConfigError> {
         }
     }
     Ok(v)
+}
+
+/// `BRH_FEDERATION`: the federation's id on its containers (`brh.federation`). Unset: derived
+/// from the forge key (`keys::federation_id`, 16 lowercase hex digits); set (after a rotation
+/// of the root secret, to keep the old id): 16 lowercase hex digits or an id.
+pub fn federation_id(
+    setting: Option<&str>,
+    forge_key: &ed25519_dalek::VerifyingKey,
+) -> Result<String, ConfigError> {
+    let Some(id) = setting else {
+        return Ok(brh_shared::keys::federation_id(forge_key));
+    };
+    validate_id(id).map_err(|e| {
+        err(
+            "BRH_FEDERATION",
+            format!(
+                "{id:?} is not a federation id ({e}): use 16 lowercase hex digits, as \
+                 `brh-agent enroll` prints them, or an id of at most 63 letters, digits, '.', \
+                 '_' and '-'"
+            ),
+        )
+    })?;
+    Ok(id.to_string())
 }
 
 #[cfg(test)]
@@ -997,5 +1180,29 @@ mod tests {
             ..args()
         };
         assert_eq!(setting(Config::resolve(a, NOW)), "BRH_CONFIG");
+    }
+
+    /// The federation's id: derived from the forge key unless set (kept across a rotation);
+    /// anything that is not an id is refused, naming BRH_FEDERATION.
+    #[test]
+    fn the_federation_id_follows_the_forge_key_unless_set() {
+        let c = Config::resolve(args(), NOW).unwrap();
+        assert_eq!(
+            c.federation,
+            brh_shared::keys::federation_id(&c.credentials.forge_key)
+        );
+        assert_eq!(c.federation.len(), 16);
+        let set = |v: &str| RunArgs {
+            federation: Some(v.into()),
+            ..args()
+        };
+        for ok in ["0123456789abcdef", "prod-fleet.1"] {
+            assert_eq!(Config::resolve(set(ok), NOW).unwrap().federation, ok);
+        }
+        for bad in ["", "-x", "a b", "a=b", &"f".repeat(64)] {
+            let e = Config::resolve(set(bad), NOW).unwrap_err();
+            assert_eq!(e.setting, "BRH_FEDERATION", "{bad:?}");
+            assert!(e.to_string().contains("BRH_FEDERATION"), "{e}");
+        }
     }
 }

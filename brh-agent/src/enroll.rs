@@ -21,14 +21,43 @@ pub struct EnrollArgs {
     /// Also print `BRH_FORGE_URL` (the forge's URL as this host reaches it).
     #[arg(long)]
     pub forge_url: Option<String>,
+    /// The federation's id to print as `BRH_FEDERATION` (default: derived from the forge
+    /// key). Set it after rotating the root secret, to the id the federation had before, so
+    /// its containers stay its own.
+    #[arg(long, env = "BRH_FEDERATION")]
+    pub federation: Option<String>,
+    /// The node key's generation: 0 for a first enrolment; after `brh-agent revoke NODE`,
+    /// the generation it printed (the forge refuses every older one).
+    #[arg(long, default_value_t = 0)]
+    pub key_generation: u32,
     #[command(flatten)]
     pub seal: SealArgs,
 }
 
 /// The lines of a host's environment file (`KEY='value'`, sourceable; values never contain a
-/// quote: ids, roots and hex only).
-pub fn enrolment(seal: &[u8], root: &DominionRoot, node: &str, forge_url: Option<&str>) -> String {
-    let c = config::Credentials::derive(seal, &root.env, node);
+/// quote: ids, roots and hex only). `federation`: the checked `BRH_FEDERATION` (see
+/// [`config::federation_id`]).
+pub fn enrolment(
+    seal: &[u8],
+    root: &DominionRoot,
+    node: &str,
+    forge_url: Option<&str>,
+    federation: &str,
+) -> String {
+    enrolment_generation(seal, root, node, 0, forge_url, federation)
+}
+
+/// [`enrolment`] with generation `generation` of the node key (a re-enrolment after
+/// `brh-agent revoke`).
+pub fn enrolment_generation(
+    seal: &[u8],
+    root: &DominionRoot,
+    node: &str,
+    generation: u32,
+    forge_url: Option<&str>,
+    federation: &str,
+) -> String {
+    let c = config::Credentials::derive_generation(seal, &root.env, node, generation);
     let mut out = format!(
         "# brh-agent enroll: node {node} of env {env}. Keep this file private: BRH_NODE_KEY\n\
          # speaks for this node (and only it). No other secret is here.\n\
@@ -44,8 +73,9 @@ pub fn enrolment(seal: &[u8], root: &DominionRoot, node: &str, forge_url: Option
         "BRH_FORGE_KEY='{}'\nBRH_OPERATOR_KEY='{}'\nBRH_NODE_KEY='{}'\n",
         keys::public_hex(&c.forge_key),
         keys::public_hex(&c.operator_key),
-        brh_shared::hex::encode(&c.node_key),
+        keys::format_node_credential(generation, &c.node_key),
     ));
+    out.push_str(&format!("BRH_FEDERATION='{federation}'\n"));
     out
 }
 
@@ -65,7 +95,19 @@ pub fn enroll(a: EnrollArgs) -> anyhow::Result<()> {
         Some(u) => Some(config::check_forge_url(u)?),
         None => None,
     };
-    print!("{}", enrolment(&seal, &root, &a.node, forge_url.as_deref()));
+    let forge_key = keys::forge_signing_key(&seal).verifying_key();
+    let federation = config::federation_id(a.federation.as_deref(), &forge_key)?;
+    print!(
+        "{}",
+        enrolment_generation(
+            &seal,
+            &root,
+            &a.node,
+            a.key_generation,
+            forge_url.as_deref(),
+            &federation
+        )
+    );
     Ok(())
 }
 
@@ -155,7 +197,8 @@ mod tests {
         let forge = keys::forge_signing_key(seal);
         let root =
             DominionRoot::sign(&forge, brh_shared::root::SCHEME_HTTP, "h:1", "dev", 1).unwrap();
-        let text = enrolment(seal, &root, "n1", None);
+        let federation = keys::federation_id(&forge.verifying_key());
+        let text = enrolment(seal, &root, "n1", None, &federation);
         let keys_: Vec<&str> = text
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -169,9 +212,19 @@ mod tests {
                 "FORGE_DOMINION_ROOT",
                 "BRH_FORGE_KEY",
                 "BRH_OPERATOR_KEY",
-                "BRH_NODE_KEY"
+                "BRH_NODE_KEY",
+                "BRH_FEDERATION"
             ]
         );
+        assert!(
+            text.lines()
+                .any(|l| l == format!("BRH_FEDERATION='{federation}'")),
+            "{text}"
+        );
+        assert_eq!(federation.len(), 16);
+        // A kept id (after a rotation) is printed as given.
+        assert!(enrolment(seal, &root, "n1", None, "0123456789abcdef")
+            .ends_with("BRH_FEDERATION='0123456789abcdef'\n"));
         assert!(!text.contains(std::str::from_utf8(seal).unwrap()));
         assert!(!text.contains(&brh_shared::hex::encode(
             keys::operator_signing_key(seal).as_bytes()

@@ -56,7 +56,15 @@ pub async fn run(
     let mut stopping = false;
     // Read during the resign, so the nudges go out one round trip sooner.
     let mut peers = None;
+    let mut keyed = 0;
     loop {
+        // Credentials reloaded (SIGHUP): the next request is signed, and its answer checked,
+        // with the new keys. One nonce sequence throughout, so nothing else changes.
+        let (version, credentials) = shared.credentials();
+        if version != keyed {
+            client.set_credentials(&credentials);
+            keyed = version;
+        }
         let now = mono_ms();
         let (transitions, action, wake) = {
             let mut r = lock(&shared.role);

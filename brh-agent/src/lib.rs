@@ -102,10 +102,18 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     };
     // Switchovers go to the keeper: it alone signs forge requests, in nonce order.
     let (switchover_tx, switchover_rx) = tokio::sync::mpsc::channel(4);
+    let auth = Arc::new(auth::ApiAuth::new(operator_key, shared.cfg.node_id.clone()));
+    #[cfg(unix)]
+    if shared.cfg.credentials_file.is_some() {
+        let span = tracing::info_span!("agent", node = %shared.cfg.node_id);
+        tokio::spawn(
+            reload_on_hangup(shared.clone(), auth.clone(), cancel.clone()).instrument(span),
+        );
+    }
     let state = api::ApiState {
         switchover: switchover_tx,
         shared: shared.clone(),
-        auth: Arc::new(auth::ApiAuth::new(operator_key, shared.cfg.node_id.clone())),
+        auth,
         forge: Arc::new(reader),
         containers: orch,
         limits,
@@ -155,6 +163,57 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
         shared,
         done,
     })
+}
+
+/// Re-reads `BRH_CREDENTIALS_FILE` on each SIGHUP and puts the new credentials in force: the
+/// keeper signs its next request with them, the API trusts the new operator key, lease tokens
+/// are checked with the new forge key. A file that does not check out changes nothing (one
+/// error line; the agent keeps its current keys).
+#[cfg(unix)]
+async fn reload_on_hangup(shared: Arc<Shared>, auth: Arc<auth::ApiAuth>, stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let node = shared.cfg.node_id.clone();
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(
+                "{node}: cannot install the SIGHUP handler ({e}): credentials reload off"
+            );
+            return;
+        }
+    };
+    let path = shared
+        .cfg
+        .credentials_file
+        .as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        match shared.cfg.reload_credentials(clock::wall_ms() / 1000) {
+            Ok(c) => {
+                let forge = brh_shared::keys::public_hex(&c.forge_key);
+                let generation = c.key_generation;
+                auth.set_operator(c.operator_key);
+                let version = shared.set_credentials(c);
+                tracing::info!(
+                    "[KEYS] {node} credentials reloaded from {path} (#{version}): node key \
+                     generation {generation}, forge key {}…",
+                    &forge[..16]
+                );
+                shared.events.log(format!(
+                    "KEYS: credentials reloaded from {path} (node key generation {generation})"
+                ));
+            }
+            Err(e) => tracing::error!(
+                "[KEYS] {node} credentials reload from {path} refused, keeping the current \
+                 ones: {e}"
+            ),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is called,

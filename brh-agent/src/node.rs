@@ -43,6 +43,9 @@ pub struct Shared {
     role_changes: std::sync::OnceLock<RoleChanges>,
     /// The newest lease token the forge gave this node (checked), for its containers.
     pub lease_token: LeaseTokenCell,
+    /// The credentials in force, with a version that moves on each reload (SIGHUP): the
+    /// keeper re-keys its client when it sees a newer one.
+    credentials: Mutex<(u64, crate::config::Credentials)>,
 }
 
 /// The newest checked lease token: `(term, token)`.
@@ -86,6 +89,7 @@ pub struct ForgeSnapshot {
 impl Shared {
     pub fn new(cfg: Config) -> std::io::Result<Arc<Self>> {
         let events = EventLog::new(cfg.event_log.as_deref())?;
+        let cfg_credentials = cfg.credentials.clone();
         Ok(Arc::new(Shared {
             role: Mutex::new(
                 RoleState::new(cfg.node_id.clone(), cfg.timing)
@@ -108,7 +112,21 @@ impl Shared {
             nudge: tokio::sync::Notify::new(),
             role_changes: std::sync::OnceLock::new(),
             lease_token: Arc::default(),
+            credentials: Mutex::new((0, cfg_credentials)),
         }))
+    }
+
+    /// The credentials in force and their version.
+    pub fn credentials(&self) -> (u64, crate::config::Credentials) {
+        lock(&self.credentials).clone()
+    }
+
+    /// Puts reloaded credentials in force; returns their version.
+    pub fn set_credentials(&self, c: crate::config::Credentials) -> u64 {
+        let mut g = lock(&self.credentials);
+        g.0 += 1;
+        g.1 = c;
+        g.0
     }
 
     /// The orchestration guard (`sh_guarded`): returns the term to fence with, or
@@ -236,7 +254,7 @@ impl Shared {
             // Checked like any forge signature before containers carry it: ours, this env,
             // the view's term.
             match brh_shared::token::verify_lease(
-                &self.cfg.credentials.forge_key,
+                &lock(&self.credentials).1.forge_key,
                 t,
                 clock::wall_ms() / 1000,
             ) {

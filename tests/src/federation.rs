@@ -156,7 +156,8 @@ impl Forge {
         Self::start_with(dir, seal, listen, skew_ms, &args)
     }
 
-    fn start_with(
+    /// Any `forge serve` arguments besides listen, data dir and skew (timing, `--previous-seal`).
+    pub fn start_with(
         dir: &Path,
         seal: &str,
         listen: Option<SocketAddr>,
@@ -257,6 +258,19 @@ impl WorkerdForge {
         seal: &str,
         listen: Option<SocketAddr>,
         skew_ms: u64,
+        timing: (u64, u64),
+    ) -> WorkerdForge {
+        Self::start_rotating(dir, seal, None, listen, skew_ms, timing)
+    }
+
+    /// [`Self::start`] during a rotation of the root secret: `previous` is the seal being
+    /// replaced (`DOMINION_SEAL_PREVIOUS`).
+    pub fn start_rotating(
+        dir: &Path,
+        seal: &str,
+        previous: Option<&str>,
+        listen: Option<SocketAddr>,
+        skew_ms: u64,
         (hb, ttl): (u64, u64),
     ) -> WorkerdForge {
         // miniflare names modules relative to its working directory and refuses paths that
@@ -285,6 +299,8 @@ impl WorkerdForge {
             .args(["--ttl", &ttl.to_string(), "--skew", &skew_ms.to_string()])
             .current_dir(&root)
             .env("DOMINION_SEAL", seal)
+            .env_remove("DOMINION_SEAL_PREVIOUS")
+            .envs(previous.map(|p| ("DOMINION_SEAL_PREVIOUS", p)))
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .env("WRANGLER_SEND_METRICS", "false")
             .process_group(0)
@@ -421,6 +437,8 @@ impl Agent {
             )
             .env("BRH_LOG", "info")
             .env_remove("BRH_ENV")
+            // The federation's id follows its forge key unless a test passes `--federation`.
+            .env_remove("BRH_FEDERATION")
             .env_remove("BRH_HEARTBEAT_INTERVAL")
             .env_remove("BRH_LEASE_TTL")
             .stdout(Stdio::null())
@@ -613,6 +631,7 @@ pub fn agent_cli(args: &[&str], envs: &[(&str, String)]) -> std::process::Output
         .env_remove("DOMINION_SEAL")
         .env_remove("FORGE_DOMINION_ROOT")
         .env_remove("BRH_ENV")
+        .env_remove("BRH_FEDERATION")
         .env_remove("BRH_AGENT_URL");
     for (k, v) in envs {
         c.env(k, v);

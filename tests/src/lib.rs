@@ -5,5 +5,7 @@
 pub mod drill;
 pub mod federation;
 pub mod forge;
+pub mod revocation;
+pub mod rotation;
 pub mod sim;
 pub mod stolen;
