@@ -4,7 +4,7 @@
 # --test sim`, the one CI runs) must FAIL, and the file is restored. Prints how long each
 # took to be caught. A mutation that survives exits 1.
 #
-#   scripts/sim-mutations.sh            # all seven (each rebuilds the test binary: ~2 min)
+#   scripts/sim-mutations.sh            # all eight (each rebuilds the test binary: ~2 min)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -54,4 +54,8 @@ run "an answer bound to another request of ours accepted" brh-agent/src/role.rs 
 # forge answers to it (the simulation's `forged-request` / `forged-answer`).
 run "one key per env, not per node (a node's key signs for every node)" shared/src/keys.rs \
   's/format!\("brh-v1-node-key\\n\{env\}\\n\{node\}"\)/format!("brh-v1-node-key\\n{env}\\n{}", node.len() * 0)/' || status=1
+# Revocation (issue 19): revoking the leader must not end its lease early — it may act until
+# its deadline, so a grant before then makes two leaders (the simulation's `revoke`).
+run "revoking the holder vacates its lease at once" shared/src/election.rs \
+  's/self\.revoked\.insert\(node\.into\(\), accepted_from\);/self.revoked.insert(node.into(), accepted_from);\n        if self.lease.as_ref().is_some_and(|l| l.holder == node) { self.lease = None; }/' || status=1
 exit $status

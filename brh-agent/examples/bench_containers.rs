@@ -26,6 +26,7 @@ fn orch(env: &str, yaml: &str, term: u64) -> Arc<Orchestrator> {
         OrchestratorConfig {
             env: env.into(),
             node: format!("bench-{term}"),
+            federation: "bench".into(),
             epoch: 0,
             token_key: b"bench".to_vec(),
             lease_token: Default::default(),

@@ -504,7 +504,7 @@ impl KeyArgs {
                 if has_seal {
                     return Err(err(
                         "DOMINION_SEAL",
-                        "set next to BRH_NODE_KEY: a host needs only its own credentials;                          unset DOMINION_SEAL (the federation's root secret) on this host",
+                        "set next to BRH_NODE_KEY: a host needs only its own credentials; unset DOMINION_SEAL (the federation's root secret) on this host",
                     ));
                 }
                 let (key_generation, node_key) = brh_shared::keys::parse_node_credential(k)
@@ -534,7 +534,7 @@ impl KeyArgs {
             }
             None if has_seal && !insecure && !self.legacy_seal.unwrap_or(false) => Err(err(
                 "BRH_NODE_KEY",
-                "missing, and this host has DOMINION_SEAL, the federation's root secret: whoever                  reads this host's environment would own the fleet. Give the host its own                  credentials (`brh-agent enroll NODE` on the operator's machine prints them) and                  unset DOMINION_SEAL, or pass --legacy-seal for this release",
+                "missing, and this host has DOMINION_SEAL, the federation's root secret: whoever reads this host's environment would own the fleet. Give the host its own credentials (`brh-agent enroll NODE` on the operator's machine prints them) and unset DOMINION_SEAL, or pass --legacy-seal for this release",
             )),
             None if has_seal || insecure => {
                 let seal = resolve_seal(seal.seal.as_deref(), insecure)?;
@@ -544,7 +544,7 @@ impl KeyArgs {
             }
             None => Err(err(
                 "BRH_NODE_KEY",
-                "missing: every host needs its own credentials; `brh-agent enroll NODE`, run                  where DOMINION_SEAL is, prints them",
+                "missing: every host needs its own credentials; `brh-agent enroll NODE`, run where DOMINION_SEAL is, prints them",
             )),
         }
     }

@@ -29,6 +29,7 @@ pub fn orchestrator(shared: &Arc<Shared>, settings: &ContainerSettings) -> Arc<O
         OrchestratorConfig {
             env: cfg.env.clone(),
             node: cfg.node_id.clone(),
+            federation: cfg.federation.clone(),
             epoch: cfg.root.epoch,
             token_key: cfg.credentials.node_key.to_vec(),
             lease_token: shared.lease_token.clone(),
@@ -79,12 +80,17 @@ pub fn follow_role(
 async fn promoted(orch: &Orchestrator, term: u64) {
     match orch.promote().await {
         Ok(r) => orch.event(format!(
-            "PROMOTION: term {term}: adopted {}, started {}, created {}, fenced {}, unhealthy {}",
+            "PROMOTION: term {term}: adopted {}, started {}, created {}, fenced {}, unhealthy {}{}",
             r.adopted.len(),
             r.started.len(),
             r.created.len(),
             r.fenced.len(),
-            r.unhealthy.len()
+            r.unhealthy.len(),
+            // Only when there are any: the line is otherwise the same as before the label.
+            match r.foreign.len() {
+                0 => String::new(),
+                n => format!(", left {n} of other federations alone"),
+            }
         )),
         Err(e) => {
             tracing::warn!("[PROMOTE] reconcile failed: {e}");

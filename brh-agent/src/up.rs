@@ -130,13 +130,16 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     // as background jobs. None of the values can contain a quote (hex, a URI of ids, an id).
     // No timing: an agent started from this file follows the forge's.
     // This is the operator's file (the root secret); each agent gets only its enrolment.
-    let forge_key = brh_shared::keys::public_hex(
-        &brh_shared::keys::forge_signing_key(seal.as_bytes()).verifying_key(),
-    );
+    // The federation's id is its forge key's (a new seal is a new federation: its agents
+    // leave an earlier one's containers on the engine alone); never taken from the caller's
+    // environment, where a sourced up.env of an earlier run would name the old one.
+    let forge_public = brh_shared::keys::forge_signing_key(seal.as_bytes()).verifying_key();
+    let forge_key = brh_shared::keys::public_hex(&forge_public);
+    let federation = brh_shared::keys::federation_id(&forge_public);
     write_private(
         &env_file,
         &format!(
-            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\nBRH_FORGE_KEY='{forge_key}'\n",
+            "DOMINION_SEAL='{seal}'\nFORGE_DOMINION_ROOT='{root}'\nBRH_ENV='{}'\nBRH_FORGE_KEY='{forge_key}'\nBRH_FEDERATION='{federation}'\n",
             a.env
         ),
     )?;
@@ -153,7 +156,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         };
         // Enrolled as the README tells an operator to enrol a host: the agent holds its own
         // key and the public keys, never the seal. The same lines go to `{node}.env`.
-        let enrolment = crate::enroll::enrolment(seal.as_bytes(), &root, &node, None);
+        let enrolment = crate::enroll::enrolment(seal.as_bytes(), &root, &node, None, &federation);
         write_private(&a.data.join(format!("{node}.env")), &enrolment)?;
         let creds = crate::config::Credentials::derive(seal.as_bytes(), &root.env, &node);
         let args = RunArgs {
@@ -169,6 +172,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             listen: Some(SocketAddr::new([127, 0, 0, 1].into(), port)),
             event_log: Some(a.data.join(format!("{node}.leadership.jsonl"))),
             config: a.config.clone(),
+            federation: Some(federation.clone()),
             ..RunArgs::default()
         };
         let cfg = Config::resolve(args.clone(), clock::wall_ms() / 1000)?;

@@ -360,3 +360,68 @@ async fn drain_policy_stops_and_removes_own_containers_on_demotion() {
     assert!(running(&newer));
     cleanup(&env, &[]);
 }
+
+/// Another federation's container under our canonical name: never touched, and our create
+/// fails with an error naming the federation that holds the name and what to do, not Docker's
+/// bare 409. Restart and drain by name refuse it the same way; nothing lists it as ours.
+#[tokio::test(flavor = "multi_thread")]
+async fn another_federations_container_is_never_touched_and_a_taken_name_says_whose() {
+    use_project_engine();
+    let env = env_name("federation");
+    cleanup(&env, &[]);
+    let yaml = "services:\n  worker:\n    image: brh-test/sleep:1\n";
+    let old = "fedcba9876543210";
+    let theirs = orchestrator_of(
+        old,
+        &env,
+        "n1",
+        yaml,
+        TestGuard::leader(7),
+        DemotePolicy::Relinquish,
+    )
+    .promote()
+    .await
+    .unwrap()
+    .created[0]
+        .clone();
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"brh.federation\"}}",
+            &theirs
+        ]),
+        old
+    );
+    let t0 = started_at(&theirs);
+    // Our federation, same env, same node name, newer term.
+    let ours = orchestrator(&env, "n1", yaml, TestGuard::leader(8), DemotePolicy::Drain);
+    let name = format!("brh_{env}_worker_1");
+    let e = ours.promote().await.unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("cannot create {name}"))
+            && msg.contains(&format!("another federation (brh.federation={old})"))
+            && msg.contains(&format!("docker rm -f {name}")),
+        "{msg}"
+    );
+    assert_eq!(orchestration_status(&e).1, "conflict");
+    for r in [ours.restart(&name).await, ours.drain(&theirs).await] {
+        match r {
+            Err(OrchestratorError::NotFound(m)) => {
+                assert!(m.contains("another federation"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(ours.containers().await.unwrap().is_empty());
+    assert_eq!(ours.listed().await.unwrap().foreign.len(), 1);
+    assert!(ours.demote(8).await.unwrap().is_empty());
+    assert!(running(&theirs));
+    assert_eq!(
+        started_at(&theirs),
+        t0,
+        "another federation's container is not restarted"
+    );
+    cleanup(&env, &[]);
+}

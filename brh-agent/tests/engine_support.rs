@@ -9,6 +9,9 @@ use brh_agent::containers::orchestrator::OrchestratorConfig;
 use brh_agent::containers::policy::DemotePolicy;
 use brh_agent::containers::{LeaseGuard, Manifest, NotLeader, Orchestrator};
 
+/// The federation of the test orchestrators (`brh.federation` on their containers).
+pub const FEDERATION: &str = "0123456789abcdef";
+
 pub const SOCK: &str = "unix:///var/tmp/brh-docker/docker.sock";
 
 /// Points bollard at the project's engine unless the caller chose another.
@@ -58,9 +61,22 @@ pub fn orchestrator(
     guard: Arc<TestGuard>,
     policy: DemotePolicy,
 ) -> Arc<Orchestrator> {
+    orchestrator_of(FEDERATION, env, node, yaml, guard, policy)
+}
+
+/// An orchestrator of federation `federation`.
+pub fn orchestrator_of(
+    federation: &str,
+    env: &str,
+    node: &str,
+    yaml: &str,
+    guard: Arc<TestGuard>,
+    policy: DemotePolicy,
+) -> Arc<Orchestrator> {
     let cfg = OrchestratorConfig {
         env: env.into(),
         node: node.into(),
+        federation: federation.into(),
         epoch: 1_700_000_000,
         token_key: b"engine-test-seal".to_vec(),
         lease_token: Default::default(),

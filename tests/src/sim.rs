@@ -39,7 +39,8 @@ use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView, ViewKey
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
-    sign_request, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_NODE, HEADER_NONCE, HEADER_SIG, HEADER_TS,
+    sign_request, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_KEY_GEN, HEADER_NODE, HEADER_NONCE,
+    HEADER_SIG, HEADER_TS,
 };
 use brh_shared::wire::{
     ConsensusReport, Heartbeat, LeaderView, StreamMessage, StreamRequest, STREAM_METHOD,
@@ -181,7 +182,7 @@ pub fn profile(name: &str) -> Timing {
 }
 
 /// Every kind of injected fault, counted.
-pub const FAULT_KINDS: [&str; 17] = [
+pub const FAULT_KINDS: [&str; 18] = [
     "delay-reorder",
     "loss",
     "duplicate",
@@ -196,6 +197,8 @@ pub const FAULT_KINDS: [&str; 17] = [
     "kill-restart",
     "forge-restart",
     "clock-step",
+    // The operator revokes a node's key (the leader too), then re-enrols it.
+    "revoke",
     "drift",
     // The compromised node (n0): requests it signs with its own key in another node's name,
     // and answers it forges for another node with its own key (it is on every link).
@@ -223,6 +226,8 @@ struct Node {
     /// forge's word with. The simulation signs and checks with these, never the seal.
     key: [u8; 32],
     keys: ViewKeys,
+    /// Its key's generation: moves on when the operator revokes it and re-enrols the node.
+    key_gen: u32,
     role: RoleState,
     up: Up,
     boot: u64,
@@ -286,7 +291,7 @@ impl Node {
             nonce: h.nonce.to_string(),
             sig: h.sig,
             body,
-            key_gen: None,
+            key_gen: (self.key_gen > 0).then(|| self.key_gen.to_string()),
         })
         .unwrap()
     }
@@ -362,6 +367,10 @@ pub struct Sim {
     sockets: Vec<Option<(u64, Option<String>)>>,
     /// Wall-clock steps to undo: (at, node, step).
     pending_unstep: Vec<(u64, usize, i64)>,
+    /// Revoked nodes re-enrolled at `(time, node)`: their next key generation.
+    pending_reenrol: Vec<(u64, usize)>,
+    /// Revocations that hit the node acting as leader at that moment.
+    pub revoked_leaders: u64,
     pub faults: BTreeMap<&'static str, u64>,
     /// The longest time from the end of the last fault to a node acting.
     pub worst_recovery_ms: u64,
@@ -433,6 +442,8 @@ impl Sim {
             next_fault: 0,
             lossy_until: 0,
             pending_unstep: Vec::new(),
+            pending_reenrol: Vec::new(),
+            revoked_leaders: 0,
             captured: VecDeque::new(),
             captured_pushes: VecDeque::new(),
             sockets: Vec::new(),
@@ -452,7 +463,7 @@ impl Sim {
             verbose: false,
         };
         for i in 0..nodes {
-            let n = sim.fresh_node(format!("n{i}"), 0, 1);
+            let n = sim.fresh_node(format!("n{i}"), 0, 1, 0);
             sim.nodes.push(n);
             sim.sockets.push(None);
         }
@@ -461,13 +472,14 @@ impl Sim {
         sim
     }
 
-    fn fresh_node(&mut self, name: String, t: u64, boot: u64) -> Node {
+    fn fresh_node(&mut self, name: String, t: u64, boot: u64, key_gen: u32) -> Node {
         // Drift within a tenth of the margin the timing rule leaves (margin = ttl / 10):
         // ±1000 ppm is far beyond real quartz (tens of ppm) and still safe.
         let drift_ppm = self.rng.range(0, 2001) as i64 - 1000;
         *self.faults.get_mut("drift").unwrap() += 1;
-        let key = brh_shared::keys::node_key(SEAL, ENV, &name);
+        let key = brh_shared::keys::node_key_gen(SEAL, ENV, &name, key_gen);
         Node {
+            key_gen,
             role: RoleState::new(name.clone(), Timing::DEFAULT)
                 .with_timing_source(TimingSource::Forge),
             key,
@@ -636,6 +648,9 @@ impl Sim {
             req.add_header(HEADER_TS, &h.ts_ms.to_string());
             req.add_header(HEADER_NONCE, &h.nonce.to_string());
             req.add_header(HEADER_SIG, &h.sig);
+            if n.key_gen > 0 {
+                req.add_header(HEADER_KEY_GEN, &n.key_gen.to_string());
+            }
             req.body = body;
             Msg::Request {
                 from: i,
@@ -1229,7 +1244,7 @@ impl Sim {
         let ttl = self.timing.lease_ttl_ms;
         let n = self.nodes.len() as u64;
         let i = self.rng.range(0, n) as usize;
-        let end = match self.rng.range(0, 7) {
+        let end = match self.rng.range(0, 8) {
             0 => {
                 // A pause longer than the lease, or a short one.
                 let d = self.rng.range(ttl / 4, 3 * ttl);
@@ -1289,6 +1304,27 @@ impl Sim {
                 self.pending_unstep.push((self.t + d, i, step));
                 self.t + d
             }
+            5 if self.t >= self.forge_down_until
+                && !self.pending_reenrol.iter().any(|(_, n)| *n == i) =>
+            {
+                // The operator revokes node i's key (whoever it is, the leader too) and
+                // re-enrols it later. Its requests are refused meanwhile; a revoked leader's
+                // lease runs out, never cut short, so the safety check covers the handover.
+                let name = self.nodes[i].name.clone();
+                let generation = self.nodes[i].key_gen;
+                if self.nodes[i].can_act(self.t) {
+                    self.revoked_leaders += 1;
+                }
+                let status = self.operator_revokes(&name, generation)?;
+                self.count("revoke");
+                let d = self.rng.range(ttl / 2, 3 * ttl);
+                self.pending_reenrol.push((self.t + d, i));
+                self.log(format!(
+                    "FAULT operator revokes {name} (generation {generation}): {status}; \
+                     re-enrolled in {d} ms"
+                ));
+                self.t + d
+            }
             _ => {
                 let d = self.rng.range(ttl / 2, 2 * ttl);
                 self.lossy_until = self.t + d;
@@ -1298,6 +1334,45 @@ impl Sim {
         };
         self.calm_from = self.calm_from.max(end);
         Ok(())
+    }
+
+    /// `POST /federation/revoke` signed by the top operator, at the forge's clock.
+    fn operator_revokes(&mut self, node: &str, generation: u32) -> Result<u16, Violation> {
+        let body = format!(r#"{{"env":"{ENV}","node":"{node}","generation":{generation}}}"#);
+        let path = "/federation/revoke";
+        let nonce = Nonce::new("operator", self.t + 1);
+        let msg = brh_shared::sign::canonical_for(
+            brh_shared::sign::Audience::Forge,
+            "POST",
+            path,
+            "ops",
+            self.t,
+            &nonce,
+            body.as_bytes(),
+        );
+        let top = brh_shared::keys::operator_signing_key(SEAL);
+        let mut req = Request::new("POST", path);
+        req.add_header(HEADER_NODE, "ops");
+        req.add_header(HEADER_TS, &self.t.to_string());
+        req.add_header(HEADER_NONCE, &nonce.to_string());
+        req.add_header(
+            HEADER_SIG,
+            &brh_shared::keys::sign_hex(&top, msg.as_bytes()),
+        );
+        req.body = body.into_bytes();
+        let handled = now(self.forge.handle(&req, self.t));
+        self.check_term()?;
+        let status = handled.response.status;
+        if status != 200 {
+            return Err(self.violation(format!(
+                "the operator's revocation was refused: {status} {}",
+                String::from_utf8_lossy(&handled.response.body)
+            )));
+        }
+        if !handled.leader_changes.is_empty() {
+            self.push_all();
+        }
+        Ok(status)
     }
 
     fn forge_cfg(&self) -> ElectionConfig {
@@ -1350,6 +1425,9 @@ impl Sim {
         }
         next = next.min(self.next_sweep.max(self.forge_down_until));
         for &(at, _, _) in &self.pending_unstep {
+            next = next.min(at);
+        }
+        for &(at, _) in &self.pending_reenrol {
             next = next.min(at);
         }
         for n in &self.nodes {
@@ -1407,6 +1485,25 @@ impl Sim {
                 i += 1;
             }
         }
+        // Revoked nodes re-enrolled: the next generation of their key, without a restart
+        // (the agent's SIGHUP reload).
+        let mut i = 0;
+        while i < self.pending_reenrol.len() {
+            if self.pending_reenrol[i].0 <= t {
+                let (_, n) = self.pending_reenrol.swap_remove(i);
+                let node = &mut self.nodes[n];
+                node.key_gen += 1;
+                node.key = brh_shared::keys::node_key_gen(SEAL, ENV, &node.name, node.key_gen);
+                node.keys.node = Some((node.name.clone(), node.key));
+                let line = format!(
+                    "{} re-enrolled (key generation {})",
+                    node.name, node.key_gen
+                );
+                self.log(line);
+            } else {
+                i += 1;
+            }
+        }
         // The network.
         while let Some(entry) = self.net.first_entry() {
             if entry.key().0 > t {
@@ -1445,7 +1542,8 @@ impl Sim {
                 Up::Paused { .. } => {}
                 Up::Dead { until } if until <= t => {
                     let (name, boot) = (self.nodes[i].name.clone(), self.nodes[i].boot + 1);
-                    self.nodes[i] = self.fresh_node(name, t, boot);
+                    let key_gen = self.nodes[i].key_gen;
+                    self.nodes[i] = self.fresh_node(name, t, boot, key_gen);
                     self.log(format!("{} restarted (boot {boot})", self.nodes[i].name));
                 }
                 _ => {}

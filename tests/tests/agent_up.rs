@@ -79,6 +79,19 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
     let env_file = dir.join("up.env");
     let text = std::fs::read_to_string(&env_file).unwrap();
     assert!(text.contains("DOMINION_SEAL="));
+    // The federation's id, in the operator's file and in each agent's enrolment.
+    let federation = |file: &str| {
+        file.lines()
+            .find_map(|l| l.strip_prefix("BRH_FEDERATION="))
+            .map(|v| v.trim_matches('\'').to_string())
+    };
+    let fed = federation(&text).expect("up.env has BRH_FEDERATION");
+    assert!(
+        fed.len() == 16 && fed.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{fed}"
+    );
+    let host = std::fs::read_to_string(dir.join("brh-node-01.env")).unwrap();
+    assert_eq!(federation(&host).as_deref(), Some(fed.as_str()), "{host}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -130,9 +143,12 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
     // --fresh: new keys, empty forge.
     let (child, forge, apis, printed) = start_up(&dir, &["--fresh"]);
     assert!(!printed.contains("continuing"), "{printed}");
+    let fresh = std::fs::read_to_string(&env_file).unwrap();
+    assert_ne!(fresh.lines().next(), text.lines().next());
     assert_ne!(
-        std::fs::read_to_string(&env_file).unwrap().lines().next(),
-        text.lines().next()
+        federation(&fresh).as_deref(),
+        Some(fed.as_str()),
+        "a new seal is a new federation"
     );
     agreed(&apis).expect("no leader after --fresh");
     let v = http_get(forge, "/federation/leader?env=dev").unwrap();

@@ -6,6 +6,8 @@ use brh_tests::sim::{profile, Sim};
 fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
     let timing = profile(profile_name);
     let mut total = 0;
+    let mut kinds = std::collections::BTreeMap::new();
+    let mut revoked_leaders = 0;
     for seed in seeds {
         let mut sim = Sim::new(seed, timing, 3 + (seed % 3) as usize);
         if let Err(v) = sim.run(faults_per_seed, u64::MAX) {
@@ -13,8 +15,22 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
         }
         assert!(sim.promotions > 0, "seed {seed}: nobody ever led");
         total += sim.total_faults();
+        revoked_leaders += sim.revoked_leaders;
+        for (k, n) in &sim.faults {
+            *kinds.entry(*k).or_insert(0u64) += n;
+        }
     }
-    eprintln!("{profile_name}: {total} faults, no violation");
+    // Revocations were exercised, the leader's included (a fault that never fires proves
+    // nothing).
+    assert!(kinds["revoke"] > 0, "{profile_name}: no revocation");
+    assert!(
+        revoked_leaders > 0,
+        "{profile_name}: no leader was ever revoked"
+    );
+    eprintln!(
+        "{profile_name}: {total} faults ({} revocations, {revoked_leaders} of the leader), no violation",
+        kinds["revoke"]
+    );
 }
 
 #[test]

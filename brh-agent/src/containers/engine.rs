@@ -57,6 +57,23 @@ pub struct Observed {
     pub owner: String,
     pub image: String,
     pub running: bool,
+    /// Label `brh.federation`; `None` on containers of a release before it.
+    pub federation: Option<String>,
+}
+
+impl Observed {
+    /// Whether it belongs to federation `federation` ([`super::plan::is_ours`]).
+    pub fn is_ours(&self, federation: &str) -> bool {
+        super::plan::is_ours(self.federation.as_deref(), federation)
+    }
+}
+
+/// The managed containers of one env, split by federation: everything above the engine acts
+/// on `ours` only; `foreign` (another federation's) is there to be reported, never touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listed {
+    pub ours: Vec<Observed>,
+    pub foreign: Vec<Observed>,
 }
 
 /// Details only `inspect` gives.
@@ -66,6 +83,14 @@ pub struct Inspected {
     pub started_at: Option<String>,
     pub ip: Option<String>,
     pub env_vars: Vec<String>,
+}
+
+/// What `inspect` shows of any container (`observed` is `None` when BRH does not manage it).
+struct AnyInspected {
+    observed: Option<Observed>,
+    started_at: Option<String>,
+    ip: Option<String>,
+    env_vars: Vec<String>,
 }
 
 /// Everything needed to create one managed container.
@@ -126,11 +151,13 @@ impl Engine {
             owner: l.get(labels::OWNER).cloned().unwrap_or_default(),
             image: image.unwrap_or_default(),
             running,
+            federation: l.get(labels::FEDERATION).cloned(),
         })
     }
 
-    /// Every BRH-managed container of `env`, running or not.
-    pub async fn list_managed(&self, env: &str) -> Result<Vec<Observed>, EngineError> {
+    /// Every BRH-managed container of `env`, running or not: federation `federation`'s
+    /// (labelled with it, or unlabelled) and other federations'.
+    pub async fn list_managed(&self, env: &str, federation: &str) -> Result<Listed, EngineError> {
         let filters = HashMap::from([(
             "label",
             vec![
@@ -143,7 +170,7 @@ impl Engine {
             .filters(&filters)
             .build();
         let list = self.docker.list_containers(Some(opts)).await?;
-        Ok(list
+        let (ours, foreign) = list
             .into_iter()
             .filter_map(|c| {
                 let running = matches!(
@@ -159,12 +186,43 @@ impl Engine {
                 )
             })
             .filter(|o| o.env == env)
-            .collect())
+            .partition(|o| o.is_ours(federation));
+        Ok(Listed { ours, foreign })
     }
 
-    /// Inspects a container by id or name. Unmanaged containers are reported as not found,
-    /// so nothing above this layer can act on them by accident.
-    pub async fn inspect_managed(&self, id_or_name: &str) -> Result<Inspected, EngineError> {
+    /// Inspects a container of federation `federation` by id or name. Unmanaged containers,
+    /// and other federations', are reported as not found, so nothing above this layer can
+    /// act on them by accident.
+    pub async fn inspect_managed(
+        &self,
+        id_or_name: &str,
+        federation: &str,
+    ) -> Result<Inspected, EngineError> {
+        let c = self.inspect_any(id_or_name).await?;
+        match c.observed {
+            None => Err(EngineError::NotFound(format!(
+                "{id_or_name} is not managed by BRH"
+            ))),
+            Some(o) if !o.is_ours(federation) => Err(EngineError::NotFound(format!(
+                "{id_or_name} belongs to another federation (brh.federation={})",
+                o.federation.as_deref().unwrap_or_default()
+            ))),
+            Some(observed) => Ok(Inspected {
+                observed,
+                started_at: c.started_at,
+                ip: c.ip,
+                env_vars: c.env_vars,
+            }),
+        }
+    }
+
+    /// Who holds a container name or id, managed or not, of any federation: for error
+    /// messages only (nothing acts on the answer).
+    pub async fn holder(&self, id_or_name: &str) -> Result<Option<Observed>, EngineError> {
+        Ok(self.inspect_any(id_or_name).await?.observed)
+    }
+
+    async fn inspect_any(&self, id_or_name: &str) -> Result<AnyInspected, EngineError> {
         let c = self.docker.inspect_container(id_or_name, None).await?;
         let state = c.state.unwrap_or_default();
         let config = c.config.unwrap_or_default();
@@ -179,9 +237,8 @@ impl Engine {
             config.image.clone(),
             config.labels.clone(),
             state.running.unwrap_or(false),
-        )
-        .ok_or_else(|| EngineError::NotFound(format!("{id_or_name} is not managed by BRH")))?;
-        Ok(Inspected {
+        );
+        Ok(AnyInspected {
             observed,
             started_at: state.started_at,
             ip,

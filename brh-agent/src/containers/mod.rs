@@ -9,7 +9,8 @@
 //! bollard user), `health` (the checks), `orchestrator` (carries out those decisions); the tasks
 //! that follow the role live above, in `orchestration.rs`. Every mutation goes through [`LeaseGuard`] first,
 //! and an agent never mutates a container labelled with a term greater than its own
-//! (resource-side fencing, design §6).
+//! (resource-side fencing, design §6), nor one labelled with another federation's id
+//! (`brh.federation`: such a container is foreign, see `plan::is_ours`).
 pub mod backoff;
 pub mod chaos;
 pub mod deploy;
@@ -21,7 +22,7 @@ pub mod plan;
 pub mod policy;
 pub mod reference;
 
-pub use engine::{Engine, EngineError, Observed};
+pub use engine::{Engine, EngineError, Listed, Observed};
 pub use manifest::{Manifest, ManifestError, Service};
 pub use orchestrator::{DeployOutcome, Orchestrator, OrchestratorError};
 pub use policy::{DemotePolicy, PullPolicy};
@@ -36,6 +37,9 @@ pub mod labels {
     pub const EPOCH: &str = "brh.epoch";
     pub const REPLICA: &str = "brh.replica";
     pub const MANAGED: &str = "brh.managed";
+    /// The federation that created the container (`OrchestratorConfig::federation`): a
+    /// leader never touches a container labelled with another federation's id.
+    pub const FEDERATION: &str = "brh.federation";
 }
 
 /// Refusal of an orchestration action because this agent does not (or no longer) lead: the

@@ -1,10 +1,12 @@
 //! The leader's hands on the engine: promotion-time reconciliation, demotion policy, deploys,
 //! restarts, drains, and the recovery and chaos loops. Every mutation is preceded by
 //! [`LeaseGuard::check`] and by the fencing rule (never touch a container whose `brh.term` is
-//! greater than ours), and only BRH-managed containers of this env are ever listed, so
-//! nothing else on the host can be touched. The decisions themselves are made by the pure
-//! modules beside it (`plan`, `deploy`, `backoff`, `chaos`): this one reads the engine, the
-//! clock and the lease, and carries them out.
+//! greater than ours), and only BRH-managed containers of this env and this federation are
+//! ever acted on (`Orchestrator::list` and `inspect`, the one way to the engine's containers:
+//! other federations' are reported, never touched), so nothing else on the host can be
+//! touched. The decisions themselves are made by the pure modules beside it (`plan`,
+//! `deploy`, `backoff`, `chaos`): this one reads the engine, the clock and the lease, and
+//! carries them out.
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, RestartBackoff};
 use super::chaos::Drill;
 use super::deploy::{Replacement, Step, Undo};
-use super::engine::{CreateSpec, Engine, EngineError, Inspected, Observed};
+use super::engine::{CreateSpec, Engine, EngineError, Inspected, Listed, Observed};
 use super::health::{self, Unhealthy};
 use super::manifest::{Manifest, Service};
 use super::plan::{self, Action, Seen};
@@ -27,6 +29,9 @@ use super::{labels, reference, LeaseGuard, NotLeader};
 pub struct OrchestratorConfig {
     pub env: String,
     pub node: String,
+    /// This federation's id (`brh.federation` on every container it creates): a container
+    /// labelled with another id is foreign and never touched; an unlabelled one is ours.
+    pub federation: String,
     /// The dominion root's epoch, passed to containers as `BRH_EPOCH` and label `brh.epoch`.
     pub epoch: u64,
     /// What node tokens are signed with (this node's key): `BRH_TOKEN` when the forge gave
@@ -71,6 +76,8 @@ pub struct ReconcileReport {
     pub removed: Vec<String>,
     pub fenced: Vec<String>,
     pub orphans: Vec<String>,
+    /// Other federations' containers, left alone.
+    pub foreign: Vec<String>,
     pub unhealthy: Vec<String>,
 }
 
@@ -119,6 +126,11 @@ pub struct Orchestrator {
 
 /// Receives event lines in the original's vocabulary (`RECOVERY: …`, `CHAOS: …`).
 pub type EventSink = Box<dyn Fn(String) + Send + Sync>;
+
+/// A container id as `docker ps` shows it.
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
 
 fn unix_s() -> u64 {
     SystemTime::now()
@@ -208,6 +220,47 @@ impl Orchestrator {
         Ok(self.note_engine(f.await)?)
     }
 
+    /// The managed containers of this env, ours and other federations': the one listing
+    /// everything here acts on (only ever on `ours`).
+    async fn list(&self, engine: &Engine) -> Result<Listed> {
+        self.call(engine.list_managed(&self.cfg.env, &self.cfg.federation))
+            .await
+    }
+
+    /// One of our containers (another federation's is not found, like an unmanaged one).
+    async fn inspect(&self, engine: &Engine, id: &str) -> Result<Inspected> {
+        self.call(engine.inspect_managed(id, &self.cfg.federation))
+            .await
+    }
+
+    /// A create or rename refused because `name` is taken (Docker's bare 409): say who holds
+    /// the name and what to do. Other errors pass unchanged.
+    async fn explain_name_taken(
+        &self,
+        engine: &Engine,
+        name: &str,
+        e: OrchestratorError,
+    ) -> OrchestratorError {
+        if !matches!(e, OrchestratorError::Engine(EngineError::Conflict(_))) {
+            return e;
+        }
+        let why = match engine.holder(name).await {
+            Ok(Some(o)) if !o.is_ours(&self.cfg.federation) => format!(
+                "cannot create {name}: the name is taken by container {} of another federation \
+                 (brh.federation={}), which this one never touches; remove it (docker rm -f \
+                 {name}) if that federation is gone, or run this federation under another env",
+                short(&o.id),
+                o.federation.as_deref().unwrap_or_default()
+            ),
+            Ok(None) => format!(
+                "cannot create {name}: the name is taken by a container BRH does not manage; \
+                 rename or remove it (docker rm -f {name})"
+            ),
+            _ => return e,
+        };
+        OrchestratorError::Engine(EngineError::Conflict(why))
+    }
+
     /// Checks the lease and the fence for one container: the term to act under.
     fn guard_for(&self, target: Option<&Observed>) -> Result<u64> {
         let term = self.guard.check()?;
@@ -287,6 +340,7 @@ impl Orchestrator {
         l.insert(labels::TERM.into(), term.to_string());
         l.insert(labels::EPOCH.into(), self.cfg.epoch.to_string());
         l.insert(labels::REPLICA.into(), replica.to_string());
+        l.insert(labels::FEDERATION.into(), self.cfg.federation.clone());
         let network = self
             .network_id
             .lock()
@@ -316,11 +370,14 @@ impl Orchestrator {
     ) -> Result<Inspected> {
         let term = self.guard_for(None)?;
         let spec = self.spec(svc, image, name, replica, term)?;
-        let id = self.call(engine.create(&spec)).await?;
+        let id = match self.call(engine.create(&spec)).await {
+            Ok(id) => id,
+            Err(e) => return Err(self.explain_name_taken(engine, &spec.name, e).await),
+        };
         let started = async {
             self.guard_for(None)?;
             self.call(engine.start(&id)).await?;
-            self.call(engine.inspect_managed(&id)).await
+            self.inspect(engine, &id).await
         }
         .await;
         if started.is_err() && self.guard_for(None).is_ok() {
@@ -342,9 +399,13 @@ impl Orchestrator {
         let manifest = self.manifest();
         let network = self.call(engine.ensure_network(&manifest.network)).await?;
         *self.network_id.lock().expect("network lock") = Some(network);
-        let observed = self.call(engine.list_managed(&self.cfg.env)).await?;
+        let listed = self.list(&engine).await?;
+        // The plan sees other federations' containers too, to report them; every action on
+        // one names only ours (`observed`).
+        let observed = listed.ours;
         let seen: Vec<Seen> = observed
             .iter()
+            .chain(&listed.foreign)
             .map(|o| Seen {
                 id: o.id.clone(),
                 name: o.name.clone(),
@@ -352,6 +413,7 @@ impl Orchestrator {
                 replica: o.replica,
                 term: o.term,
                 running: o.running,
+                federation: o.federation.clone(),
             })
             .collect();
         let mut report = ReconcileReport {
@@ -359,11 +421,12 @@ impl Orchestrator {
             ..Default::default()
         };
         let mut to_check: Vec<(Service, Option<String>, String)> = Vec::new();
-        for action in plan::reconcile(&manifest, &self.cfg.env, &seen, term) {
+        let plan = plan::reconcile(&manifest, &self.cfg.env, &self.cfg.federation, &seen, term);
+        for action in plan {
             match action {
                 Action::Adopt { id, service, .. } => {
                     report.adopted.push(id.clone());
-                    let ip = self.call(engine.inspect_managed(&id)).await?.ip;
+                    let ip = self.inspect(&engine, &id).await?.ip;
                     if let Some(s) = manifest.service(&service) {
                         to_check.push((s.clone(), ip, id));
                     }
@@ -371,7 +434,7 @@ impl Orchestrator {
                 Action::Start { id, service, .. } => {
                     self.guard_for(observed.iter().find(|o| o.id == id))?;
                     self.call(engine.start(&id)).await?;
-                    let ip = self.call(engine.inspect_managed(&id)).await?.ip;
+                    let ip = self.inspect(&engine, &id).await?.ip;
                     report.started.push(id.clone());
                     if let Some(s) = manifest.service(&service) {
                         to_check.push((s.clone(), ip, id));
@@ -405,6 +468,19 @@ impl Orchestrator {
                     tracing::info!("[PROMOTE] container {id} of service {service} is not in the manifest: left alone");
                     report.orphans.push(id);
                 }
+                Action::Foreign {
+                    id,
+                    name,
+                    federation,
+                } => {
+                    tracing::warn!(
+                        "[PROMOTE] container {name} belongs to another federation \
+                         (brh.federation={federation}, ours is {}); left alone — remove it \
+                         (docker rm -f {name}) if that federation is gone",
+                        self.cfg.federation
+                    );
+                    report.foreign.push(id);
+                }
             }
         }
         for (svc, ip, id) in to_check {
@@ -414,12 +490,13 @@ impl Orchestrator {
             }
         }
         tracing::info!(
-            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, unhealthy {}",
+            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, foreign {}, unhealthy {}",
             report.adopted.len(),
             report.started.len(),
             report.created.len(),
             report.removed.len(),
             report.fenced.len(),
+            report.foreign.len(),
             report.unhealthy.len()
         );
         Ok(report)
@@ -439,7 +516,7 @@ impl Orchestrator {
         }
         let engine = self.engine().await?;
         let mut drained = Vec::new();
-        for o in self.call(engine.list_managed(&self.cfg.env)).await? {
+        for o in self.list(&engine).await?.ours {
             if o.owner != self.cfg.node || o.term > last_term {
                 continue;
             }
@@ -452,18 +529,28 @@ impl Orchestrator {
         Ok(drained)
     }
 
+    /// One of our containers by name, id or id prefix (≥ 12). Another federation's is not
+    /// found, with a message saying whose it is.
     async fn find_managed(&self, engine: &Engine, name: &str) -> Result<Observed> {
-        let list = self.call(engine.list_managed(&self.cfg.env)).await?;
-        list.into_iter()
-            .find(|o| {
-                o.name == name || o.id == name || (name.len() >= 12 && o.id.starts_with(name))
-            })
-            .ok_or_else(|| {
-                OrchestratorError::NotFound(format!(
-                    "no BRH-managed container {name:?} in env {}",
-                    self.cfg.env
-                ))
-            })
+        let listed = self.list(engine).await?;
+        let is = |o: &&Observed| {
+            o.name == name || o.id == name || (name.len() >= 12 && o.id.starts_with(name))
+        };
+        if let Some(o) = listed.ours.iter().find(is) {
+            return Ok(o.clone());
+        }
+        Err(OrchestratorError::NotFound(
+            match listed.foreign.iter().find(is) {
+                Some(o) => format!(
+                    "container {} of env {} belongs to another federation \
+                     (brh.federation={}); not touched",
+                    o.name,
+                    self.cfg.env,
+                    o.federation.as_deref().unwrap_or_default()
+                ),
+                None => format!("no BRH-managed container {name:?} in env {}", self.cfg.env),
+            },
+        ))
     }
 
     /// `POST /restart/{name}`: only managed containers of this env.
@@ -529,7 +616,7 @@ impl Orchestrator {
             }
             _ => {}
         }
-        let current = self.call(engine.list_managed(&self.cfg.env)).await?;
+        let current = self.list(&engine).await?.ours;
         let mut outcome = DeployOutcome {
             status: "deployed",
             service: service.into(),
@@ -648,7 +735,10 @@ impl Orchestrator {
                 }
                 Step::Rename => {
                     self.guard_for(None)?;
-                    self.call(engine.rename(&new_id(&new), canonical)).await
+                    match self.call(engine.rename(&new_id(&new), canonical)).await {
+                        Err(e) => Err(self.explain_name_taken(engine, canonical, e).await),
+                        ok => ok,
+                    }
                 }
             };
             if let Err(e) = done {
@@ -754,7 +844,8 @@ impl Orchestrator {
         let Ok(engine) = self.engine().await else {
             return;
         };
-        let Ok(c) = self.call(engine.inspect_managed(id)).await else {
+        // Not ours (another federation's, or gone): not found, nothing to do.
+        let Ok(c) = self.inspect(&engine, id).await else {
             return;
         };
         if c.observed.running || c.observed.env != self.cfg.env {
@@ -788,10 +879,10 @@ impl Orchestrator {
             let Ok(engine) = self.engine().await else {
                 continue;
             };
-            let Ok(list) = self.call(engine.list_managed(&self.cfg.env)).await else {
+            let Ok(list) = self.list(&engine).await else {
                 continue;
             };
-            let running: Vec<&Observed> = list.iter().filter(|o| o.running).collect();
+            let running: Vec<&Observed> = list.ours.iter().filter(|o| o.running).collect();
             let Some(victim) = drill.victim(running.len()).map(|i| running[i]) else {
                 continue;
             };
@@ -803,13 +894,18 @@ impl Orchestrator {
         }
     }
 
-    /// The managed containers of this env, for `/status`.
+    /// The managed containers of this env and this federation, for `/status`.
     pub async fn containers(&self) -> Result<Vec<Observed>> {
-        let engine = self.engine().await?;
-        self.call(engine.list_managed(&self.cfg.env)).await
+        Ok(self.listed().await?.ours)
     }
 
-    /// Ids of managed containers of this env (test and status helper).
+    /// The managed containers of this env: this federation's and other federations'.
+    pub async fn listed(&self) -> Result<Listed> {
+        let engine = self.engine().await?;
+        self.list(&engine).await
+    }
+
+    /// Ids of managed containers of this env and this federation (test and status helper).
     pub async fn managed_ids(&self) -> Result<HashSet<String>> {
         Ok(self.containers().await?.into_iter().map(|o| o.id).collect())
     }

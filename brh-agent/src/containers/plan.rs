@@ -12,6 +12,16 @@ pub struct Seen {
     /// The term of the leader that created it (label `brh.term`); 0 if absent.
     pub term: u64,
     pub running: bool,
+    /// The federation that created it (label `brh.federation`); `None` when absent.
+    pub federation: Option<String>,
+}
+
+/// Whether a container whose `brh.federation` label is `label` belongs to federation `ours`.
+/// The one rule for it (the engine's listing applies it too): labelled with our id, or not
+/// labelled at all — a container of a release before the label, which was ours, so it is
+/// still adopted in place. Any other id is another federation's: never touched.
+pub fn is_ours(label: Option<&str>, ours: &str) -> bool {
+    label.is_none_or(|f| f == ours)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +47,15 @@ pub enum Action {
     Fenced { id: String, term: u64 },
     /// A managed container of a service no longer in the manifest: left alone and reported.
     Orphan { id: String, service: String },
+    /// Another federation's container (label `brh.federation` names another id), e.g. one
+    /// left by an older federation on the same engine: never touched, whatever its term, and
+    /// it claims no slot (its term fences nothing of ours). Reported so the operator can
+    /// remove it if that federation is gone.
+    Foreign {
+        id: String,
+        name: String,
+        federation: String,
+    },
 }
 
 /// Which of several containers claiming one replica slot keeps it (smallest first). Two can
@@ -58,10 +77,30 @@ fn slot_preference(
     )
 }
 
-/// Plans promotion-time reconciliation.
-pub fn reconcile(manifest: &Manifest, env: &str, seen: &[Seen], my_term: u64) -> Vec<Action> {
+/// Plans promotion-time reconciliation for federation `federation`: other federations'
+/// containers first (each `Foreign`, nothing else), then every manifest slot, then what is
+/// left of ours.
+pub fn reconcile(
+    manifest: &Manifest,
+    env: &str,
+    federation: &str,
+    seen: &[Seen],
+    my_term: u64,
+) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut used = vec![false; seen.len()];
+    for (i, s) in seen.iter().enumerate() {
+        if let Some(theirs) = s.federation.as_deref() {
+            if !is_ours(Some(theirs), federation) {
+                used[i] = true;
+                actions.push(Action::Foreign {
+                    id: s.id.clone(),
+                    name: s.name.clone(),
+                    federation: theirs.into(),
+                });
+            }
+        }
+    }
     for svc in &manifest.services {
         for replica in 1..=svc.replicas {
             let canonical = container_name(env, &svc.name, replica);
@@ -151,7 +190,15 @@ mod tests {
             replica: Some(replica),
             term,
             running,
+            federation: Some(FED.into()),
         }
+    }
+
+    const FED: &str = "0123456789abcdef";
+
+    fn foreign(mut s: Seen, federation: &str) -> Seen {
+        s.federation = Some(federation.into());
+        s
     }
 
     #[test]
@@ -164,7 +211,7 @@ mod tests {
             seen("d", "old", 1, 1, true),
             seen("e", "db", 1, 9, true),
         ];
-        let plan = reconcile(&m, "dev", &s, 5);
+        let plan = reconcile(&m, "dev", FED, &s, 5);
         assert_eq!(
             plan,
             vec![
@@ -193,7 +240,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            reconcile(&m, "dev", &[], 1),
+            reconcile(&m, "dev", FED, &[], 1),
             vec![
                 Action::Create {
                     service: "web".into(),
@@ -220,7 +267,7 @@ mod tests {
         temp.name = format!("{}_t5_1795519000", container_name("dev", "web", 1));
         let old = seen("old", "web", 1, 4, false);
         for s in [vec![temp.clone(), old.clone()], vec![old, temp]] {
-            let plan = reconcile(&m, "dev", &s, 5);
+            let plan = reconcile(&m, "dev", FED, &s, 5);
             assert_eq!(
                 plan,
                 vec![
@@ -236,6 +283,112 @@ mod tests {
                 ]
             );
         }
+    }
+
+    const OTHER: &str = "fedcba9876543210";
+
+    /// The trap of a fresh federation on an engine an older one used: the older one's
+    /// container claims our slot with a far higher term. It is foreign: it fences nothing,
+    /// and we create our own.
+    #[test]
+    fn a_foreign_container_with_a_higher_term_does_not_fence_our_slot() {
+        let m = manifest(&[("web", 1)]);
+        for name in [container_name("dev", "web", 1), "leftover".to_string()] {
+            let mut theirs = foreign(seen("x", "web", 1, 99, true), OTHER);
+            theirs.name = name.clone();
+            assert_eq!(
+                reconcile(&m, "dev", FED, &[theirs], 1),
+                vec![
+                    Action::Foreign {
+                        id: "x".into(),
+                        name,
+                        federation: OTHER.into()
+                    },
+                    Action::Create {
+                        service: "web".into(),
+                        replica: 1
+                    },
+                ]
+            );
+        }
+    }
+
+    /// Whatever a foreign container looks like — an extra replica, a service not in the
+    /// manifest, a better claimant of a slot than ours — it is only ever `Foreign`.
+    #[test]
+    fn a_foreign_container_is_never_removed_orphaned_or_given_a_slot() {
+        let m = manifest(&[("web", 1)]);
+        let s = vec![
+            foreign(seen("canonical", "web", 1, 0, true), OTHER),
+            foreign(seen("extra", "web", 2, 0, true), OTHER),
+            foreign(seen("gone", "old", 1, 0, false), OTHER),
+            seen("mine", "web", 1, 1, false),
+        ];
+        let plan = reconcile(&m, "dev", FED, &s, 1);
+        let f = |id: &str, service: &str, replica| Action::Foreign {
+            id: id.into(),
+            name: container_name("dev", service, replica),
+            federation: OTHER.into(),
+        };
+        assert_eq!(
+            plan,
+            vec![
+                f("canonical", "web", 1),
+                f("extra", "web", 2),
+                f("gone", "old", 1),
+                Action::Start {
+                    id: "mine".into(),
+                    service: "web".into(),
+                    replica: 1
+                },
+            ]
+        );
+        // Alone, the same containers would have been adopted, removed and orphaned.
+        let ours: Vec<Seen> = s[..3].iter().map(|x| foreign(x.clone(), FED)).collect();
+        assert_eq!(
+            reconcile(&m, "dev", FED, &ours, 1),
+            vec![
+                Action::Adopt {
+                    id: "canonical".into(),
+                    service: "web".into(),
+                    replica: 1
+                },
+                Action::RemoveExtra {
+                    id: "extra".into(),
+                    service: "web".into()
+                },
+                Action::Orphan {
+                    id: "gone".into(),
+                    service: "old".into()
+                },
+            ]
+        );
+    }
+
+    /// Containers of the release before the label carry none: ours, adopted in place (and
+    /// still fenced by a newer term).
+    #[test]
+    fn an_unlabelled_container_is_ours() {
+        let m = manifest(&[("web", 2)]);
+        let mut old = seen("old", "web", 1, 3, true);
+        old.federation = None;
+        let mut newer = seen("newer", "web", 2, 9, true);
+        newer.federation = None;
+        assert_eq!(
+            reconcile(&m, "dev", FED, &[old, newer], 5),
+            vec![
+                Action::Adopt {
+                    id: "old".into(),
+                    service: "web".into(),
+                    replica: 1
+                },
+                Action::Fenced {
+                    id: "newer".into(),
+                    term: 9
+                },
+            ]
+        );
+        assert!(is_ours(None, FED) && is_ours(Some(FED), FED) && !is_ours(Some(OTHER), FED));
     }
 
     proptest! {
@@ -254,7 +407,7 @@ mod tests {
                 }
                 s
             }).collect();
-            let plan = reconcile(&m, "dev", &seen, my_term);
+            let plan = reconcile(&m, "dev", FED, &seen, my_term);
             let kept = plan.iter().find_map(|a| match a {
                 Action::Adopt { id, .. } | Action::Start { id, .. } | Action::Fenced { id, .. } => Some(id.clone()),
                 _ => None,
@@ -271,30 +424,37 @@ mod tests {
             }
         }
 
-        /// Whatever the engine shows: a container with a newer term is only ever `Fenced`,
-        /// every container appears in exactly one action, and every manifest slot is covered
-        /// exactly once.
+        /// Whatever the engine shows: another federation's container is only ever
+        /// `Foreign`; of ours, one with a newer term is only ever `Fenced`; every container
+        /// appears in exactly one action, and every manifest slot is covered exactly once.
         #[test]
         fn prop_plan_is_total_and_fenced(
             replicas in prop::collection::vec(1..4u32, 1..4),
-            seen_spec in prop::collection::vec((0..5usize, 1..5u32, 0..10u64, any::<bool>()), 0..12),
+            seen_spec in prop::collection::vec((0..5usize, 1..5u32, 0..10u64, any::<bool>(), 0..3u8), 0..12),
             my_term in 0..10u64,
         ) {
             let names = ["s0", "s1", "s2", "s3", "gone"];
             let svcs: Vec<(&str, u32)> = replicas.iter().enumerate().map(|(i, r)| (names[i], *r)).collect();
             let m = manifest(&svcs);
             let seen: Vec<Seen> = seen_spec.iter().enumerate()
-                .map(|(i, (s, r, t, run))| seen(&format!("c{i}"), names[*s], *r, *t, *run))
+                .map(|(i, (s, r, t, run, fed))| {
+                    let mut c = seen(&format!("c{i}"), names[*s], *r, *t, *run);
+                    c.federation = [None, Some(FED.to_string()), Some(OTHER.to_string())][*fed as usize].clone();
+                    c
+                })
                 .collect();
-            let plan = reconcile(&m, "dev", &seen, my_term);
+            let plan = reconcile(&m, "dev", FED, &seen, my_term);
             for s in &seen {
                 let acts: Vec<&Action> = plan.iter().filter(|a| match a {
                     Action::Adopt { id, .. } | Action::Start { id, .. } | Action::RemoveExtra { id, .. }
-                    | Action::Fenced { id, .. } | Action::Orphan { id, .. } => *id == s.id,
+                    | Action::Fenced { id, .. } | Action::Orphan { id, .. }
+                    | Action::Foreign { id, .. } => *id == s.id,
                     Action::Create { .. } => false,
                 }).collect();
                 prop_assert_eq!(acts.len(), 1);
-                if s.term > my_term {
+                let foreign = matches!(acts[0], Action::Foreign { .. });
+                prop_assert_eq!(foreign, s.federation.as_deref() == Some(OTHER));
+                if !foreign && s.term > my_term {
                     let fenced = matches!(acts[0], Action::Fenced { .. });
                     prop_assert!(fenced);
                 }
