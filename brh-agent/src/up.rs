@@ -82,11 +82,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     // are gone) start both anew.
     let env_file = a.data.join("up.env");
     let forge_dir = a.data.join("forge");
-    let kept = if a.fresh {
-        None
-    } else {
-        previous_seal(&env_file)
-    };
+    let earlier = previous_seal(&env_file);
+    let kept = if a.fresh { None } else { earlier.clone() };
     let seal = match kept {
         Some(seal) => {
             say!(
@@ -133,6 +130,11 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     // The federation's id is its forge key's (a new seal is a new federation: its agents
     // leave an earlier one's containers on the engine alone); never taken from the caller's
     // environment, where a sourced up.env of an earlier run would name the old one.
+    if let (true, Some(old), Some(_)) = (a.fresh, &earlier, &a.config) {
+        // The earlier federation was this command's own: its containers would hold our
+        // services' names on the engine. Gone with it.
+        remove_federation_containers(&a.env, old).await?;
+    }
     let forge_public = brh_shared::keys::forge_signing_key(seal.as_bytes()).verifying_key();
     let forge_key = brh_shared::keys::public_hex(&forge_public);
     let federation = brh_shared::keys::federation_id(&forge_public);
@@ -157,7 +159,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         // Enrolled as the README tells an operator to enrol a host: the agent holds its own
         // key and the public keys, never the seal. The same lines go to `{node}.env`.
         let enrolment = crate::enroll::enrolment(seal.as_bytes(), &root, &node, None, &federation);
-        write_private(&a.data.join(format!("{node}.env")), &enrolment)?;
+        let enrolment_file = a.data.join(format!("{node}.env"));
+        write_private(&enrolment_file, &enrolment)?;
         let creds = crate::config::Credentials::derive(seal.as_bytes(), &root.env, &node);
         let args = RunArgs {
             node_id: Some(node.clone()),
@@ -173,6 +176,8 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
             event_log: Some(a.data.join(format!("{node}.leadership.jsonl"))),
             config: a.config.clone(),
             federation: Some(federation.clone()),
+            // SIGHUP re-reads it, as for a host (a re-enrolment without a restart).
+            credentials_file: Some(enrolment_file),
             ..RunArgs::default()
         };
         let cfg = Config::resolve(args.clone(), clock::wall_ms() / 1000)?;
@@ -233,6 +238,43 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     all.cancel();
     forge.shutdown().await;
     tracing::info!("local federation stopped");
+    Ok(())
+}
+
+/// Removes the containers of env `env` labelled with the federation of `seal` (an earlier
+/// `up` run's), so a fresh federation can create its own under the same names.
+async fn remove_federation_containers(env: &str, seal: &str) -> anyhow::Result<()> {
+    let old = brh_shared::keys::federation_id(
+        &brh_shared::keys::forge_signing_key(seal.as_bytes()).verifying_key(),
+    );
+    let engine = crate::containers::Engine::connect().await.context(
+        "--fresh: cannot reach the Docker engine to remove the earlier federation's containers",
+    )?;
+    let listed = engine
+        .list_managed(env, &old)
+        .await
+        .context("--fresh: cannot list the earlier federation's containers")?;
+    let theirs: Vec<_> = listed
+        .ours
+        .into_iter()
+        .filter(|c| c.federation.as_deref() == Some(old.as_str()))
+        .collect();
+    for c in &theirs {
+        engine
+            .stop(&c.id, std::time::Duration::from_secs(10))
+            .await
+            .with_context(|| format!("--fresh: cannot stop {}", c.name))?;
+        engine
+            .remove(&c.id)
+            .await
+            .with_context(|| format!("--fresh: cannot remove {}", c.name))?;
+    }
+    if !theirs.is_empty() {
+        say!(
+            "--fresh: removed {} container(s) of the earlier federation ({old})",
+            theirs.len()
+        );
+    }
     Ok(())
 }
 

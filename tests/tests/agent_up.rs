@@ -155,3 +155,69 @@ fn up_starts_a_federation_and_stops_it_cleanly_on_ctrl_c() {
     assert_eq!(v["term"], 1, "{v}");
     stop(child);
 }
+
+/// `id federation` of every container of env `dev` running service `upfresh`.
+fn upfresh_containers() -> Vec<String> {
+    let out = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=brh.env=dev",
+        "--filter",
+        "label=brh.service=upfresh",
+        "--format",
+        "{{.ID}} {{.Label \"brh.federation\"}}",
+    ]);
+    out.lines().map(String::from).collect()
+}
+
+#[test]
+fn up_fresh_with_a_manifest_replaces_the_earlier_federations_containers() {
+    std::env::set_var("DOCKER_HOST", docker_host());
+    let dir = scratch("up-fresh-containers");
+    let manifest = dir.with_extension("yaml");
+    std::fs::write(
+        &manifest,
+        "provider: { kind: docker, network: brh_upfresh_net }\n\
+         services:\n  upfresh:\n    image: brh-test/sleep:1\n",
+    )
+    .unwrap();
+    let m = manifest.display().to_string();
+    let federation = |dir: &std::path::Path| {
+        let text = std::fs::read_to_string(dir.join("up.env")).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("BRH_FEDERATION='"))
+            .map(|v| v.trim_end_matches('\'').to_string())
+            .unwrap()
+    };
+    let (child, _, apis, _) = start_up(&dir, &["--agents", "2", "--config", &m]);
+    agreed(&apis).expect("a leader");
+    let first = federation(&dir);
+    let one = wait_until(Duration::from_secs(30), || {
+        let c = upfresh_containers();
+        (c.len() == 1 && c[0].ends_with(&first)).then_some(c)
+    })
+    .expect("the first federation runs its container");
+    stop(child);
+    // Stopped with the default demotion policy (keep): the container is still there, and
+    // would hold the service's name against a new federation.
+    assert_eq!(upfresh_containers(), one);
+    let (child, _, apis, printed) = start_up(&dir, &["--agents", "2", "--config", &m, "--fresh"]);
+    assert!(
+        printed.contains("--fresh: removed 1 container(s) of the earlier federation"),
+        "{printed}"
+    );
+    agreed(&apis).expect("a leader after --fresh");
+    let second = federation(&dir);
+    assert_ne!(first, second);
+    let two = wait_until(Duration::from_secs(30), || {
+        let c = upfresh_containers();
+        (c.len() == 1 && c[0].ends_with(&second)).then_some(c)
+    })
+    .expect("the fresh federation runs its own container");
+    assert_ne!(one, two);
+    stop(child);
+    for c in upfresh_containers() {
+        docker(&["rm", "-f", c.split(' ').next().unwrap()]);
+    }
+}
