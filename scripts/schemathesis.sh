@@ -13,7 +13,11 @@
 # - Signs requests: a Schemathesis `before_call` hook (written to the scratch dir) attaches a
 #   requests auth that computes x-brh-ts/x-brh-nonce/x-brh-sig over the final bytes — to the
 #   forge, HMAC-SHA256 under the node key of the generated x-brh-node in the env the body names
-#   (HMAC(seal, "brh-v1-node-key\n{env}\n{node}")); to the agent, the top operator's Ed25519
+#   (HMAC(seal, "brh-v1-node-key\n{env}\n{node}"), or of the generation a generated
+#   x-brh-key-gen names: HMAC(seal, "brh-v1-node-key\n{env}\n{node}\n{g}")); the forge's
+#   POST /federation/revoke, the top operator's Ed25519 signature over the same string — except
+#   for a body naming the agent's env (st), left HMAC-signed and so refused (401), so that a
+#   generated revocation cannot lock the agent out of the forge; to the agent, the top operator's Ed25519
 #   signature (seed HMAC(seal, "brh-v1-operator-key"); RFC 8032 in pure Python, checked at
 #   start against RFC 8032 TEST 1 and the operator key `enroll` printed) over the string naming
 #   the receiving agent — whenever the generated x-brh-node is a valid id, so generated bodies
@@ -122,7 +126,10 @@ import schemathesis
 SEAL = os.environ["BRH_ST_SEAL"].encode()
 KIND = os.environ["BRH_ST_KIND"]  # "forge" or "agent"
 TO = os.environ.get("BRH_ST_AGENT_NODE", "")
+# Revocations naming this env are not signed by an operator (the agent under test lives there).
+PROTECTED_ENV = os.environ.get("BRH_ST_AGENT_ENV", "")
 ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+KEY_GEN = re.compile(r"[1-9][0-9]{0,9}")
 BOOT = "st" + os.urandom(4).hex()
 SEQ = itertools.count(1)
 LOCK = threading.Lock()
@@ -196,15 +203,29 @@ OPERATOR = Ed25519(hmac.new(SEAL, b"brh-v1-operator-key", hashlib.sha256).digest
 assert OPERATOR.public.hex() == os.environ["BRH_ST_OPERATOR_KEY"], "operator key differs from brh-agent enroll's"
 
 
-def node_key(body, node):
-    """The key of `node` in the env the body names (the forge derives the same; `dev` if none)."""
+def body_env(body):
+    """The env the body names (`dev` if none), as the forge reads it to derive the key."""
     try:
         env = json.loads(body).get("env")
     except Exception:
         env = None
-    if not isinstance(env, str):
-        env = "dev"
-    return hmac.new(SEAL, f"brh-v1-node-key\n{env}\n{node}".encode(), hashlib.sha256).digest()
+    return env if isinstance(env, str) else "dev"
+
+
+def node_key(body, node, generation=0):
+    """Generation `generation` of the key of `node` in the env the body names (the forge derives the same)."""
+    env = body_env(body)
+    label = f"brh-v1-node-key\n{env}\n{node}" + (f"\n{generation}" if generation else "")
+    return hmac.new(SEAL, label.encode(), hashlib.sha256).digest()
+
+
+def key_generation(r):
+    """The generation a generated x-brh-key-gen names (0 when absent or not a valid one: then
+    the request is signed with generation 0 and the forge refuses the header's form, 400)."""
+    g = r.headers.get("x-brh-key-gen")
+    if isinstance(g, str) and KEY_GEN.fullmatch(g) and int(g) <= 0xFFFFFFFF:
+        return int(g)
+    return 0
 
 
 class Signer(requests.auth.AuthBase):
@@ -222,9 +243,12 @@ class Signer(requests.auth.AuthBase):
             ts = str(int(time.time() * 1000))
             nonce = f"{BOOT}:{next(SEQ)}"
         digest = hashlib.sha256(body).hexdigest()
-        if KIND == "forge":
+        if KIND == "forge" and path == "/federation/revoke" and body_env(body) != PROTECTED_ENV:
             msg = f"brh-v1\n{r.method}\n{path}\n{node}\n{ts}\n{nonce}\n{digest}"
-            sig = hmac.new(node_key(body, node), msg.encode(), hashlib.sha256).hexdigest()
+            sig = OPERATOR.sign(msg.encode()).hex()
+        elif KIND == "forge":
+            msg = f"brh-v1\n{r.method}\n{path}\n{node}\n{ts}\n{nonce}\n{digest}"
+            sig = hmac.new(node_key(body, node, key_generation(r)), msg.encode(), hashlib.sha256).hexdigest()
         else:
             msg = f"brh-v1-agent\n{TO}\n{r.method}\n{path}\n{node}\n{ts}\n{nonce}\n{digest}"
             sig = OPERATOR.sign(msg.encode()).hex()
@@ -255,7 +279,7 @@ run() {
   local rc=0
   # Run from the scratch dir: Schemathesis and Hypothesis keep caches in the working directory.
   (cd "$WORK" && PYTHONPATH="$WORK" SCHEMATHESIS_HOOKS=brh_st_hooks \
-    BRH_ST_SEAL="$SEAL" BRH_ST_KIND="$kind" BRH_ST_AGENT_NODE="$AGENT_NODE" BRH_ST_OPERATOR_KEY="$OPERATOR_KEY" \
+    BRH_ST_SEAL="$SEAL" BRH_ST_KIND="$kind" BRH_ST_AGENT_NODE="$AGENT_NODE" BRH_ST_AGENT_ENV="$ENV_NAME" BRH_ST_OPERATOR_KEY="$OPERATOR_KEY" \
     BRH_ST_LOG="$WORK/$name.calls" \
     "$ST" run "$ROOT/$doc" --url "$url" \
       --checks "$CHECKS" \
@@ -298,7 +322,8 @@ for name in forge agent; do
            END { printf "      %5d  other methods (405, or CORS preflight 2xx)\n", probes }'
   fi
 done
-echo "  signed requests accepted: forge $accepted heartbeats in $envs envs"
+revocations=$(grep -c '^POST /federation/revoke 200$' "$WORK/forge.calls" 2>/dev/null || true)
+echo "  signed requests accepted: forge $accepted heartbeats in $envs envs, ${revocations:-0} revocations (operator-signed)"
 # A server that died during the run is a failure too.
 for pid in "${PIDS[@]}"; do
   kill -0 "$pid" 2>/dev/null || { echo "  a server process ($pid) exited during the run"; status=1; }

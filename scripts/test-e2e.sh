@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end suite: the same scenarios against the native forge, the Worker in workerd over KV,
 # and the Worker in workerd with the LeaseRegister Durable Object (tests/e2e/forge.test.mjs),
-# the hostile-input matrix against those three and the agent API (hostile*.test.mjs), the
+# the hostile-input matrix against those three and the agent API (hostile*.test.mjs), node
+# credential revocation and key generations, across restarts, on those three (revoke.test.mjs), the
 # OpenAPI documents checked against the code and live answers (openapi.test.mjs), the dashboard
 # in headless Chromium (dashboard.test.mjs), every README command (readme.test.mjs),
 # then proof that the bundle deploys (`wrangler deploy --dry-run`). Builds what is missing:

@@ -328,22 +328,9 @@ impl<S: Store> Forge<S> {
         })
     }
 
-    /// Size, header form, JSON (for the env), then the signature under the key of the node the
-    /// request claims to come from, then the timestamp: everything that needs no state. A
-    /// node's key opens only its own requests in its own env, so a host cannot speak for
-    /// another node, or in another env.
-    fn authenticate<T: DeserializeOwned + Addressed>(
-        &self,
-        req: &Request,
-        now_ms: u64,
-    ) -> Result<(Authenticated, T, NodeKey)> {
-        let seal = self.seal()?;
-        if req.body.len() > MAX_BODY_BYTES {
-            return Err(Refusal::new(
-                ErrorCode::TooLarge,
-                format!("body is larger than {MAX_BODY_BYTES} bytes"),
-            ));
-        }
+    /// The four authentication headers; a missing one is a 401 naming it (not a malformed
+    /// request: the client did not authenticate).
+    fn raw_auth(req: &Request) -> Result<RawAuth<'_>> {
         let raw = RawAuth {
             node: req.header(sign::HEADER_NODE),
             ts: req.header(sign::HEADER_TS),
@@ -366,6 +353,26 @@ impl<S: Store> Forge<S> {
                 format!("missing authentication header(s): {}", missing.join(", ")),
             ));
         }
+        Ok(raw)
+    }
+
+    /// Size, header form, JSON (for the env), then the signature under the key of the node the
+    /// request claims to come from, then the timestamp: everything that needs no state. A
+    /// node's key opens only its own requests in its own env, so a host cannot speak for
+    /// another node, or in another env.
+    fn authenticate<T: DeserializeOwned + Addressed>(
+        &self,
+        req: &Request,
+        now_ms: u64,
+    ) -> Result<(Authenticated, T, NodeKey)> {
+        let seal = self.seal()?;
+        if req.body.len() > MAX_BODY_BYTES {
+            return Err(Refusal::new(
+                ErrorCode::TooLarge,
+                format!("body is larger than {MAX_BODY_BYTES} bytes"),
+            ));
+        }
+        let raw = Self::raw_auth(req)?;
         let fields = sign::parse_auth(raw).map_err(auth_refusal)?;
         let generation =
             sign::parse_key_gen(req.header(sign::HEADER_KEY_GEN)).map_err(auth_refusal)?;
@@ -628,12 +635,7 @@ impl<S: Store> Forge<S> {
                 format!("body is larger than {MAX_BODY_BYTES} bytes"),
             ));
         }
-        let raw = RawAuth {
-            node: req.header(sign::HEADER_NODE),
-            ts: req.header(sign::HEADER_TS),
-            nonce: req.header(sign::HEADER_NONCE),
-            sig: req.header(sign::HEADER_SIG),
-        };
+        let raw = Self::raw_auth(req)?;
         let cert = req.header(brh_shared::operator::HEADER_OPERATOR);
         // During a rotation the previous operator key still speaks, like the previous seal's
         // node keys.

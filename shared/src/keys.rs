@@ -52,12 +52,14 @@ pub fn format_node_credential(generation: u32, key: &[u8; 32]) -> String {
 /// Parses [`format_node_credential`]'s form: `(generation, key)`. One spelling per value:
 /// `0:` is refused (generation 0 has no number), as are leading zeros.
 pub fn parse_node_credential(s: &str) -> Option<(u32, [u8; 32])> {
-    match s.split_once(':') {
-        None => Some((0, parse_secret(s)?)),
+    // `decode32` takes lowercase hex only: uppercase would be a second spelling.
+    let key = hex::decode32;
+    match s.trim().split_once(':') {
+        None => Some((0, key(s.trim())?)),
         Some((g, k)) => {
             let g = crate::decimal::parse_u64(g)?;
             let g = u32::try_from(g).ok().filter(|g| *g > 0)?;
-            Some((g, parse_secret(k)?))
+            Some((g, key(k)?))
         }
     }
 }
@@ -116,6 +118,30 @@ pub fn verify_hex(key: &VerifyingKey, msg: &[u8], sig_hex: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn node_credentials_have_one_spelling_per_generation() {
+        let k = node_key_gen(b"root", "dev", "n1", 0);
+        assert_eq!(k, node_key(b"root", "dev", "n1"));
+        let k2 = node_key_gen(b"root", "dev", "n1", 2);
+        assert_ne!(k, k2);
+        for (g, key) in [(0, k), (2, k2)] {
+            let text = format_node_credential(g, &key);
+            assert_eq!(parse_node_credential(&text), Some((g, key)));
+        }
+        let hexk = hex::encode(&k);
+        for bad in [
+            format!("0:{hexk}"),
+            format!("02:{hexk}"),
+            format!("-1:{hexk}"),
+            format!("1:{}", hexk.to_uppercase()),
+            format!("1: {hexk}"),
+            format!("4294967296:{hexk}"),
+            format!("1:{}", &hexk[1..]),
+        ] {
+            assert_eq!(parse_node_credential(&bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn keys_are_separated_by_env_node_and_purpose() {

@@ -607,7 +607,7 @@ describe("hostile agent API", () => {
     for (const agent of [ctx.a, ctx.b]) {
       assert.deepEqual(
         Object.keys(agent.vars).sort(),
-        ["BRH_ENV", "BRH_FORGE_KEY", "BRH_NODE_ID", "BRH_NODE_KEY", "BRH_OPERATOR_KEY", "FORGE_DOMINION_ROOT"],
+        ["BRH_ENV", "BRH_FEDERATION", "BRH_FORGE_KEY", "BRH_NODE_ID", "BRH_NODE_KEY", "BRH_OPERATOR_KEY", "FORGE_DOMINION_ROOT"],
       );
       const want = enrolment(SEAL, ctx.env, agent.node);
       for (const k of Object.keys(want)) assert.equal(agent.vars[k], want[k], k);

@@ -1,6 +1,7 @@
 // The hostile matrix against every forge (native, workerd kv, workerd durable-object): bad
 // JSON, bad framing, bad headers, bad signatures, timestamps and nonces, replays, odd ids,
-// wrong methods, path and query tricks, and slow clients. Requests go over raw sockets
+// wrong methods, path and query tricks, key generations (x-brh-key-gen), operator
+// revocations (POST /federation/revoke) that must not pass, and slow clients. Requests go over raw sockets
 // (raw.mjs) so the bytes on the wire are exactly the ones written here.
 //
 // Every refused case asserts: a 4xx status, a JSON body {"error":{"code","message"}} served as
@@ -17,7 +18,7 @@ import { after, before, describe, test } from "node:test";
 import { Agent, envOf, get, sleep, uniqueEnv } from "./client.mjs";
 import { rawExchange, rawRequest, buildRequest, stallConnections } from "./raw.mjs";
 import { assertConnectionCap, assertRefused, assertStalledHeadsDropped, describeRes } from "./refusal.mjs";
-import { canonicalAgentRequest, canonicalRequest, edSignHex, hmacHex, nodeKey, verifyBasis, verifyView } from "./sign.mjs";
+import { canonicalAgentRequest, canonicalRequest, edSignHex, hmacHex, issueCredential, nodeKey, nodeKeyGen, operatorKey, signOperatorForge, verifyBasis, verifyView } from "./sign.mjs";
 import { FORGE, KINDS, OPERATOR, SEAL, startTarget } from "./targets.mjs";
 
 const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : KINDS;
@@ -482,6 +483,66 @@ refuse("duplicate x-brh-sig under two spellings of the name", AUTH, (c) =>
   signedPost(c, { headers: (hs) => [...hs, ["X-BRH-SIG", hs.find(([k]) => k === "x-brh-sig")[1]]] }),
 );
 
+// Key generations (x-brh-key-gen: canonical decimal ≥ 1, absent = 0; not signed, it selects
+// the key). n2 was never revoked, so only the header's form or the signature can refuse these.
+for (const [name, v] of Object.entries({ "0": "0", "leading zero": "01", "not a number": "x", "empty": "", "negative": "-1", "over u32": "4294967296", "fraction": "1.5" })) {
+  refuse(`x-brh-key-gen: ${name}`, BAD, (c) => signedPost(c, { key: nodeKeyGen(SEAL, c.env, "n2", 1), extra: [["x-brh-key-gen", v]] }));
+}
+refuse("x-brh-key-gen sent twice", BAD, (c) => signedPost(c, { key: nodeKeyGen(SEAL, c.env, "n2", 1), extra: [["x-brh-key-gen", "1"], ["x-brh-key-gen", "1"]] }));
+refuse("x-brh-key-gen: 1 on a request signed with generation 0", BAD_SIG, (c) => signedPost(c, { extra: [["x-brh-key-gen", "1"]] }));
+refuse("x-brh-key-gen: 2 on a request signed with generation 1", BAD_SIG, (c) => signedPost(c, { key: nodeKeyGen(SEAL, c.env, "n2", 1), extra: [["x-brh-key-gen", "2"]] }));
+refuse("generation 1's key without x-brh-key-gen", BAD_SIG, (c) => signedPost(c, { key: nodeKeyGen(SEAL, c.env, "n2", 1) }));
+refuse("x-brh-key-gen: 1 with another seal's generation-1 key", BAD_SIG, (c) => signedPost(c, { key: nodeKeyGen("not-the-seal", c.env, "n2", 1), extra: [["x-brh-key-gen", "1"]] }));
+
+// Revocations (POST /federation/revoke): Ed25519 by the top operator or a certificate with the
+// `nodes` scope for the env, over the node request's string. Each names the witness n2.
+const REVOKE_PATH = "/federation/revoke";
+function revokePost(ctx, { body, signer = OPERATOR, caller = "ops", ts = Date.now(), nonce = ctx.far(), sig, headers, ...req } = {}) {
+  const b = body ?? JSON.stringify({ env: ctx.env, node: "n2" });
+  let h = Object.entries(signOperatorForge(signer, { path: REVOKE_PATH, caller, ts, nonce, body: b }));
+  if (sig) h = withHeader("x-brh-sig", sig(b, ts, nonce))(h);
+  if (headers) h = headers(h);
+  return rawRequest(ctx.t.url, { method: "POST", path: REVOKE_PATH, headers: [...h, ["content-type", "application/json"]], body: b, ...req });
+}
+const cert = (c, scopes, { env = c.env, expiresS = Math.floor(Date.now() / 1000) + 3600, top = OPERATOR } = {}) =>
+  issueCredential(top, { name: "alice", env, scopes, expiresS, seed: Buffer.alloc(32, 3) });
+refuse("revoke: signed with the node's own key (HMAC)", BAD_SIG, (c) =>
+  revokePost(c, { caller: "n2", sig: (b, ts, nonce) => hmacHex(nodeKey(SEAL, c.env, "n2"), canonicalRequest("POST", REVOKE_PATH, "n2", ts, nonce, b)) }),
+);
+refuse("revoke: an HMAC under the seal", BAD_SIG, (c) => revokePost(c, { sig: (b, ts, nonce) => hmacHex(SEAL, canonicalRequest("POST", REVOKE_PATH, "ops", ts, nonce, b)) }));
+refuse("revoke: Ed25519 by the forge key", BAD_SIG, (c) => revokePost(c, { signer: FORGE }));
+refuse("revoke: Ed25519 by another seal's top operator", BAD_SIG, (c) => revokePost(c, { signer: operatorKey("not-the-seal") }));
+refuse("revoke: the top operator's signature over the heartbeat path", BAD_SIG, (c) =>
+  revokePost(c, { sig: (b, ts, nonce) => edSignHex(OPERATOR, canonicalRequest("POST", HB_PATH, "ops", ts, nonce, b)) }),
+);
+refuse("revoke: the top operator's signature over another node's revocation", BAD_SIG, (c) =>
+  revokePost(c, { sig: (b, ts, nonce) => edSignHex(OPERATOR, canonicalRequest("POST", REVOKE_PATH, "ops", ts, nonce, JSON.stringify({ env: c.env, node: "n1" }))) }),
+);
+refuse("revoke: stale timestamp", { status: 401, code: "stale_timestamp" }, (c) => revokePost(c, { ts: Date.now() - 120_000 }));
+refuse("revoke: no authentication headers", AUTH, (c) => rawRequest(c.t.url, { method: "POST", path: REVOKE_PATH, body: JSON.stringify({ env: c.env, node: "n2" }) }));
+refuse("revoke: duplicate x-brh-sig", AUTH, (c) => revokePost(c, { headers: (h) => [...h, h.find(([k]) => k === "x-brh-sig")] }));
+refuse("revoke: a certificate without the nodes scope", { status: 403, code: "forbidden" }, (c) => revokePost(c, { signer: cert(c, ["read", "switchover", "containers"]), caller: "alice" }));
+refuse("revoke: a nodes certificate for another env", { status: 403, code: "forbidden" }, (c) => revokePost(c, { signer: cert(c, ["nodes"], { env: `${c.env}-x` }), caller: "alice" }));
+refuse("revoke: an expired nodes certificate", { status: 401, code: "unauthorized" }, (c) => revokePost(c, { signer: cert(c, ["nodes"], { expiresS: 1 }), caller: "alice" }));
+refuse("revoke: a nodes certificate not the top operator's", { status: 401, code: "unauthorized" }, (c) =>
+  revokePost(c, { signer: cert(c, ["nodes"], { top: operatorKey("not-the-seal") }), caller: "alice" }),
+);
+refuse("revoke: a nodes certificate of another name", { status: 401, code: "unauthorized" }, (c) => revokePost(c, { signer: cert(c, ["nodes"]), caller: "mallory" }));
+for (const [name, body] of Object.entries({
+  "malformed JSON": () => "{not json",
+  "unknown field": (e) => `{"env":"${e}","node":"n2","force":true}`,
+  "missing node": (e) => `{"env":"${e}"}`,
+  "generation: -1": (e) => `{"env":"${e}","node":"n2","generation":-1}`,
+  "generation: over u32": (e) => `{"env":"${e}","node":"n2","generation":4294967296}`,
+  "generation: 4294967295": (e) => `{"env":"${e}","node":"n2","generation":4294967295}`,
+  "generation: string": (e) => `{"env":"${e}","node":"n2","generation":"0"}`,
+  "node: path": (e) => `{"env":"${e}","node":"../n2"}`,
+  "env: path": () => `{"env":"../x","node":"n2"}`,
+})) {
+  refuse(`revoke: body ${name}`, BAD, (c) => revokePost(c, { body: body(c.env) }));
+}
+refuse("revoke: 70,000 bytes", { status: 413, code: "too_large" }, (c) => revokePost(c, { body: `{"env":"${c.env}","node":"n2","pad":"${"x".repeat(70_000)}"}` }));
+
 // Oversized bodies.
 const pad = (env, n) => {
   const base = hbBody(env);
@@ -582,6 +643,8 @@ for (const [method, p] of [
   ["POST", "/federation/leader"],
   ["POST", "/health"],
   ["PUT", "/federation/consensus"],
+  ["GET", "/federation/revoke"],
+  ["DELETE", "/federation/revoke"],
   ["TRACE", "/"],
 ]) {
   refuse(`method: ${method} ${p}`, METHOD_NOT_ALLOWED, async (c) => {

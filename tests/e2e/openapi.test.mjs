@@ -20,7 +20,7 @@ import { after, before, describe, test } from "node:test";
 import { parse as parseYaml } from "yaml";
 import { envOf, sleep, uniqueEnv } from "./client.mjs";
 import { buildRequest, rawExchange, rawRequest } from "./raw.mjs";
-import { canonicalRequest, hmacHex, issueCredential, nodeKey, signAgentRequest } from "./sign.mjs";
+import { canonicalRequest, hmacHex, issueCredential, nodeKey, nodeKeyGen, signAgentRequest, signOperatorForge } from "./sign.mjs";
 import { OPERATOR, ROOT, SEAL, startAgent, startTarget } from "./targets.mjs";
 
 const forgeDoc = parseYaml(readFileSync(path.join(ROOT, "docs/openapi-forge.yaml"), "utf8"));
@@ -291,14 +291,37 @@ describe("openapi documents", () => {
     assert.throws(() => validate(doc, { unknownKeyword: 1 }, 1));
   });
 
-  test("security: node-key requests to the forge, operator requests to the agent (403 without the scope), an open nudge", () => {
+  test("security: node-key requests to the forge (any key generation), operator requests to the forge's revoke and to the agent (403 without the scope), an open nudge", () => {
     const params = (doc, op) => (op.parameters ?? []).map((p) => deref(doc, p).name);
+    const param = (doc, op, name) => (op.parameters ?? []).map((p) => deref(doc, p)).find((p) => p.name === name);
+    // The forge's one operator route: Ed25519 by the top operator or a scoped one (`nodes`).
+    const FORGE_OPERATOR_ROUTES = ["/federation/revoke"];
     for (const [t, item] of Object.entries(forgeDoc.paths)) {
       if (!item.post) continue;
+      if (FORGE_OPERATOR_ROUTES.includes(t)) {
+        assert.deepEqual(item.post.tags, ["operators"], `POST ${t}`);
+        assert.deepEqual(item.post.security, [{ operatorSignature: [] }, { operatorSignature: [], operatorCertificate: [] }], `POST ${t}`);
+        assert.ok(params(forgeDoc, item.post).includes("x-brh-operator"), `POST ${t}`);
+        assert.ok(!params(forgeDoc, item.post).includes("x-brh-key-gen"), `POST ${t}: no node key signs it`);
+        assert.match(deref(forgeDoc, param(forgeDoc, item.post, "x-brh-sig").schema).pattern, /\{128\}/, `POST ${t}: Ed25519, 128 hex`);
+        assert.ok(item.post.responses["401"] && item.post.responses["403"], `POST ${t} documents 401 and 403`);
+        continue;
+      }
       assert.deepEqual(item.post.security, [{ nodeKey: [] }], `POST ${t}`);
       assert.ok(params(forgeDoc, item.post).includes("x-brh-sig"), `POST ${t}`);
+      assert.ok(params(forgeDoc, item.post).includes("x-brh-key-gen"), `POST ${t} takes the key generation`);
+      assert.match(deref(forgeDoc, item.post.responses["401"]).description, /`revoked`/, `POST ${t}: 401 names revoked`);
     }
     assert.equal(forgeDoc.components.securitySchemes.nodeKey.name, "x-brh-sig");
+    assert.equal(forgeDoc.components.securitySchemes.operatorSignature.name, "x-brh-sig");
+    assert.equal(forgeDoc.components.securitySchemes.operatorCertificate.name, "x-brh-operator");
+    // Every scope a certificate can carry is in both documents' certificate pattern.
+    const cert = (scopes) => `brhop1:alice:dev:${scopes}:1:${"a".repeat(64)}:${"b".repeat(128)}`;
+    for (const doc of [forgeDoc, agentDoc]) {
+      for (const scopes of ["read", "nodes", "switchover+containers", "read+switchover+containers+nodes"]) {
+        assert.deepEqual(validate(doc, { $ref: "#/components/schemas/OperatorCertificate" }, cert(scopes)), [], scopes);
+      }
+    }
     for (const [t, item] of Object.entries(agentDoc.paths)) {
       if (!item.post) continue;
       if (t === "/federation/nudge") {
@@ -444,6 +467,37 @@ describe("openapi vs the running native forge and agents", () => {
     check("POST", HB, await forgeSigned(f, HB, `{"env":"${env}","pad":"${"x".repeat(70_000)}"}`));
     check("POST", HB, await forgeSigned(f, HB, hb(env), { extra: Array.from({ length: 100 }, (_, i) => [`x-junk-${i}`, "v"]) }));
     check("POST", HB, await forgeSigned(f, HB, "", { wireBody: null, contentLength: null, extra: [["transfer-encoding", "chunked"]], rawBody: "zz\r\n\r\n" }));
+    // Revocation (operator-signed) and key generations.
+    const REV = "/federation/revoke";
+    const expect = async (status, res) => {
+      assert.equal(res.status, status, `${res.status} ${res.text?.slice(0, 200)}`);
+      return res;
+    };
+    const opSigned = (body, { signer = OPERATOR, caller = "oa-ops", ts = Date.now(), nonce = nextNonce(), headers = (h) => h } = {}) =>
+      rawRequest(f.url, { method: "POST", path: REV, headers: [...headers(Object.entries(signOperatorForge(signer, { path: REV, caller, ts, nonce, body }))), ["content-type", "application/json"]], body });
+    const cred = (name, scopes, expiresS = Math.floor(Date.now() / 1000) + 3600) => issueCredential(OPERATOR, { name, env, scopes, expiresS, seed: Buffer.alloc(32, 8) });
+    check("POST", HB, await expect(200, await forgeSigned(f, HB, hb(env), { node: "n3" })));
+    check("POST", REV, await expect(200, await opSigned(JSON.stringify({ env, node: "n3" }))));
+    check("POST", REV, await expect(200, await opSigned(JSON.stringify({ env, node: "n4", generation: 2 }), { signer: cred("oa-nodes", ["nodes"]), caller: "oa-nodes" })));
+    check("POST", REV, await expect(400, await opSigned(JSON.stringify({ env, node: "n3", generation: 4294967295 }))));
+    check("POST", REV, await expect(400, await opSigned(JSON.stringify({ env, node: "n3", why: "stolen" }))));
+    check("POST", REV, await expect(400, await opSigned(JSON.stringify({ env, node: "n3" }), { headers: (h) => h.map(([k, v]) => [k, k === "x-brh-ts" ? `0${v}` : v]) })));
+    check("POST", REV, await expect(401, await opSigned(JSON.stringify({ env, node: "n3" }), { headers: (h) => h.filter(([k]) => k !== "x-brh-sig") })));
+    check("POST", REV, await expect(401, await forgeSigned(f, REV, JSON.stringify({ env, node: "n3" }), { node: "n3" })));
+    check("POST", REV, await expect(401, await opSigned(JSON.stringify({ env, node: "n3" }), { ts: Date.now() - 120_000 })));
+    check("POST", REV, await expect(401, await opSigned(JSON.stringify({ env, node: "n3" }), { signer: cred("oa-old", ["nodes"], 1), caller: "oa-old" })));
+    check("POST", REV, await expect(403, await opSigned(JSON.stringify({ env, node: "n3" }), { signer: cred("oa-read", ["read", "switchover", "containers"]), caller: "oa-read" })));
+    check("POST", REV, await expect(413, await opSigned(`{"env":"${env}","node":"n3","pad":"${"x".repeat(70_000)}"}`)));
+    const revoked = await expect(401, await forgeSigned(f, HB, hb(env), { node: "n3" }));
+    assert.equal(revoked.json.error.code, "revoked");
+    check("POST", HB, revoked);
+    check("POST", "/federation/resign", await expect(401, await forgeSigned(f, "/federation/resign", JSON.stringify({ env, term: 1 }), { node: "n3" })));
+    check("POST", "/federation/consensus", await expect(401, await forgeSigned(f, "/federation/consensus", JSON.stringify({ env, leader: "n1" }), { node: "n3" })));
+    const gen1 = { node: "n3", key: nodeKeyGen(SEAL, env, "n3", 1) };
+    check("POST", HB, await expect(400, await forgeSigned(f, HB, hb(env), { ...gen1, extra: [["x-brh-key-gen", "01"]] })));
+    check("POST", HB, await expect(401, await forgeSigned(f, HB, hb(env), { ...gen1, extra: [["x-brh-key-gen", "2"]] })));
+    check("POST", HB, await expect(200, await forgeSigned(f, HB, hb(env), { ...gen1, extra: [["x-brh-key-gen", "1"]] })));
+    check("POST", "/federation/consensus", await expect(202, await forgeSigned(f, "/federation/consensus", JSON.stringify({ env, leader: "n2", term: 2 }), { ...gen1, extra: [["x-brh-key-gen", "1"]] })));
     // Reads.
     await GET(`/federation/leader?env=${env}`);
     await GET(`/federation/leader?env=${env}-vacant`);

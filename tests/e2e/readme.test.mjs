@@ -45,6 +45,7 @@ for (const k of [
   "BRH_OPERATOR_KEY",
   "BRH_OPERATOR_CREDENTIAL",
   "BRH_LEGACY_SEAL",
+  "BRH_FEDERATION",
 ]) {
   delete ENV[k];
 }
@@ -256,7 +257,7 @@ test("running an agent: seal, root, verify and enroll on the operator's machine;
   const file = readFileSync(path.join(WORK, "brh-node-01.env"), "utf8");
   // What the host gets: its own key and public keys, never the federation's secret.
   const keys = [...file.matchAll(/^([A-Z_]+)=/gm)].map((m) => m[1]).sort();
-  assert.deepEqual(keys, ["BRH_ENV", "BRH_FORGE_KEY", "BRH_NODE_ID", "BRH_NODE_KEY", "BRH_OPERATOR_KEY", "FORGE_DOMINION_ROOT"]);
+  assert.deepEqual(keys, ["BRH_ENV", "BRH_FEDERATION", "BRH_FORGE_KEY", "BRH_NODE_ID", "BRH_NODE_KEY", "BRH_OPERATOR_KEY", "FORGE_DOMINION_ROOT"]);
   assert.ok(!file.includes(seal), "the enrolment file does not contain the seal");
   assert.match(file, /^BRH_NODE_ID='brh-node-01'$/m);
   assert.match(file, /^BRH_NODE_KEY='[0-9a-f]{64}'$/m);

@@ -6,7 +6,10 @@
 // Who signs what (shared/src/keys.rs), all derived from the federation's root secret, the seal:
 //   node key      HMAC-SHA256(seal, "brh-v1-node-key\n{env}\n{node}"), 32 raw bytes: signs the
 //                 node's requests to the forge (HTTP and stream frames); the forge's answers and
-//                 pushes to that node are HMACs under it (view.sig, basis_sig).
+//                 pushes to that node are HMACs under it (view.sig, basis_sig). That is
+//                 generation 0; generation g ≥ 1 (after a revocation and a re-enrolment) is
+//                 HMAC-SHA256(seal, "brh-v1-node-key\n{env}\n{node}\n{g}"), named by the
+//                 x-brh-key-gen header (stream: `key_gen`), which is not itself signed.
 //   forge key     Ed25519, seed HMAC-SHA256(seal, "brh-v1-forge-key"): public views (no `you`),
 //                 dominion roots, /manifest/resolve's forge_sig.
 //   operator key  Ed25519, seed HMAC-SHA256(seal, "brh-v1-operator-key"): the top operator's
@@ -23,6 +26,16 @@ const HEX128 = /^[0-9a-f]{128}$/;
 
 /** A node's own key in one env: HMAC-SHA256(seal, "brh-v1-node-key\n{env}\n{node}"), 32 bytes. */
 export const nodeKey = (seal, env, node) => hmacRaw(seal, `brh-v1-node-key\n${env}\n${node}`);
+
+/**
+ * Generation `g` of a node's key: generation 0 is `nodeKey`; g ≥ 1 (a re-enrolment after
+ * `POST /federation/revoke`) is HMAC-SHA256(seal, "brh-v1-node-key\n{env}\n{node}\n{g}").
+ */
+export const nodeKeyGen = (seal, env, node, g) =>
+  Number(g) === 0 ? nodeKey(seal, env, node) : hmacRaw(seal, `brh-v1-node-key\n${env}\n${node}\n${g}`);
+
+/** `BRH_NODE_KEY` as a host holds it: 64 hex for generation 0, `{g}:{64 hex}` after a re-enrolment. */
+export const nodeCredential = (g, key) => (Number(g) === 0 ? key.toString("hex") : `${g}:${key.toString("hex")}`);
 
 const PKCS8_ED25519 = Buffer.from("302e020100300506032b657004220420", "hex");
 
@@ -58,9 +71,12 @@ export function edVerifyHex(pub, msg, sigHex) {
   return edVerify(null, Buffer.from(msg), key, Buffer.from(sigHex, "hex"));
 }
 
+/** The federation's id (`brh.federation` on its containers): the first 8 bytes of SHA-256 of the forge's public key, hex. */
+export const federationId = (forgePublicHex) => createHash("sha256").update(Buffer.from(forgePublicHex, "hex")).digest("hex").slice(0, 16);
+
 /**
- * What `brh-agent enroll NODE` gives a host, computed here: its node key and the forge's and the
- * top operator's public keys, as the agent's environment variables (no seal).
+ * What `brh-agent enroll NODE` gives a host, computed here: its node key, the forge's and the
+ * top operator's public keys and the federation's id, as the agent's environment variables (no seal).
  */
 export function enrolment(seal, env, node) {
   return {
@@ -69,6 +85,7 @@ export function enrolment(seal, env, node) {
     BRH_NODE_KEY: nodeKey(seal, env, node).toString("hex"),
     BRH_FORGE_KEY: forgeKey(seal).publicHex,
     BRH_OPERATOR_KEY: operatorKey(seal).publicHex,
+    BRH_FEDERATION: federationId(forgeKey(seal).publicHex),
   };
 }
 
@@ -88,6 +105,18 @@ export function signRequest(key, { method, path, node, ts, nonce, body }) {
     "x-brh-nonce": nonce,
     "x-brh-sig": hmacHex(key, canonicalRequest(method, path, node, ts, nonce, body)),
   };
+}
+
+/**
+ * A request signed with generation `generation` of the node's key (`nodeKeyGen(seal, env, node,
+ * generation)`): the four headers plus `x-brh-key-gen` (canonical decimal) when the generation
+ * is ≥ 1; generation 0 sends no such header. The header only selects the key: it is not in the
+ * signed string, so a changed value fails the signature.
+ */
+export function signRequestGen(seal, env, generation, req) {
+  const h = signRequest(nodeKeyGen(seal, env, req.node, generation), req);
+  if (Number(generation) !== 0) h["x-brh-key-gen"] = String(generation);
+  return h;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,11 +196,31 @@ export function signAgentRequest(signer, to, method, path, caller, ts, nonce, bo
   return h;
 }
 
+/**
+ * An operator's request to the forge (`POST /federation/revoke`): the same four x-brh-* headers
+ * and the same canonical string as a node's request (`brh-v1\n{METHOD}\n{PATH}\n{caller}\n{ts}\n
+ * {nonce}\n{hex(sha256(body))}`), but `x-brh-sig` is an Ed25519 signature (128 hex) by `signer`:
+ * the top operator's key pair, or a scoped credential (`issueCredential`; then `x-brh-operator`
+ * carries its certificate, which needs the `nodes` scope for the env).
+ */
+export function signOperatorForge(signer, { method = "POST", path, caller, ts, nonce, body }) {
+  const pair = signer.pair ?? signer;
+  const h = {
+    "x-brh-node": caller,
+    "x-brh-ts": String(ts),
+    "x-brh-nonce": nonce,
+    "x-brh-sig": edSignHex(pair, canonicalRequest(method, path, caller, ts, nonce, body)),
+  };
+  if (signer.cert) h["x-brh-operator"] = signer.cert;
+  return h;
+}
+
 /** The string the top operator signs in a certificate. */
 export const canonicalCertificate = (name, env, scopes, expiresS, keyHex) =>
   ["brh-v1-operator-cert", name, env, scopes, String(expiresS), keyHex].join("\n");
 
-const SCOPE_ORDER = ["read", "switchover", "containers"];
+// `nodes`: the forge's POST /federation/revoke.
+const SCOPE_ORDER = ["read", "switchover", "containers", "nodes"];
 
 /**
  * A scoped operator's credential, as `brh-agent operator issue` makes it: `{ name, env, scopes,
@@ -238,3 +287,14 @@ export function verifyRoot(forgePub, root) {
 
 /** Whether `/manifest/resolve`'s `forge_sig` is the forge key's signature of `{target}:{epoch}`. */
 export const verifyManifest = (forgePub, m) => edVerifyHex(forgePub, `${m.target}:${m.epoch}`, m.forge_sig);
+
+/**
+ * Whether a lease token (`brhlt1:{env}:{holder}:{term}:{expires_at_s}:{sig}`, in an answer to the
+ * holder) carries `forgePub`'s Ed25519 signature of `brh-v1-lease-token\n{env}\n{holder}\n{term}\n{expires_at_s}`.
+ */
+export function verifyLeaseToken(forgePub, token) {
+  const f = typeof token === "string" ? token.split(":") : [];
+  if (f.length !== 6 || f[0] !== "brhlt1") return false;
+  const [, env, holder, term, expires, sig] = f;
+  return edVerifyHex(forgePub, ["brh-v1-lease-token", env, holder, term, expires].join("\n"), sig);
+}

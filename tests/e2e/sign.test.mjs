@@ -16,12 +16,16 @@ import {
   enrolment,
   forgeKey,
   issueCredential,
+  nodeCredential,
   nodeKey,
+  nodeKeyGen,
   operatorKey,
   parseCredential,
   signAgentRequest,
   signLegacyRoot,
+  signOperatorForge,
   signRequest,
+  signRequestGen,
   signRoot,
   verifyBasis,
   verifyCertificate,
@@ -100,6 +104,7 @@ test("Ed25519: RFC 8032 TEST 1, and the forge and operator keys of the seal (Rus
     BRH_NODE_KEY: "c37fab11b975451f84643462d490bb55a35378bd9e0e3f99023ff7099fb13998",
     BRH_FORGE_KEY: "344384d5ad8594b2cd46e74e5f94683417d2ffcef10839ecb89509ab7f27be18",
     BRH_OPERATOR_KEY: "f021da6169184d1a712e0905ec7dfde63aed275e700f3115cfeaed8d36e827b0",
+    BRH_FEDERATION: "325e382d6189adfa",
   });
 });
 
@@ -185,4 +190,47 @@ test("agent API: Ed25519 by an operator over the receiver-naming string (Rust ve
   const s = signAgentRequest(back, "n1", "POST", "/switchover", "alice", 1000, "a:1", "{}");
   assert.equal(s["x-brh-operator"], c.cert);
   assert.ok(edVerifyHex(c.pair.publicHex, canonicalAgentRequest("n1", "POST", "/switchover", "alice", 1000, "a:1", "{}"), s["x-brh-sig"]));
+});
+
+// Key generations and operator requests to the forge (POST /federation/revoke). The HMAC
+// vectors were computed with openssl (`printf 'brh-v1-node-key\nproduction\nbrh-node-02\n3' |
+// openssl dgst -sha256 -hmac test-seal`), independently of both implementations.
+
+test("node key generations: 0 is the node key; g ≥ 1 is HMAC(seal, brh-v1-node-key\\n{env}\\n{node}\\n{g}) (openssl vectors)", () => {
+  assert.deepEqual(nodeKeyGen(SEAL, "production", "brh-node-02", 0), nodeKey(SEAL, "production", "brh-node-02"));
+  assert.equal(nodeKeyGen(SEAL, "production", "brh-node-02", 0).toString("hex"), "d077a4ff9ccfba964995cf298371f7d80ae0f427848982fd0e300046d9d239dd");
+  assert.equal(nodeKeyGen(SEAL, "production", "brh-node-02", 3).toString("hex"), "7b66f55ff1689e2606d38f76351eeaf4f758e266c87db3a55da7a60ee8727371");
+  assert.equal(nodeKeyGen(SEAL, "production", "brh-node-02", 4294967295).toString("hex"), "a77b796ed65c05ebce4dad23f1263e0379d1fb3db43999ddfa9872206b39c638");
+  assert.notDeepEqual(nodeKeyGen(SEAL, "production", "brh-node-02", 1), nodeKeyGen(SEAL, "production", "brh-node-02", 2));
+  const k3 = nodeKeyGen(SEAL, "production", "brh-node-02", 3);
+  assert.equal(nodeCredential(3, k3), `3:${k3.toString("hex")}`);
+  assert.equal(nodeCredential(0, nodeKey(SEAL, "dev", "n1")), "c37fab11b975451f84643462d490bb55a35378bd9e0e3f99023ff7099fb13998");
+  // Generation 0 sends no header; a later one names itself, and signs with its own key only.
+  const req = { method: "POST", path: "/federation/heartbeat", node: "n1", ts: 1763900000000, nonce: "boot1:7", body: '{"env":"dev"}' };
+  const g0 = signRequestGen(SEAL, "dev", 0, req);
+  assert.equal(g0["x-brh-key-gen"], undefined);
+  assert.equal(g0["x-brh-sig"], "69560c69a2537ce962fbeaea11513de0a8690da727cca32ce26680a57a25b6c0");
+  const g2 = signRequestGen(SEAL, "dev", 2, req);
+  assert.equal(g2["x-brh-key-gen"], "2");
+  assert.equal(g2["x-brh-sig"], signRequest(nodeKeyGen(SEAL, "dev", "n1", 2), req)["x-brh-sig"]);
+  assert.notEqual(g2["x-brh-sig"], g0["x-brh-sig"]);
+});
+
+test("operator requests to the forge: Ed25519 over the node request's canonical string, by the top operator or a scoped credential", () => {
+  const body = '{"env":"dev","node":"n2","generation":0}';
+  const req = { path: "/federation/revoke", caller: "ops", ts: 1763900000000, nonce: "op1:1", body };
+  const msg = canonicalRequest("POST", "/federation/revoke", "ops", 1763900000000, "op1:1", body);
+  const top = signOperatorForge(operatorKey(SEAL), req);
+  assert.match(top["x-brh-sig"], /^[0-9a-f]{128}$/);
+  assert.equal(top["x-brh-operator"], undefined, "the top operator sends no certificate");
+  assert.ok(edVerifyHex(operatorKey(SEAL).publicHex, msg, top["x-brh-sig"]));
+  assert.ok(!edVerifyHex(operatorKey(SEAL).publicHex, canonicalAgentRequest("forge", "POST", "/federation/revoke", "ops", 1763900000000, "op1:1", body), top["x-brh-sig"]), "not the agent-API string");
+  assert.ok(!edVerifyHex(forgeKey(SEAL).publicHex, msg, top["x-brh-sig"]));
+  const c = issueCredential(operatorKey(SEAL), { name: "ops", env: "dev", scopes: ["nodes", "read"], expiresS: 2000, seed: Buffer.alloc(32, 5) });
+  assert.deepEqual(c.scopes, ["read", "nodes"], "nodes sorts after containers");
+  assert.match(c.cert, /^brhop1:ops:dev:read\+nodes:2000:/);
+  assert.ok(verifyCertificate(operatorKey(SEAL).publicHex, c.cert));
+  const scoped = signOperatorForge(c, req);
+  assert.equal(scoped["x-brh-operator"], c.cert);
+  assert.ok(edVerifyHex(c.pair.publicHex, msg, scoped["x-brh-sig"]));
 });

@@ -50,7 +50,7 @@ function withNofile(bin, args, nofile) {
   return nofile ? ["sh", ["-c", `ulimit -n ${Number(nofile)} && exec "$0" "$@"`, bin, ...args]] : [bin, args];
 }
 
-async function startNative({ ttl, hb, dir, nofile }) {
+async function startNative({ ttl, hb, dir, nofile, forgeEnv = {} }) {
   let child;
   const boot = () =>
     new Promise((resolve, reject) => {
@@ -63,7 +63,7 @@ async function startNative({ ttl, hb, dir, nofile }) {
           "--heartbeat-interval-ms", String(hb),
           "--sweep-interval-ms", "100",
         ], nofile),
-        { env: { ...process.env, DOMINION_SEAL: SEAL, RUST_LOG: "warn" }, stdio: ["ignore", "ignore", "pipe"] },
+        { env: { ...process.env, DOMINION_SEAL: SEAL, RUST_LOG: "warn", ...forgeEnv }, stdio: ["ignore", "ignore", "pipe"] },
       );
       let err = "";
       const timer = setTimeout(() => reject(new Error(`native forge did not start: ${err}`)), 15000);
@@ -148,13 +148,14 @@ async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
 
 /**
  * Starts a target with its own temporary data directory (removed by `stop`). `nofile` (native
- * only) runs the forge under `ulimit -n nofile`, which bounds its connection cap.
+ * only) runs the forge under `ulimit -n nofile`, which bounds its connection cap. `forgeEnv`
+ * (native) adds environment variables to the forge process, as `bindings` add Worker vars.
  */
-export async function startTarget(kind, { ttl = 900, hb = 300, bindings, nofile } = {}) {
+export async function startTarget(kind, { ttl = 900, hb = 300, bindings, nofile, forgeEnv } = {}) {
   const dir = mkdtempSync(path.join(tmpdir(), `brh-e2e-${kind}-`));
   const t =
     kind === "native"
-      ? await startNative({ ttl, hb, dir, nofile })
+      ? await startNative({ ttl, hb, dir, nofile, forgeEnv })
       : await startWorkerd(kind, { ttl, hb, dir, bindings });
   const stop = t.stop;
   t.ttl = ttl;
@@ -214,7 +215,7 @@ const parseEnv = (root) => new URL(root.replace(/^dominion(\+http)?:/, "http:"))
 /** The process environment minus every credential setting, so an agent gets only what it is given. */
 function cleanEnv() {
   const env = { ...process.env };
-  for (const k of ["DOMINION_SEAL", "BRH_NODE_KEY", "BRH_FORGE_KEY", "BRH_OPERATOR_KEY", "BRH_LEGACY_SEAL", "BRH_OPERATOR_CREDENTIAL", "FORGE_DOMINION_ROOT"]) delete env[k];
+  for (const k of ["DOMINION_SEAL", "BRH_NODE_KEY", "BRH_FORGE_KEY", "BRH_OPERATOR_KEY", "BRH_LEGACY_SEAL", "BRH_OPERATOR_CREDENTIAL", "FORGE_DOMINION_ROOT", "BRH_FEDERATION"]) delete env[k];
   return env;
 }
 
