@@ -26,8 +26,14 @@ pub type Restart<'a> = dyn FnMut(&str, Option<&str>) + 'a;
 fn steady(agents: &[Agent], want: &(String, u64), beats: u32) {
     // Several heartbeat intervals (fast profile: 1 s) in which every agent agrees on the
     // same leader and term and reaches the forge.
-    let t0 = Instant::now();
     let refs: Vec<&Agent> = agents.iter().collect();
+    // After a forge restart, each agent's next beat finds it again.
+    let reachable = |a: &Agent| a.status().is_some_and(|s| s["forge"]["reachable"] == true);
+    wait_until(Duration::from_secs(10), || {
+        agents.iter().all(reachable).then_some(())
+    })
+    .expect("every agent reaches the forge again");
+    let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(beats as u64) {
         let got = wait_until(Duration::from_secs(5), || agreed_leader(&refs));
         assert_eq!(got.as_ref(), Some(want), "leader moved during the rotation");
@@ -39,7 +45,14 @@ fn steady(agents: &[Agent], want: &(String, u64), beats: u32) {
     }
 }
 
-pub fn drill(dir: &Path, forge: SocketAddr, env: &str, restart: &mut Restart<'_>) {
+/// `timing` is the forge's `(heartbeat_ms, ttl_ms)`; the agents pin the same.
+pub fn drill(
+    dir: &Path,
+    forge: SocketAddr,
+    env: &str,
+    timing: (u64, u64),
+    restart: &mut Restart<'_>,
+) {
     let (old, new) = (fresh_seal(), fresh_seal());
     restart(&old, None);
     let old_root = root_for_env(&old, forge, env);
@@ -55,6 +68,7 @@ pub fn drill(dir: &Path, forge: SocketAddr, env: &str, restart: &mut Restart<'_>
         priority: prio,
         env: Some(env.into()),
         args: vec!["--credentials-file".into(), file.display().to_string()],
+        timing: Some(timing),
         ..AgentOpts::default()
     };
     let mut agents: Vec<Agent> = nodes

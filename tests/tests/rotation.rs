@@ -25,6 +25,6 @@ fn the_root_secret_is_rotated_without_a_leader_change_or_an_agent_restart() {
         addr = Some(f.addr);
         forge = Some(f);
     };
-    brh_tests::rotation::drill(&dir, listen, "dev", &mut restart);
+    brh_tests::rotation::drill(&dir, listen, "dev", (1_000, 3_000), &mut restart);
     assert_eq!(addr, Some(listen));
 }

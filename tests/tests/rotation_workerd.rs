@@ -10,11 +10,13 @@ fn the_root_secret_is_rotated_on_the_worker_without_a_leader_change() {
     let listen = probe.local_addr().unwrap();
     drop(probe);
     let mut forge: Option<WorkerdForge> = None;
+    // A workerd restart takes seconds (miniflare starts anew): a lease of 10 s outlives it,
+    // as the default 15 s does in production.
+    let timing = (1_000, 10_000);
     let mut restart = |seal: &str, previous: Option<&str>| {
         if let Some(mut f) = forge.take() {
             f.kill();
         }
-        let timing = (1_000, 3_000);
         forge = Some(WorkerdForge::start_rotating(
             &dir,
             seal,
@@ -24,5 +26,5 @@ fn the_root_secret_is_rotated_on_the_worker_without_a_leader_change() {
             timing,
         ));
     };
-    brh_tests::rotation::drill(&dir, listen, "rotatewd", &mut restart);
+    brh_tests::rotation::drill(&dir, listen, "rotatewd", timing, &mut restart);
 }
