@@ -300,7 +300,14 @@ fn authenticate(
     let (caller, operator) = s
         .auth
         .check(method, uri.path(), raw.auth(), cert, body, clock::wall_ms())
-        .map_err(|err| e(ErrorCode::Unauthorized, err.to_string()))?;
+        .map_err(|err| {
+            let code = if err.is_forbidden() {
+                ErrorCode::Forbidden
+            } else {
+                ErrorCode::Unauthorized
+            };
+            e(code, err.to_string())
+        })?;
     let env = &s.shared.cfg.env;
     if !operator.allows(scope, env) {
         return Err(e(

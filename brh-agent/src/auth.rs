@@ -94,6 +94,22 @@ pub enum ApiAuthError {
     Busy,
     #[error("{0}")]
     Certificate(String),
+    /// Signed with an HMAC key (64 hex digits: a node's key, or the seal used as one). A
+    /// host's credential never authorises an operator request (403, not 401: the refusal is
+    /// of the kind of credential, whoever holds it).
+    #[error(
+        "signed with a node key (an HMAC): a host's credential cannot authorise operator \
+         requests; sign with an operator credential (BRH_OPERATOR_CREDENTIAL) or the top \
+         operator's key (DOMINION_SEAL)"
+    )]
+    NodeCredential,
+}
+
+impl ApiAuthError {
+    /// Whether the refusal is of the kind of credential (403) rather than of its proof (401).
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, ApiAuthError::NodeCredential)
+    }
 }
 
 fn api_error(e: AuthError) -> ApiAuthError {
@@ -102,6 +118,12 @@ fn api_error(e: AuthError) -> ApiAuthError {
         AuthError::BadSignature => ApiAuthError::BadSignature,
         AuthError::StaleTimestamp { .. } => ApiAuthError::Stale,
     }
+}
+
+/// An HMAC-SHA256 signature's form: 64 lowercase hex digits (operators sign with Ed25519:
+/// 128).
+fn is_hmac(sig: Option<&str>) -> bool {
+    sig.is_some_and(|s| brh_shared::hex::decode32(s).is_some())
 }
 
 /// Verifies operator signatures made for this agent (`me`) and remembers nonces for the
@@ -164,6 +186,9 @@ impl ApiAuth {
             DEFAULT_SKEW_MS,
         )
         .map_err(|e| match e {
+            RequestError::Auth(AuthError::BadSignature) if is_hmac(raw.sig) => {
+                ApiAuthError::NodeCredential
+            }
             RequestError::Auth(e) => api_error(e),
             RequestError::Certificate(m) => ApiAuthError::Certificate(m),
         })?;
@@ -285,7 +310,7 @@ mod tests {
                 b"{}",
                 1000
             ),
-            Err(ApiAuthError::BadSignature)
+            Err(ApiAuthError::NodeCredential)
         );
     }
 

@@ -176,15 +176,16 @@ refuse("unsigned POST /deploy announcing 70,000 bytes: refused at once", { statu
 });
 
 // Keys and signed strings. A host holds its own node key: it signs nothing an agent's API
-// accepts, and neither does any HMAC (the old env API key included) or the forge's key.
-refuse("sig: the seal as an HMAC key", UNAUTH, () => probe({ sig: (m) => hmacHex(SEAL, m) }));
-refuse("sig: the env's old API key, HMAC(seal, brh-v1-agent-api\\n{env})", UNAUTH, () =>
+// accepts, and neither does any HMAC (the old env API key included: 403, a host's kind of
+// credential never authorises an operator request) or the forge's key (401).
+refuse("sig: the seal as an HMAC key", FORBIDDEN, () => probe({ sig: (m) => hmacHex(SEAL, m) }));
+refuse("sig: the env's old API key, HMAC(seal, brh-v1-agent-api\\n{env})", FORBIDDEN, () =>
   probe({ sig: (m) => hmacHex(Buffer.from(hmacHex(SEAL, `brh-v1-agent-api\n${ctx.env}`), "hex"), m) }),
 );
-refuse("sig: the receiver's own node key (what a stolen host holds)", UNAUTH, () =>
+refuse("sig: the receiver's own node key (what a stolen host holds)", FORBIDDEN, () =>
   probe({ caller: ctx.a.node, sig: (m) => hmacHex(nodeKey(SEAL, ctx.env, ctx.a.node), m) }),
 );
-refuse("sig: a witness's node key on a switchover at the leader (a stolen host takes no lease)", UNAUTH, () =>
+refuse("sig: a witness's node key on a switchover at the leader (a stolen host takes no lease)", FORBIDDEN, () =>
   post("/switchover", { body: `{"to":"${ctx.b.node}"}`, caller: ctx.b.node, sig: (m) => hmacHex(nodeKey(SEAL, ctx.env, ctx.b.node), m) }),
 );
 refuse("sig: the forge key (Ed25519) instead of the operator's", UNAUTH, () => probe({ signer: FORGE }));
@@ -215,7 +216,9 @@ const mutateSig = {
   "base64 of the signature": (s) => Buffer.from(s, "hex").toString("base64"),
 };
 for (const [name, f] of Object.entries(mutateSig)) {
-  refuse(`sig: ${name}`, AUTH, () => probe({ headers: (h) => h.map(([k, v]) => [k, k === "x-brh-sig" ? f(v) : v]) }));
+  // 64 hex digits is the form of an HMAC, a host's kind of credential: 403 whatever it signs.
+  const expect = name.startsWith("64 hex") ? FORBIDDEN : AUTH;
+  refuse(`sig: ${name}`, expect, () => probe({ headers: (h) => h.map(([k, v]) => [k, k === "x-brh-sig" ? f(v) : v]) }));
 }
 for (const h of ["x-brh-node", "x-brh-ts", "x-brh-nonce", "x-brh-sig"]) {
   refuse(`auth: missing ${h}`, AUTH, () => probe({ headers: withHeader(h, undefined) }));

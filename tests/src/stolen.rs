@@ -191,7 +191,7 @@ pub fn attack_list(dir: &Path, seal: &str, forge: SocketAddr, env: &str) {
             body.as_bytes(),
         );
         let (status, v) = http_post(leader_api, path, &signed_headers(h), body.as_bytes());
-        assert_eq!((status, code(&v)), (401, "unauthorized"), "{path}: {v}");
+        assert_eq!((status, code(&v)), (403, "forbidden"), "{path}: {v}");
     }
     unchanged("operator requests signed with a node key");
 
