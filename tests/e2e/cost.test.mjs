@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Agent, Stream, get, sleep, uniqueEnv } from "./client.mjs";
-import { startTarget } from "./targets.mjs";
+import { rawRequest } from "./raw.mjs";
+import { operatorKey, signOperatorForge } from "./sign.mjs";
+import { SEAL, startTarget } from "./targets.mjs";
 
 const only = process.env.E2E_TARGETS ? process.env.E2E_TARGETS.split(",") : ["native", "kv", "durable-object"];
 
@@ -81,6 +83,38 @@ for (const kind of only) {
         }
       });
     }
+
+    // Revocations ride in the lease record the env already loads: with some in force, a
+    // renewal still costs nothing, and the revoked node's refusal costs no write either.
+    test("with revoked nodes: a renewal round costs no storage write, a refusal none", async () => {
+      const env = uniqueEnv("costrev");
+      const agents = Array.from({ length: 3 }, (_, i) => new Agent(t, `n${i}`));
+      for (const a of agents) assert.equal((await a.heartbeat(env)).status, 200);
+      for (const node of ["n2", "gone-1", "gone-2"]) {
+        const body = JSON.stringify({ env, node });
+        const h = signOperatorForge(operatorKey(SEAL), { path: "/federation/revoke", caller: "ops", ts: Date.now(), nonce: `ops${node}:1`, body });
+        const r = await rawRequest(t.url, { method: "POST", path: "/federation/revoke", headers: [...Object.entries(h), ["content-type", "application/json"]], body });
+        assert.equal(r.status, 200, r.text);
+      }
+      const before = await ops(t, env);
+      for (let round = 0; round < 2; round++) {
+        for (const a of agents.slice(0, 2)) assert.equal((await a.heartbeat(env)).status, 200);
+        const refused = await agents[2].heartbeat(env);
+        assert.equal(refused.status, 401, refused.text);
+        assert.match(refused.text, /"revoked"/);
+      }
+      const steady = delta(before, await ops(t, env));
+      console.log(`COST ${kind} with revocations: ${JSON.stringify(steady)}`);
+      assert.equal((steady.steps_write ?? 0) + (steady.steps_sync ?? 0), 0, JSON.stringify(steady));
+      for (const op of ["do_rows_written", "log_append", "fsync"]) {
+        assert.equal(steady[op] ?? 0, 0, `${op}: ${JSON.stringify(steady)}`);
+      }
+      if (kind === "durable-object") {
+        for (const op of ["kv_write", "kv_read", "kv_list", "kv_delete"]) {
+          assert.equal(steady[op] ?? 0, 0, `${op}: ${JSON.stringify(steady)}`);
+        }
+      }
+    });
 
     for (const n of [3, 100]) {
       // An agent off the stream reports as the seed did: it reads the alive peers, then
