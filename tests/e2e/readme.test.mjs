@@ -148,6 +148,8 @@ const RULES = {
   "npx wrangler secret put DOMINION_SEAL": { kind: "account" },
   "npx wrangler deploy": { kind: "dry-run" },
   "brh-agent root generate --host brh-forge.ACCOUNT.workers.dev --env production": { kind: "block" },
+  "brh-agent revoke brh-node-03": { kind: "covered", by: "tests/tests/revocation.rs (brh-agent revoke, refused and accepted, on real processes)" },
+  "brh-agent enroll brh-node-03 --key-generation 1 > brh-node-03.env": { kind: "covered", by: "tests/tests/revocation.rs (the re-enrolment, picked up on SIGHUP)" },
 };
 
 const blocks = shBlocks(README);
@@ -365,9 +367,11 @@ test("configuration reference matches brh-agent run --help, forge serve --help a
   const toml = readFileSync(path.join(ROOT, "wrangler.toml"), "utf8");
   const vars = toml.slice(toml.indexOf("[vars]"), toml.indexOf("\n[[", toml.indexOf("[vars]")));
   const keys = [...vars.matchAll(/^#?\s*([A-Z_]+) = /gm)].map((m) => m[1]).sort();
+  // Secrets (`wrangler secret put`) are not [vars].
+  const secrets = ["DOMINION_SEAL", "DOMINION_SEAL_PREVIOUS"];
   const documented = table("### The Worker (`wrangler.toml` `[vars]`, secrets)")
     .map(([v]) => v)
-    .filter((v) => v !== "DOMINION_SEAL")
+    .filter((v) => !secrets.includes(v))
     .sort();
   assert.deepEqual(documented, keys, "Worker table vs wrangler.toml [vars]");
 });
