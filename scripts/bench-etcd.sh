@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 scripts/setup-etcd.sh
 # One build of the binaries and the example together (building them separately would
 # rebuild each side with a different feature set every time), then the example itself.
-cargo build --release -p forge-worker -p brh-agent -p brh-tests --bins --examples
+cargo build --release -p forge-worker -p brh-cli -p brh-tests --bins --examples
 cmd=("${CARGO_TARGET_DIR:-target}/release/examples/bench_etcd" "$@")
 echo "+ ${cmd[*]}" >&2
 exec "${cmd[@]}"

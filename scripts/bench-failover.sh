@@ -4,5 +4,5 @@
 # Takes ~5 minutes with 10 runs (the default profile's kill -9 runs wait out a 15 s lease).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p brh-agent -p forge-worker --bins
+cargo build --release -p brh-cli -p forge-worker --bins
 exec cargo run --release -p brh-tests --example bench_failover -- "${1:-10}"

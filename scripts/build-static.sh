@@ -47,7 +47,7 @@ export CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS="${CARGO_TARGET_X86_64_U
 
 log "building forge and brh-agent for $TARGET ($PROFILE profile)"
 t0=$(date +%s)
-cargo build --locked --profile "$PROFILE" --target "$TARGET" -p forge-worker --bin forge -p brh-agent --bin brh-agent
+cargo build --locked --profile "$PROFILE" --target "$TARGET" -p forge-worker --bin forge -p brh-cli --bin brh-agent
 t1=$(date +%s)
 log "cargo build took $((t1 - t0)) s"
 

@@ -24,7 +24,7 @@ scripts/setup-node.sh
 scripts/setup-browser.sh
 
 step "native forge and agent binaries"
-cargo build --quiet -p forge-worker --bin forge -p brh-agent --bin brh-agent
+cargo build --quiet -p forge-worker --bin forge -p brh-cli --bin brh-agent
 FORGE_BIN="$(cargo metadata --format-version 1 --no-deps | node -e \
   'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).target_directory))')/debug/forge"
 export FORGE_BIN

@@ -26,7 +26,7 @@ use crate::containers::{reference, Orchestrator};
 use crate::events::TAIL;
 use crate::node::Shared;
 use crate::switchover::{SwitchoverError, SwitchoverRequest};
-use forge_worker::native::server::{self, Limits};
+use brh_http_server::{self as server, Limits};
 
 #[derive(Clone)]
 pub struct ApiState {

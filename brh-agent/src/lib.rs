@@ -1,16 +1,16 @@
-//! `brh-agent`: the BRH node agent.
+//! `brh-agent`: the BRH node agent, as a library (the `brh-agent` binary is `brh-cli`).
 //!
 //! One module per concern: `config` (flags, env, file) and `duration`, `client` (signed
 //! forge requests), `role` (pure role keeping: deadlines, transitions, guard, heartbeat
 //! timing), `node` (the state the keeper writes and the API reads), `keeper` (the single task
 //! doing forge I/O), `switchover` (successor choice and the handover flow), `api` + `auth`
-//! (local HTTP API), `events`, `metrics`, `cli` + `ops` (subcommands), `up` (a local
-//! federation in one command) and `containers/`.
+//! (local HTTP API), `events`, `metrics`, `ops` + `enroll` (operator subcommands) and
+//! `containers/`. It knows nothing about the forge's code: it speaks to a forge only over the
+//! wire (`brh-shared`).
 #![forbid(unsafe_op_in_unsafe_fn)]
 
 pub mod api;
 pub mod auth;
-pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -27,7 +27,6 @@ pub mod ops;
 pub mod orchestration;
 pub mod role;
 pub mod switchover;
-pub mod up;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +80,7 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
         timeout,
     );
     let operator_key = cfg.credentials.operator_key;
-    let limits = forge_worker::native::server::Limits::default();
+    let limits = brh_http_server::Limits::default();
     let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
     // The container layer, when the manifest has services: role changes reach it over a
     // channel, in order; its leader-only loops run until the keeper has stepped down.
@@ -127,7 +126,7 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     let server = tokio::spawn(
         async move {
             let stopped = async move { api_stop2.cancelled().await };
-            forge_worker::native::server::serve(listener, app, limits, stopped).await;
+            brh_http_server::serve(listener, app, limits, stopped).await;
         }
         .instrument(span.clone()),
     );

@@ -5,7 +5,7 @@
 // lines joined, trailing "  # comments" dropped). A command in the README without a rule
 // fails the test, and so does a rule whose command left the README. The translations are
 // deliberate and few:
-//   - `cargo run --release -p brh-agent --` runs the debug binary CI already built (same
+//   - `cargo run --release --bin brh-agent --` runs the debug binary CI already built (same
 //     code; a release build would cost minutes), with free ports instead of 8787/7878 and a
 //     scratch working directory, so a developer's own `.brh/up` is never touched;
 //   - `npx wrangler` is the pinned `node_modules/.bin/wrangler` (npx is not installed here);
@@ -121,9 +121,9 @@ const removeDevContainers = () =>
 
 // Exact README command → how it is exercised. `run` gets the block's state object.
 const RULES = {
-  "cargo run --release -p brh-agent -- up": { kind: "long", note: "debug binary, free ports, scratch dir" },
+  "cargo run --release --bin brh-agent -- up": { kind: "long", note: "debug binary, free ports, scratch dir" },
   "scripts/test.sh": { kind: "ci", note: "this test runs inside it (.ci/run)" },
-  "cargo install --locked --path brh-agent": { kind: "install", bin: "brh-agent" },
+  "cargo install --locked --path brh-cli": { kind: "install", bin: "brh-agent" },
   "cargo install --locked --path forge-worker --bin forge": { kind: "install", bin: "forge" },
   "scripts/build-static.sh": { kind: "covered", by: "tests/tests/shipping.rs (builds the static binaries and images)" },
   "set -a; . .brh/up/up.env; set +a": { kind: "block" },
@@ -132,7 +132,7 @@ const RULES = {
   "brh-agent switchover": { kind: "block" },
   "brh-agent status --json": { kind: "block" },
   'scripts/dockerd.sh start && eval "$(scripts/dockerd.sh env)"': { kind: "block" },
-  "cargo run --release -p brh-agent -- up --config examples/bridge.runtime.yaml": { kind: "long" },
+  "cargo run --release --bin brh-agent -- up --config examples/bridge.runtime.yaml": { kind: "long" },
   "brh-agent deploy --service web --image brh-test/web:2": { kind: "block" },
   "brh-agent restart brh_dev_web_1": { kind: "block" },
   "brh-agent drain brh_dev_worker_2": { kind: "block" },
@@ -174,7 +174,7 @@ test("every README command has a rule, and every rule a README command", () => {
 });
 
 test("the two first commands: a local federation, and the test command", async () => {
-  assert.deepEqual(blocks[0], ["cargo run --release -p brh-agent -- up", "scripts/test.sh"]);
+  assert.deepEqual(blocks[0], ["cargo run --release --bin brh-agent -- up", "scripts/test.sh"]);
   const u = up([]);
   await u.seen;
   // The operator's day, verbatim, in a second shell.
@@ -226,7 +226,7 @@ test("containers: the example manifest, deploy, restart, drain, switchover", { t
   dockerHost = probe.stdout.match(/DOCKER_HOST=(\S+)/)[1];
   removeDevContainers();
   const env = { ...ENV, DOCKER_HOST: dockerHost };
-  assert.equal(start, "cargo run --release -p brh-agent -- up --config examples/bridge.runtime.yaml");
+  assert.equal(start, "cargo run --release --bin brh-agent -- up --config examples/bridge.runtime.yaml");
   const u = startLong(
     path.join(BIN, "brh-agent"),
     ["up", "--forge-listen", "127.0.0.1:0", "--api-port", "0", "--config", "examples/bridge.runtime.yaml"],

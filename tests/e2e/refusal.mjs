@@ -1,6 +1,6 @@
 // Assertions shared by the hostile suites (hostile.test.mjs: forges; hostile-agent.test.mjs:
 // the agent API): what a refusal must look like, and the two slow-client properties of the
-// native server (forge and agent use the same one, forge-worker/src/native/server.rs).
+// native server (forge and agent use the same one, http-server/src/lib.rs).
 import assert from "node:assert/strict";
 import { sleep } from "./client.mjs";
 import { rawRequest, stallConnections } from "./raw.mjs";

@@ -3,7 +3,7 @@
 //! read the agents' leadership logs for the safety checker.
 //!
 //! The binaries are located next to the test executable (`<target>/<profile>/`). Build them
-//! first: `cargo build -p brh-agent -p forge-worker --bins`.
+//! first: `cargo build -p brh-cli -p forge-worker --bins`.
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
@@ -37,7 +37,7 @@ pub fn bin(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
     assert!(
         p.exists(),
-        "{} is missing: run `cargo build -p brh-agent -p forge-worker --bins` (same profile and \
+        "{} is missing: run `cargo build -p brh-cli -p forge-worker --bins` (same profile and \
          CARGO_TARGET_DIR) before these tests",
         p.display()
     );

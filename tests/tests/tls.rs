@@ -408,7 +408,7 @@ struct InProcess {
 
 impl InProcess {
     fn start(dir: &Path, cert: &Cert, header: Duration, max_connections: usize) -> InProcess {
-        use forge_worker::native::server::{Limits, Tls};
+        use brh_http_server::{Limits, Tls};
         use forge_worker::native::{start, ServeOptions};
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

@@ -3,9 +3,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use brh_http_server::{Limits, Tls};
 use brh_shared::Timing;
 use clap::{Parser, Subcommand, ValueEnum};
-use forge_worker::native::server::{Limits, Tls};
 use forge_worker::native::{start, ServeOptions};
 
 #[derive(Parser)]

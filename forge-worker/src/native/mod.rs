@@ -3,7 +3,6 @@
 //! order, so the lease register is linearizable by construction; the HTTP server only
 //! translates requests and waits for answers.
 pub mod file_store;
-pub mod server;
 mod stream;
 
 use std::net::SocketAddr;
@@ -17,6 +16,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::any;
 use axum::Router;
+use brh_http_server as server;
 use brh_shared::election::ElectionConfig;
 use brh_shared::wire::{ErrorCode, MAX_BODY_BYTES};
 use brh_shared::Timing;

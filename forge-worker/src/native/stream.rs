@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use brh_shared::wire::{ErrorCode, StreamMessage, STREAM_PATH};
 use tokio::sync::{broadcast, oneshot};
 
-use super::server::error_response;
 use super::{into_axum, AppState, Job};
 use crate::stream::{upgrade_target, Told, MAX_FRAME_BYTES};
+use brh_http_server::error_response;
 
 /// The upgrade: the core's rule first (method, env, `Upgrade: websocket` — the same JSON
 /// refusals as the Worker), then axum's handshake checks (the key and version headers).

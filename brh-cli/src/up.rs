@@ -7,15 +7,14 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use brh_agent::client::random_hex;
+use brh_agent::clock;
+use brh_agent::config::{Config, RunArgs};
 use brh_shared::root::{DominionRoot, SCHEME_HTTP};
 use brh_shared::Timing;
 use clap::{Args, ValueEnum};
 use forge_worker::native::{start, ServeOptions};
 use tokio_util::sync::CancellationToken;
-
-use crate::client::random_hex;
-use crate::clock;
-use crate::config::{Config, RunArgs};
 
 /// `println!` that ignores a closed stdout (`brh-agent up | head`): the federation keeps
 /// running and still stops cleanly on Ctrl-C.
@@ -147,7 +146,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     )?;
 
     let all = CancellationToken::new();
-    let signal = crate::shutdown_signal();
+    let signal = brh_agent::shutdown_signal();
     let mut agents = Vec::new();
     for i in 0..a.agents {
         let node = format!("brh-node-{:02}", i + 1);
@@ -158,14 +157,15 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         };
         // Enrolled as the README tells an operator to enrol a host: the agent holds its own
         // key and the public keys, never the seal. The same lines go to `{node}.env`.
-        let enrolment = crate::enroll::enrolment(seal.as_bytes(), &root, &node, None, &federation);
+        let enrolment =
+            brh_agent::enroll::enrolment(seal.as_bytes(), &root, &node, None, &federation);
         let enrolment_file = a.data.join(format!("{node}.env"));
         write_private(&enrolment_file, &enrolment)?;
-        let creds = crate::config::Credentials::derive(seal.as_bytes(), &root.env, &node);
+        let creds = brh_agent::config::Credentials::derive(seal.as_bytes(), &root.env, &node);
         let args = RunArgs {
             node_id: Some(node.clone()),
             forge_root: Some(root.to_string()),
-            keys: crate::config::KeyArgs {
+            keys: brh_agent::config::KeyArgs {
                 node_key: Some(brh_shared::hex::encode(&creds.node_key)),
                 forge_key: Some(brh_shared::keys::public_hex(&creds.forge_key)),
                 operator_key: Some(brh_shared::keys::public_hex(&creds.operator_key)),
@@ -182,7 +182,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         };
         let cfg = Config::resolve(args.clone(), clock::wall_ms() / 1000)?;
         let stop = all.child_token();
-        let started = match crate::start_agent(cfg, stop.clone()).await {
+        let started = match brh_agent::start_agent(cfg, stop.clone()).await {
             Ok(s) => s,
             Err(_) if port != 0 => {
                 let args = RunArgs {
@@ -190,7 +190,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                     ..args
                 };
                 let cfg = Config::resolve(args, clock::wall_ms() / 1000)?;
-                crate::start_agent(cfg, stop.clone()).await?
+                brh_agent::start_agent(cfg, stop.clone()).await?
             }
             Err(e) => return Err(e),
         };
@@ -247,7 +247,7 @@ async fn remove_federation_containers(env: &str, seal: &str) -> anyhow::Result<(
     let old = brh_shared::keys::federation_id(
         &brh_shared::keys::forge_signing_key(seal.as_bytes()).verifying_key(),
     );
-    let engine = crate::containers::Engine::connect().await.context(
+    let engine = brh_agent::containers::Engine::connect().await.context(
         "--fresh: cannot reach the Docker engine to remove the earlier federation's containers",
     )?;
     let listed = engine

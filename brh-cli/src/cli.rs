@@ -3,13 +3,12 @@
 //! `ops.rs`, enrolment in `enroll.rs`.
 
 use anyhow::{anyhow, Context};
+use brh_agent::client;
+use brh_agent::clock;
+use brh_agent::config::{self, Config, RunArgs};
 use brh_shared::root::{DominionRoot, RootKey, SCHEME_HTTP, SCHEME_HTTPS};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-
-use crate::client;
-use crate::clock;
-use crate::config::{self, Config, RunArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,14 +27,14 @@ pub enum Cmd {
     Run(Box<RunArgs>),
     /// Show the env's leader, term and every node's role, liveness and last beat, as the
     /// forge sees them (public reads: no secret needed; with DOMINION_SEAL they are verified).
-    Status(crate::ops::StatusArgs),
+    Status(brh_agent::ops::StatusArgs),
     /// Hand leadership to another live node (`--to NODE`) or the best one: the leader stops
     /// acting, resigns naming the successor, and the forge grants it to that node only.
-    Switchover(crate::ops::SwitchoverArgs),
+    Switchover(brh_agent::ops::SwitchoverArgs),
     /// Restart a managed container through the leader's API (stop, start, health check).
-    Restart(crate::ops::ContainerArgs),
+    Restart(brh_agent::ops::ContainerArgs),
     /// Stop and remove a managed container through the leader's API.
-    Drain(crate::ops::ContainerArgs),
+    Drain(brh_agent::ops::ContainerArgs),
     /// Generate or verify a dominion root (replaces generate_forge_root.sh).
     Root {
         #[command(subcommand)]
@@ -43,17 +42,17 @@ pub enum Cmd {
     },
     /// Deploy an image to a manifest service through the leader's API: replicas replaced one
     /// at a time, each health-checked, rolled back on failure.
-    Deploy(crate::ops::DeployArgs),
+    Deploy(brh_agent::ops::DeployArgs),
     /// Print a new random federation secret (64 hex) for DOMINION_SEAL.
     Seal,
     /// Print a host's environment (`KEY='value'` lines): its node id, env, root, the forge's
     /// and the operator's public keys and its own node key. Run where DOMINION_SEAL is; the
     /// host gets no other secret.
-    Enroll(crate::enroll::EnrollArgs),
+    Enroll(brh_agent::enroll::EnrollArgs),
     /// Revoke a node's credential at the forge: its requests are refused from the next one
     /// on (durably), and it is no longer a candidate. Needs the top operator (DOMINION_SEAL)
     /// or an operator credential with the `nodes` scope. Prints how to re-enrol the host.
-    Revoke(crate::ops::RevokeArgs),
+    Revoke(brh_agent::ops::RevokeArgs),
     /// Lease tokens: `token verify` checks one offline with the forge's public key (what a
     /// service in front of the containers does before it accepts a write).
     Token {
@@ -88,7 +87,7 @@ pub enum RootCmd {
         #[arg(long)]
         http: bool,
         #[command(flatten)]
-        seal: crate::config::SealArgs,
+        seal: brh_agent::config::SealArgs,
     },
     /// Check a root's signature and epoch; prints the forge URL and env.
     Verify {
@@ -100,7 +99,7 @@ pub enum RootCmd {
         #[arg(long, env = "BRH_FORGE_KEY")]
         forge_key: Option<String>,
         #[command(flatten)]
-        seal: crate::config::SealArgs,
+        seal: brh_agent::config::SealArgs,
         /// Accept roots whose epoch is up to this many seconds in the future.
         #[arg(long, env = "BRH_EPOCH_SKEW_SECONDS", default_value_t = config::DEFAULT_EPOCH_SKEW_S)]
         epoch_skew_seconds: u64,
@@ -115,13 +114,13 @@ pub enum TokenCmd {
     /// Check a lease token (`BRH_TOKEN` / `BRH_LEASE_TOKEN` of a managed container): the
     /// forge's signature and expiry; prints env, holder and term. Exit 1 if it is not valid,
     /// or fenced by --min-term.
-    Verify(crate::ops::TokenVerifyArgs),
+    Verify(brh_agent::ops::TokenVerifyArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OperatorCmd {
     /// Issue a scoped operator credential, signed by the top operator (DOMINION_SEAL).
-    Issue(crate::enroll::IssueArgs),
+    Issue(brh_agent::enroll::IssueArgs),
 }
 
 /// Parses, runs, prints one line on error; returns the exit code.
@@ -227,24 +226,24 @@ fn init_tracing() {
 async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
     match cmd {
         Cmd::Run(args) => run(*args).await,
-        Cmd::Status(a) => crate::ops::status(a).await,
-        Cmd::Switchover(a) => crate::ops::switchover(a).await,
-        Cmd::Restart(a) => crate::ops::container("restart", a).await,
-        Cmd::Drain(a) => crate::ops::container("drain", a).await,
+        Cmd::Status(a) => brh_agent::ops::status(a).await,
+        Cmd::Switchover(a) => brh_agent::ops::switchover(a).await,
+        Cmd::Restart(a) => brh_agent::ops::container("restart", a).await,
+        Cmd::Drain(a) => brh_agent::ops::container("drain", a).await,
         Cmd::Root { cmd } => root(cmd),
-        Cmd::Deploy(a) => crate::ops::deploy(a).await,
+        Cmd::Deploy(a) => brh_agent::ops::deploy(a).await,
         Cmd::Seal => {
             println!("{}", client::random_hex(32));
             Ok(())
         }
-        Cmd::Enroll(a) => crate::enroll::enroll(a),
-        Cmd::Revoke(a) => crate::ops::revoke(a).await,
+        Cmd::Enroll(a) => brh_agent::enroll::enroll(a),
+        Cmd::Revoke(a) => brh_agent::ops::revoke(a).await,
         Cmd::Operator {
             cmd: OperatorCmd::Issue(a),
-        } => crate::enroll::issue(a),
+        } => brh_agent::enroll::issue(a),
         Cmd::Token {
             cmd: TokenCmd::Verify(a),
-        } => crate::ops::token_verify(a),
+        } => brh_agent::ops::token_verify(a),
         Cmd::Up(a) => crate::up::up(a).await,
     }
 }
@@ -265,8 +264,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
     let cancel = CancellationToken::new();
-    let signal = crate::shutdown_signal();
-    let agent = crate::start_agent(cfg, cancel.clone()).await?;
+    let signal = brh_agent::shutdown_signal();
+    let agent = brh_agent::start_agent(cfg, cancel.clone()).await?;
     let mut done = agent.done;
     let result = tokio::select! {
         _ = signal => {
