@@ -1,6 +1,6 @@
 // Turns store operations counted per request into per node per day and $/month, on the
-// Cloudflare free and paid plans. Prices and quotas in one place, as read on 2026-11-24
-// (../shared/toolchain.md, "Cloudflare quotas").
+// Cloudflare free and paid plans. Prices and quotas in one place, as read on 2026-11-24 from
+// Cloudflare's published Workers, Workers KV and Durable Objects pricing and limits.
 export const PRICES_READ_ON = "2026-11-24";
 export const FREE = {
   // per day

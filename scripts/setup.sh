@@ -2,7 +2,8 @@
 # Installs what the build and the tests need, idempotently: a machine that already has
 # everything spends a few seconds here. Safe to run again at any time.
 #   - Rust targets for the no_std check and the Worker (wasm32, thumbv7em)
-#   - worker-build and wasm-bindgen-cli at the versions pinned in ../shared/toolchain.md
+#   - worker-build and wasm-bindgen-cli at the versions pinned below (the wasm-bindgen CLI must be
+#     exactly the wasm-bindgen of Cargo.lock)
 #   - npm packages (wrangler, miniflare, Node 22, binaryen, esbuild) via scripts/setup-node.sh
 #   - Debian packages and a private dockerd for container tests, via scripts/dockerd.sh (if present)
 set -euo pipefail

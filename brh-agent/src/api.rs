@@ -344,34 +344,36 @@ struct DeployBody {
     branch: Option<String>,
 }
 
-/// The HTTP status and error code of a container-layer error: decided here, at the edge,
-/// not by the orchestrator.
-pub fn orchestration_status(err: &OrchestratorError) -> (StatusCode, &'static str) {
+/// The error code of a container-layer error: decided here, at the edge, not by the
+/// orchestrator.
+pub fn orchestration_code(err: &OrchestratorError) -> ErrorCode {
     use crate::containers::engine::EngineError;
     match err {
-        OrchestratorError::NotLeader(_) => (StatusCode::CONFLICT, "not_leader"),
-        OrchestratorError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+        OrchestratorError::NotLeader(_) => ErrorCode::NotLeader,
+        OrchestratorError::BadRequest(_) => ErrorCode::BadRequest,
         OrchestratorError::NotFound(_) | OrchestratorError::Engine(EngineError::NotFound(_)) => {
-            (StatusCode::NOT_FOUND, "not_found")
+            ErrorCode::NotFound
         }
-        OrchestratorError::Fenced { .. } => (StatusCode::CONFLICT, "fenced"),
-        OrchestratorError::Engine(EngineError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
-        OrchestratorError::Engine(EngineError::Unavailable(_)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "engine_unavailable")
-        }
-        OrchestratorError::Engine(EngineError::Refused(_)) => {
-            (StatusCode::BAD_GATEWAY, "engine_refused")
-        }
-        OrchestratorError::Unhealthy { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unhealthy"),
+        OrchestratorError::Fenced { .. } => ErrorCode::Fenced,
+        OrchestratorError::Engine(EngineError::Conflict(_)) => ErrorCode::Conflict,
+        OrchestratorError::Engine(EngineError::Unavailable(_)) => ErrorCode::EngineUnavailable,
+        OrchestratorError::Engine(EngineError::Refused(_)) => ErrorCode::EngineRefused,
+        OrchestratorError::Unhealthy { .. } => ErrorCode::Unhealthy,
     }
 }
 
-/// The container layer's errors keep their own status and code (422 `unhealthy`, 409
-/// `fenced`, 503 `engine_unavailable`, …), in the usual error body.
+/// The HTTP status and code string of a container-layer error (409 `fenced`, 422
+/// `unhealthy`, 503 `engine_unavailable`, …).
+pub fn orchestration_status(err: &OrchestratorError) -> (StatusCode, &'static str) {
+    let code = orchestration_code(err);
+    let status =
+        StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, code.as_str())
+}
+
+/// The container layer's errors in the usual error body.
 fn orchestration_error(err: OrchestratorError) -> Response {
-    let (status, code) = orchestration_status(&err);
-    let body = json!({"error": {"code": code, "message": err.to_string()}});
-    (status, Json(body)).into_response()
+    server::error_response(orchestration_code(&err), err.to_string())
 }
 
 async fn deploy(

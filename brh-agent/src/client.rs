@@ -1,4 +1,4 @@
-//! The forge client: signed requests (design §3), verified answers, timeouts shorter than
+//! The forge client: signed requests (docs/design.md §3), verified answers, timeouts shorter than
 //! the renew interval, and retries with backoff and jitter for the idempotent reads.
 //!
 //! Signed requests carry a nonce `<boot_id>:<seq>` whose seq must strictly increase per
@@ -13,8 +13,8 @@ use brh_shared::sign::{
     HEADER_NONCE, HEADER_SIG, HEADER_TS,
 };
 use brh_shared::wire::{
-    ConsensusReport, ErrorBody, Heartbeat, HistoryEntry, LeaderView, PeerSummary, ResignRequest,
-    StreamMessage, StreamRequest, MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
+    ConsensusReport, ErrorBody, ErrorCode, Heartbeat, HistoryEntry, LeaderView, PeerSummary,
+    ResignRequest, StreamMessage, StreamRequest, MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
 };
 use serde::Deserialize;
 
@@ -25,10 +25,12 @@ use crate::role::{VerifiedView, ViewError};
 pub enum ClientError {
     #[error("forge unreachable: {0}")]
     Unreachable(String),
-    #[error("forge refused the request: {status} {code}: {message}")]
+    #[error("forge refused the request: {status} {}: {message}", code_name(.code))]
     Refused {
         status: u16,
-        code: String,
+        /// The forge's code; `None` when the answer was not a BRH error body (a proxy's page,
+        /// or a code this agent does not know yet).
+        code: Option<ErrorCode>,
         message: String,
     },
     #[error("forge answer not accepted: {0}")]
@@ -37,7 +39,16 @@ pub enum ClientError {
     View(#[from] ViewError),
 }
 
+fn code_name(code: &Option<ErrorCode>) -> &'static str {
+    code.map_or("unknown", ErrorCode::as_str)
+}
+
 impl ClientError {
+    /// Whether the forge refused with exactly this code.
+    pub fn is_refusal(&self, code: ErrorCode) -> bool {
+        matches!(self, ClientError::Refused { code: Some(c), .. } if *c == code)
+    }
+
     /// Short label for metrics and status.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -515,9 +526,9 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     }
     if !status.is_success() {
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(b) => (b.error.code.as_str().to_string(), b.error.message),
+            Ok(b) => (Some(b.error.code), b.error.message),
             Err(_) => (
-                "unknown".to_string(),
+                None,
                 String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
             ),
         };

@@ -236,7 +236,7 @@ pub struct Config {
     pub credentials: Credentials,
     /// `BRH_CREDENTIALS_FILE`: re-read on SIGHUP.
     pub credentials_file: Option<PathBuf>,
-    /// The starting timing. Unless pinned, the forge's answers replace it (design §4).
+    /// The starting timing. Unless pinned, the forge's answers replace it (docs/design.md §4.3).
     pub timing: Timing,
     /// The settings that pinned the timing (empty: follow the forge). A pinned agent refuses
     /// to run against a forge with other values instead of flapping.
@@ -813,8 +813,8 @@ impl Config {
             &hb.interval,
             Timing::DEFAULT.heartbeat_interval_ms,
         )?;
-        // Default ttl follows the interval (3 ×, at least the design's 15 s when the interval
-        // is the default) so that setting only the interval stays valid.
+        // Default ttl follows the interval (3 ×: the default profile's 15 s when the interval is
+        // the default) so that setting only the interval stays valid.
         let default_ttl = if interval == Timing::DEFAULT.heartbeat_interval_ms {
             Timing::DEFAULT.lease_ttl_ms
         } else {

@@ -3,7 +3,7 @@
 //! `RoleState`'s; the keeper decides only *when* to wait.
 use std::time::Duration;
 
-use brh_shared::wire::{ConsensusReport, Heartbeat, PeerSummary, StreamMessage};
+use brh_shared::wire::{ConsensusReport, ErrorCode, Heartbeat, PeerSummary, StreamMessage};
 
 use crate::client::{random_hex, ClientError, ForgeClient};
 use crate::clock::{self, mono_ms};
@@ -15,7 +15,7 @@ const HEARTBEAT: &str = "/federation/heartbeat";
 const RESIGN: &str = "/federation/resign";
 const CONSENSUS: &str = "/federation/consensus";
 
-/// The agent was pinned to a timing the forge does not use (design §4: the forge is the one
+/// The agent was pinned to a timing the forge does not use (docs/design.md §4.3: the forge is the one
 /// timing authority). Running anyway would flap: the deadline and the beats disagree.
 #[derive(Debug, thiserror::Error)]
 #[error(
@@ -63,7 +63,7 @@ fn heartbeat_body(shared: &Shared, draining: bool) -> Heartbeat {
 }
 
 /// Does `action` on the wire; returns its monotonic send time and how it ended. The send time
-/// is the one the lease is measured from (design §4), so it is taken before the request.
+/// is the one the lease is measured from (docs/design.md §4.4), so it is taken before the request.
 /// A heartbeat goes over the stream while it is up, over HTTP otherwise.
 pub async fn perform(
     shared: &Shared,
@@ -73,9 +73,7 @@ pub async fn perform(
 ) -> (u64, Done) {
     let signed = |r: Result<(u64, VerifiedView), (u64, ClientError)>| match r {
         Ok((sent, v)) => (sent, Done::View(v)),
-        Err((sent, ClientError::Refused { code, .. })) if code == "not_holder" => {
-            (sent, Done::NotHolder)
-        }
+        Err((sent, e)) if e.is_refusal(ErrorCode::NotHolder) => (sent, Done::NotHolder),
         Err((sent, e)) => (sent, Done::Failed(e)),
     };
     match action {
@@ -162,7 +160,7 @@ fn stream_answer(
     if let Some(e) = &m.error {
         return Err(ClientError::Refused {
             status: e.code.http_status(),
-            code: e.code.as_str().to_string(),
+            code: Some(e.code),
             message: e.message.clone(),
         });
     }

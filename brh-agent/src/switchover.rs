@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use brh_shared::election::candidate_rank;
-use brh_shared::wire::PeerSummary;
+use brh_shared::wire::{ErrorCode, PeerSummary};
 use tokio::sync::oneshot;
 
 use crate::client::{ClientError, ForgeClient};
@@ -161,9 +161,14 @@ pub(crate) async fn perform(
         }
         // The forge's own check (the peer list was a moment old): our lease is intact and
         // the next heartbeat renews it.
-        Err((_, ClientError::Refused { code, message, .. })) if code == "not_candidate" => {
-            Err(SwitchoverError::NotCandidate(message))
-        }
+        Err((
+            _,
+            ClientError::Refused {
+                code: Some(ErrorCode::NotCandidate),
+                message,
+                ..
+            },
+        )) => Err(SwitchoverError::NotCandidate(message)),
         Err((_, e)) => Err(SwitchoverError::Forge(e.to_string())),
     }
 }

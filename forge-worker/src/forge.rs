@@ -894,7 +894,6 @@ impl<S: Store> Forge<S> {
 #[cfg(test)]
 mod tests;
 
-/// A store error for a header: one line of printable ASCII (never a stack trace in a body).
 /// The key of the node a request claims to come from, derived for that request (or, with
 /// `legacy_seal_signatures`, the seal an agent of the previous release signed with).
 pub(crate) struct NodeKey(pub(crate) Vec<u8>, pub(crate) KeyId);
@@ -946,6 +945,7 @@ fn auth_refusal(e: AuthError) -> Refusal {
     }
 }
 
+/// A store error for a message: one line of printable ASCII (never a stack trace in a body).
 fn sanitize(message: &str) -> String {
     message
         .lines()

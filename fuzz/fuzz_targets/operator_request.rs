@@ -1,4 +1,4 @@
-//! The parsers and verifiers of revocation (issue 19): `keys::parse_node_credential`
+//! The parsers and verifiers of revocation (docs/design.md §8.6): `keys::parse_node_credential`
 //! (`BRH_NODE_KEY`), `sign::parse_key_gen` (`x-brh-key-gen`) and
 //! `operator::verify_request` (an operator's Ed25519-signed request, the forge's
 //! `POST /federation/revoke`), on arbitrary input.

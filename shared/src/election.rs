@@ -1,4 +1,4 @@
-//! The election state machine of one env (design §4).
+//! The election state machine of one env (docs/design.md §4).
 //!
 //! [`EnvState`] is plain data (serde), so a store can load it, apply one event and save it
 //! back: the native forge keeps it in a file, a Durable Object in its transactional storage.
@@ -144,9 +144,9 @@ impl GrantReason {
     }
 }
 
-/// The order of rule 3 (design §4): highest priority, then the earliest joined, then the node
-/// id (the seed's alphabetical tie-break). The greatest rank wins. The agent's switchover
-/// picks its default successor by the same rank.
+/// The order of rule 3 (docs/design.md §4.2): highest priority, then the earliest joined, then
+/// the node id (the original's alphabetical tie-break). The greatest rank wins. The agent's
+/// switchover picks its default successor by the same rank.
 pub fn candidate_rank(
     priority: i32,
     joined_at_ms: u64,

@@ -186,8 +186,7 @@ impl Certificate {
             ));
         }
         let expires_s = parse_u64(exp).ok_or_else(|| malformed("expires must be unix seconds"))?;
-        // Exactly 64 lowercase hex digits (no trimming: one spelling per certificate; found
-        // by fuzzing).
+        // Exactly 64 lowercase hex digits (no trimming: one spelling per certificate).
         let key = hex::decode32(key)
             .and_then(|k| VerifyingKey::from_bytes(&k).ok())
             .ok_or_else(|| malformed("key must be 64 lowercase hex digits"))?;

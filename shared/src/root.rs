@@ -185,8 +185,8 @@ impl DominionRoot {
         let epoch = epoch.ok_or_else(|| bad("missing epoch="))?;
         let epoch = parse_u64(&epoch).ok_or_else(|| bad("epoch must be unix seconds"))?;
         let sig = sig.ok_or_else(|| bad("missing sig="))?;
-        // Only a form that can verify, so a parsed root prints back as itself (found by
-        // fuzzing: a `+` or a space in a free-form sig did not survive Display → parse).
+        // Only a form that can verify, so a parsed root prints back as itself (a `+` or a
+        // space in a free-form sig would not survive Display → parse).
         if !matches!(sig.len(), 64 | 128)
             || !sig.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         {

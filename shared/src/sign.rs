@@ -65,9 +65,10 @@ pub fn verify_hmac_hex(key: &[u8], msg: &[u8], sig_hex: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-/// Who a signed request is for. The forge checks requests signed with the federation seal;
-/// an agent's API checks requests signed with the env's API key *and naming that agent*, so a
-/// request captured at one agent is refused by every other (each keeps its own nonce memory).
+/// Who a signed request is for. The forge checks requests signed with the key of the node
+/// they name; an agent's API checks operator requests (Ed25519, `operator::verify_request`)
+/// *naming that agent*, so a request captured at one agent is refused by every other (each
+/// keeps its own nonce memory).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience<'a> {
     /// `brh-v1\n{METHOD}\n{PATH}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`.
@@ -399,7 +400,7 @@ pub fn verify_public_view(forge: &ed25519_dalek::VerifyingKey, view: &LeaderView
 fn view_consistent(view: &LeaderView) -> bool {
     match (&view.leader, &view.lease) {
         (None, None) => true,
-        // An empty leader would sign the same string as no leader (found by fuzzing).
+        // An empty leader would sign the same string as no leader: refused.
         (Some(leader), Some(lease)) => {
             !leader.is_empty() && *leader == lease.holder && lease.term == view.term
         }

@@ -9,9 +9,10 @@
 //! writes are refused once its successor's have arrived.
 //!
 //! **Node tokens** (the original's form, kept for agents whose forge gives no lease token):
-//! `brh1:{env}:{subject}:{expires_at_s}:{hex hmac}` where the HMAC, keyed by the seal, covers
-//! `brh-v1-token\n{env}\n{subject}\n{expires_at_s}`. The original's token was deterministic
-//! and never expired; this one names its env and service and carries its own expiry.
+//! `brh1:{env}:{subject}:{expires_at_s}:{hex hmac}` where the HMAC, keyed by the minter's
+//! secret (the agent uses its node key), covers `brh-v1-token\n{env}\n{subject}\n{expires_at_s}`.
+//! Unlike the original's deterministic token that never expired, it names its env and service
+//! and carries its own expiry (docs/design.md §6.8).
 use alloc::format;
 use alloc::string::String;
 

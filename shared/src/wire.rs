@@ -1,4 +1,4 @@
-//! Wire types of protocol v1 (design §3). Field names are the contract; unknown fields are
+//! Wire types of protocol v1 (docs/design.md §3). Field names are the contract; unknown fields are
 //! ignored, missing required ones fail to parse.
 use alloc::format;
 use alloc::string::String;
@@ -175,11 +175,13 @@ pub struct LeaderView {
     pub issued_at_ms: u64,
     pub peers_alive: u32,
     pub mode: String,
-    /// The forge's heartbeat interval: the forge is the one timing authority (design §4) and
-    /// agents follow it. Not part of the signed string (kept as the design's contract): it
-    /// only schedules beats. An agent's deadline comes from the signed `expires_at_ms −
-    /// issued_at_ms`, so a forged value can slow an agent down, never let it lead longer.
-    /// 0 from a forge that predates it.
+    /// The forge's heartbeat interval: the forge is the one timing authority (docs/design.md
+    /// §4.3) and agents follow it. Not part of the signed string, which stays the view string of
+    /// docs/design.md §3.5: it only schedules beats. An agent's deadline comes from the signed
+    /// `expires_at_ms − issued_at_ms`, so a forged value can change when an agent beats and
+    /// shrink its margin (a tenth of the ttl it adopts, ≥ 30 ms by the timing rule), never move
+    /// its deadline past `sent + (expires_at_ms − issued_at_ms)`. 0 from a forge without it:
+    /// the agent keeps its own timing.
     #[serde(default)]
     pub heartbeat_interval_ms: u64,
     /// The forge's lease ttl (see `heartbeat_interval_ms`), also when there is no lease.
@@ -273,6 +275,16 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// Agent API: the forge could not be reached to complete the request; nothing changed.
     ForgeUnreachable,
+    /// Agent API: the container belongs to a newer term (another leader's); left alone.
+    Fenced,
+    /// Agent API: the Docker engine reported a conflict (a name in use, a container busy).
+    Conflict,
+    /// Agent API: the replacement container did not pass its health check; rolled back.
+    Unhealthy,
+    /// Agent API: the Docker engine cannot be reached.
+    EngineUnavailable,
+    /// Agent API: the Docker engine refused the operation.
+    EngineRefused,
     Internal,
 }
 
@@ -298,6 +310,11 @@ impl ErrorCode {
             ErrorCode::Busy => "busy",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::ForgeUnreachable => "forge_unreachable",
+            ErrorCode::Fenced => "fenced",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Unhealthy => "unhealthy",
+            ErrorCode::EngineUnavailable => "engine_unavailable",
+            ErrorCode::EngineRefused => "engine_refused",
             ErrorCode::Internal => "internal",
         }
     }
@@ -313,7 +330,11 @@ impl ErrorCode {
             | ErrorCode::NotHolder
             | ErrorCode::NotCandidate
             | ErrorCode::NotLeader
-            | ErrorCode::NotConfigured => 409,
+            | ErrorCode::NotConfigured
+            | ErrorCode::Fenced
+            | ErrorCode::Conflict => 409,
+            ErrorCode::Unhealthy => 422,
+            ErrorCode::EngineRefused => 502,
             ErrorCode::Timeout => 408,
             ErrorCode::TooLarge => 413,
             ErrorCode::BadRequest => 400,
@@ -322,7 +343,8 @@ impl ErrorCode {
             ErrorCode::NoSeal
             | ErrorCode::StoreUnavailable
             | ErrorCode::Busy
-            | ErrorCode::ForgeUnreachable => 503,
+            | ErrorCode::ForgeUnreachable
+            | ErrorCode::EngineUnavailable => 503,
             ErrorCode::Internal => 500,
         }
     }
@@ -388,10 +410,10 @@ pub struct StreamRequest {
 ///
 /// `basis` is the newest request of this socket's node the forge had processed when it
 /// signed `view` (for an answer: that request), and `basis_sig` binds the two:
-/// `HMAC(seal, "brh-v1-basis\n{node}\n{basis}\n{view.sig}")`. An agent measures a lease
-/// granted by the view from the *send* time of the request named by `basis` — never later
-/// than the forge's grant — and ignores a view whose basis it did not send or whose
-/// `basis_sig` does not verify.
+/// `HMAC(node key, "brh-v1-basis\n{node}\n{basis}\n{view.sig}")` (docs/design.md §3.6). An
+/// agent measures a lease granted by the view from the *send* time of the request named by
+/// `basis` — never later than the forge's grant — and ignores a view whose basis it did not
+/// send or whose `basis_sig` does not verify.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]

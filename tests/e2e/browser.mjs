@@ -10,8 +10,8 @@ process.env.PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD = "1";
 
 export const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 
-// The flags of ../shared/toolchain.md ("A real browser for page tests"): without the
-// background-networking ones chromium keeps trying closed network connections.
+// Headless chromium offline: without the background-networking flags it keeps trying closed
+// network connections.
 const FLAGS = [
   "--no-sandbox",
   "--disable-gpu",

@@ -204,13 +204,14 @@ function errorCodesInCode() {
   const wire = readFileSync(path.join(ROOT, "shared/src/wire.rs"), "utf8");
   const codes = [...wire.matchAll(/ErrorCode::[A-Za-z]+ => "([a-z_]+)"/g)].map((m) => m[1]);
   assert.ok(codes.length >= 10, "ErrorCode::as_str not found in shared/src/wire.rs");
-  // The container layer's codes are mapped at the edge: `orchestration_status` in api.rs.
+  // The container layer's codes are mapped at the edge: `orchestration_code` in api.rs.
+  const names = Object.fromEntries([...wire.matchAll(/ErrorCode::([A-Za-z]+) => "([a-z_]+)"/g)].map((m) => [m[1], m[2]]));
   const api = readFileSync(path.join(ROOT, "brh-agent/src/api.rs"), "utf8");
-  const start = api.indexOf("pub fn orchestration_status(");
-  assert.ok(start >= 0, "orchestration_status not found in brh-agent/src/api.rs");
+  const start = api.indexOf("pub fn orchestration_code(");
+  assert.ok(start >= 0, "orchestration_code not found in brh-agent/src/api.rs");
   const body = api.slice(start, api.indexOf("\n}\n", start));
-  const orchCodes = [...body.matchAll(/StatusCode::[A-Z_]+,\s*"([a-z_]+)"\)/g)].map((m) => m[1]);
-  assert.ok(orchCodes.length >= 5, "no codes found in orchestration_status");
+  const orchCodes = [...body.matchAll(/=> \{?\s*ErrorCode::([A-Za-z]+)/g)].map((m) => names[m[1]]);
+  assert.ok(orchCodes.length >= 5 && orchCodes.every(Boolean), "no codes found in orchestration_code");
   return { wire: [...new Set(codes)], orch: [...new Set(orchCodes)] };
 }
 

@@ -1,4 +1,4 @@
-// The README cannot rot: every command in its ```sh blocks is run here (issue 11), and its
+// The README cannot rot: every command in its ```sh blocks is run here, and its
 // configuration tables are compared with the binaries' own --help and wrangler.toml.
 //
 // How each command is run is listed in RULES, keyed by the exact command text (continuation

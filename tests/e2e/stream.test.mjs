@@ -1,11 +1,11 @@
-// The streaming channel (`GET /federation/stream`, issue 12), written from the wire contract
-// in docs/stream.md with this suite's own signing (sign.mjs): signed frames get the same
-// checks as HTTP (signed with the node's own key), answers and pushes to a node carry a view
-// HMAC'd with that node's key and bound to a request (`basis_sig`), a socket no request bound
-// gets the public view (Ed25519 under the forge key), the
-// forge pushes on grant, resign and expiry to every socket of the env, and refused frames
-// change nothing. On the native forge and on the Worker in workerd in durable-object mode
-// (the register's hibernatable WebSockets); kv mode refuses the stream with a JSON 404.
+// The streaming channel (`GET /federation/stream`, docs/design.md §7), written from the wire
+// contract in docs/stream.md with this suite's own signing (sign.mjs): signed frames get the same
+// checks as HTTP (signed with the node's own key), answers and pushes to a node carry a view HMAC'd
+// with that node's key and bound to a request (`basis_sig`), a socket no request bound gets the
+// public view (Ed25519 under the forge key), the forge pushes on grant, resign and expiry to every
+// socket of the env, and refused frames change nothing. On the native forge and on the Worker in
+// workerd in durable-object mode (the register's hibernatable WebSockets); kv mode refuses the
+// stream with a JSON 404.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Agent, Stream, get, sleep, snapshot, uniqueEnv } from "./client.mjs";

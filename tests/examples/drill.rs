@@ -1,9 +1,9 @@
-//! Fault drills on real processes (issue 9): `cargo run -p brh-tests --example drill --
-//! [--faults 1000] [--agents 5] [--seed 1] [--every-ms 400] [--forge native|durable-object]
+//! Fault drills on real processes (`tests/src/drill.rs`): `cargo run -p brh-tests --example drill
+//! -- [--faults 1000] [--agents 5] [--seed 1] [--every-ms 400] [--forge native|durable-object]
 //! [--profile fast|subsecond]`. Needs the debug binaries (`cargo build --workspace --bins`);
 //! `--forge durable-object` also needs `scripts/setup-node.sh` and `scripts/build-worker.sh`.
-//! Prints progress, the count per fault kind, the number of leadership intervals checked and
-//! the final term; a violation panics with both intervals and exits non-zero.
+//! Prints progress, the count per fault kind, the number of leadership intervals checked and the
+//! final term; a violation panics with both intervals and exits non-zero.
 use std::time::Duration;
 
 use brh_tests::drill::{run, DrillForge, DrillOpts, DRILL_KINDS};

@@ -1,6 +1,6 @@
-//! The simulation soak (issue 9): seeds in turn until at least `--faults` faults (default
-//! 1,000,000) were injected per profile; prints the count per fault kind, the simulated time
-//! covered, the seeds, promotions and the worst recovery after the last fault.
+//! The simulation soak (docs/design.md §4.5): seeds in turn until at least `--faults` faults
+//! (default 1,000,000) were injected per profile; prints the count per fault kind, the simulated
+//! time covered, the seeds, promotions and the worst recovery after the last fault.
 //!
 //!     cargo run --release -p brh-tests --example sim_soak -- [--faults N] [--profile P]... [--seed S]
 //!

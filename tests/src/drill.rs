@@ -1,4 +1,4 @@
-//! Fault drills on real processes (issue 9, item 4): one forge — the native binary, or the
+//! Fault drills on real processes (docs/design.md §4.5): one forge — the native binary, or the
 //! built Worker in workerd in Durable Object mode — and 3–5 `brh-agent` processes, each reaching the forge through its own TCP proxy, under a random schedule of
 //! overlapping faults — `kill -9` (and restart with a new boot), `SIGSTOP` past the lease,
 //! partitions (the proxy cuts), forge restarts from its durable state (a `kill -9` of the

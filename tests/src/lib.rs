@@ -1,10 +1,15 @@
-//! Shared helpers for the integration tests in `tests/tests/`.
+//! Shared helpers for the integration tests in `tests/tests/` and the examples in
+//! `tests/examples/`.
 //!
-//! - `forge`: start/stop the native forge binary and sign requests to it (forge e2e tests).
-//! - `federation`: start/stop agents against a forge (agent fault-injection tests).
+//! - `federation`: spawn the real `forge` (native, or the built Worker in workerd) and
+//!   `brh-agent` binaries, sign requests to them, cut links with a TCP proxy, send signals, and
+//!   check the agents' leadership logs for overlap (the process tests).
+//! - `sim`: the deterministic simulation of whole federations (docs/design.md §4.5).
+//! - `drill`: fault drills on real processes.
+//! - `stolen`, `revocation`, `rotation`: the threat model, revoking a host, and rotating the root
+//!   secret, each run against the native forge and the Worker.
 pub mod drill;
 pub mod federation;
-pub mod forge;
 pub mod revocation;
 pub mod rotation;
 pub mod sim;

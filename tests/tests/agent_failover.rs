@@ -101,8 +101,9 @@ fn a_node_that_stops_is_never_granted_again_even_alone() {
     assert_eq!(leader, "solo");
     assert!(a.terminate(), "the agent must exit 0 on SIGTERM");
     assert!(a.log_has(&format!("resigned term {term}")));
-    // Before: the only live candidate got the next term at once, so a dead node led for a
-    // lease. Now: vacant, and the node is shown as gone — also after a few sweeps.
+    // A node that resigned because it is stopping is never re-granted, even as the only live
+    // candidate (a dead node would lead for a lease): the lease stays vacant and the node is
+    // shown as gone — also after a few sweeps (docs/design.md §4.2 rule 5).
     std::thread::sleep(Duration::from_millis(1_200));
     let v = forge.get("/federation/leader?env=dev");
     assert!(v["leader"].is_null(), "a stopped node was re-granted: {v}");

@@ -1,5 +1,5 @@
-//! Real processes on the forge's stream (issue 12): agents beat over the WebSocket; when the
-//! sockets drop (a forge restart), heartbeats go over HTTP until the stream is back, and the
+//! Real processes on the forge's stream (docs/design.md §7): agents beat over the WebSocket; when
+//! the sockets drop (a forge restart), heartbeats go over HTTP until the stream is back, and the
 //! leader keeps its lease throughout. Prints how long the agents were off the stream.
 use std::time::{Duration, Instant};
 

@@ -1,5 +1,5 @@
-//! Real processes: `brh-agent switchover`, `status` without the secret, and the operator
-//! commands' refusals (issue 11).
+//! Real processes: `brh-agent switchover` (docs/design.md §6.2), `status` without the secret,
+//! and the operator commands' refusals.
 use std::time::Duration;
 
 use brh_tests::federation::*;

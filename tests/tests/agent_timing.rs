@@ -1,8 +1,9 @@
-//! Real processes: the forge is the one timing authority (design §4, issue 11).
+//! Real processes: the forge is the one timing authority (docs/design.md §4.3).
 //!
-//! Before: an agent at the default profile (5 s / 15 s) on a fast forge (1 s / 3 s) promoted,
-//! hit its own deadline 1.5 s later (its margin was a tenth of *its* ttl) and was re-granted at
-//! its next beat 5 s on: terms 1 → 4 in 15 s.
+//! An agent at the default profile (5 s / 15 s) on a fast forge (1 s / 3 s) must beat and
+//! measure its margin by the forge's timing: on its own it would hit its deadline 1.5 s after
+//! each grant (a tenth of *its* ttl) and be re-granted at its next beat 5 s on — a new term
+//! every beat.
 use std::time::{Duration, Instant};
 
 use brh_tests::federation::*;
@@ -24,7 +25,8 @@ fn agents_without_timing_follow_the_forge_and_never_flap() {
     ];
     let refs: Vec<&Agent> = agents.iter().collect();
     let (leader, term) = wait_until(SETTLE, || agreed_leader(&refs)).expect("no leader");
-    // Four leases' worth of renewals: the unfixed agent demoted at 1.5 s and flapped every 5 s.
+    // Four leases' worth of renewals: an agent on its own timing would demote at 1.5 s and flap
+    // every 5 s.
     std::thread::sleep(Duration::from_secs(12));
     assert_eq!(
         agreed_leader(&refs),

@@ -1,5 +1,5 @@
-//! Issue 19 item 6 on real processes and a real dockerd: a federation has an identity, the
-//! `brh.federation` label of its containers, and never touches another federation's.
+//! On real processes and a real dockerd (docs/design.md §6.4): a federation has an identity,
+//! the `brh.federation` label of its containers, and never touches another federation's.
 //!
 //! Federation A runs a service on the engine and goes away (its containers keep running, as
 //! `relinquish` leaves them). A fresh federation B (new seal, so new forge key and id) starts

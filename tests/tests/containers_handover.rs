@@ -1,8 +1,8 @@
-//! Issue 5 on real processes and a real dockerd: two agents share one engine; the leader
-//! starts the manifest's services; `kill -9` of the leader; the new leader adopts the same
-//! containers (same ids, `StartedAt` unchanged) within ttl + one heartbeat, and they stay
-//! healthy. Then a deploy through the leader's API rolls out, and a bad one changes nothing.
-//! Engine state is read with the docker CLI, not through the agents.
+//! Handover on real processes and a real dockerd (docs/design.md §6.5): two agents share one
+//! engine; the leader starts the manifest's services; `kill -9` of the leader; the new leader
+//! adopts the same containers (same ids, `StartedAt` unchanged) within ttl + one heartbeat, and
+//! they stay healthy. Then a deploy through the leader's API rolls out, and a bad one changes
+//! nothing. Engine state is read with the docker CLI, not through the agents.
 use std::net::TcpStream;
 use std::time::Duration;
 

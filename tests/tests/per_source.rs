@@ -1,4 +1,4 @@
-//! One source cannot starve the rest, on the real forge process (issue 19, item 7): a slow
+//! One source cannot starve the rest, on the real forge process (docs/design.md §8.9): a slow
 //! client on one loopback address holds its share of half-sent requests, and new
 //! connections from it are refused (503 `busy`), while probes and signed heartbeats from
 //! another loopback address are served — the forge's own `--max-unproven-per-source`.

@@ -1,4 +1,4 @@
-//! Shipping (issue 11): the static binaries and the FROM-scratch images build with the
+//! Shipping (docs/deploy.md): the static binaries and the FROM-scratch images build with the
 //! project's scripts on the private Docker engine, without a registry, and the images run:
 //! the forge image refuses to start without a seal, serves `/health`, answers a signed
 //! heartbeat with a view signed by the same seal, keeps its state in its volume as the

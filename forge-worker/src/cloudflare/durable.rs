@@ -23,9 +23,9 @@
 //! If a write fails, the in-memory state is dropped and reloaded from storage (restart rule)
 //! before the next step, so nothing unwritten is ever answered.
 //!
-//! Eviction or redeploy: a cold instance reads the lease row and the peer rows (legacy
-//! `state/{env}` rows of earlier versions are read too) and applies the restart rule — the
-//! holder's lease is extended to now + ttl, never shortened.
+//! Eviction or redeploy: a cold instance reads the lease row and the peer rows (or, where there
+//! is no lease row, a whole-env `state/{env}` row) and applies the restart rule
+//! (docs/design.md §5.2) — the holder's lease is extended to now + ttl, never shortened.
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -417,9 +417,9 @@ impl Register {
         }
         let now = super::now_ms();
         let at = expiry.max(now + 1);
-        // workers-rs reads an integer as an offset from now, not as a date: passing the
-        // expiry itself scheduled the alarm decades ahead, so failover waited for the next
-        // heartbeat (found by the stream's expiry-push test).
+        // workers-rs reads an integer as an offset from now, not as a date: the alarm is set
+        // `at - now` ahead. Given the expiry itself it would fire decades late, and failover
+        // would wait for the next heartbeat.
         let offset = std::time::Duration::from_millis(at - now);
         match storage.set_alarm(offset).await {
             Ok(()) => {

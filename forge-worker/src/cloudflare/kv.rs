@@ -2,8 +2,9 @@
 //!
 //! KV is eventually consistent and has no compare-and-swap: this store is what the `kv` mode
 //! runs the election over (safe within one location, two leaders possible across locations
-//! while KV disagrees — design §5), and what the `durable-object` mode mirrors into so the
-//! Worker serves reads from KV in both modes.
+//! while KV disagrees — docs/design.md §5.6), and what the `durable-object` mode mirrors into
+//! (§5.5), where the Worker reads only the env index from it and the register answers the
+//! rest.
 use std::cell::RefCell;
 
 use brh_shared::election::{EnvState, Peer};

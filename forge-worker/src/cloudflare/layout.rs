@@ -1,14 +1,18 @@
-//! The Workers KV key layout (design §5), as pure functions so the host tests can check it.
+//! The Workers KV key layout (docs/design.md §5.6), as pure functions so the host tests can
+//! check it.
 //!
 //! ```text
 //! envs/{env}                      env index: one key per env, written once when it appears
 //! env/{env}/lease                 the env state without its peers: term, lease, resignation,
-//!                                 alarms (JSON). Written when one of those changes: for the
-//!                                 leader's renewal that is once per heartbeat interval
+//!                                 alarms, revocations (JSON). Written when one of those
+//!                                 changes: in kv mode the leader's renewal changes the expiry,
+//!                                 so once per heartbeat interval
 //! env/{env}/peer/{node}           one peer (JSON value); the same JSON in the key *metadata*
 //!                                 when it fits in KV's 1024-byte limit, so one `list` with the
-//!                                 prefix returns the whole peer table. Written when that peer
-//!                                 changes: once per heartbeat interval of that node
+//!                                 prefix returns the whole peer table. In kv mode written on a
+//!                                 durable change of that peer, or when its stored liveness is
+//!                                 ttl − interval old (see [`plan_save`]); mirrored from the
+//!                                 register on durable changes in durable-object mode
 //! env/{env}/hist/{inv_term}-{inv_at}-{inv_i}
 //!                                 one leader-history row (value and metadata); the inverted,
 //!                                 zero-padded term/time make a plain ascending `list` newest
@@ -16,9 +20,10 @@
 //! ```
 //!
 //! [`plan_save`] turns `before`/`after` into the writes that differ, nothing else: a witness
-//! heartbeat writes its own peer key only; a leader renewal writes its peer key and the lease
-//! key. So with agents heartbeating every interval (≥ 1 s) no key is written more than once a
-//! second under normal load, which is KV's per-key write limit.
+//! heartbeat writes at most its own peer key (when its liveness needs refreshing); a leader
+//! renewal writes the lease key, and its peer key when that needs refreshing. So with agents
+//! heartbeating every interval (≥ 1 s) no key is written more than once a second under normal
+//! load, which is KV's per-key write limit.
 use brh_shared::election::{EnvState, Peer};
 use brh_shared::wire::HistoryEntry;
 

@@ -688,7 +688,7 @@ fn history_rows() {
 //
 // The simulation models agents as well as the forge: an agent that receives a view granting it
 // the lease believes it leads from the moment the answer arrives until
-// `sent_at + (expires_at - issued_at) - margin` on its own clock (design §4), and stops
+// `sent_at + (expires_at - issued_at) - margin` on its own clock (docs/design.md §4.4), and stops
 // believing when it sends a resign. Requests may be delayed in flight (sent earlier than the
 // forge processes them). The checked safety property is about those beliefs.
 // ---------------------------------------------------------------------------------------------

@@ -1,1 +1,0 @@
-//! Forge test helpers (filled by the forge work).
