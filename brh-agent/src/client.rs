@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use brh_shared::replay::Nonce;
+use brh_shared::route::Endpoint;
 use brh_shared::sign::{
     sign_request, SignedHeaders, HEADER_BASIS, HEADER_BASIS_SIG, HEADER_KEY_GEN, HEADER_NODE,
     HEADER_NONCE, HEADER_SIG, HEADER_TS,
@@ -388,7 +389,7 @@ impl ForgeClient {
         &mut self,
         hb: &Heartbeat,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
-        self.post_signed("/federation/heartbeat", hb, true).await
+        self.post_signed(Endpoint::Heartbeat.path(), hb, true).await
     }
 
     /// `body` for `path` signed for the stream (method line `WS`), from the same nonce
@@ -457,7 +458,7 @@ impl ForgeClient {
         &mut self,
         req: &ResignRequest,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
-        self.post_signed("/federation/resign", req, true).await
+        self.post_signed(Endpoint::Resign.path(), req, true).await
     }
 
     pub async fn consensus(
@@ -465,13 +466,13 @@ impl ForgeClient {
         report: &ConsensusReport,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
         // The consensus answer is informational; it need not be addressed to us.
-        self.post_signed("/federation/consensus", report, false)
+        self.post_signed(Endpoint::Consensus.path(), report, false)
             .await
     }
 
     /// `GET /federation/leader`, verified (no `you`), with retries.
     pub async fn leader(&self) -> Result<VerifiedView, ClientError> {
-        let url = with_env(join(&self.base, "/federation/leader"), &self.env);
+        let url = with_env(join(&self.base, Endpoint::Leader.path()), &self.env);
         let view: LeaderView = get_json_retry(&self.http, &url).await?;
         Ok(VerifiedView::check(&self.keys, &self.env, None, view)?)
     }
@@ -487,13 +488,13 @@ impl ForgeClient {
         &self,
     ) -> impl std::future::Future<Output = Result<Vec<PeerSummary>, ClientError>> + Send + 'static
     {
-        let url = with_env(join(&self.base, "/federation/peers"), &self.env);
+        let url = with_env(join(&self.base, Endpoint::Peers.path()), &self.env);
         let http = self.http.clone();
         async move { Ok(get_json_retry::<PeersBody>(&http, &url).await?.peers) }
     }
 
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, ClientError> {
-        let url = with_env(join(&self.base, "/federation/history"), &self.env);
+        let url = with_env(join(&self.base, Endpoint::History.path()), &self.env);
         Ok(get_json_retry::<HistoryBody>(&self.http, &url)
             .await?
             .entries)

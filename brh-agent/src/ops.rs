@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use brh_shared::root::{DominionRoot, RootKey};
+use brh_shared::route::Endpoint;
 use brh_shared::wire::{LeaderView, PeerSummary};
 use clap::Args;
 
@@ -128,7 +129,7 @@ impl Federation {
 
     /// The leader view; its signature is checked when the forge's key is known.
     pub async fn leader(&self) -> anyhow::Result<LeaderView> {
-        let url = with_env(join(&self.base, "/federation/leader"), &self.env);
+        let url = with_env(join(&self.base, Endpoint::Leader.path()), &self.env);
         let view: LeaderView = client::get_json_retry(&self.http, &url)
             .await
             .with_context(|| format!("cannot read the leader from the forge at {}", self.base))?;
@@ -164,7 +165,7 @@ impl Federation {
             #[serde(default)]
             peers: Vec<PeerSummary>,
         }
-        let url = with_env(join(&self.base, "/federation/peers"), &self.env);
+        let url = with_env(join(&self.base, Endpoint::Peers.path()), &self.env);
         match client::get_json_retry::<Body>(&self.http, &url).await {
             Ok(b) => Ok(b.peers),
             // An env no node has joined yet: no peers (the leader view says the same).
@@ -491,7 +492,7 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
         None if brh_shared::ids::validate_id(&a.caller).is_ok() => a.caller.clone(),
         None => "brh-cli".into(),
     };
-    let path = "/federation/revoke";
+    let path = Endpoint::Revoke.path();
     let body = serde_json::to_vec(&serde_json::json!({
         "env": fed.env(), "node": a.node, "generation": a.generation,
     }))?;

@@ -5,10 +5,11 @@
 use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
 use brh_shared::ids::validate_id;
 use brh_shared::operator::{RequestError, Scope};
+use brh_shared::route::{self, Endpoint, Route};
 use brh_shared::sign::{self, AuthError, Authenticated, KeyId, RawAuth};
 use brh_shared::wire::{
     ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, RevokeRequest,
-    MAX_BODY_BYTES, STREAM_REQUEST_PATHS,
+    MAX_BODY_BYTES,
 };
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -155,7 +156,7 @@ pub struct Forge<S> {
 }
 
 /// A request refused with a wire error.
-struct Refusal(ErrorCode, String);
+pub(crate) struct Refusal(ErrorCode, String);
 
 impl Refusal {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
@@ -172,34 +173,7 @@ impl From<StoreError> for Refusal {
 /// Seconds a client should wait after `store_unavailable`.
 pub const STORE_RETRY_AFTER_S: &str = "2";
 
-/// Read endpoints: every answer, errors included, is open to any origin and never cached.
-const READ_PATHS: &[&str] = &[
-    "/health",
-    "/metrics",
-    "/federation/leader",
-    "/federation/peers",
-    "/federation/history",
-    "/federation/envs",
-    "/manifest/resolve",
-];
-
 type Result<T> = std::result::Result<T, Refusal>;
-
-/// The routes and the methods they take.
-const ROUTES: &[(&str, &str)] = &[
-    ("/", "GET"),
-    ("/health", "GET"),
-    ("/metrics", "GET"),
-    ("/federation/heartbeat", "POST"),
-    ("/federation/resign", "POST"),
-    ("/federation/consensus", "POST"),
-    ("/federation/revoke", "POST"),
-    ("/federation/leader", "GET"),
-    ("/federation/peers", "GET"),
-    ("/federation/history", "GET"),
-    ("/federation/envs", "GET"),
-    ("/manifest/resolve", "GET"),
-];
 
 impl<S: Store> Forge<S> {
     pub fn new(cfg: ForgeConfig, store: S) -> Self {
@@ -228,42 +202,39 @@ impl<S: Store> Forge<S> {
             "HEAD" => "GET",
             m => m,
         };
-        if req.stream && !STREAM_REQUEST_PATHS.contains(&path) {
-            return Response::error(
-                ErrorCode::NotFound,
-                format!("{path} cannot be sent on the stream"),
-            )
-            .into();
-        }
-        let Some((_, allowed)) = ROUTES.iter().find(|(p, _)| *p == path) else {
+        let Some(route) = route::route(path) else {
+            if req.stream {
+                let m = format!("{path} cannot be sent on the stream");
+                return Response::error(ErrorCode::NotFound, m).into();
+            }
             self.metrics.reject(ErrorCode::NotFound.as_str());
             return Response::error(ErrorCode::NotFound, format!("no endpoint {path}"))
                 .readable()
                 .into();
         };
-        if method != *allowed {
+        if req.stream && !route.on_stream {
+            let m = format!("{path} cannot be sent on the stream");
+            return Response::error(ErrorCode::NotFound, m).into();
+        }
+        if method != route.method {
             self.metrics.reject(ErrorCode::MethodNotAllowed.as_str());
             return Response::error(
                 ErrorCode::MethodNotAllowed,
-                format!("{path} takes {allowed}"),
+                format!("{path} takes {}", route.method),
             )
-            .with_header("allow", allowed)
+            .with_header("allow", route.method)
             .into();
         }
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabel {
-                path: path.into(),
-                transport: if req.stream { "stream" } else { "http" }.into(),
-            })
-            .inc();
+        self.count_request(route, req.stream);
         let mut changes = Vec::new();
-        let result = match path {
-            "/" => Ok(
-                Response::text(200, "text/html; charset=utf-8", DASHBOARD_HTML)
-                    .with_header("cache-control", "no-store"),
-            ),
-            "/health" => Ok(Response::json(
+        let result = match route.endpoint {
+            Endpoint::Dashboard => {
+                Ok(
+                    Response::text(200, "text/html; charset=utf-8", DASHBOARD_HTML)
+                        .with_header("cache-control", "no-store"),
+                )
+            }
+            Endpoint::Health => Ok(Response::json(
                 200,
                 &json!({
                     "status": "ok",
@@ -272,39 +243,31 @@ impl<S: Store> Forge<S> {
                     "version": env!("CARGO_PKG_VERSION"),
                 }),
             )),
-            "/metrics" => self.metrics_text(now_ms).await,
-            "/federation/heartbeat" => self.heartbeat(req, now_ms, &mut changes).await,
-            "/federation/resign" => self.resign(req, now_ms, &mut changes).await,
-            "/federation/consensus" => self.consensus(req, now_ms, &mut changes).await,
-            "/federation/revoke" => self.revoke(req, now_ms, &mut changes).await,
-            "/federation/leader" => self.leader(req, now_ms).await,
-            "/federation/peers" => self.peers(req, now_ms).await,
-            "/federation/history" => self.history(req, now_ms).await,
-            "/federation/envs" => self.env_list().await,
-            "/manifest/resolve" => self.manifest(req, now_ms),
-            _ => Err(Refusal::new(ErrorCode::NotFound, "no such endpoint")),
+            Endpoint::Metrics => self.metrics_text(now_ms).await,
+            Endpoint::Heartbeat | Endpoint::Resign | Endpoint::Consensus => self
+                .node_write(route, req, None, now_ms, &mut changes)
+                .await
+                .map(|w| w.response(route)),
+            Endpoint::Revoke => self.revoke(req, now_ms, &mut changes).await,
+            Endpoint::Leader => self.leader(req, now_ms).await,
+            Endpoint::Peers => self.peers(req, now_ms).await,
+            Endpoint::History => self.history(req, now_ms).await,
+            Endpoint::Envs => self.env_list().await,
+            Endpoint::ManifestResolve => self.manifest(req, now_ms),
         };
         let mut response = match result {
             Ok(response) => response,
-            Err(Refusal(code, message)) => {
-                self.metrics.reject(code.as_str());
+            Err(refusal) => {
+                let (code, message) = self.refused(refusal);
+                let response = Response::error(code, message);
                 if code == ErrorCode::StoreUnavailable {
-                    self.metrics.store_failures.inc();
-                    let detail = sanitize(&message);
-                    Response::error(
-                        code,
-                        format!(
-                            "the forge's storage is unavailable ({detail}); nothing was \
-                             changed, retry after {STORE_RETRY_AFTER_S} s"
-                        ),
-                    )
-                    .with_header("retry-after", STORE_RETRY_AFTER_S)
+                    response.with_header("retry-after", STORE_RETRY_AFTER_S)
                 } else {
-                    Response::error(code, message)
+                    response
                 }
             }
         };
-        if READ_PATHS.contains(&path) {
+        if route.open_read {
             response = response.readable_once();
         } else if response.header("cache-control").is_none() {
             response = response.with_header("cache-control", "no-store");
@@ -313,6 +276,32 @@ impl<S: Store> Forge<S> {
             response,
             leader_changes: changes,
         }
+    }
+
+    pub(crate) fn count_request(&self, route: &Route, stream: bool) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabel {
+                path: route.path.into(),
+                transport: if stream { "stream" } else { "http" }.into(),
+            })
+            .inc();
+    }
+
+    /// A refusal as the caller sees it, counted once: the code and the message (a store
+    /// failure says nothing changed and when to retry).
+    pub(crate) fn refused(&self, Refusal(code, message): Refusal) -> (ErrorCode, String) {
+        self.metrics.reject(code.as_str());
+        if code != ErrorCode::StoreUnavailable {
+            return (code, message);
+        }
+        self.metrics.store_failures.inc();
+        let detail = sanitize(&message);
+        let message = format!(
+            "the forge's storage is unavailable ({detail}); nothing was changed, retry after \
+             {STORE_RETRY_AFTER_S} s"
+        );
+        (code, message)
     }
 
     pub(crate) fn seal_bytes(&self) -> Option<&[u8]> {
@@ -356,13 +345,15 @@ impl<S: Store> Forge<S> {
         Ok(raw)
     }
 
-    /// Size, header form, JSON (for the env), then the signature under the key of the node the
+    /// Size, header form, JSON (for the env, which must be `expect_env` on a stream), then
+    /// the signature under the key of the node the
     /// request claims to come from, then the timestamp: everything that needs no state. A
     /// node's key opens only its own requests in its own env, so a host cannot speak for
     /// another node, or in another env.
     fn authenticate<T: DeserializeOwned + Addressed>(
         &self,
         req: &Request,
+        expect_env: Option<&str>,
         now_ms: u64,
     ) -> Result<(Authenticated, T, NodeKey)> {
         let seal = self.seal()?;
@@ -378,6 +369,15 @@ impl<S: Store> Forge<S> {
             sign::parse_key_gen(req.header(sign::HEADER_KEY_GEN)).map_err(auth_refusal)?;
         let body: T = brh_shared::wire::from_json_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
+        if let Some(expected) = expect_env.filter(|e| *e != body.env()) {
+            return Err(Refusal::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "this stream is for env {expected}, the body names {}",
+                    body.env()
+                ),
+            ));
+        }
         let verify = |key: &[u8]| {
             sign::verify_request(
                 key,
@@ -537,83 +537,72 @@ impl<S: Store> Forge<S> {
     /// agent measures a grant from the send time of the request the answer is bound to, so a
     /// captured answer replayed as the answer to a later request (plain HTTP has nothing
     /// else that ties the two) grants nothing.
-    fn bound_view(key: &NodeKey, auth: &Authenticated, status: u16, view: &LeaderView) -> Response {
-        let nonce = auth.nonce.to_string();
-        let basis_sig = sign::sign_basis(&key.0, &auth.node, &nonce, &view.sig);
-        Response::json(status, view)
-            .with_header("cache-control", "no-store")
-            .with_header(sign::HEADER_BASIS, &nonce)
-            .with_header(sign::HEADER_BASIS_SIG, &basis_sig)
-    }
-
-    async fn heartbeat(
+    /// A node's signed write (heartbeat, resign, consensus report), the one path all three
+    /// take on both transports: authenticate (size, headers, signature under the node's key,
+    /// timestamp), validate the body (and, on a stream, that it names the socket's env
+    /// `expect_env`), apply its election event, and sign the view of the state after it for
+    /// that node, bound to its request. A refusal at any step changes nothing.
+    pub(crate) async fn node_write(
         &self,
+        route: &Route,
         req: &Request,
+        expect_env: Option<&str>,
         now_ms: u64,
         out: &mut Vec<LeaderChange>,
-    ) -> Result<Response> {
-        let (auth, hb, key): (_, Heartbeat, _) = self.authenticate(req, now_ms)?;
-        hb.validate()
-            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let cfg = &self.cfg;
-        let view = self
-            .apply(
-                &hb.env,
-                now_ms,
-                out,
-                |s| s.heartbeat(&cfg.election, &auth, &hb, now_ms),
-                |s| Self::signed_view(cfg, s, &hb.env, now_ms, ViewFor::Node(&auth.node, &key)),
-            )
-            .await?;
-        self.metrics
-            .heartbeats
-            .get_or_create(&Metrics::env(&hb.env))
-            .inc();
-        Ok(Self::bound_view(&key, &auth, 200, &view))
+    ) -> Result<Written> {
+        let step = StepInput {
+            req,
+            expect_env,
+            now_ms,
+        };
+        match route.endpoint {
+            Endpoint::Heartbeat => {
+                let w = self.signed_step::<Heartbeat>(step, out).await?;
+                self.metrics
+                    .heartbeats
+                    .get_or_create(&Metrics::env(&w.view.env))
+                    .inc();
+                Ok(w)
+            }
+            Endpoint::Resign => self.signed_step::<ResignRequest>(step, out).await,
+            Endpoint::Consensus => self.signed_step::<ConsensusReport>(step, out).await,
+            _ => Err(Refusal::new(
+                ErrorCode::NotFound,
+                format!("{} is not a node's write", route.path),
+            )),
+        }
     }
 
-    async fn resign(
+    async fn signed_step<B: NodeCommand>(
         &self,
-        req: &Request,
-        now_ms: u64,
+        StepInput {
+            req,
+            expect_env,
+            now_ms,
+        }: StepInput<'_>,
         out: &mut Vec<LeaderChange>,
-    ) -> Result<Response> {
-        let (auth, r, key): (_, ResignRequest, _) = self.authenticate(req, now_ms)?;
-        r.validate()
+    ) -> Result<Written> {
+        let (auth, body, key): (_, B, _) = self.authenticate(req, expect_env, now_ms)?;
+        body.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
         let cfg = &self.cfg;
+        let env = body.env();
         let view = self
             .apply(
-                &r.env,
+                env,
                 now_ms,
                 out,
-                |s| s.resign(&cfg.election, &auth, &r, now_ms),
-                |s| Self::signed_view(cfg, s, &r.env, now_ms, ViewFor::Node(&auth.node, &key)),
+                |s| body.step(s, &cfg.election, &auth, now_ms),
+                |s| Self::signed_view(cfg, s, env, now_ms, ViewFor::Node(&auth.node, &key)),
             )
             .await?;
-        Ok(Self::bound_view(&key, &auth, 200, &view))
-    }
-
-    async fn consensus(
-        &self,
-        req: &Request,
-        now_ms: u64,
-        out: &mut Vec<LeaderChange>,
-    ) -> Result<Response> {
-        let (auth, r, key): (_, ConsensusReport, _) = self.authenticate(req, now_ms)?;
-        r.validate()
-            .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
-        let cfg = &self.cfg;
-        let view = self
-            .apply(
-                &r.env,
-                now_ms,
-                out,
-                |s| s.consensus(&auth, &r, now_ms),
-                |s| Self::signed_view(cfg, s, &r.env, now_ms, ViewFor::Node(&auth.node, &key)),
-            )
-            .await?;
-        Ok(Self::bound_view(&key, &auth, 202, &view))
+        let basis = auth.nonce.to_string();
+        let basis_sig = sign::sign_basis(&key.0, &auth.node, &basis, &view.sig);
+        Ok(Written {
+            view,
+            basis,
+            basis_sig,
+        })
     }
 
     /// An operator revokes a node's credential: every key generation of the node up to
@@ -912,19 +901,71 @@ pub(crate) trait Addressed {
     fn env(&self) -> &str;
 }
 
-impl Addressed for Heartbeat {
-    fn env(&self) -> &str {
-        &self.env
-    }
+/// The body of a node's signed write and the election event it is.
+trait NodeCommand: DeserializeOwned + Addressed {
+    fn validate(&self) -> core::result::Result<(), String>;
+    fn step(
+        &self,
+        state: &mut EnvState,
+        cfg: &ElectionConfig,
+        auth: &Authenticated,
+        now_ms: u64,
+    ) -> core::result::Result<Vec<Change>, ElectionError>;
 }
-impl Addressed for ResignRequest {
-    fn env(&self) -> &str {
-        &self.env
-    }
+
+macro_rules! node_command {
+    ($body:ty, |$self_:ident, $s:ident, $cfg:ident, $auth:ident, $now:ident| $step:expr) => {
+        impl Addressed for $body {
+            fn env(&self) -> &str {
+                &self.env
+            }
+        }
+        impl NodeCommand for $body {
+            fn validate(&self) -> core::result::Result<(), String> {
+                <$body>::validate(self)
+            }
+            fn step(
+                &$self_,
+                $s: &mut EnvState,
+                $cfg: &ElectionConfig,
+                $auth: &Authenticated,
+                $now: u64,
+            ) -> core::result::Result<Vec<Change>, ElectionError> {
+                $step
+            }
+        }
+    };
 }
-impl Addressed for ConsensusReport {
-    fn env(&self) -> &str {
-        &self.env
+
+node_command!(Heartbeat, |self, s, cfg, auth, now| s
+    .heartbeat(cfg, auth, self, now));
+node_command!(ResignRequest, |self, s, cfg, auth, now| s
+    .resign(cfg, auth, self, now));
+node_command!(ConsensusReport, |self, s, _cfg, auth, now| s
+    .consensus(auth, self, now));
+
+#[derive(Clone, Copy)]
+struct StepInput<'a> {
+    req: &'a Request,
+    expect_env: Option<&'a str>,
+    now_ms: u64,
+}
+
+/// A node's write, applied: the view for that node, bound to its request (`basis` = the
+/// request's nonce, `basis_sig` under the node's key). HTTP carries the binding in headers, a
+/// stream answer in its frame.
+pub(crate) struct Written {
+    pub view: LeaderView,
+    pub basis: String,
+    pub basis_sig: String,
+}
+
+impl Written {
+    fn response(&self, route: &Route) -> Response {
+        Response::json(route.success, &self.view)
+            .with_header("cache-control", "no-store")
+            .with_header(sign::HEADER_BASIS, &self.basis)
+            .with_header(sign::HEADER_BASIS_SIG, &self.basis_sig)
     }
 }
 

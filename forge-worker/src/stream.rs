@@ -1,17 +1,18 @@
 //! The streaming channel's core, for both runtimes (`GET /federation/stream`, one WebSocket
 //! per agent): a signed request arrives as one text frame and goes through exactly the
-//! checks of HTTP — signature (method line `WS`), skew, replay, body — by being handed to
-//! [`Forge::handle`] as a request marked `stream`; the answer goes back as a
+//! checks of HTTP — signature (method line `WS`), skew, replay, body — on the one path of a
+//! node's signed write (`Forge::node_write`), and the typed answer goes back as a
 //! [`StreamMessage`] whose view is bound to that request (`basis`). After a leader change the
 //! runtime pushes [`Forge::stream_view`] to every socket of the env.
 //!
 //! A socket belongs to one node (the first request that verifies binds it) and one env (its
 //! `?env=`); a frame for another node or env is refused and changes nothing.
 use brh_shared::ids::validate_id;
+use brh_shared::route;
 use brh_shared::sign;
 use brh_shared::wire::{
-    from_json_object, ErrorBody, ErrorCode, ErrorDetail, LeaderView, Role, StreamMessage,
-    StreamRequest, MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
+    from_json_object, ErrorCode, ErrorDetail, LeaderView, Role, StreamMessage, StreamRequest,
+    MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,11 +105,6 @@ pub fn upgrade_target(req: &Request) -> Option<Result<String, Response>> {
     Some(Ok(env))
 }
 
-#[derive(Deserialize)]
-struct EnvOnly {
-    env: String,
-}
-
 impl<S: Store> Forge<S> {
     /// Handles one frame received on a socket of `env`, bound to `bound` (if a request
     /// already verified on it), at `now_ms`.
@@ -135,14 +131,12 @@ impl<S: Store> Forge<S> {
             );
             return refused(reply_to, ErrorCode::BadRequest, m);
         }
-        match from_json_object::<EnvOnly>(r.body.as_bytes()) {
-            Ok(b) if b.env == env => {}
-            Ok(b) => {
-                let m = format!("this stream is for env {env}, the body names {}", b.env);
-                return refused(reply_to, ErrorCode::BadRequest, m);
-            }
-            Err(e) => return refused(reply_to, ErrorCode::BadRequest, format!("body: {e}")),
-        }
+        let Some(route) = route::route(&r.path).filter(|route| route.on_stream) else {
+            let m = format!("{} cannot be sent on the stream", r.path);
+            return refused(reply_to, ErrorCode::NotFound, m);
+        };
+        // The frame's fields are the headers of an HTTP request, signed with the method
+        // line `WS`; from here on it takes the same path as a request over HTTP.
         let mut req = Request::new(STREAM_METHOD, &r.path);
         req.stream = true;
         req.add_header(sign::HEADER_NODE, &r.node);
@@ -153,37 +147,29 @@ impl<S: Store> Forge<S> {
             req.add_header(sign::HEADER_KEY_GEN, g);
         }
         req.body = r.body.into_bytes();
-        let handled = self.handle(&req, now_ms).await;
-        let res = handled.response;
-        if !(200..300).contains(&res.status) {
-            let detail = serde_json::from_slice::<ErrorBody>(&res.body)
-                .map(|b| b.error)
-                .unwrap_or(ErrorDetail {
-                    code: ErrorCode::Internal,
-                    message: format!("status {}", res.status),
-                });
-            return refused(reply_to, detail.code, detail.message);
-        }
-        let view: LeaderView = match serde_json::from_slice(&res.body) {
-            Ok(v) => v,
-            Err(e) => {
-                let m = format!("answer is not a view: {e}");
-                return refused(reply_to, ErrorCode::Internal, m);
+        self.count_request(route, true);
+        let mut leader_changes = Vec::new();
+        let written = match self
+            .node_write(route, &req, Some(env), now_ms, &mut leader_changes)
+            .await
+        {
+            Ok(w) => w,
+            Err(refusal) => {
+                let (code, message) = self.refused(refusal);
+                return refused(reply_to, code, message);
             }
         };
-        // The handler bound its answer to this request already (as it does over HTTP).
-        let basis_sig = res.header(sign::HEADER_BASIS_SIG).map(String::from);
         StreamOutcome {
             message: StreamMessage {
                 reply_to: reply_to.clone(),
-                view: Some(view),
+                view: Some(written.view),
                 error: None,
-                basis: reply_to.clone(),
-                basis_sig,
+                basis: Some(written.basis),
+                basis_sig: Some(written.basis_sig),
             },
             node: Some(r.node),
             accepted: reply_to,
-            leader_changes: handled.leader_changes,
+            leader_changes,
         }
     }
 

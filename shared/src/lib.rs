@@ -19,6 +19,7 @@ pub mod keys;
 pub mod operator;
 pub mod replay;
 pub mod root;
+pub mod route;
 pub mod sign;
 pub mod timing;
 pub mod token;

@@ -380,13 +380,6 @@ pub const STREAM_PATH: &str = "/federation/stream";
 /// valid over HTTP (no HTTP route takes `WS`), nor the other way round.
 pub const STREAM_METHOD: &str = "WS";
 
-/// The paths a signed stream request may name.
-pub const STREAM_REQUEST_PATHS: &[&str] = &[
-    "/federation/heartbeat",
-    "/federation/resign",
-    "/federation/consensus",
-];
-
 /// A signed request on the stream (agent → forge, one text frame): the four authentication
 /// headers of an HTTP request as fields, the body as the exact string that was signed
 /// (`brh-v1\nWS\n{path}\n{node}\n{ts}\n{nonce}\n{hex(sha256(body))}`).

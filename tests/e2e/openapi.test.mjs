@@ -178,11 +178,20 @@ function documentedOps(doc) {
 // ---------------------------------------------------------------------------------------------
 // Routes as the code declares them
 
+// The forge's routes are one table, shared/src/route.rs: `read(Endpoint::…, "/path", …)` is a
+// GET, `signed_write(Endpoint::…, "/path", "Body", status, …)` a POST answered with `status`.
+function forgeRouteTable() {
+  const src = readFileSync(path.join(ROOT, "shared/src/route.rs"), "utf8");
+  const block = /pub const ROUTES: &\[Route\] = &\[([\s\S]*?)\n\];/.exec(src);
+  assert.ok(block, "ROUTES not found in shared/src/route.rs");
+  const reads = [...block[1].matchAll(/read\(\s*Endpoint::\w+,\s*"([^"]+)"/g)].map((m) => ({ method: "GET", path: m[1], success: "200" }));
+  const writes = [...block[1].matchAll(/signed_write\(\s*Endpoint::\w+,\s*"([^"]+)",\s*"\w+",\s*(\d{3}),/g)].map((m) => ({ method: "POST", path: m[1], success: m[2] }));
+  assert.ok(reads.length >= 5 && writes.length >= 3, "no routes parsed from shared/src/route.rs");
+  return [...reads, ...writes];
+}
+
 function forgeRoutesInCode() {
-  const src = readFileSync(path.join(ROOT, "forge-worker/src/forge.rs"), "utf8");
-  const block = /const ROUTES: &\[\(&str, &str\)\] = &\[([\s\S]*?)\];/.exec(src);
-  assert.ok(block, "ROUTES not found in forge-worker/src/forge.rs");
-  const routes = [...block[1].matchAll(/\("([^"]+)",\s*"([A-Z]+)"\)/g)].map((m) => `${m[2]} ${m[1]}`);
+  const routes = forgeRouteTable().map((r) => `${r.method} ${r.path}`);
   // The stream is served at the runtimes' edges (an upgrade), not by Forge::handle.
   const wire = readFileSync(path.join(ROOT, "shared/src/wire.rs"), "utf8");
   const stream = /pub const STREAM_PATH: &str = "([^"]+)";/.exec(wire);
@@ -339,8 +348,16 @@ describe("openapi documents", () => {
   });
 
   test("every route in the code is documented, and nothing else", () => {
-    assert.deepEqual(documentedOps(forgeDoc), forgeRoutesInCode(), "forge: docs/openapi-forge.yaml vs ROUTES in forge-worker/src/forge.rs");
+    assert.deepEqual(documentedOps(forgeDoc), forgeRoutesInCode(), "forge: docs/openapi-forge.yaml vs ROUTES in shared/src/route.rs");
     assert.deepEqual(documentedOps(agentDoc), agentRoutesInCode(), "agent: docs/openapi-agent.yaml vs .route(…) in brh-agent/src/api.rs");
+  });
+
+  test("every forge route's success status is the one documented", () => {
+    for (const r of forgeRouteTable()) {
+      const op = forgeDoc.paths[r.path]?.[r.method.toLowerCase()];
+      assert.ok(op, `${r.method} ${r.path} not documented`);
+      assert.ok(op.responses[r.success], `${r.method} ${r.path}: success ${r.success} (shared/src/route.rs) not in docs/openapi-forge.yaml`);
+    }
   });
 
   test("every error code the code can emit is in an ErrorCode enum", () => {

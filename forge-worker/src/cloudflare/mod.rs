@@ -33,6 +33,7 @@ use std::rc::Rc;
 
 use brh_shared::election::ElectionConfig;
 use brh_shared::ids::validate_id;
+use brh_shared::route::{self, Endpoint};
 use brh_shared::sign;
 use brh_shared::wire::{ErrorBody, ErrorCode, HistoryEntry, MAX_BODY_BYTES, STREAM_PATH};
 use brh_shared::Timing;
@@ -53,20 +54,19 @@ pub const DO_BINDING: &str = "LEASES";
 const CHANGES_HEADER: &str = "x-brh-internal-changes";
 /// The Durable Object's internal sweep route (only the cron handler calls it, via the stub).
 const SWEEP_PATH: &str = "/__brh/sweep";
-/// Federation writes: in `durable-object` mode they run inside the env's Durable Object.
-const WRITE_PATHS: &[&str] = &[
-    "/federation/heartbeat",
-    "/federation/resign",
-    "/federation/consensus",
-    "/federation/revoke",
-];
-/// Reads of one env: in `durable-object` mode the register answers them from memory (fresh,
-/// no KV operation; a DO request costs less than a KV read).
-const ENV_READ_PATHS: &[&str] = &[
-    "/federation/leader",
-    "/federation/peers",
-    "/federation/history",
-];
+/// An env's write (`route::Route::writes_env`): in `durable-object` mode it runs inside the
+/// env's Durable Object.
+fn writes_env(req: &Request) -> bool {
+    route::route(&req.path).is_some_and(|r| r.writes_env && req.method == r.method)
+}
+
+/// A read of one env (`route::Route::reads_env`): in `durable-object` mode the register
+/// answers it from memory (fresh, no KV operation; a DO request costs less than a KV read).
+fn reads_env(req: &Request) -> bool {
+    (req.method == "GET" || req.method == "HEAD")
+        && (route::route(&req.path).is_some_and(|r| r.reads_env)
+            || (req.path == Endpoint::Metrics.path() && req.query_param("env").is_some()))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -421,10 +421,8 @@ impl WorkerForge {
             return (r, Vec::new());
         }
         if self.setup.mode == Mode::DurableObject {
-            let write = req.method == "POST" && WRITE_PATHS.contains(&req.path.as_str());
-            let read = (req.method == "GET" || req.method == "HEAD")
-                && (ENV_READ_PATHS.contains(&req.path.as_str())
-                    || (req.path == "/metrics" && req.query_param("env").is_some()));
+            let write = writes_env(req);
+            let read = reads_env(req);
             let name = if write {
                 routable_env(&req.body)
             } else if read {
@@ -458,7 +456,7 @@ impl WorkerForge {
                 };
             }
         }
-        let serial = if req.method == "POST" && WRITE_PATHS.contains(&req.path.as_str()) {
+        let serial = if writes_env(req) {
             match self.write_lock.lock().await {
                 Some(guard) => Some(guard),
                 None => {
@@ -509,7 +507,8 @@ impl WorkerForge {
     /// Counts a request the Durable Object served, so this isolate's `/metrics` shows it.
     fn count_forwarded(&self, req: &Request, env: &str, resp: &Response, changes: &[LeaderChange]) {
         let m = &self.forge.metrics;
-        if resp.status == 200 && req.path == "/federation/heartbeat" {
+        let endpoint = route::route(&req.path).map(|r| r.endpoint);
+        if resp.status == 200 && endpoint == Some(Endpoint::Heartbeat) {
             m.heartbeats
                 .get_or_create(&crate::metrics::Metrics::env(env))
                 .inc();
