@@ -133,18 +133,28 @@ pub trait ContainerEngine: Clone + Send + Sync + 'static {
         id_or_name: &str,
     ) -> impl Future<Output = Result<Option<Observed>, EngineError>> + Send;
     /// The id of the network named `name`, created if missing.
-    fn ensure_network(&self, name: &str) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn ensure_network(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
     fn pull(&self, image: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Creates the container (not started) and returns its id.
-    fn create(&self, spec: &CreateSpec) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn create(&self, spec: &CreateSpec)
+        -> impl Future<Output = Result<String, EngineError>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
-    fn stop(&self, id: &str, timeout: Duration)
-        -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn stop(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn kill(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
-    fn rename(&self, id: &str, new_name: &str)
-        -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn rename(
+        &self,
+        id: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Container events of the BRH-managed containers of `env`, until the engine goes away.
     fn events(
         &self,
@@ -199,8 +209,7 @@ impl ContainerEngine for Engine {
     fn events(
         &self,
         env: &str,
-    ) -> impl futures_util::Stream<Item = Result<ContainerEvent, EngineError>> + Send + use<>
-    {
+    ) -> impl futures_util::Stream<Item = Result<ContainerEvent, EngineError>> + Send + use<> {
         Engine::events(self, env)
     }
 }

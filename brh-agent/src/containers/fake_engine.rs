@@ -146,13 +146,16 @@ struct State {
     failing_starts: Vec<String>,
 }
 
+/// A test's hook, run after each mutation.
+type Hook = Box<dyn FnMut(&Op) + Send>;
+
 #[derive(Clone)]
 pub struct FakeEngine {
     state: Arc<Mutex<State>>,
     guard: Option<Arc<TestGuard>>,
     events: broadcast::Sender<ContainerEvent>,
     /// Run after each mutation: a test's way to change the world in the middle of a step.
-    after: Arc<Mutex<Option<Box<dyn FnMut(&Op) + Send>>>>,
+    after: Arc<Mutex<Option<Hook>>>,
 }
 
 impl FakeEngine {
@@ -174,7 +177,7 @@ impl FakeEngine {
     pub fn add(&self, name: &str, labels: &[(&str, &str)], running: bool) -> String {
         let mut st = self.st();
         st.next_id += 1;
-        let id = format!("{:064x}", 0xc0ffee_0000u64 + st.next_id);
+        let id = format!("{:064x}", 0x00c0_ffee_0000_u64 + st.next_id);
         st.containers.push(FakeContainer {
             id: id.clone(),
             name: name.into(),
@@ -225,7 +228,11 @@ impl FakeEngine {
     }
 
     pub fn by_name(&self, name: &str) -> Option<FakeContainer> {
-        self.st().containers.iter().find(|c| c.name == name).cloned()
+        self.st()
+            .containers
+            .iter()
+            .find(|c| c.name == name)
+            .cloned()
     }
 
     pub fn records(&self) -> Vec<Record> {

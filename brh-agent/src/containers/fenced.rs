@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
 use super::engine::{
     ContainerEngine, ContainerEvent, CreateSpec, EngineError, Inspected, Listed, Observed,
 };
@@ -27,6 +29,50 @@ enum Authority {
     /// A demoted agent that held `last_term`: no lease any more, so it may only act on
     /// containers this node created in a term not newer than that one, and never create.
     Witness { last_term: u64 },
+}
+
+/// Connects to an engine (again).
+pub type Connect<E> =
+    Box<dyn Fn() -> BoxFuture<'static, std::result::Result<E, EngineError>> + Send + Sync>;
+
+/// Where the orchestrator gets its engines: each one it hands out is already fenced, so the
+/// raw engine never leaves this module.
+pub struct FencedConnector<E> {
+    connect: Connect<E>,
+    guard: Arc<dyn LeaseGuard>,
+    env: String,
+    federation: String,
+    node: String,
+}
+
+impl<E: ContainerEngine> FencedConnector<E> {
+    /// Engines from `connect`, behind `guard`, acting for node `node` on env `env` of
+    /// federation `federation`.
+    pub fn new(
+        connect: Connect<E>,
+        guard: Arc<dyn LeaseGuard>,
+        env: &str,
+        federation: &str,
+        node: &str,
+    ) -> Self {
+        FencedConnector {
+            connect,
+            guard,
+            env: env.into(),
+            federation: federation.into(),
+            node: node.into(),
+        }
+    }
+
+    pub async fn connect(&self) -> std::result::Result<FencedEngine<E>, EngineError> {
+        Ok(FencedEngine {
+            engine: (self.connect)().await?,
+            authority: Authority::Lease(Arc::clone(&self.guard)),
+            env: self.env.clone(),
+            federation: self.federation.clone(),
+            node: self.node.clone(),
+        })
+    }
 }
 
 /// An engine behind the lease guard and the fence. Cheap to clone (the engine is a handle).
@@ -76,23 +122,6 @@ pub fn fence(target: &Observed, term: u64, env: &str, federation: &str) -> Resul
 }
 
 impl<E: ContainerEngine> FencedEngine<E> {
-    /// `engine` behind `guard`, acting for node `node` on env `env` of federation `federation`.
-    pub fn new(
-        engine: E,
-        guard: Arc<dyn LeaseGuard>,
-        env: &str,
-        federation: &str,
-        node: &str,
-    ) -> Self {
-        FencedEngine {
-            engine,
-            authority: Authority::Lease(guard),
-            env: env.into(),
-            federation: federation.into(),
-            node: node.into(),
-        }
-    }
-
     /// The same engine for an agent demoted from `last_term` (the demotion policy's drain):
     /// mutations no longer need the lease, but only reach containers this node created under a
     /// term not newer than `last_term`; nothing can be created.
@@ -168,7 +197,10 @@ impl<E: ContainerEngine> FencedEngine<E> {
 
     /// The managed containers of this env: this federation's and others'.
     pub async fn list(&self) -> Result<Listed> {
-        Ok(self.engine.list_managed(&self.env, &self.federation).await?)
+        Ok(self
+            .engine
+            .list_managed(&self.env, &self.federation)
+            .await?)
     }
 
     /// One of this federation's containers (another federation's is not found).
@@ -187,9 +219,8 @@ impl<E: ContainerEngine> FencedEngine<E> {
 
     pub fn events(
         &self,
-    ) -> impl futures_util::Stream<Item = std::result::Result<ContainerEvent, EngineError>>
-           + Send
-           + use<E> {
+    ) -> impl futures_util::Stream<Item = std::result::Result<ContainerEvent, EngineError>> + Send + use<E>
+    {
         self.engine.events(&self.env)
     }
 

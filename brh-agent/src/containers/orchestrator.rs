@@ -14,7 +14,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::future::BoxFuture;
 use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -22,8 +21,10 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, RestartBackoff};
 use super::chaos::Drill;
 use super::deploy::{Replacement, Step, Undo};
-use super::engine::{ContainerEngine, CreateSpec, Engine, EngineError, Inspected, Listed, Observed};
-use super::fenced::FencedEngine;
+use super::engine::{
+    ContainerEngine, CreateSpec, Engine, EngineError, Inspected, Listed, Observed,
+};
+use super::fenced::{Connect, FencedConnector, FencedEngine};
 use super::health::{self, Unhealthy};
 use super::manifest::{Manifest, Service};
 use super::plan::{self, Action, Seen};
@@ -114,18 +115,14 @@ pub struct EngineStatus {
     pub last_error: Option<String>,
 }
 
-/// Connects to an engine (again): called whenever the orchestrator has no engine yet.
-pub type Connector<E> =
-    Box<dyn Fn() -> BoxFuture<'static, std::result::Result<E, EngineError>> + Send + Sync>;
-
 pub struct Orchestrator<E: ContainerEngine = Engine> {
     cfg: OrchestratorConfig,
     /// Consulted directly only for up-front refusals and the leader-only loops; every
     /// mutation is admitted by the [`FencedEngine`] itself.
     guard: Arc<dyn LeaseGuard>,
     manifest: RwLock<Manifest>,
-    connect: Connector<E>,
-    /// The engine, once connected: only ever behind the fence.
+    /// Gives engines only behind the fence: no raw engine is ever held here.
+    connect: FencedConnector<E>,
     engine: tokio::sync::Mutex<Option<FencedEngine<E>>>,
     status: Mutex<EngineStatus>,
     /// Serializes mutations: reconcile, deploy, restart, drain and recovery never interleave.
@@ -159,7 +156,12 @@ impl Orchestrator<Engine> {
         manifest: Manifest,
         guard: Arc<dyn LeaseGuard>,
     ) -> Arc<Self> {
-        Orchestrator::with_engine(cfg, manifest, guard, Box::new(|| Box::pin(Engine::connect())))
+        Orchestrator::with_engine(
+            cfg,
+            manifest,
+            guard,
+            Box::new(|| Box::pin(Engine::connect())),
+        )
     }
 }
 
@@ -169,8 +171,15 @@ impl<E: ContainerEngine> Orchestrator<E> {
         cfg: OrchestratorConfig,
         manifest: Manifest,
         guard: Arc<dyn LeaseGuard>,
-        connect: Connector<E>,
+        connect: Connect<E>,
     ) -> Arc<Self> {
+        let connect = FencedConnector::new(
+            connect,
+            Arc::clone(&guard),
+            &cfg.env,
+            &cfg.federation,
+            &cfg.node,
+        );
         Arc::new(Orchestrator {
             cfg,
             guard,
@@ -233,15 +242,9 @@ impl<E: ContainerEngine> Orchestrator<E> {
         if let Some(e) = slot.as_ref() {
             return Ok(e.clone());
         }
-        let raw = (self.connect)().await;
-        self.note_engine(raw.as_ref().map(|_| ()));
-        let e = FencedEngine::new(
-            raw?,
-            Arc::clone(&self.guard),
-            &self.cfg.env,
-            &self.cfg.federation,
-            &self.cfg.node,
-        );
+        let connected = self.connect.connect().await;
+        self.note_engine(connected.as_ref().map(|_| ()));
+        let e = connected?;
         tracing::info!("[ENGINE] connected");
         *slot = Some(e.clone());
         Ok(e)
@@ -747,12 +750,10 @@ impl<E: ContainerEngine> Orchestrator<E> {
                         })
                 }
                 Step::StopAndRemoveOld => self.stop_and_remove(engine, old_id()).await,
-                Step::Rename => {
-                    match self.call(engine.rename(&new_id(&new), canonical)).await {
-                        Err(e) => Err(self.explain_name_taken(engine, canonical, e).await),
-                        ok => ok,
-                    }
-                }
+                Step::Rename => match self.call(engine.rename(&new_id(&new), canonical)).await {
+                    Err(e) => Err(self.explain_name_taken(engine, canonical, e).await),
+                    ok => ok,
+                },
             };
             if let Err(e) = done {
                 for undo in plan.rollback(step) {

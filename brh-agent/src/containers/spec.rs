@@ -43,7 +43,9 @@ pub enum ContainerToken {
 /// The lease token to give a container created in `term`: the newest one the forge gave,
 /// only if it is that term's (an older term's token would not prove this term's lease).
 pub fn lease_token_for(term: u64, newest: Option<&(u64, String)>) -> Option<String> {
-    newest.filter(|(t, _)| *t == term).map(|(_, tok)| tok.clone())
+    newest
+        .filter(|(t, _)| *t == term)
+        .map(|(_, tok)| tok.clone())
 }
 
 /// One replica's spec: the service's own variables then `BRH_ENV`, `BRH_EPOCH`, `BRH_TOKEN`
@@ -126,7 +128,10 @@ mod tests {
             "net-id".into(),
         );
         assert_eq!(s.name, "brh_dev_web_2");
-        assert_eq!(s.image, "brh-test/web:2", "the deploy's image, not the manifest's");
+        assert_eq!(
+            s.image, "brh-test/web:2",
+            "the deploy's image, not the manifest's"
+        );
         assert_eq!(s.command, svc.command);
         assert_eq!(s.network, "net-id");
         assert_eq!(s.ports, svc.ports);
@@ -171,7 +176,10 @@ mod tests {
             &ContainerToken::Node("N".into()),
             "brh".into(),
         );
-        assert_eq!(s.env, ["BRH_ENV=dev", "BRH_EPOCH=1700000000", "BRH_TOKEN=N"]);
+        assert_eq!(
+            s.env,
+            ["BRH_ENV=dev", "BRH_EPOCH=1700000000", "BRH_TOKEN=N"]
+        );
     }
 
     #[test]

@@ -110,7 +110,10 @@ fn touching(records: &[Record], id: &str) -> Vec<Op> {
 fn assert_fenced(records: &[Record]) -> std::result::Result<(), String> {
     for r in records {
         let Some(term) = r.guard else {
-            return Err(format!("{:?} reached the engine while the guard refused", r.op));
+            return Err(format!(
+                "{:?} reached the engine while the guard refused",
+                r.op
+            ));
         };
         if let Some(t) = &r.target {
             let their_term: u64 = t
@@ -118,13 +121,19 @@ fn assert_fenced(records: &[Record]) -> std::result::Result<(), String> {
                 .and_then(|x| x.parse().ok())
                 .unwrap_or(0);
             if their_term > term {
-                return Err(format!("{:?} on a term-{their_term} container under term {term}", r.op));
+                return Err(format!(
+                    "{:?} on a term-{their_term} container under term {term}",
+                    r.op
+                ));
             }
             if !plan::is_ours(t.label(labels::FEDERATION), FED) {
                 return Err(format!("{:?} on another federation's container", r.op));
             }
             if t.label(labels::MANAGED) != Some("true") || t.label(labels::ENV) != Some(ENV) {
-                return Err(format!("{:?} on a container not managed in env {ENV}", r.op));
+                return Err(format!(
+                    "{:?} on a container not managed in env {ENV}",
+                    r.op
+                ));
             }
         }
     }
@@ -143,7 +152,9 @@ async fn promote_creates_then_adopts_in_place() {
     assert_eq!(web1.label(labels::TERM), Some("3"));
     assert_eq!(web1.label(labels::FEDERATION), Some(FED));
     assert_eq!(web1.label(labels::OWNER), Some(NODE));
-    assert!(web1.env_vars.contains(&"BRH_LEASE_TOKEN=lease-3".to_string()));
+    assert!(web1
+        .env_vars
+        .contains(&"BRH_LEASE_TOKEN=lease-3".to_string()));
 
     // A later promotion (a new term) adopts both: same ids, nothing created, started or stopped.
     w.guard.regain(4);
@@ -161,9 +172,24 @@ async fn promote_starts_removes_extras_and_leaves_newer_terms_and_foreigners_alo
         "services:\n  web: { image: brh-test/sleep:1, replicas: 1 }\n  db: { image: brh-test/sleep:1 }\n",
         5,
     );
-    let stopped = add(&w.engine, &name("web", 1), &managed("web", 1, 2, NODE, Some(FED)), false);
-    let extra = add(&w.engine, &name("web", 2), &managed("web", 2, 2, NODE, None), true);
-    let newer = add(&w.engine, &name("db", 1), &managed("db", 1, 9, "node-b", Some(FED)), true);
+    let stopped = add(
+        &w.engine,
+        &name("web", 1),
+        &managed("web", 1, 2, NODE, Some(FED)),
+        false,
+    );
+    let extra = add(
+        &w.engine,
+        &name("web", 2),
+        &managed("web", 2, 2, NODE, None),
+        true,
+    );
+    let newer = add(
+        &w.engine,
+        &name("db", 1),
+        &managed("db", 1, 9, "node-b", Some(FED)),
+        true,
+    );
     let foreign = add(
         &w.engine,
         "leftover",
@@ -171,10 +197,10 @@ async fn promote_starts_removes_extras_and_leaves_newer_terms_and_foreigners_alo
         true,
     );
     let r = w.orch.promote().await.unwrap();
-    assert_eq!(r.started, [stopped.clone()]);
-    assert_eq!(r.removed, [extra.clone()]);
-    assert_eq!(r.fenced, [newer.clone()]);
-    assert_eq!(r.foreign, [foreign.clone()]);
+    assert_eq!(r.started, std::slice::from_ref(&stopped));
+    assert_eq!(r.removed, std::slice::from_ref(&extra));
+    assert_eq!(r.fenced, std::slice::from_ref(&newer));
+    assert_eq!(r.foreign, std::slice::from_ref(&foreign));
     assert!(r.created.is_empty(), "the fenced slot is not filled: {r:?}");
     assert!(w.engine.get(&stopped).unwrap().running);
     assert!(w.engine.get(&extra).is_none());
@@ -187,9 +213,22 @@ async fn promote_starts_removes_extras_and_leaves_newer_terms_and_foreigners_alo
 #[tokio::test]
 async fn a_container_of_a_newer_term_or_another_federation_cannot_be_restarted_or_drained() {
     let w = world(WEB2, 5);
-    let newer = add(&w.engine, &name("web", 1), &managed("web", 1, 6, "node-b", Some(FED)), true);
-    let foreign = add(&w.engine, "theirs", &managed("web", 2, 1, "node-z", Some(OTHER_FED)), true);
-    for r in [w.orch.restart(&name("web", 1)).await, w.orch.drain(&name("web", 1)).await] {
+    let newer = add(
+        &w.engine,
+        &name("web", 1),
+        &managed("web", 1, 6, "node-b", Some(FED)),
+        true,
+    );
+    let foreign = add(
+        &w.engine,
+        "theirs",
+        &managed("web", 2, 1, "node-z", Some(OTHER_FED)),
+        true,
+    );
+    for r in [
+        w.orch.restart(&name("web", 1)).await,
+        w.orch.drain(&name("web", 1)).await,
+    ] {
         assert_eq!(
             r.unwrap_err(),
             OrchestratorError::Fenced {
@@ -242,7 +281,11 @@ async fn drain_is_fenced_again_after_the_stop() {
     w.engine.clear_records();
     let e = w.orch.drain(&name("web", 1)).await.unwrap_err();
     assert!(matches!(e, OrchestratorError::NotLeader(_)), "{e:?}");
-    assert_eq!(w.engine.ops(), [Op::Stop(id.clone())], "no removal after the lease went");
+    assert_eq!(
+        w.engine.ops(),
+        [Op::Stop(id.clone())],
+        "no removal after the lease went"
+    );
     assert!(w.engine.get(&id).is_some());
     // While the lease holds, the same drain stops and removes.
     w.engine.after_each_mutation(|_| {});
@@ -253,10 +296,18 @@ async fn drain_is_fenced_again_after_the_stop() {
 
 #[tokio::test]
 async fn restart_and_remove_extra_are_fenced_again_after_the_stop() {
-    let w = world("services:\n  web: { image: brh-test/sleep:1, replicas: 1 }\n", 2);
+    let w = world(
+        "services:\n  web: { image: brh-test/sleep:1, replicas: 1 }\n",
+        2,
+    );
     w.orch.promote().await.unwrap();
     let id = w.engine.by_name(&name("web", 1)).unwrap().id;
-    let extra = add(&w.engine, &name("web", 2), &managed("web", 2, 1, NODE, Some(FED)), true);
+    let extra = add(
+        &w.engine,
+        &name("web", 2),
+        &managed("web", 2, 1, NODE, Some(FED)),
+        true,
+    );
     let guard = w.guard.clone();
     w.engine.after_each_mutation(move |op| {
         if matches!(op, Op::Stop(_)) {
@@ -271,7 +322,10 @@ async fn restart_and_remove_extra_are_fenced_again_after_the_stop() {
     w.engine.clear_records();
     let e = w.orch.promote().await.unwrap_err();
     assert!(matches!(e, OrchestratorError::NotLeader(_)), "{e:?}");
-    assert!(w.engine.get(&extra).is_some(), "not removed after the lease went");
+    assert!(
+        w.engine.get(&extra).is_some(),
+        "not removed after the lease went"
+    );
     assert!(!w.engine.ops().iter().any(|o| matches!(o, Op::Remove(_))));
     assert_fenced(&w.engine.records()).unwrap();
 }
@@ -281,8 +335,18 @@ async fn recovery_restarts_only_our_containers_and_only_while_leading() {
     let w = world(WEB2, 4);
     w.orch.promote().await.unwrap();
     let ours = w.engine.by_name(&name("web", 1)).unwrap().id;
-    let newer = add(&w.engine, "newer", &managed("web", 3, 7, "node-b", Some(FED)), false);
-    let foreign = add(&w.engine, "theirs", &managed("web", 4, 1, "node-z", Some(OTHER_FED)), false);
+    let newer = add(
+        &w.engine,
+        "newer",
+        &managed("web", 3, 7, "node-b", Some(FED)),
+        false,
+    );
+    let foreign = add(
+        &w.engine,
+        "theirs",
+        &managed("web", 4, 1, "node-z", Some(OTHER_FED)),
+        false,
+    );
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
     w.orch
@@ -334,11 +398,31 @@ async fn the_recovery_loop_follows_die_events() {
 #[tokio::test]
 async fn demotion_drains_only_this_nodes_containers_of_its_terms() {
     let w = world_with(WEB2, 5, DemotePolicy::Drain);
-    let own = add(&w.engine, &name("web", 1), &managed("web", 1, 5, NODE, Some(FED)), true);
-    let unlabelled = add(&w.engine, &name("web", 2), &managed("web", 2, 3, NODE, None), true);
-    let other_node = add(&w.engine, "b", &managed("web", 3, 4, "node-b", Some(FED)), true);
+    let own = add(
+        &w.engine,
+        &name("web", 1),
+        &managed("web", 1, 5, NODE, Some(FED)),
+        true,
+    );
+    let unlabelled = add(
+        &w.engine,
+        &name("web", 2),
+        &managed("web", 2, 3, NODE, None),
+        true,
+    );
+    let other_node = add(
+        &w.engine,
+        "b",
+        &managed("web", 3, 4, "node-b", Some(FED)),
+        true,
+    );
     let newer = add(&w.engine, "c", &managed("web", 4, 6, NODE, Some(FED)), true);
-    let foreign = add(&w.engine, "d", &managed("web", 5, 1, NODE, Some(OTHER_FED)), true);
+    let foreign = add(
+        &w.engine,
+        "d",
+        &managed("web", 5, 1, NODE, Some(OTHER_FED)),
+        true,
+    );
     w.guard.lose();
     let mut drained = w.orch.demote(5).await.unwrap();
     drained.sort();
@@ -353,12 +437,23 @@ async fn demotion_drains_only_this_nodes_containers_of_its_terms() {
     assert!(fenced.stop(&other_node, Duration::ZERO).await.is_err());
     assert!(matches!(
         fenced.remove(&newer).await,
-        Err(OrchestratorError::Fenced { theirs: 6, ours: 5, .. })
+        Err(OrchestratorError::Fenced {
+            theirs: 6,
+            ours: 5,
+            ..
+        })
     ));
     assert!(fenced.kill(&foreign).await.is_err());
-    assert!(matches!(fenced.term(), Err(OrchestratorError::NotLeader(_))));
+    assert!(matches!(
+        fenced.term(),
+        Err(OrchestratorError::NotLeader(_))
+    ));
     assert_eq!(
-        w.engine.ops().iter().filter(|o| !matches!(o, Op::Stop(_) | Op::Remove(_))).count(),
+        w.engine
+            .ops()
+            .iter()
+            .filter(|o| !matches!(o, Op::Stop(_) | Op::Remove(_)))
+            .count(),
         0
     );
     for kept in [&other_node, &newer, &foreign] {
@@ -392,7 +487,10 @@ async fn deploy_replaces_in_place_and_rolls_back_a_replacement_that_cannot_start
         .deploy("web", "brh-test/sleep:3", PullPolicy::Never)
         .await
         .unwrap_err();
-    assert!(matches!(e, OrchestratorError::Engine(EngineError::Refused(_))), "{e:?}");
+    assert!(
+        matches!(e, OrchestratorError::Engine(EngineError::Refused(_))),
+        "{e:?}"
+    );
     let names: Vec<String> = w.engine.containers().into_iter().map(|c| c.name).collect();
     assert_eq!(names, [name("web", 1)]);
     assert!(w.engine.get(&new.id).unwrap().running);
@@ -402,7 +500,12 @@ async fn deploy_replaces_in_place_and_rolls_back_a_replacement_that_cannot_start
 #[tokio::test]
 async fn a_deploy_over_a_newer_terms_replica_is_refused_before_creating_anything() {
     let w = world("services:\n  web: { image: brh-test/sleep:1 }\n", 2);
-    let newer = add(&w.engine, &name("web", 1), &managed("web", 1, 3, "node-b", Some(FED)), true);
+    let newer = add(
+        &w.engine,
+        &name("web", 1),
+        &managed("web", 1, 3, "node-b", Some(FED)),
+        true,
+    );
     w.engine.add_image("brh-test/sleep:2");
     let e = w
         .orch
@@ -441,9 +544,14 @@ async fn a_lease_lost_mid_deploy_stops_the_replacement_where_it_is() {
     assert!(matches!(e, OrchestratorError::NotLeader(_)), "{e:?}");
     // Created, started, old stopped — then nothing: neither the removal nor the rename.
     let ops = w.engine.ops();
-    assert!(matches!(ops.last(), Some(Op::Stop(id)) if *id == old), "{ops:?}");
+    assert!(
+        matches!(ops.last(), Some(Op::Stop(id)) if *id == old),
+        "{ops:?}"
+    );
     assert!(w.engine.get(&old).is_some());
-    assert!(!ops.iter().any(|o| matches!(o, Op::Remove(_) | Op::Rename(..))));
+    assert!(!ops
+        .iter()
+        .any(|o| matches!(o, Op::Remove(_) | Op::Rename(..))));
 }
 
 #[tokio::test]
@@ -451,7 +559,10 @@ async fn an_unavailable_engine_is_reported_and_refusals_are_not() {
     let w = world(WEB2, 1);
     w.engine.set_unavailable(true);
     let e = w.orch.promote().await.unwrap_err();
-    assert!(matches!(e, OrchestratorError::Engine(EngineError::Unavailable(_))));
+    assert!(matches!(
+        e,
+        OrchestratorError::Engine(EngineError::Unavailable(_))
+    ));
     assert!(!w.orch.engine_status().available);
     w.engine.set_unavailable(false);
     w.orch.promote().await.unwrap();
