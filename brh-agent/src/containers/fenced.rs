@@ -290,3 +290,151 @@ impl<E: ContainerEngine> FencedEngine<E> {
         Ok(self.engine.rename(id, new_name).await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containers::fake_engine::{FakeEngine, TestGuard};
+    use crate::containers::spec::{container_spec, ContainerToken, Creator};
+    use crate::containers::Manifest;
+
+    const FED: &str = "0123456789abcdef";
+
+    fn observed(term: u64, env: &str, federation: Option<&str>) -> Observed {
+        Observed {
+            id: "c1".into(),
+            name: "brh_dev_web_1".into(),
+            env: env.into(),
+            service: "web".into(),
+            replica: Some(1),
+            term,
+            owner: "node-a".into(),
+            image: "brh-test/sleep:1".into(),
+            running: true,
+            federation: federation.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn the_fence_admits_our_containers_of_terms_up_to_ours() {
+        for (term, fed) in [(0, None), (4, Some(FED)), (5, Some(FED)), (5, None)] {
+            assert_eq!(fence(&observed(term, "dev", fed), 5, "dev", FED), Ok(()));
+        }
+        assert_eq!(
+            fence(&observed(6, "dev", Some(FED)), 5, "dev", FED),
+            Err(OrchestratorError::Fenced {
+                id: "c1".into(),
+                theirs: 6,
+                ours: 5
+            })
+        );
+        // Another federation's or env's container is not ours at all, whatever its term.
+        for o in [
+            observed(1, "dev", Some("other")),
+            observed(1, "prod", Some(FED)),
+        ] {
+            assert!(matches!(
+                fence(&o, 5, "dev", FED),
+                Err(OrchestratorError::Engine(EngineError::NotFound(_)))
+            ));
+        }
+    }
+
+    fn fenced(guard: Arc<TestGuard>) -> (FakeEngine, FencedEngine<FakeEngine>) {
+        let engine = FakeEngine::new(Some(guard.clone()));
+        let e = engine.clone();
+        let connector = FencedConnector::new(
+            Box::new(move || {
+                let e = e.clone();
+                Box::pin(async move { Ok(e) })
+            }),
+            guard,
+            "dev",
+            FED,
+            "node-a",
+        );
+        let f = futures_util::FutureExt::now_or_never(connector.connect())
+            .expect("the fake connects at once")
+            .unwrap();
+        (engine, f)
+    }
+
+    #[tokio::test]
+    async fn reads_pass_while_every_mutation_is_refused_without_the_lease() {
+        let guard = TestGuard::leader(3);
+        let (engine, f) = fenced(guard.clone());
+        let id = engine.add(
+            "brh_dev_web_1",
+            &[
+                (labels::MANAGED, "true"),
+                (labels::ENV, "dev"),
+                (labels::TERM, "3"),
+            ],
+            false,
+        );
+        guard.lose();
+        assert!(f.list().await.unwrap().ours.len() == 1);
+        assert!(f.inspect(&id).await.is_ok());
+        let refused = |r: Result<()>| matches!(r, Err(OrchestratorError::NotLeader(_)));
+        assert!(refused(f.start(&id).await));
+        assert!(refused(f.stop(&id, Duration::ZERO).await));
+        assert!(refused(f.remove(&id).await));
+        assert!(refused(f.kill(&id).await));
+        assert!(refused(f.rename(&id, "x").await));
+        assert!(refused(f.pull("brh-test/sleep:1").await));
+        assert!(matches!(
+            f.ensure_network("brh").await,
+            Err(OrchestratorError::NotLeader(_))
+        ));
+        assert!(engine.records().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_create_must_label_the_container_as_ours_under_a_term_not_newer() {
+        let guard = TestGuard::leader(3);
+        let (engine, f) = fenced(guard);
+        let svc = Manifest::parse("services:\n  web: { image: brh-test/sleep:1 }\n")
+            .unwrap()
+            .services[0]
+            .clone();
+        let spec = |term, federation| {
+            let creator = Creator {
+                env: "dev",
+                node: "node-a",
+                federation,
+                epoch: 1,
+            };
+            let token = ContainerToken::Node("N".into());
+            container_spec(
+                creator,
+                &svc,
+                &svc.image,
+                "n".into(),
+                1,
+                term,
+                &token,
+                "b".into(),
+            )
+        };
+        assert!(matches!(
+            f.create(&spec(4, FED)).await,
+            Err(OrchestratorError::Fenced {
+                theirs: 4,
+                ours: 3,
+                ..
+            })
+        ));
+        assert!(matches!(
+            f.create(&spec(3, "other")).await,
+            Err(OrchestratorError::BadRequest(_))
+        ));
+        assert!(engine.records().is_empty());
+        assert!(f.create(&spec(3, FED)).await.is_ok());
+        // A gone container's removal is done; its start is not found.
+        assert_eq!(f.remove("gone").await, Ok(()));
+        assert!(matches!(
+            f.start("gone").await,
+            Err(OrchestratorError::Engine(EngineError::NotFound(_)))
+        ));
+    }
+}

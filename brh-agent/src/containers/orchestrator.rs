@@ -71,6 +71,16 @@ pub enum OrchestratorError {
     Unhealthy { service: String, source: Unhealthy },
 }
 
+impl OrchestratorError {
+    /// The guard or the fence refused the action: nothing reached the engine.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            OrchestratorError::NotLeader(_) | OrchestratorError::Fenced { .. }
+        )
+    }
+}
+
 type Result<T> = std::result::Result<T, OrchestratorError>;
 
 /// What a promotion did, for logs, events and tests.
@@ -315,10 +325,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
     ) -> Result<T> {
         self.expect_stop(id);
         let r = self.call(f).await;
-        if matches!(
-            r,
-            Err(OrchestratorError::NotLeader(_) | OrchestratorError::Fenced { .. })
-        ) {
+        if r.as_ref().is_err_and(OrchestratorError::is_refusal) {
             self.was_expected(id);
         }
         r
@@ -715,12 +722,10 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 .expect("the plan created the new container")
         };
         for step in plan.steps() {
-            // A refused guard returns at once, undoing nothing: the lease is gone, so the
-            // replacement stops where it is and the next leader's reconcile takes over. A
-            // failed step is a value (`done`), which the plan's undo follows.
-            //
-            // Every step's mutations are admitted by the fenced engine; a refusal there comes
-            // back as `NotLeader` or `Fenced`, which returns at once like the guard's.
+            // A failed step is a value (`done`), which the plan's undo follows. A refusal by
+            // the guard or the fence (every mutation below is admitted by the fenced engine)
+            // returns at once, undoing nothing: the lease is gone, so the replacement stops
+            // where it is and the next leader's reconcile takes over.
             let done: Result<()> = match step {
                 Step::StopOld => {
                     self.stopping(old_id(), engine.stop(old_id(), self.cfg.stop_timeout))
@@ -756,6 +761,9 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 },
             };
             if let Err(e) = done {
+                if e.is_refusal() {
+                    return Err(e);
+                }
                 for undo in plan.rollback(step) {
                     match undo {
                         Undo::RemoveNew => {
@@ -867,7 +875,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
         match self.call(engine.start(id)).await {
             Ok(()) => self.event(format!("RECOVERY: restarted container {}", c.observed.name)),
             // No longer leading, or a newer term's container: not ours to restart.
-            Err(OrchestratorError::NotLeader(_) | OrchestratorError::Fenced { .. }) => {}
+            Err(e) if e.is_refusal() => {}
             Err(e) => tracing::warn!("[RECOVERY] cannot restart {}: {e}", c.observed.name),
         }
     }
