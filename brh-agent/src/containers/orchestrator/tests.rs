@@ -391,8 +391,27 @@ async fn the_recovery_loop_follows_die_events() {
     stop.cancel();
     task.await.unwrap();
     assert!(back, "restarted by the recovery loop");
-    // A stop of our own (a drain) is not "recovered".
     assert_fenced(&w.engine.records()).unwrap();
+
+    // A stop of our own (a drain's) is expected: its `die` event restarts nothing.
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(Arc::clone(&w.orch).run_recovery(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    w.orch
+        .stopping(&id, async {
+            w.engine.crash(&id);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Longer than the restart backoff of a second death (1 s).
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop.cancel();
+    task.await.unwrap();
+    assert!(
+        !w.engine.get(&id).unwrap().running,
+        "an expected stop is not recovered"
+    );
 }
 
 #[tokio::test]
