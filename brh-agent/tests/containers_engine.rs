@@ -361,6 +361,40 @@ async fn drain_policy_stops_and_removes_own_containers_on_demotion() {
     cleanup(&env, &[]);
 }
 
+/// `POST /drain` when the lease goes while the container takes its stop timeout to stop (it
+/// ignores SIGTERM): the removal after the stop is refused, the stopped container stays for
+/// the next leader, and the drain answers not-leader. Leading again, the same drain removes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_whose_lease_goes_during_the_stop_does_not_remove() {
+    use_project_engine();
+    let env = env_name("drainlost");
+    cleanup(&env, &[]);
+    let yaml = "services:\n  stubborn:\n    image: brh-test/sleep:1\n    \
+                command: [\"/bin/sh\", \"-c\", \"trap '' TERM; sleep 3600\"]\n";
+    let guard = TestGuard::leader(3);
+    let o = orchestrator(&env, "n1", yaml, guard.clone(), DemotePolicy::Relinquish);
+    let id = o.promote().await.unwrap().created[0].clone();
+    let name = format!("brh_{env}_stubborn_1");
+    let g = guard.clone();
+    let lose = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        g.leading.store(false, Ordering::SeqCst);
+    });
+    let e = o.drain(&name).await.unwrap_err();
+    lose.await.unwrap();
+    assert!(matches!(e, OrchestratorError::NotLeader(_)), "{e:?}");
+    assert_eq!(
+        docker(&["ps", "-aq", "--no-trunc", "--filter", &format!("id={id}")]),
+        id,
+        "removed after the lease went"
+    );
+    assert!(!running(&id), "the stop itself had been admitted");
+    guard.leading.store(true, Ordering::SeqCst);
+    o.drain(&name).await.unwrap();
+    assert!(docker(&["ps", "-aq", "--filter", &format!("id={id}")]).is_empty());
+    cleanup(&env, &[]);
+}
+
 /// Another federation's container under our canonical name: never touched, and our create
 /// fails with an error naming the federation that holds the name and what to do, not Docker's
 /// bare 409. Restart and drain by name refuse it the same way; nothing lists it as ours.

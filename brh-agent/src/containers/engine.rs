@@ -1,12 +1,12 @@
 //! The Docker engine, through bollard. Only this file knows bollard's types; everything above
-//! it works with [`Observed`] and [`CreateSpec`].
+//! it works with [`Observed`] and [`CreateSpec`], through the [`ContainerEngine`] trait, so the
+//! orchestrator's steps run unchanged against an in-memory engine in unit tests.
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{
-    ContainerCreateBody, EventMessage, HostConfig, NetworkCreateRequest, PortBinding,
-};
+use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
@@ -93,17 +93,125 @@ struct AnyInspected {
     env_vars: Vec<String>,
 }
 
-/// Everything needed to create one managed container.
-#[derive(Debug, Clone)]
-pub struct CreateSpec {
-    pub name: String,
-    pub image: String,
-    pub command: Option<Vec<String>>,
-    pub env: Vec<String>,
-    pub labels: HashMap<String, String>,
-    pub network: String,
-    pub ports: Vec<super::manifest::PortMap>,
-    pub volumes: Vec<String>,
+pub use super::spec::CreateSpec;
+
+/// One container event of the engine's stream: what happened (`die`, `start`, …) to which
+/// container id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub action: Option<String>,
+    pub id: Option<String>,
+}
+
+/// The operations the orchestrator needs from a container engine. [`Engine`] is the real one
+/// (bollard). Contracts every implementation keeps, because the orchestrator relies on them:
+/// `list_managed` and `inspect_managed` show only BRH-managed containers (`brh.managed=true`),
+/// `inspect_managed` reports unmanaged and other federations' containers as
+/// [`EngineError::NotFound`]; `start` and `stop` of a container already in that state succeed;
+/// `remove` is forced and succeeds when the container is already gone; `create` and `rename`
+/// answer [`EngineError::Conflict`] when the name is taken.
+///
+/// Nothing here checks the lease or the fence: the orchestrator reaches an engine only through
+/// [`super::fenced::FencedEngine`], which does before every mutation.
+pub trait ContainerEngine: Clone + Send + Sync + 'static {
+    fn ping(&self) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Every BRH-managed container of `env`, split into federation `federation`'s and others'.
+    fn list_managed(
+        &self,
+        env: &str,
+        federation: &str,
+    ) -> impl Future<Output = Result<Listed, EngineError>> + Send;
+    /// One container of federation `federation` by id or name.
+    fn inspect_managed(
+        &self,
+        id_or_name: &str,
+        federation: &str,
+    ) -> impl Future<Output = Result<Inspected, EngineError>> + Send;
+    /// Who holds a name or id: `None` when BRH does not manage it, `NotFound` when nothing does.
+    fn holder(
+        &self,
+        id_or_name: &str,
+    ) -> impl Future<Output = Result<Option<Observed>, EngineError>> + Send;
+    /// The id of the network named `name`, created if missing.
+    fn ensure_network(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    fn pull(&self, image: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Creates the container (not started) and returns its id.
+    fn create(&self, spec: &CreateSpec)
+        -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn stop(
+        &self,
+        id: &str,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn kill(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn rename(
+        &self,
+        id: &str,
+        new_name: &str,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// Container events of the BRH-managed containers of `env`, until the engine goes away.
+    fn events(
+        &self,
+        env: &str,
+    ) -> impl futures_util::Stream<Item = Result<ContainerEvent, EngineError>> + Send + use<Self>;
+}
+
+impl ContainerEngine for Engine {
+    async fn ping(&self) -> Result<(), EngineError> {
+        Engine::ping(self).await
+    }
+    async fn list_managed(&self, env: &str, federation: &str) -> Result<Listed, EngineError> {
+        Engine::list_managed(self, env, federation).await
+    }
+    async fn inspect_managed(
+        &self,
+        id_or_name: &str,
+        federation: &str,
+    ) -> Result<Inspected, EngineError> {
+        Engine::inspect_managed(self, id_or_name, federation).await
+    }
+    async fn holder(&self, id_or_name: &str) -> Result<Option<Observed>, EngineError> {
+        Engine::holder(self, id_or_name).await
+    }
+    async fn ensure_network(&self, name: &str) -> Result<String, EngineError> {
+        Engine::ensure_network(self, name).await
+    }
+    async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
+        Engine::image_exists(self, image).await
+    }
+    async fn pull(&self, image: &str) -> Result<(), EngineError> {
+        Engine::pull(self, image).await
+    }
+    async fn create(&self, spec: &CreateSpec) -> Result<String, EngineError> {
+        Engine::create(self, spec).await
+    }
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        Engine::start(self, id).await
+    }
+    async fn stop(&self, id: &str, timeout: Duration) -> Result<(), EngineError> {
+        Engine::stop(self, id, timeout).await
+    }
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        Engine::remove(self, id).await
+    }
+    async fn kill(&self, id: &str) -> Result<(), EngineError> {
+        Engine::kill(self, id).await
+    }
+    async fn rename(&self, id: &str, new_name: &str) -> Result<(), EngineError> {
+        Engine::rename(self, id, new_name).await
+    }
+    fn events(
+        &self,
+        env: &str,
+    ) -> impl futures_util::Stream<Item = Result<ContainerEvent, EngineError>> + Send + use<> {
+        Engine::events(self, env)
+    }
 }
 
 #[derive(Clone)]
@@ -415,7 +523,7 @@ impl Engine {
     pub fn events(
         &self,
         env: &str,
-    ) -> impl Stream<Item = Result<EventMessage, EngineError>> + use<> {
+    ) -> impl Stream<Item = Result<ContainerEvent, EngineError>> + Send + use<> {
         let filters = HashMap::from([
             ("type", vec!["container".to_string()]),
             (
@@ -427,8 +535,12 @@ impl Engine {
             ),
         ]);
         let opts = EventsOptionsBuilder::default().filters(&filters).build();
-        self.docker
-            .events(Some(opts))
-            .map(|r| r.map_err(EngineError::from))
+        self.docker.events(Some(opts)).map(|r| {
+            r.map(|ev| ContainerEvent {
+                action: ev.action,
+                id: ev.actor.and_then(|a| a.id),
+            })
+            .map_err(EngineError::from)
+        })
     }
 }

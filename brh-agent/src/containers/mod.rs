@@ -3,26 +3,33 @@
 //!
 //! Split like the rest of BRH, policy apart from I/O. Pure, with no engine, clock or
 //! randomness of their own: `manifest` and `reference` (parsing, validation), `policy` (the
-//! operator's choices), `plan` (what promotion does given what the engine shows), `deploy`
-//! (the steps of replacing a replica and their rollback), `backoff` (reconnect and restart
-//! delays, `now` passed in) and `chaos` (a seeded drill's choices). I/O: `engine` (the only
-//! bollard user), `health` (the checks), `orchestrator` (carries out those decisions); the tasks
-//! that follow the role live above, in `orchestration.rs`. Every mutation goes through [`LeaseGuard`] first,
-//! and an agent never mutates a container labelled with a term greater than its own
-//! (resource-side fencing, design §6), nor one labelled with another federation's id
-//! (`brh.federation`: such a container is foreign, see `plan::is_ours`).
+//! operator's choices), `plan` (what promotion does given what the engine shows), `spec` (the
+//! labels and variables of a container), `deploy` (the steps of replacing a replica and their
+//! rollback), `backoff` (reconnect and restart delays, `now` passed in) and `chaos` (a seeded
+//! drill's choices). I/O: `engine` (the [`ContainerEngine`] trait and its one bollard user),
+//! `fenced` (the engine as the orchestrator sees it), `health` (the checks), `orchestrator`
+//! (carries out those decisions); the tasks that follow the role live above, in
+//! `orchestration.rs`. The orchestrator holds only a [`fenced::FencedEngine`], which admits
+//! every mutation through [`LeaseGuard`] immediately before it, and never mutates a container
+//! labelled with a term greater than its own (resource-side fencing, design §6), nor one
+//! labelled with another federation's id (`brh.federation`: such a container is foreign, see
+//! `plan::is_ours`).
 pub mod backoff;
 pub mod chaos;
 pub mod deploy;
 pub mod engine;
+#[cfg(test)]
+mod fake_engine;
+pub mod fenced;
 pub mod health;
 pub mod manifest;
 pub mod orchestrator;
 pub mod plan;
 pub mod policy;
 pub mod reference;
+pub mod spec;
 
-pub use engine::{Engine, EngineError, Listed, Observed};
+pub use engine::{ContainerEngine, Engine, EngineError, Listed, Observed};
 pub use manifest::{Manifest, ManifestError, Service};
 pub use orchestrator::{DeployOutcome, Orchestrator, OrchestratorError};
 pub use policy::{DemotePolicy, PullPolicy};

@@ -1,12 +1,15 @@
 //! The leader's hands on the engine: promotion-time reconciliation, demotion policy, deploys,
-//! restarts, drains, and the recovery and chaos loops. Every mutation is preceded by
-//! [`LeaseGuard::check`] and by the fencing rule (never touch a container whose `brh.term` is
-//! greater than ours), and only BRH-managed containers of this env and this federation are
-//! ever acted on (`Orchestrator::list` and `inspect`, the one way to the engine's containers:
-//! other federations' are reported, never touched), so nothing else on the host can be
-//! touched. The decisions themselves are made by the pure modules beside it (`plan`,
-//! `deploy`, `backoff`, `chaos`): this one reads the engine, the clock and the lease, and
-//! carries them out.
+//! restarts, drains, and the recovery and chaos loops. The orchestrator reaches the engine
+//! only through a [`FencedEngine`], which admits each mutation immediately before making it:
+//! the lease guard ([`LeaseGuard::check`]) and the fence (only BRH-managed containers of this
+//! env and this federation, never one whose `brh.term` is greater than ours; other
+//! federations' are reported, never touched). So the invariant does not depend on where the
+//! steps below check anything: the checks left here decide up front (refusing a request
+//! before any work, or a deploy before it creates a replacement it could not finish). The
+//! decisions themselves are made by the pure modules beside it (`plan`, `spec`, `deploy`,
+//! `backoff`, `chaos`): this one reads the engine, the clock and the lease, and carries them
+//! out. Generic over the engine ([`ContainerEngine`]): [`Engine`] in the agent, an in-memory
+//! one in the unit tests.
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,12 +21,16 @@ use tokio_util::sync::CancellationToken;
 use super::backoff::{Backoff, RestartBackoff};
 use super::chaos::Drill;
 use super::deploy::{Replacement, Step, Undo};
-use super::engine::{CreateSpec, Engine, EngineError, Inspected, Listed, Observed};
+use super::engine::{
+    ContainerEngine, CreateSpec, Engine, EngineError, Inspected, Listed, Observed,
+};
+use super::fenced::{Connect, FencedConnector, FencedEngine};
 use super::health::{self, Unhealthy};
 use super::manifest::{Manifest, Service};
 use super::plan::{self, Action, Seen};
 use super::policy::{DemotePolicy, PullPolicy};
-use super::{labels, reference, LeaseGuard, NotLeader};
+use super::spec::{self, ContainerToken, Creator};
+use super::{reference, LeaseGuard, NotLeader};
 
 #[derive(Debug, Clone)]
 pub struct OrchestratorConfig {
@@ -62,6 +69,16 @@ pub enum OrchestratorError {
     Engine(#[from] EngineError),
     #[error("{service}: {source}")]
     Unhealthy { service: String, source: Unhealthy },
+}
+
+impl OrchestratorError {
+    /// The guard or the fence refused the action: nothing reached the engine.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            OrchestratorError::NotLeader(_) | OrchestratorError::Fenced { .. }
+        )
+    }
 }
 
 type Result<T> = std::result::Result<T, OrchestratorError>;
@@ -108,11 +125,15 @@ pub struct EngineStatus {
     pub last_error: Option<String>,
 }
 
-pub struct Orchestrator {
+pub struct Orchestrator<E: ContainerEngine = Engine> {
     cfg: OrchestratorConfig,
+    /// Consulted directly only for up-front refusals and the leader-only loops; every
+    /// mutation is admitted by the [`FencedEngine`] itself.
     guard: Arc<dyn LeaseGuard>,
     manifest: RwLock<Manifest>,
-    engine: tokio::sync::Mutex<Option<Engine>>,
+    /// Gives engines only behind the fence: no raw engine is ever held here.
+    connect: FencedConnector<E>,
+    engine: tokio::sync::Mutex<Option<FencedEngine<E>>>,
     status: Mutex<EngineStatus>,
     /// Serializes mutations: reconcile, deploy, restart, drain and recovery never interleave.
     ops: tokio::sync::Mutex<()>,
@@ -138,16 +159,42 @@ fn unix_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-impl Orchestrator {
+impl Orchestrator<Engine> {
+    /// An orchestrator of the Docker engine (`DOCKER_HOST`), connected on first use.
     pub fn new(
         cfg: OrchestratorConfig,
         manifest: Manifest,
         guard: Arc<dyn LeaseGuard>,
     ) -> Arc<Self> {
+        Orchestrator::with_engine(
+            cfg,
+            manifest,
+            guard,
+            Box::new(|| Box::pin(Engine::connect())),
+        )
+    }
+}
+
+impl<E: ContainerEngine> Orchestrator<E> {
+    /// An orchestrator of the engines `connect` gives.
+    pub fn with_engine(
+        cfg: OrchestratorConfig,
+        manifest: Manifest,
+        guard: Arc<dyn LeaseGuard>,
+        connect: Connect<E>,
+    ) -> Arc<Self> {
+        let connect = FencedConnector::new(
+            connect,
+            Arc::clone(&guard),
+            &cfg.env,
+            &cfg.federation,
+            &cfg.node,
+        );
         Arc::new(Orchestrator {
             cfg,
             guard,
             manifest: RwLock::new(manifest),
+            connect,
             engine: tokio::sync::Mutex::new(None),
             status: Mutex::new(EngineStatus::default()),
             ops: tokio::sync::Mutex::new(()),
@@ -178,13 +225,12 @@ impl Orchestrator {
         self.status.lock().expect("status lock").clone()
     }
 
-    fn note_engine<T>(
-        &self,
-        r: std::result::Result<T, EngineError>,
-    ) -> std::result::Result<T, EngineError> {
+    /// Records what an engine call showed of the engine's standing: `Ok(())` for an answer,
+    /// the error otherwise. Refusals by the guard or the fence say nothing about the engine.
+    fn note_engine(&self, r: std::result::Result<(), &EngineError>) {
         let mut s = self.status.lock().expect("status lock");
-        match &r {
-            Ok(_) => {
+        match r {
+            Ok(()) => {
                 s.available = true;
                 s.last_error = None;
             }
@@ -197,47 +243,49 @@ impl Orchestrator {
             }
             Err(_) => s.available = true,
         }
-        r
     }
 
-    /// The engine client, connecting (again) if needed. bollard opens a connection per
-    /// request, so once connected a client keeps working across an engine restart.
-    async fn engine(&self) -> Result<Engine> {
+    /// The engine, behind the fence, connecting (again) if needed. bollard opens a connection
+    /// per request, so once connected a client keeps working across an engine restart.
+    async fn engine(&self) -> Result<FencedEngine<E>> {
         let mut slot = self.engine.lock().await;
         if let Some(e) = slot.as_ref() {
             return Ok(e.clone());
         }
-        let e = self.note_engine(Engine::connect().await)?;
+        let connected = self.connect.connect().await;
+        self.note_engine(connected.as_ref().map(|_| ()));
+        let e = connected?;
         tracing::info!("[ENGINE] connected");
         *slot = Some(e.clone());
         Ok(e)
     }
 
-    async fn call<T>(
-        &self,
-        f: impl std::future::Future<Output = std::result::Result<T, EngineError>>,
-    ) -> Result<T> {
-        Ok(self.note_engine(f.await)?)
+    async fn call<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let r = f.await;
+        match &r {
+            Ok(_) => self.note_engine(Ok(())),
+            Err(OrchestratorError::Engine(e)) => self.note_engine(Err(e)),
+            Err(_) => {}
+        }
+        r
     }
 
     /// The managed containers of this env, ours and other federations': the one listing
     /// everything here acts on (only ever on `ours`).
-    async fn list(&self, engine: &Engine) -> Result<Listed> {
-        self.call(engine.list_managed(&self.cfg.env, &self.cfg.federation))
-            .await
+    async fn list(&self, engine: &FencedEngine<E>) -> Result<Listed> {
+        self.call(engine.list()).await
     }
 
     /// One of our containers (another federation's is not found, like an unmanaged one).
-    async fn inspect(&self, engine: &Engine, id: &str) -> Result<Inspected> {
-        self.call(engine.inspect_managed(id, &self.cfg.federation))
-            .await
+    async fn inspect(&self, engine: &FencedEngine<E>, id: &str) -> Result<Inspected> {
+        self.call(engine.inspect(id)).await
     }
 
     /// A create or rename refused because `name` is taken (Docker's bare 409): say who holds
     /// the name and what to do. Other errors pass unchanged.
     async fn explain_name_taken(
         &self,
-        engine: &Engine,
+        engine: &FencedEngine<E>,
         name: &str,
         e: OrchestratorError,
     ) -> OrchestratorError {
@@ -261,25 +309,34 @@ impl Orchestrator {
         OrchestratorError::Engine(EngineError::Conflict(why))
     }
 
-    /// Checks the lease and the fence for one container: the term to act under.
-    fn guard_for(&self, target: Option<&Observed>) -> Result<u64> {
-        let term = self.guard.check()?;
-        if let Some(o) = target {
-            if o.term > term {
-                return Err(OrchestratorError::Fenced {
-                    id: o.id.clone(),
-                    theirs: o.term,
-                    ours: term,
-                });
-            }
-        }
-        Ok(term)
-    }
-
     fn expect_stop(&self, id: &str) {
         let mut m = self.expected_stops.lock().expect("stops lock");
         m.retain(|_, t| t.elapsed() < Duration::from_secs(120));
         m.insert(id.to_string(), Instant::now());
+    }
+
+    /// Runs `f`, a stop or removal of `id` that the recovery loop must not undo: the stop is
+    /// expected before the call (its `die` event can arrive before the call returns), and
+    /// forgotten again when the guard or the fence refused it, since nothing was stopped.
+    async fn stopping<T>(
+        &self,
+        id: &str,
+        f: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        self.expect_stop(id);
+        let r = self.call(f).await;
+        if r.as_ref().is_err_and(OrchestratorError::is_refusal) {
+            self.was_expected(id);
+        }
+        r
+    }
+
+    /// Stops (with the stop timeout) and removes `id`. The removal is admitted on its own,
+    /// after the stop, which can take the whole timeout.
+    async fn stop_and_remove(&self, engine: &FencedEngine<E>, id: &str) -> Result<()> {
+        self.stopping(id, engine.stop(id, self.cfg.stop_timeout))
+            .await?;
+        self.call(engine.remove(id)).await
     }
 
     fn was_expected(&self, id: &str) -> bool {
@@ -290,6 +347,8 @@ impl Orchestrator {
             .is_some()
     }
 
+    /// One replica's spec ([`spec::container_spec`]) under `term`: that term's lease token
+    /// if the forge gave one, else a node token minted now; the network resolved at promotion.
     fn spec(
         &self,
         svc: &Service,
@@ -298,26 +357,16 @@ impl Orchestrator {
         replica: u32,
         term: u64,
     ) -> Result<CreateSpec> {
-        let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        env.push(format!("BRH_ENV={}", self.cfg.env));
-        env.push(format!("BRH_EPOCH={}", self.cfg.epoch));
-        let lease = self
+        let newest = self
             .cfg
             .lease_token
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
-            .filter(|(t, _)| *t == term)
-            .map(|(_, token)| token);
-        match lease {
-            // The forge's fencing token for this term: any service can check it offline.
-            Some(lease) => {
-                env.push(format!("BRH_TOKEN={lease}"));
-                env.push(format!("BRH_LEASE_TOKEN={lease}"));
-            }
-            // A forge that gives no lease tokens: the node token, as before.
-            None => {
-                let token = brh_shared::token::mint(
+            .clone();
+        let token = match spec::lease_token_for(term, newest.as_ref()) {
+            Some(lease) => ContainerToken::Lease(lease),
+            None => ContainerToken::Node(
+                brh_shared::token::mint(
                     &self.cfg.token_key,
                     &self.cfg.env,
                     &svc.name,
@@ -328,63 +377,52 @@ impl Orchestrator {
                         "cannot mint a token for service {}",
                         svc.name
                     ))
-                })?;
-                env.push(format!("BRH_TOKEN={token}"));
-            }
-        }
-        let mut l: HashMap<String, String> = svc.labels.clone().into_iter().collect();
-        l.insert(labels::MANAGED.into(), "true".into());
-        l.insert(labels::SERVICE.into(), svc.name.clone());
-        l.insert(labels::ENV.into(), self.cfg.env.clone());
-        l.insert(labels::OWNER.into(), self.cfg.node.clone());
-        l.insert(labels::TERM.into(), term.to_string());
-        l.insert(labels::EPOCH.into(), self.cfg.epoch.to_string());
-        l.insert(labels::REPLICA.into(), replica.to_string());
-        l.insert(labels::FEDERATION.into(), self.cfg.federation.clone());
+                })?,
+            ),
+        };
         let network = self
             .network_id
             .lock()
             .expect("network lock")
             .clone()
             .unwrap_or_else(|| self.manifest.read().expect("manifest lock").network.clone());
-        Ok(CreateSpec {
-            name,
-            image: image.to_string(),
-            command: svc.command.clone(),
-            env,
-            labels: l,
-            network,
-            ports: svc.ports.clone(),
-            volumes: svc.volumes.clone(),
-        })
+        let creator = Creator {
+            env: &self.cfg.env,
+            node: &self.cfg.node,
+            federation: &self.cfg.federation,
+            epoch: self.cfg.epoch,
+        };
+        Ok(spec::container_spec(
+            creator, svc, image, name, replica, term, &token, network,
+        ))
     }
 
-    /// Creates and starts one replica, guarded; returns its id and inspect data.
+    /// Creates and starts one replica; returns its inspect data. A replica created but not
+    /// started is removed again (the fence still applies: only while we lead).
     async fn create_started(
         &self,
-        engine: &Engine,
+        engine: &FencedEngine<E>,
         svc: &Service,
         image: &str,
         name: String,
         replica: u32,
     ) -> Result<Inspected> {
-        let term = self.guard_for(None)?;
+        let term = engine.term()?;
         let spec = self.spec(svc, image, name, replica, term)?;
         let id = match self.call(engine.create(&spec)).await {
             Ok(id) => id,
             Err(e) => return Err(self.explain_name_taken(engine, &spec.name, e).await),
         };
         let started = async {
-            self.guard_for(None)?;
             self.call(engine.start(&id)).await?;
             self.inspect(engine, &id).await
         }
         .await;
-        if started.is_err() && self.guard_for(None).is_ok() {
+        if started.is_err() {
             // Created but not running: remove it, or the slot would have a second claimant
-            // at the next promotion. Only while we still lead (a newer leader decides then).
-            self.expect_stop(&id);
-            let _ = self.call(engine.remove(&id)).await;
+            // at the next promotion. Only while we still lead (a newer leader decides then),
+            // which the fenced removal checks.
+            let _ = self.stopping(&id, engine.remove(&id)).await;
         }
         started
     }
@@ -394,7 +432,8 @@ impl Orchestrator {
     /// everything started is health-checked.
     pub async fn promote(&self) -> Result<ReconcileReport> {
         let _ops = self.ops.lock().await;
-        let term = self.guard_for(None)?;
+        // The term the plan is made for (and a refusal before connecting, when not leading).
+        let term = self.guard.check()?;
         let engine = self.engine().await?;
         let manifest = self.manifest();
         let network = self.call(engine.ensure_network(&manifest.network)).await?;
@@ -432,7 +471,6 @@ impl Orchestrator {
                     }
                 }
                 Action::Start { id, service, .. } => {
-                    self.guard_for(observed.iter().find(|o| o.id == id))?;
                     self.call(engine.start(&id)).await?;
                     let ip = self.inspect(&engine, &id).await?.ip;
                     report.started.push(id.clone());
@@ -452,10 +490,7 @@ impl Orchestrator {
                     to_check.push((svc.clone(), c.ip, c.observed.id));
                 }
                 Action::RemoveExtra { id, .. } => {
-                    self.guard_for(observed.iter().find(|o| o.id == id))?;
-                    self.expect_stop(&id);
-                    self.call(engine.stop(&id, self.cfg.stop_timeout)).await?;
-                    self.call(engine.remove(&id)).await?;
+                    self.stop_and_remove(&engine, &id).await?;
                     report.removed.push(id);
                 }
                 Action::Fenced { id, term: theirs } => {
@@ -514,15 +549,15 @@ impl Orchestrator {
             );
             return Ok(Vec::new());
         }
-        let engine = self.engine().await?;
+        // No lease any more: the fence admits only containers this node created under a term
+        // not newer than `last_term` (the ones chosen below).
+        let engine = self.engine().await?.witness(last_term);
         let mut drained = Vec::new();
         for o in self.list(&engine).await?.ours {
             if o.owner != self.cfg.node || o.term > last_term {
                 continue;
             }
-            self.expect_stop(&o.id);
-            self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
-            self.call(engine.remove(&o.id)).await?;
+            self.stop_and_remove(&engine, &o.id).await?;
             self.event(format!("DEMOTION: drained container {}", o.name));
             drained.push(o.id);
         }
@@ -531,7 +566,7 @@ impl Orchestrator {
 
     /// One of our containers by name, id or id prefix (≥ 12). Another federation's is not
     /// found, with a message saying whose it is.
-    async fn find_managed(&self, engine: &Engine, name: &str) -> Result<Observed> {
+    async fn find_managed(&self, engine: &FencedEngine<E>, name: &str) -> Result<Observed> {
         let listed = self.list(engine).await?;
         let is = |o: &&Observed| {
             o.name == name || o.id == name || (name.len() >= 12 && o.id.starts_with(name))
@@ -556,27 +591,23 @@ impl Orchestrator {
     /// `POST /restart/{name}`: only managed containers of this env.
     pub async fn restart(&self, name: &str) -> Result<Observed> {
         let _ops = self.ops.lock().await;
-        self.guard_for(None)?;
+        self.guard.check()?;
         let engine = self.engine().await?;
         let o = self.find_managed(&engine, name).await?;
-        self.guard_for(Some(&o))?;
-        self.expect_stop(&o.id);
-        self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
-        self.guard_for(Some(&o))?;
+        self.stopping(&o.id, engine.stop(&o.id, self.cfg.stop_timeout))
+            .await?;
         self.call(engine.start(&o.id)).await?;
         Ok(o)
     }
 
-    /// `POST /drain/{name}`: stop with the timeout, then remove.
+    /// `POST /drain/{name}`: stop with the timeout, then remove (admitted again after the
+    /// stop: the lease can go while the container takes its time to stop).
     pub async fn drain(&self, name: &str) -> Result<Observed> {
         let _ops = self.ops.lock().await;
-        self.guard_for(None)?;
+        self.guard.check()?;
         let engine = self.engine().await?;
         let o = self.find_managed(&engine, name).await?;
-        self.guard_for(Some(&o))?;
-        self.expect_stop(&o.id);
-        self.call(engine.stop(&o.id, self.cfg.stop_timeout)).await?;
-        self.call(engine.remove(&o.id)).await?;
+        self.stop_and_remove(&engine, &o.id).await?;
         Ok(o)
     }
 
@@ -593,7 +624,7 @@ impl Orchestrator {
         reference::validate(image).map_err(OrchestratorError::BadRequest)?;
         let started = Instant::now();
         let _ops = self.ops.lock().await;
-        self.guard_for(None)?;
+        self.guard.check()?;
         let svc = self.manifest().service(service).cloned().ok_or_else(|| {
             OrchestratorError::NotFound(format!("service {service:?} is not in the manifest"))
         })?;
@@ -606,11 +637,9 @@ impl Orchestrator {
                 )))
             }
             (PullPolicy::Always, _) | (PullPolicy::Missing, false) => {
-                self.guard_for(None)?;
                 self.call(engine.pull(image)).await.map_err(|e| match e {
-                    OrchestratorError::Engine(EngineError::Unavailable(m)) => {
-                        OrchestratorError::Engine(EngineError::Unavailable(m))
-                    }
+                    e @ (OrchestratorError::Engine(EngineError::Unavailable(_))
+                    | OrchestratorError::NotLeader(_)) => e,
                     other => OrchestratorError::NotFound(format!("cannot pull {image}: {other}")),
                 })?;
             }
@@ -632,8 +661,11 @@ impl Orchestrator {
                 .iter()
                 .find(|o| o.service == service && o.replica.unwrap_or(1) == replica)
                 .cloned();
+            // Refused up front when the old replica is fenced: a start-first replacement
+            // would otherwise create the new container before finding it cannot remove the
+            // old one.
             if let Some(o) = &old {
-                self.guard_for(Some(o))?;
+                engine.admits(o)?;
             }
             match self
                 .replace_one(&engine, &svc, image, replica, &canonical, old.as_ref())
@@ -666,7 +698,7 @@ impl Orchestrator {
     /// the plan's undo when a step fails.
     async fn replace_one(
         &self,
-        engine: &Engine,
+        engine: &FencedEngine<E>,
         svc: &Service,
         image: &str,
         replica: u32,
@@ -690,18 +722,17 @@ impl Orchestrator {
                 .expect("the plan created the new container")
         };
         for step in plan.steps() {
-            // A refused guard returns at once, undoing nothing: the lease is gone, so the
-            // replacement stops where it is and the next leader's reconcile takes over. A
-            // failed step is a value (`done`), which the plan's undo follows.
+            // A failed step is a value (`done`), which the plan's undo follows. A refusal by
+            // the guard or the fence (every mutation below is admitted by the fenced engine)
+            // returns at once, undoing nothing: the lease is gone, so the replacement stops
+            // where it is and the next leader's reconcile takes over.
             let done: Result<()> = match step {
-                // `deploy` checked the guard and the fence for `old` just before.
                 Step::StopOld => {
-                    self.expect_stop(old_id());
-                    self.call(engine.stop(old_id(), self.cfg.stop_timeout))
+                    self.stopping(old_id(), engine.stop(old_id(), self.cfg.stop_timeout))
                         .await
                 }
                 Step::CreateNew => {
-                    let term = self.guard_for(None)?;
+                    let term = engine.term()?;
                     let temp = format!("{canonical}_t{term}_{}", unix_s());
                     self.create_started(engine, svc, image, temp, replica)
                         .await
@@ -723,42 +754,27 @@ impl Orchestrator {
                             }
                         })
                 }
-                Step::StopAndRemoveOld => {
-                    self.guard_for(old)?;
-                    self.expect_stop(old_id());
-                    async {
-                        self.call(engine.stop(old_id(), self.cfg.stop_timeout))
-                            .await?;
-                        self.call(engine.remove(old_id())).await
-                    }
-                    .await
-                }
-                Step::Rename => {
-                    self.guard_for(None)?;
-                    match self.call(engine.rename(&new_id(&new), canonical)).await {
-                        Err(e) => Err(self.explain_name_taken(engine, canonical, e).await),
-                        ok => ok,
-                    }
-                }
+                Step::StopAndRemoveOld => self.stop_and_remove(engine, old_id()).await,
+                Step::Rename => match self.call(engine.rename(&new_id(&new), canonical)).await {
+                    Err(e) => Err(self.explain_name_taken(engine, canonical, e).await),
+                    ok => ok,
+                },
             };
             if let Err(e) = done {
+                if e.is_refusal() {
+                    return Err(e);
+                }
                 for undo in plan.rollback(step) {
                     match undo {
                         Undo::RemoveNew => {
-                            if self.guard_for(None).is_ok() {
-                                let id = new_id(&new);
-                                self.expect_stop(&id);
-                                let _ = self.call(engine.remove(&id)).await;
-                            }
+                            let id = new_id(&new);
+                            let _ = self.stopping(&id, engine.remove(&id)).await;
                         }
                         Undo::StartOld => {
-                            self.guard_for(old)?;
                             self.call(engine.start(old_id())).await?;
                         }
                         Undo::TryStartOld => {
-                            if self.guard_for(old).is_ok() {
-                                let _ = self.call(engine.start(old_id())).await;
-                            }
+                            let _ = self.call(engine.start(old_id())).await;
                         }
                     }
                 }
@@ -792,8 +808,8 @@ impl Orchestrator {
                     continue;
                 }
             };
-            let mut events = Box::pin(engine.events(&self.cfg.env));
-            if self.note_engine(engine.ping().await).is_ok() {
+            let mut events = Box::pin(engine.events());
+            if self.call(engine.ping()).await.is_ok() {
                 reconnect.reset();
                 if !first && self.guard.check().is_ok() {
                     if let Err(e) = self.promote().await {
@@ -811,14 +827,14 @@ impl Orchestrator {
                 let ev = match ev {
                     Ok(ev) => ev,
                     Err(e) => {
-                        let _ = self.note_engine::<()>(Err(e));
+                        self.note_engine(Err(&e));
                         break;
                     }
                 };
                 if ev.action.as_deref() != Some("die") {
                     continue;
                 }
-                let Some(id) = ev.actor.and_then(|a| a.id) else {
+                let Some(id) = ev.id else {
                     continue;
                 };
                 if self.was_expected(&id) || self.guard.check().is_err() {
@@ -840,6 +856,11 @@ impl Orchestrator {
             .expect("restarts lock")
             .on_death(id, Instant::now());
         tokio::time::sleep(delay).await;
+        self.restart_dead(id).await;
+    }
+
+    /// Starts the dead container `id` again, if it is still dead and one of ours.
+    async fn restart_dead(&self, id: &str) {
         let _ops = self.ops.lock().await;
         let Ok(engine) = self.engine().await else {
             return;
@@ -851,11 +872,10 @@ impl Orchestrator {
         if c.observed.running || c.observed.env != self.cfg.env {
             return;
         }
-        if self.guard_for(Some(&c.observed)).is_err() {
-            return;
-        }
         match self.call(engine.start(id)).await {
             Ok(()) => self.event(format!("RECOVERY: restarted container {}", c.observed.name)),
+            // No longer leading, or a newer term's container: not ours to restart.
+            Err(e) if e.is_refusal() => {}
             Err(e) => tracing::warn!("[RECOVERY] cannot restart {}: {e}", c.observed.name),
         }
     }
@@ -886,9 +906,7 @@ impl Orchestrator {
             let Some(victim) = drill.victim(running.len()).map(|i| running[i]) else {
                 continue;
             };
-            if self.guard_for(Some(victim)).is_ok()
-                && self.call(engine.kill(&victim.id)).await.is_ok()
-            {
+            if self.call(engine.kill(&victim.id)).await.is_ok() {
                 self.event(format!("CHAOS: killed container {}", victim.name));
             }
         }
@@ -910,3 +928,6 @@ impl Orchestrator {
         Ok(self.containers().await?.into_iter().map(|o| o.id).collect())
     }
 }
+
+#[cfg(test)]
+mod tests;
