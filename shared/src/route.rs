@@ -15,23 +15,6 @@ pub enum Caller {
     Operator,
 }
 
-/// Every endpoint of the forge.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
-    Dashboard,
-    Health,
-    Metrics,
-    Heartbeat,
-    Resign,
-    Consensus,
-    Revoke,
-    Leader,
-    Peers,
-    History,
-    Envs,
-    ManifestResolve,
-}
-
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -56,9 +39,10 @@ pub struct Route {
     pub open_read: bool,
 }
 
-const fn read(endpoint: Endpoint, path: &'static str, reads_env: bool) -> Route {
+/// A public read. (`endpoint` is set by `endpoints!`.)
+const fn read(path: &'static str, reads_env: bool) -> Route {
     Route {
-        endpoint,
+        endpoint: Endpoint::Health,
         path,
         method: "GET",
         body: None,
@@ -71,8 +55,8 @@ const fn read(endpoint: Endpoint, path: &'static str, reads_env: bool) -> Route 
     }
 }
 
+/// A signed write of one env's state. (`endpoint` is set by `endpoints!`.)
 const fn signed_write(
-    endpoint: Endpoint,
     path: &'static str,
     body: &'static str,
     success: u16,
@@ -80,7 +64,7 @@ const fn signed_write(
     on_stream: bool,
 ) -> Route {
     Route {
-        endpoint,
+        endpoint: Endpoint::Health,
         path,
         method: "POST",
         body: Some(body),
@@ -93,65 +77,49 @@ const fn signed_write(
     }
 }
 
-/// The forge's routes. The stream itself (`wire::STREAM_PATH`, a WebSocket upgrade) is served
-/// at each runtime's edge, not routed here.
-pub const ROUTES: &[Route] = &[
-    Route {
-        open_read: false,
-        ..read(Endpoint::Dashboard, "/", false)
-    },
-    read(Endpoint::Health, "/health", false),
-    read(Endpoint::Metrics, "/metrics", false),
-    signed_write(
-        Endpoint::Heartbeat,
-        "/federation/heartbeat",
-        "Heartbeat",
-        200,
-        Caller::Node,
-        true,
-    ),
-    signed_write(
-        Endpoint::Resign,
-        "/federation/resign",
-        "ResignRequest",
-        200,
-        Caller::Node,
-        true,
-    ),
-    signed_write(
-        Endpoint::Consensus,
-        "/federation/consensus",
-        "ConsensusReport",
-        202,
-        Caller::Node,
-        true,
-    ),
-    signed_write(
-        Endpoint::Revoke,
-        "/federation/revoke",
-        "RevokeRequest",
-        200,
-        Caller::Operator,
-        false,
-    ),
-    read(Endpoint::Leader, "/federation/leader", true),
-    read(Endpoint::Peers, "/federation/peers", true),
-    read(Endpoint::History, "/federation/history", true),
-    read(Endpoint::Envs, "/federation/envs", false),
-    read(Endpoint::ManifestResolve, "/manifest/resolve", false),
-];
+/// The enum, its rows and `ROUTES` from one list, so an endpoint cannot lack a row.
+macro_rules! endpoints {
+    ($($(#[$doc:meta])* $name:ident => $row:expr,)*) => {
+        /// Every endpoint of the forge.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Endpoint {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Endpoint {
+            /// This endpoint's row.
+            pub const fn route(self) -> Route {
+                match self {
+                    $(Endpoint::$name => Route { endpoint: Endpoint::$name, ..$row },)*
+                }
+            }
+        }
+
+        /// The forge's routes. The stream itself (`wire::STREAM_PATH`, a WebSocket upgrade)
+        /// is served at each runtime's edge, not routed here.
+        pub const ROUTES: &[Route] = &[$(Endpoint::$name.route(),)*];
+    };
+}
+
+endpoints! {
+    /// The dashboard page (not an API read: no CORS).
+    Dashboard => Route { open_read: false, ..read("/", false) },
+    Health => read("/health", false),
+    /// `?env=` for one env's gauges (answered by its register in durable-object mode).
+    Metrics => read("/metrics", false),
+    Heartbeat => signed_write("/federation/heartbeat", "Heartbeat", 200, Caller::Node, true),
+    Resign => signed_write("/federation/resign", "ResignRequest", 200, Caller::Node, true),
+    Consensus => signed_write("/federation/consensus", "ConsensusReport", 202, Caller::Node, true),
+    Revoke => signed_write("/federation/revoke", "RevokeRequest", 200, Caller::Operator, false),
+    Leader => read("/federation/leader", true),
+    Peers => read("/federation/peers", true),
+    History => read("/federation/history", true),
+    Envs => read("/federation/envs", false),
+    ManifestResolve => read("/manifest/resolve", false),
+}
 
 impl Endpoint {
-    /// This endpoint's row.
-    pub fn route(self) -> &'static Route {
-        match ROUTES.iter().find(|r| r.endpoint == self) {
-            Some(r) => r,
-            // Every variant has a row: checked by `every_endpoint_has_one_row`.
-            None => &ROUTES[0],
-        }
-    }
-
-    pub fn path(self) -> &'static str {
+    pub const fn path(self) -> &'static str {
         self.route().path
     }
 }
@@ -166,31 +134,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_endpoint_has_one_row() {
-        use Endpoint::*;
-        let all = [
-            Dashboard,
-            Health,
-            Metrics,
-            Heartbeat,
-            Resign,
-            Consensus,
-            Revoke,
-            Leader,
-            Peers,
-            History,
-            Envs,
-            ManifestResolve,
-        ];
-        assert_eq!(all.len(), ROUTES.len());
-        for e in all {
-            assert_eq!(
-                ROUTES.iter().filter(|r| r.endpoint == e).count(),
-                1,
-                "{e:?}"
-            );
-            assert_eq!(e.route().endpoint, e);
-            assert_eq!(route(e.path()).map(|r| r.endpoint), Some(e));
+    fn one_row_per_endpoint_and_path() {
+        for (i, r) in ROUTES.iter().enumerate() {
+            assert_eq!(r.endpoint.route(), *r);
+            assert_eq!(route(r.path).map(|f| f.endpoint), Some(r.endpoint), "{r:?}");
+            assert!(ROUTES[..i]
+                .iter()
+                .all(|o| o.endpoint != r.endpoint && o.path != r.path));
         }
     }
 

@@ -178,14 +178,14 @@ function documentedOps(doc) {
 // ---------------------------------------------------------------------------------------------
 // Routes as the code declares them
 
-// The forge's routes are one table, shared/src/route.rs: `read(Endpoint::…, "/path", …)` is a
-// GET, `signed_write(Endpoint::…, "/path", "Body", status, …)` a POST answered with `status`.
+// The forge's routes are one table, shared/src/route.rs (`endpoints!`): `read("/path", …)` is a
+// GET, `signed_write("/path", "Body", status, …)` a POST answered with `status`.
 function forgeRouteTable() {
   const src = readFileSync(path.join(ROOT, "shared/src/route.rs"), "utf8");
-  const block = /pub const ROUTES: &\[Route\] = &\[([\s\S]*?)\n\];/.exec(src);
-  assert.ok(block, "ROUTES not found in shared/src/route.rs");
-  const reads = [...block[1].matchAll(/read\(\s*Endpoint::\w+,\s*"([^"]+)"/g)].map((m) => ({ method: "GET", path: m[1], success: "200" }));
-  const writes = [...block[1].matchAll(/signed_write\(\s*Endpoint::\w+,\s*"([^"]+)",\s*"\w+",\s*(\d{3}),/g)].map((m) => ({ method: "POST", path: m[1], success: m[2] }));
+  const block = /\nendpoints! \{([\s\S]*?)\n\}/.exec(src);
+  assert.ok(block, "endpoints! not found in shared/src/route.rs");
+  const reads = [...block[1].matchAll(/\bread\(\s*"([^"]+)"/g)].map((m) => ({ method: "GET", path: m[1], success: "200" }));
+  const writes = [...block[1].matchAll(/\bsigned_write\(\s*"([^"]+)",\s*"\w+",\s*(\d{3}),/g)].map((m) => ({ method: "POST", path: m[1], success: m[2] }));
   assert.ok(reads.length >= 5 && writes.length >= 3, "no routes parsed from shared/src/route.rs");
   return [...reads, ...writes];
 }
