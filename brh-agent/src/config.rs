@@ -793,7 +793,7 @@ impl Config {
         let forge_url = forge_base_url(&root, args.forge_url.as_deref())?;
         let federation = federation_id(args.federation.as_deref(), &credentials.forge_key)?;
         if let Some(ca) = &args.forge_ca {
-            crate::client::trust_forge_ca(ca).map_err(|m| err("BRH_FORGE_CA", m))?;
+            crate::forge_ca::trust_forge_ca(ca).map_err(|m| err("BRH_FORGE_CA", m))?;
         }
 
         let dur = |setting: &'static str,

@@ -229,7 +229,7 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    for pem in crate::client::forge_ca_pems() {
+    for pem in crate::forge_ca::forge_ca_pems() {
         for cert in rustls_pki_types::CertificateDer::pem_slice_iter(&pem).flatten() {
             // Already checked by `trust_forge_ca`; one that rustls refuses is left out.
             let _ = roots.add(cert);

@@ -19,6 +19,7 @@ pub mod duration;
 pub mod enroll;
 pub mod events;
 pub mod exchange;
+pub mod forge_ca;
 pub mod forge_stream;
 pub mod keeper;
 pub mod metrics;

@@ -76,7 +76,8 @@ pub struct Federation {
 impl Federation {
     pub fn open(f: &ForgeAccess, seal: Option<Vec<u8>>) -> anyhow::Result<Self> {
         if let Some(ca) = &f.forge_ca {
-            client::trust_forge_ca(ca).map_err(|e| anyhow!("invalid setting BRH_FORGE_CA: {e}"))?;
+            crate::forge_ca::trust_forge_ca(ca)
+                .map_err(|e| anyhow!("invalid setting BRH_FORGE_CA: {e}"))?;
         }
         let forge = match (&f.forge_key, &seal) {
             (Some(k), _) => Some(config::public_key("BRH_FORGE_KEY", k)?),

@@ -20,7 +20,7 @@ use alloc::string::String;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::hex;
-use crate::sign::hmac_sha256;
+use crate::mac::hmac_sha256;
 
 /// A host's own credential: the key of one node in one env (its first generation).
 pub fn node_key(seal: &[u8], env: &str, node: &str) -> [u8; 32] {

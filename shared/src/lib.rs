@@ -16,6 +16,7 @@ pub mod election;
 pub mod hex;
 pub mod ids;
 pub mod keys;
+pub mod mac;
 pub mod operator;
 pub mod replay;
 pub mod root;

@@ -42,13 +42,7 @@ pub const HEADER_BASIS_SIG: &str = "x-brh-basis-sig";
 /// Default accepted distance between the sender's timestamp and the forge's clock.
 pub const DEFAULT_SKEW_MS: u64 = 30_000;
 
-/// HMAC-SHA256 of `msg` keyed by `key`, as 32 raw bytes.
-pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
-    // `new_from_slice` accepts keys of any length for HMAC; it cannot fail.
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(msg);
-    mac.finalize().into_bytes().into()
-}
+pub use crate::mac::hmac_sha256;
 
 /// HMAC-SHA256 as 64 lowercase hex digits.
 pub fn hmac_hex(key: &[u8], msg: &[u8]) -> String {

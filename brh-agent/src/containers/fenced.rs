@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 use super::engine::{
     ContainerEngine, ContainerEvent, CreateSpec, EngineError, Inspected, Listed, Observed,
 };
-use super::orchestrator::OrchestratorError;
+use super::error::OrchestratorError;
 use super::{labels, LeaseGuard, NotLeader};
 
 type Result<T> = std::result::Result<T, OrchestratorError>;

@@ -18,6 +18,7 @@ pub mod backoff;
 pub mod chaos;
 pub mod deploy;
 pub mod engine;
+pub mod error;
 #[cfg(test)]
 mod fake_engine;
 pub mod fenced;

@@ -24,13 +24,14 @@ use super::deploy::{Replacement, Step, Undo};
 use super::engine::{
     ContainerEngine, CreateSpec, Engine, EngineError, Inspected, Listed, Observed,
 };
+pub use super::error::OrchestratorError;
 use super::fenced::{Connect, FencedConnector, FencedEngine};
-use super::health::{self, Unhealthy};
+use super::health;
 use super::manifest::{Manifest, Service};
 use super::plan::{self, Action, Seen};
 use super::policy::{DemotePolicy, PullPolicy};
 use super::spec::{self, ContainerToken, Creator};
-use super::{reference, LeaseGuard, NotLeader};
+use super::{reference, LeaseGuard};
 
 #[derive(Debug, Clone)]
 pub struct OrchestratorConfig {
@@ -53,32 +54,6 @@ pub struct OrchestratorConfig {
     pub demote_policy: DemotePolicy,
     /// Opt-in chaos drills: kill a random managed container every `interval` with `probability`.
     pub chaos: Option<(Duration, f64)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum OrchestratorError {
-    #[error(transparent)]
-    NotLeader(#[from] NotLeader),
-    #[error("{0}")]
-    BadRequest(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("container {id} belongs to term {theirs}, newer than ours ({ours}); not touched")]
-    Fenced { id: String, theirs: u64, ours: u64 },
-    #[error(transparent)]
-    Engine(#[from] EngineError),
-    #[error("{service}: {source}")]
-    Unhealthy { service: String, source: Unhealthy },
-}
-
-impl OrchestratorError {
-    /// The guard or the fence refused the action: nothing reached the engine.
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            OrchestratorError::NotLeader(_) | OrchestratorError::Fenced { .. }
-        )
-    }
 }
 
 type Result<T> = std::result::Result<T, OrchestratorError>;
