@@ -277,10 +277,28 @@ pub struct RoleState {
     jitter_permille: u64,
     /// `(term, issued_at_ms)` of the newest view applied: older pushes are ignored.
     newest_view: Option<(u64, u64)>,
+    /// A switchover asked for and not yet answered.
+    switchover: Option<Handover>,
+    /// `(term, at_ms)` of the last leadership this node stepped down from to hand it over.
+    /// A grant of that term (or an older one) measured from a request sent at or before
+    /// `at_ms` may predate the resign on the forge, which ends the lease early: it is never
+    /// acted on. Requests leave in nonce order and the forge admits only rising nonces, so a
+    /// grant measured from a later request is the forge's word after the resign was handled
+    /// or refused.
+    handed_over: Option<(u64, u64)>,
+}
+
+/// A switchover in flight: the resign naming `to` is due (`sent == false`) or awaits its
+/// answer.
+#[derive(Debug, Clone)]
+struct Handover {
+    term: u64,
+    to: String,
+    sent: bool,
 }
 
 /// What the driver must do now: the sans-IO output, as in quinn-proto's `poll_transmit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// A heartbeat: the lease request and the leader poll in one.
     Heartbeat,
@@ -293,6 +311,9 @@ pub enum Action {
     /// Shutdown of a witness: one last beat marked draining, so that the forge does not elect
     /// a node that is going away.
     Farewell,
+    /// An operator's switchover: resign `term` naming `to`, the only node the forge may then
+    /// grant the lease to for one ttl. This node stays a candidate.
+    Switchover { term: u64, to: String },
 }
 
 /// How an action ended, as the driver saw it.
@@ -342,6 +363,8 @@ impl RoleState {
             newest_view: None,
             shutdown: None,
             jitter_permille: 500,
+            switchover: None,
+            handed_over: None,
         }
     }
 
@@ -423,6 +446,12 @@ impl RoleState {
             return Err(NotLeader {
                 leader: self.leader.clone(),
                 reason: "shutting down",
+            });
+        }
+        if self.switchover.is_some() {
+            return Err(NotLeader {
+                leader: None,
+                reason: "handing the lease over",
             });
         }
         match self.held {
@@ -519,7 +548,8 @@ impl RoleState {
             && timing_ok
             && v.you.as_ref().is_some_and(|y| y.role == Role::Leader)
             && v.leader.as_deref() == Some(self.node.as_str())
-            && v.lease.is_some();
+            && v.lease.is_some()
+            && !self.predates_handover(v.term, sent_ms);
         if granted {
             self.other_expiry_ms = None;
             let deadline = sent_ms
@@ -560,6 +590,13 @@ impl RoleState {
         out
     }
 
+    /// Whether a grant of `term` measured from a request sent at `sent_ms` may be one the
+    /// forge gave before it handled our switchover's resign (see `handed_over`).
+    fn predates_handover(&self, term: u64, sent_ms: u64) -> bool {
+        self.handed_over
+            .is_some_and(|(t, at)| term <= t && sent_ms <= at)
+    }
+
     fn promote(&mut self, term: u64, deadline_ms: u64, at_ms: u64, out: &mut Vec<Transition>) {
         self.held = Some(Held { term, deadline_ms });
         out.push(Transition::Promote { term, at_ms });
@@ -589,13 +626,31 @@ impl RoleState {
         (Some(t), Some(h.term))
     }
 
-    /// Stops acting now for a switchover, before the resign leaves: returns the demotion and
-    /// the term to hand over. Unlike [`RoleState::stop`] the node stays a candidate: a later
-    /// grant (the forge refused the switchover and renews our lease) promotes it afresh.
-    pub fn step_down(&mut self, now_ms: u64) -> Option<(Transition, u64)> {
-        let h = self.held.filter(|h| now_ms < h.deadline_ms)?;
-        self.held = None;
-        Some((self.demote(h, DemoteReason::Switchover, now_ms), h.term))
+    /// An operator's switchover to `to` (the driver chose it from the forge's peers). The
+    /// guard closes now, before the resign leaves (the demotion is the next transition); the
+    /// next [`RoleState::poll_action`] is [`Action::Switchover`] and its answer goes to
+    /// [`RoleState::handle_answer`]. Returns the term handed over, or why this node cannot
+    /// hand over (not leading, its deadline passed, shutting down, or a switchover already in
+    /// flight). Unlike shutdown the node stays a candidate: when the forge refuses, our lease
+    /// is intact and the next heartbeat (sent after this step-down) promotes us afresh.
+    pub fn handle_switchover_request(
+        &mut self,
+        to: impl Into<String>,
+        now_ms: u64,
+    ) -> Result<u64, NotLeader> {
+        self.guard(now_ms)?;
+        let Some(h) = self.held.take() else {
+            unreachable!("the guard admits only a lease held")
+        };
+        let t = self.demote(h, DemoteReason::Switchover, now_ms);
+        self.transitions.push_back(t);
+        self.handed_over = Some((h.term, now_ms));
+        self.switchover = Some(Handover {
+            term: h.term,
+            to: to.into(),
+            sent: false,
+        });
+        Ok(h.term)
     }
 
     /// What the driver does besides heartbeats: leader polls instead of heartbeats when
@@ -664,6 +719,17 @@ impl RoleState {
                 _ => None,
             };
         }
+        if let Some(hand) = self.switchover.as_mut() {
+            // One action at a time: nothing else leaves while the resign is in flight.
+            if hand.sent {
+                return None;
+            }
+            hand.sent = true;
+            return Some(Action::Switchover {
+                term: hand.term,
+                to: hand.to.clone(),
+            });
+        }
         if now_ms >= self.next_beat_at(now_ms, self.jitter_permille) {
             return Some(if self.heartbeats {
                 Action::Heartbeat
@@ -684,7 +750,7 @@ impl RoleState {
     /// `jitter_permille` (random, 0..1000) spreads the retries it may schedule.
     pub fn handle_answer(
         &mut self,
-        action: Action,
+        action: &Action,
         sent_ms: u64,
         received_ms: u64,
         outcome: Outcome<'_>,
@@ -706,6 +772,7 @@ impl RoleState {
                 }
             }
             (Action::Resign { term }, Outcome::Failed) => {
+                let term = *term;
                 if let Some(sd) = self.shutdown.as_mut() {
                     let failed = sd.resign.map_or(0, |(_, n, _)| n) + 1;
                     // Backoff 100, 200, 400 ms plus up to as much again in jitter.
@@ -717,6 +784,16 @@ impl RoleState {
                         sd.resign = None;
                         sd.abandoned = Some(term);
                     }
+                }
+            }
+            (Action::Switchover { .. }, outcome) => {
+                self.switchover = None;
+                // The forge's view after the resign (the successor leads) is the newest word
+                // on the lease. A refusal or a failure changes nothing here: a lease still
+                // ours is renewed, and measured afresh, by the next heartbeat.
+                if let Outcome::View(v) = outcome {
+                    let ts = self.on_view(sent_ms, received_ms, v);
+                    self.transitions.extend(ts);
                 }
             }
             (Action::Consensus | Action::Farewell, _) => {}
@@ -975,7 +1052,7 @@ mod tests {
         let mut r = RoleState::new("a", T).with_schedule(true, Some(60_000), 0);
         assert_eq!(r.poll_action(0), Some(Action::Heartbeat));
         let v = vv(Some("a"), 1, 10_000, 13_000);
-        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
+        r.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
         assert!(matches!(
             r.poll_transition(),
             Some(Transition::Promote { term: 1, .. })
@@ -985,7 +1062,7 @@ mod tests {
         // Next: the beat at 1000 (before the deadline 2700 and the first report at 2000).
         assert_eq!(r.poll_timeout(10), Some(1000));
         assert_eq!(r.poll_action(1000), Some(Action::Heartbeat));
-        r.handle_answer(Action::Heartbeat, 1000, 1005, Outcome::Failed, 500);
+        r.handle_answer(&Action::Heartbeat, 1000, 1005, Outcome::Failed, 500);
         // Unanswered: the deadline (2700) passes at its time, whatever else happens.
         r.handle_timeout(2700);
         assert!(matches!(
@@ -997,9 +1074,9 @@ mod tests {
         ));
         // The consensus report comes due two intervals after start, then every 60 s.
         let mut r = RoleState::new("a", T).with_schedule(true, Some(60_000), 0);
-        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
+        r.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 500);
         let _ = r.poll_action(2_000); // the beat due at 1000
-        r.handle_answer(Action::Heartbeat, 2_000, 2_005, Outcome::View(&v), 500);
+        r.handle_answer(&Action::Heartbeat, 2_000, 2_005, Outcome::View(&v), 500);
         assert_eq!(r.poll_action(2_010), Some(Action::Consensus));
         assert_eq!(r.poll_action(2_020), None);
         // Heartbeats off: leader polls, never a grant.
@@ -1051,7 +1128,7 @@ mod tests {
     fn shutdown_demotes_then_resigns_with_a_bounded_budget() {
         let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
         let v = vv(Some("a"), 3, 10_000, 13_000);
-        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        r.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
         let _ = r.poll_transition();
         assert_eq!(r.begin_shutdown(100), Some(3));
         assert!(matches!(
@@ -1072,7 +1149,7 @@ mod tests {
                 Some(Action::Resign { term: 3 }),
                 "{attempt}"
             );
-            r.handle_answer(Action::Resign { term: 3 }, at, at + 1, Outcome::Failed, 0);
+            r.handle_answer(&Action::Resign { term: 3 }, at, at + 1, Outcome::Failed, 0);
             if attempt < RESIGN_ATTEMPTS {
                 let next = r.poll_timeout(at + 1).unwrap();
                 assert_eq!(next - (at + 1), RETRY_BASE_MS << (attempt - 1), "backoff");
@@ -1085,9 +1162,9 @@ mod tests {
         assert_eq!(r.resign_abandoned(), Some(3));
         // Success ends it at once; a witness says farewell once.
         let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
-        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        r.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
         r.begin_shutdown(10);
-        r.handle_answer(Action::Resign { term: 3 }, 10, 11, Outcome::View(&v), 0);
+        r.handle_answer(&Action::Resign { term: 3 }, 10, 11, Outcome::View(&v), 0);
         assert!(r.shutdown_finished(11));
         assert_eq!(r.resign_abandoned(), None);
         let mut w = RoleState::new("a", T).with_schedule(true, None, 0);
@@ -1097,10 +1174,79 @@ mod tests {
         assert!(w.shutdown_finished(1));
         // The budget: the ttl (3 s here), at most 10 s.
         let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
-        r.handle_answer(Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        r.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
         r.begin_shutdown(0);
         assert_eq!(r.poll_action(3_000), None);
         assert!(r.shutdown_finished(3_000));
+    }
+
+    #[test]
+    fn a_switchover_steps_down_before_its_resign_and_ignores_older_grants() {
+        let mut r = RoleState::new("a", T).with_schedule(true, None, 0);
+        let v = vv(Some("a"), 3, 10_000, 13_000);
+        r.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        let _ = r.poll_transition();
+        assert_eq!(r.handle_switchover_request("b", 100), Ok(3));
+        assert!(matches!(
+            r.poll_transition(),
+            Some(Transition::Demote {
+                term: 3,
+                reason: DemoteReason::Switchover,
+                at_ms: 100,
+                ..
+            })
+        ));
+        assert!(r.guard(100).is_err(), "the guard closes before the resign leaves");
+        assert_eq!(
+            r.handle_switchover_request("c", 100),
+            Err(NotLeader {
+                leader: None,
+                reason: "handing the lease over"
+            })
+        );
+        let hand = Action::Switchover {
+            term: 3,
+            to: "b".into(),
+        };
+        assert_eq!(r.poll_action(100), Some(hand.clone()));
+        assert_eq!(r.poll_action(5_000), None, "one action at a time");
+        // A grant of the handed-over term that the forge gave before the resign (a push bound
+        // to a beat sent before the step-down) is not acted on.
+        r.handle_push(50, 120, &vv(Some("a"), 3, 10_100, 13_100));
+        assert_eq!(r.poll_transition(), None);
+        // The forge refused (or the resign was lost): our lease may be intact, and the next
+        // heartbeat, sent after the step-down, promotes us afresh.
+        r.handle_answer(&hand, 100, 130, Outcome::Failed, 0);
+        assert!(r.guard(130).is_err());
+        assert_eq!(r.poll_action(1_000), Some(Action::Heartbeat));
+        r.handle_answer(&Action::Heartbeat, 1_000, 1_010, Outcome::View(&v), 0);
+        assert_eq!(
+            r.poll_transition(),
+            Some(Transition::Promote {
+                term: 3,
+                at_ms: 1_010
+            })
+        );
+        // Accepted: the answer names the successor; a witness cannot hand over.
+        assert_eq!(r.handle_switchover_request("b", 1_100), Ok(3));
+        let _ = r.poll_transition();
+        assert_eq!(r.poll_action(1_100), Some(hand.clone()));
+        let after = vv(Some("b"), 4, 11_200, 14_200);
+        r.handle_answer(&hand, 1_100, 1_120, Outcome::View(&after), 0);
+        assert_eq!(r.poll_transition(), None);
+        assert_eq!(r.leader(), (Some("b"), 4));
+        assert_eq!(
+            r.handle_switchover_request("b", 1_200),
+            Err(NotLeader {
+                leader: Some("b".into()),
+                reason: "witness"
+            })
+        );
+        // Shutting down: no switchover.
+        let mut s = RoleState::new("a", T).with_schedule(true, None, 0);
+        s.handle_answer(&Action::Heartbeat, 0, 5, Outcome::View(&v), 0);
+        s.begin_shutdown(10);
+        assert!(s.handle_switchover_request("b", 10).is_err());
     }
 
     #[test]
