@@ -2,7 +2,7 @@
 //! requests leave strictly in nonce order), feeds answers and time into the pure
 //! [`RoleState`](crate::role::RoleState), and turns the resulting transitions into logs,
 //! events, metrics and the container layer's channel.
-//! All decisions are in `role.rs`, each exchange with the forge in `exchange.rs`; this file
+//! All decisions are in `role/`, each exchange with the forge in `exchange.rs`; this file
 //! only moves bytes and time.
 use std::sync::Arc;
 
