@@ -1773,7 +1773,7 @@ impl Sim {
         }
         let name = node.name.clone();
         match kind {
-            0 | 1 | 2 => {
+            0..=2 => {
                 let (to, kill, kind) = match kind {
                     0 => (Some(other), false, "switchover-named"),
                     1 => (None, false, "switchover-best"),
