@@ -225,7 +225,7 @@ pub const FAULT_KINDS: [&str; 18] = [
 /// budget): graceful shutdowns — a leader resigns, a witness says farewell with a draining
 /// beat — and switchovers, to a named node, to the best one, or to a named node that is
 /// killed before the resign reaches the forge.
-pub const ACTION_KINDS: [&str; 12] = [
+pub const ACTION_KINDS: [&str; 13] = [
     "shutdown",
     "resign",
     "resign-accepted",
@@ -235,6 +235,9 @@ pub const ACTION_KINDS: [&str; 12] = [
     "switchover-named",
     "switchover-best",
     "switchover-to-dying",
+    // Asked of a node the moment it is promoted: the grant's other copies (its push, a
+    // duplicate, a replay) are still on the wire when it steps down.
+    "switchover-at-grant",
     // The successor the forge granted, as the answer to the resign names it.
     "switchover-handed",
     // Refused by the agent (not leading, no such candidate) or by the forge (`not_candidate`).
@@ -1359,6 +1362,9 @@ impl Sim {
                     }
                     self.last_promotion = Some((i, term));
                     self.check_alone(i)?;
+                    if self.ops_rng.chance(50) {
+                        self.ask_switchover(i, None, false, "switchover-at-grant");
+                    }
                 }
                 Transition::Demote { term, reason, .. } => {
                     let name = self.nodes[i].name.clone();
@@ -1779,11 +1785,7 @@ impl Sim {
                     1 => (None, false, "switchover-best"),
                     _ => (Some(other), true, "switchover-to-dying"),
                 };
-                let dies = if kill { " (it dies)" } else { "" };
-                self.log(format!("OP switchover {name} -> {to:?}{dies}"));
-                self.nodes[pick].switchover_asked = Some((to, kill));
-                self.act("switchover");
-                self.act(kind);
+                self.ask_switchover(pick, to, kill, kind);
             }
             _ => {
                 // SIGTERM: the keeper drops the action in flight and stops acting at once.
@@ -1799,12 +1801,30 @@ impl Sim {
                     self.act("resign");
                 }
                 self.take_transitions(pick)?;
+                // A stand-in elected after the resign, or the lease left to expire: no leader
+                // for up to a ttl.
+                self.calm_from = self.calm_from.max(self.t + self.timing.lease_ttl_ms);
+                self.recovered = false;
             }
         }
-        // The handover, or a stand-in elected after a resign: no leader for up to a ttl.
+        Ok(())
+    }
+
+    /// An operator asks node `i` for a switchover; its keeper starts it once the action on
+    /// the wire is done.
+    fn ask_switchover(&mut self, i: usize, to: Option<String>, kill: bool, kind: &'static str) {
+        let n = &self.nodes[i];
+        if n.up != Up::Running || n.stopping || n.switchover_asked.is_some() {
+            return;
+        }
+        let dies = if kill { " (it dies)" } else { "" };
+        self.log(format!("OP switchover {} -> {to:?}{dies}", n.name));
+        self.nodes[i].switchover_asked = Some((to, kill));
+        self.act("switchover");
+        self.act(kind);
+        // The handover, or a stand-in elected after a failed one: no leader for up to a ttl.
         self.calm_from = self.calm_from.max(self.t + self.timing.lease_ttl_ms);
         self.recovered = false;
-        Ok(())
     }
 
     /// A switchover as `switchover::perform` does it: the agent refuses unless it holds the

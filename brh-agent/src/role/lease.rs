@@ -84,17 +84,16 @@ impl RoleState {
                 reason: "shutting down",
             });
         }
-        if self.switchover.is_some() {
-            return Err(NotLeader {
-                leader: None,
-                reason: "handing the lease over",
-            });
-        }
         match self.held {
             Some(h) if now_ms < h.deadline_ms => Ok(h.term),
             Some(_) => Err(NotLeader {
                 leader: None,
                 reason: "lease deadline passed without renewal",
+            }),
+            // Stepped down for a switchover whose resign is not answered yet.
+            None if self.switchover.is_some() => Err(NotLeader {
+                leader: None,
+                reason: "handing the lease over",
             }),
             None => Err(NotLeader {
                 leader: self.leader.clone(),

@@ -130,9 +130,10 @@ pub struct RoleState {
     /// `(term, at_ms)` of the last leadership this node stepped down from to hand it over.
     /// A grant of that term (or an older one) measured from a request sent at or before
     /// `at_ms` may predate the resign on the forge, which ends the lease early: it is never
-    /// acted on. Requests leave in nonce order and the forge admits only rising nonces, so a
-    /// grant measured from a later request is the forge's word after the resign was handled
-    /// or refused.
+    /// acted on — neither while the resign is in flight (another copy of the grant that
+    /// promoted us, still on the wire) nor after it failed. Requests leave in nonce order and
+    /// the forge admits only rising nonces, so a grant measured from a later request is the
+    /// forge's word after the resign was handled or refused.
     handed_over: Option<(u64, u64)>,
 }
 
