@@ -631,6 +631,13 @@ enum Ev {
         term_bump: bool,
         rem: u64,
     },
+    /// An operator's switchover to `b` after `gap` ms, its resign answered after `rtt` ms:
+    /// accepted (b leads a new term) or failed (the forge may still have handled it).
+    Switchover {
+        gap: u64,
+        rtt: u64,
+        accepted: bool,
+    },
 }
 
 fn ev() -> impl Strategy<Value = Ev> {
@@ -665,14 +672,22 @@ fn ev() -> impl Strategy<Value = Ev> {
                 term_bump,
                 rem
             }),
+        (0u64..2000, 0u64..1000, any::<bool>())
+            .prop_map(|(gap, rtt, accepted)| { Ev::Switchover { gap, rtt, accepted } }),
     ]
 }
 
 proptest! {
+    // More cases than the default: a grant that predates a failed switchover's step-down
+    // needs a grant, the switchover and a late push of the same term in one sequence.
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
     /// Whatever the forge answers and however late: the guard only admits at times when
     /// the forge's lease (as the forge's clock would see it, the request having arrived
     /// no earlier than it was sent) is still valid for the guarded term, minus the margin;
-    /// and transitions alternate Promote/Demote with Demote at or before the deadline.
+    /// and transitions alternate Promote/Demote with Demote at or before the deadline. A
+    /// switchover's resign may be handled by the forge as soon as it leaves, ending every
+    /// grant of that term measured from before the step-down.
     #[test]
     fn guard_never_outlives_the_forge_lease(evs in proptest::collection::vec(ev(), 1..60)) {
         let mut r = RoleState::new("a", T);
@@ -680,6 +695,12 @@ proptest! {
         let mut term = 1u64;
         // (term, latest forge-side expiry on our clock) of each grant we were given.
         let mut forge_expiry: Option<(u64, u64)> = None;
+        // (term, step-down time) of the last switchover: the forge may end that lease then.
+        let mut handed: Option<(u64, u64)> = None;
+        let cut = |handed: Option<(u64, u64)>, term: u64, basis: u64, e: u64| match handed {
+            Some((t, at)) if term <= t && basis <= at => e.min(at),
+            _ => e,
+        };
         let mut leading = false;
         for e in evs {
             let (sent, recv, trans) = match e {
@@ -690,7 +711,8 @@ proptest! {
                     // take the worst case for safety: as early as possible.
                     let recv = sent + rtt;
                     let v = if me {
-                        let e = sent + rem; // forge expiry on our clock, worst case
+                        // Forge expiry on our clock, worst case.
+                        let e = cut(handed, term, sent, sent + rem);
                         forge_expiry = Some(match forge_expiry {
                             Some((t, old)) if t == term => (t, old.max(e)),
                             _ => (term, e),
@@ -712,7 +734,7 @@ proptest! {
                     let basis = now.saturating_sub(back);
                     let recv = now + delay;
                     let holder = if me {
-                        let e = basis + rem;
+                        let e = cut(handed, term, basis, basis + rem);
                         forge_expiry = Some(match forge_expiry {
                             Some((t, old)) if t == term => (t, old.max(e)),
                             _ => (term, e),
@@ -724,6 +746,30 @@ proptest! {
                     r.handle_push(basis, recv, &vv(Some(holder), term, 1_000_000, 1_000_000 + rem));
                     let trans: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
                     (basis, recv, trans)
+                }
+                Ev::Switchover { gap, rtt, accepted } => {
+                    let at = now + gap;
+                    let stepped = r.handle_switchover_request("b", at);
+                    if let Ok(t) = stepped {
+                        prop_assert!(r.guard(at).is_err(), "the guard closes at the step-down");
+                        handed = Some((t, at));
+                        forge_expiry = forge_expiry.map(|(ft, fe)| (ft, cut(handed, ft, 0, fe)));
+                        let action = r.poll_action(at);
+                        prop_assert_eq!(
+                            action.clone(),
+                            Some(Action::Switchover { term: t, to: "b".into() })
+                        );
+                        let after = vv(Some("b"), term + 1, 1_000_000, 1_003_000);
+                        let outcome = if accepted {
+                            term += 1;
+                            Outcome::View(&after)
+                        } else {
+                            Outcome::Failed
+                        };
+                        r.handle_answer(&action.unwrap(), at, at + rtt, outcome, 0);
+                    }
+                    let trans: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
+                    (at, at + rtt, trans)
                 }
             };
             let _ = sent;
