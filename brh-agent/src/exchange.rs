@@ -69,7 +69,7 @@ pub async fn perform(
     shared: &Shared,
     client: &mut ForgeClient,
     stream: Option<&mut Stream>,
-    action: Action,
+    action: &Action,
 ) -> (u64, Done) {
     let signed = |r: Result<(u64, VerifiedView), (u64, ClientError)>| match r {
         Ok((sent, v)) => (sent, Done::View(v)),
@@ -84,7 +84,15 @@ pub async fn perform(
             }
             signed(client.heartbeat(&hb).await)
         }
-        Action::Resign { term } => signed(resign(client, stream, term, true, None).await),
+        Action::Resign { term } => signed(resign(client, stream, *term, true, None).await),
+        // Every refusal is the switchover's to explain (`switchover::perform`), `not_holder`
+        // included: the forge has moved on, and this agent stays a candidate.
+        Action::Switchover { term, to } => {
+            match resign(client, stream, *term, false, Some(to)).await {
+                Ok((sent, v)) => (sent, Done::View(v)),
+                Err((sent, e)) => (sent, Done::Failed(e)),
+            }
+        }
         Action::LeaderPoll => {
             let sent = mono_ms();
             match client.leader().await {
@@ -200,7 +208,7 @@ pub fn pushed(shared: &Shared, client: &ForgeClient, stream: &Stream, m: &Stream
 
 /// Feeds an action's result to the role (under its lock: the guard changes exactly when we
 /// say it did), records it, and returns a timing change the answer caused.
-pub fn answered(shared: &Shared, action: Action, sent: u64, done: &Done) -> Option<TimingChange> {
+pub fn answered(shared: &Shared, action: &Action, sent: u64, done: &Done) -> Option<TimingChange> {
     let change = {
         let mut r = lock(&shared.role);
         let recv = mono_ms();
@@ -220,7 +228,7 @@ pub fn answered(shared: &Shared, action: Action, sent: u64, done: &Done) -> Opti
     change
 }
 
-fn record(shared: &Shared, action: Action, done: &Done, change: Option<&TimingChange>) {
+fn record(shared: &Shared, action: &Action, done: &Done, change: Option<&TimingChange>) {
     let node = &shared.cfg.node_id;
     match (action, done) {
         (Action::Heartbeat | Action::LeaderPoll, Done::View(view)) => {
@@ -248,6 +256,7 @@ fn record(shared: &Shared, action: Action, done: &Done, change: Option<&TimingCh
         (Action::Resign { term }, Done::Failed(e)) => {
             tracing::warn!("[CN] resign of term {term} failed: {e}");
         }
+        (Action::Switchover { .. }, Done::View(view)) => shared.forge_ok(view),
         _ => {}
     }
     if let Some(TimingChange::Adopted { from, to }) = change {

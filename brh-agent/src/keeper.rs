@@ -2,7 +2,7 @@
 //! requests leave strictly in nonce order), feeds answers and time into the pure
 //! [`RoleState`](crate::role::RoleState), and turns the resulting transitions into logs,
 //! events, metrics and the container layer's channel.
-//! All decisions are in `role.rs`, each exchange with the forge in `exchange.rs`; this file
+//! All decisions are in `role/`, each exchange with the forge in `exchange.rs`; this file
 //! only moves bytes and time.
 use std::sync::Arc;
 
@@ -81,14 +81,14 @@ pub async fn run(
         if let Some(action) = action {
             let begun = tokio::select! {
                 _ = cancel.cancelled(), if !stopping => None,
-                done = exchange::perform(&shared, &mut client, stream.as_mut(), action) => Some(done),
+                done = exchange::perform(&shared, &mut client, stream.as_mut(), &action) => Some(done),
             };
             let Some((sent, result)) = begun else {
                 stopping = true;
                 peers = begin_shutdown(&shared, &client);
                 continue;
             };
-            let change = exchange::answered(&shared, action, sent, &result);
+            let change = exchange::answered(&shared, &action, sent, &result);
             if let Some(TimingChange::Adopted { to, .. }) = change {
                 client.set_request_timeout(request_timeout(&to));
             }
@@ -104,7 +104,7 @@ pub async fn run(
                 stopping = true;
                 peers = begin_shutdown(&shared, &client);
             }
-            if let (Action::Resign { .. }, Done::View(_)) = (action, &result) {
+            if let (Action::Resign { .. }, Done::View(_)) = (&action, &result) {
                 // Resigned: tell the others, so the new holder learns in one round trip.
                 if let Some(Ok(Ok(p))) = match peers.take() {
                     Some(h) => Some(h.await),

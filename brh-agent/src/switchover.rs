@@ -12,11 +12,12 @@ use brh_shared::election::candidate_rank;
 use brh_shared::wire::{ErrorCode, PeerSummary};
 use tokio::sync::oneshot;
 
-use crate::client::{ClientError, ForgeClient};
+use crate::client::{request_timeout, ClientError, ForgeClient};
 use crate::clock::mono_ms;
-use crate::exchange;
+use crate::exchange::{self, Done};
 use crate::forge_stream::Stream;
 use crate::node::{lock, Shared};
+use crate::role::{Action, TimingChange};
 
 /// A request the API hands to the keeper (the one task that signs forge requests).
 #[derive(Debug)]
@@ -117,9 +118,10 @@ pub(crate) async fn nudge_peers(shared: &Shared, peers: Vec<brh_shared::wire::Pe
     let _ = tokio::time::timeout(Duration::from_secs(1), set.join_all()).await;
 }
 
-/// An operator's switchover: choose the successor from the forge's peers, stop acting, then
-/// resign naming it. A successor on the stream learns from the forge's push; the nudge is
-/// for one that is not (its stream down, or `BRH_FORGE_STREAM=false`).
+/// An operator's switchover: choose the successor from the forge's peers, then drive the
+/// role through it — it stops acting and asks for the resign naming the successor, whose
+/// answer it takes like any other. A successor on the stream learns from the forge's push;
+/// the nudge is for one that is not (its stream down, or `BRH_FORGE_STREAM=false`).
 pub(crate) async fn perform(
     shared: &Shared,
     client: &mut ForgeClient,
@@ -136,17 +138,32 @@ pub(crate) async fn perform(
         .await
         .map_err(|e| SwitchoverError::Forge(e.to_string()))?;
     let successor = choose_successor(&peers, &me, to.as_deref())?;
-    let Some((t, term)) = lock(&shared.role).step_down(mono_ms()) else {
-        return Err(not_leader()); // the deadline passed while we read the peers
+    let (transitions, action) = {
+        let mut r = lock(&shared.role);
+        let now = mono_ms();
+        // Refused when the deadline passed while we read the peers.
+        let stepped = r.handle_switchover_request(successor.clone(), now);
+        let ts: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
+        (ts, stepped.ok().and_then(|_| r.poll_action(now)))
     };
-    shared.apply([t]);
+    shared.apply(transitions);
+    let Some(action @ Action::Switchover { term, .. }) = action else {
+        return Err(not_leader());
+    };
     tracing::info!("[CN] {me} switchover of term {term} to {successor}");
     // On the stream when it is up: the successor's push leaves the register with the answer.
-    match exchange::resign(client, stream, term, false, Some(&successor)).await {
-        Ok((sent, view)) => {
-            let ts = lock(&shared.role).on_view(sent, mono_ms(), &view);
-            shared.apply(ts);
-            shared.forge_ok(&view);
+    let (sent, done) = exchange::perform(shared, client, stream, &action).await;
+    if let Some(TimingChange::Adopted { to, .. }) = exchange::answered(shared, &action, sent, &done)
+    {
+        client.set_request_timeout(request_timeout(&to));
+    }
+    let transitions: Vec<_> = {
+        let mut r = lock(&shared.role);
+        std::iter::from_fn(|| r.poll_transition()).collect()
+    };
+    shared.apply(transitions);
+    match done {
+        Done::View(view) => {
             shared.events.log(format!(
                 "SWITCHOVER: handed term {term} to {successor} (term {})",
                 view.view().term
@@ -161,15 +178,13 @@ pub(crate) async fn perform(
         }
         // The forge's own check (the peer list was a moment old): our lease is intact and
         // the next heartbeat renews it.
-        Err((
-            _,
-            ClientError::Refused {
-                code: Some(ErrorCode::NotCandidate),
-                message,
-                ..
-            },
-        )) => Err(SwitchoverError::NotCandidate(message)),
-        Err((_, e)) => Err(SwitchoverError::Forge(e.to_string())),
+        Done::Failed(ClientError::Refused {
+            code: Some(ErrorCode::NotCandidate),
+            message,
+            ..
+        }) => Err(SwitchoverError::NotCandidate(message)),
+        Done::Failed(e) => Err(SwitchoverError::Forge(e.to_string())),
+        Done::NotHolder | Done::Sent => Err(SwitchoverError::Forge("no answer".into())),
     }
 }
 

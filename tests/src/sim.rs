@@ -19,6 +19,17 @@
 //! pushed grant from its basis beat's send time (`RoleState::handle_push`). Stream nodes also
 //! send consensus reports now and then, and any accepted frame is a basis, as for the agent.
 //!
+//! Operators act on their own schedule (their own generator, outside the fault budget),
+//! whatever faults are active: graceful shutdowns — a leader resigns, with retries, within the
+//! shutdown budget; a witness says farewell with a draining beat — after which the process
+//! exits and starts again with a new boot; and switchovers asked of the leader, to a named
+//! node, to the best one (`switchover::choose_successor` over the forge's peers, as the agent
+//! chooses), or to a named node that is killed before the resign reaches the forge.
+//!
+//! Each node is driven through exactly the surface the keeper drives (`RoleState::poll_action`,
+//! `handle_answer`, `poll_timeout`, `handle_timeout`, `poll_transition`, `handle_push`,
+//! `begin_shutdown`, `handle_switchover_request`), one action on the wire at a time.
+//!
 //! Checked after every step, on the true clock:
 //! - **safety**: when a node starts acting (a promotion, or a pause ending with its guard
 //!   still open), no other running node's guard is open — so no two acting intervals overlap;
@@ -35,7 +46,10 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use brh_agent::forge_stream::SentBeats;
-use brh_agent::role::{RoleState, TimingSource, Transition, VerifiedView, ViewKeys};
+use brh_agent::role::{
+    Action, Outcome, RoleState, TimingSource, Transition, VerifiedView, ViewKeys,
+};
+use brh_agent::switchover::choose_successor;
 use brh_shared::election::{ElectionConfig, EnvState};
 use brh_shared::replay::Nonce;
 use brh_shared::sign::{
@@ -43,7 +57,8 @@ use brh_shared::sign::{
     HEADER_SIG, HEADER_TS,
 };
 use brh_shared::wire::{
-    ConsensusReport, Heartbeat, LeaderView, StreamMessage, StreamRequest, STREAM_METHOD,
+    ConsensusReport, ErrorBody, ErrorCode, Heartbeat, LeaderView, ResignRequest, StreamMessage,
+    StreamRequest, STREAM_METHOD,
 };
 use brh_shared::Timing;
 use forge_worker::http::Request;
@@ -206,6 +221,31 @@ pub const FAULT_KINDS: [&str; 18] = [
     "forged-answer",
 ];
 
+/// What operators do, counted apart from the faults (they do not use up a run's fault
+/// budget): graceful shutdowns — a leader resigns, a witness says farewell with a draining
+/// beat — and switchovers, to a named node, to the best one, or to a named node that is
+/// killed before the resign reaches the forge.
+pub const ACTION_KINDS: [&str; 13] = [
+    "shutdown",
+    "resign",
+    "resign-accepted",
+    "resign-abandoned",
+    "farewell",
+    "switchover",
+    "switchover-named",
+    "switchover-best",
+    "switchover-to-dying",
+    // Asked of a node the moment it is promoted: the grant's other copies (its push, a
+    // duplicate, a replay) are still on the wire when it steps down.
+    "switchover-at-grant",
+    // The successor the forge granted, as the answer to the resign names it.
+    "switchover-handed",
+    // Refused by the agent (not leading, no such candidate) or by the forge (`not_candidate`).
+    "switchover-refused",
+    // The resign was lost, timed out or was answered with something unverifiable.
+    "switchover-failed",
+];
+
 /// The compromised node's attempts (outside the fault budget, see `Sim::total_faults`).
 const ATTEMPTS: [&str; 2] = ["forged-request", "forged-answer"];
 
@@ -238,8 +278,12 @@ struct Node {
     t_base: u64,
     /// Wall clock offset from the true clock (steps move it), ms.
     wall_offset: i64,
-    /// The outstanding request: (seq, monotonic send time, true-time timeout).
-    outstanding: Option<(u64, u64, u64)>,
+    /// The action on the wire, if any: the keeper has one at a time.
+    outstanding: Option<Outstanding>,
+    /// Shutting down (SIGTERM): the process exits once the role's shutdown is finished.
+    stopping: bool,
+    /// An operator's switchover the keeper has not started yet: (to, kill the successor).
+    switchover_asked: Option<(Option<String>, bool)>,
     /// Answers and pushes that arrived while the process was paused: read when it resumes.
     inbox: Vec<Msg>,
     /// Heartbeats go over the stream (else HTTP), chosen per process.
@@ -297,6 +341,16 @@ impl Node {
     }
 }
 
+/// A request on the wire: the action the role asked for, sent as `seq` at monotonic `sent`;
+/// given up at true time `timeout_t`.
+#[derive(Debug, Clone)]
+struct Outstanding {
+    seq: u64,
+    sent: u64,
+    timeout_t: u64,
+    action: Action,
+}
+
 #[derive(Clone)]
 enum Msg {
     /// To the forge: a signed request from node `from` with sequence `seq`.
@@ -340,6 +394,11 @@ pub struct Sim {
     late_rng: Rng,
     /// Draws of the compromised node (n0), apart for the same reason.
     evil_rng: Rng,
+    /// Draws of the operators (shutdowns, switchovers), apart for the same reason.
+    ops_rng: Rng,
+    /// When the operators act next (`u64::MAX`: never).
+    next_op: u64,
+    pub actions: BTreeMap<&'static str, u64>,
     evil_seq: u64,
     pub t: u64,
     timing: Timing,
@@ -425,6 +484,9 @@ impl Sim {
         for k in FAULT_KINDS {
             faults.insert(k, 0);
         }
+        let actions = ACTION_KINDS.iter().map(|k| (*k, 0)).collect();
+        let mut ops_rng = Rng::new(seed ^ 0x4f50_4552_4154_4f52);
+        let next_op = ops_rng.range(2 * timing.lease_ttl_ms, 6 * timing.lease_ttl_ms);
         let mut sim = Sim {
             seed,
             rng: rng.clone(),
@@ -458,6 +520,9 @@ impl Sim {
             late_rng: Rng::new(seed ^ 0x5245_504f_5254),
             evil_rng: Rng::new(seed ^ 0x4556_494c),
             evil_seq: 0,
+            ops_rng,
+            next_op,
+            actions,
             promotions_by_push: 0,
             trace: VecDeque::new(),
             verbose: false,
@@ -496,6 +561,8 @@ impl Sim {
             t_base: t,
             wall_offset: self.rng.range(0, 2_001) as i64 - 1_000,
             outstanding: None,
+            stopping: false,
+            switchover_asked: None,
             inbox: Vec::new(),
             stream: self.rng.chance(750),
             sent_beats: SentBeats::default(),
@@ -603,27 +670,59 @@ impl Sim {
         );
     }
 
-    /// The node's next heartbeat (or resign) as a signed request.
-    fn heartbeat(&mut self, i: usize) {
+    /// The action the role asked for as a signed request, as `exchange::perform` sends it:
+    /// a heartbeat, the farewell (a heartbeat marked draining), a shutdown's resign, or a
+    /// switchover's resign naming the successor.
+    fn send_action(&mut self, i: usize, action: Action) {
         // One beat in twenty is preceded by a consensus report (far more often than the
         // agent's 180 s, so pushes bound to a report are common).
-        if self.nodes[i].stream && self.late_rng.chance(50) {
+        if action == Action::Heartbeat && self.nodes[i].stream && self.late_rng.chance(50) {
             self.consensus_report(i);
         }
         let n = &mut self.nodes[i];
         n.seq += 1;
         let seq = n.seq;
         let mono = n.mono(self.t);
-        let body = serde_json::to_vec(&Heartbeat {
+        let beat = |draining| Heartbeat {
             env: ENV.into(),
             priority: 0,
-            draining: false,
+            draining,
             uptime_s: 1,
             version: "sim".into(),
             api: None,
-        })
-        .unwrap();
-        let path = "/federation/heartbeat";
+        };
+        let resign = |term, leaving, successor| ResignRequest {
+            env: ENV.into(),
+            term,
+            leaving,
+            successor,
+        };
+        let (path, body, what) = match &action {
+            Action::Heartbeat => (
+                "/federation/heartbeat",
+                serde_json::to_vec(&beat(false)),
+                "beat".to_string(),
+            ),
+            Action::Farewell => (
+                "/federation/heartbeat",
+                serde_json::to_vec(&beat(true)),
+                "farewell beat".to_string(),
+            ),
+            Action::Resign { term } => (
+                "/federation/resign",
+                serde_json::to_vec(&resign(*term, true, None)),
+                format!("resign term={term}"),
+            ),
+            Action::Switchover { term, to } => (
+                "/federation/resign",
+                serde_json::to_vec(&resign(*term, false, Some(to.clone()))),
+                format!("switchover term={term} to={to}"),
+            ),
+            Action::LeaderPoll | Action::Consensus => {
+                unreachable!("simulated nodes beat and never schedule reports")
+            }
+        };
+        let body = body.unwrap();
         let boot = n.boot;
         let msg = if n.stream {
             let frame = n.frame(self.t, seq, path, String::from_utf8(body).unwrap());
@@ -661,10 +760,15 @@ impl Sim {
         // The keeper's request timeout: three quarters of the interval in force.
         let timeout = (n.role.timing().heartbeat_interval_ms * 3 / 4).max(100);
         let timeout_t = n.true_at(mono + timeout);
-        n.outstanding = Some((seq, mono, timeout_t));
+        n.outstanding = Some(Outstanding {
+            seq,
+            sent: mono,
+            timeout_t,
+            action,
+        });
         let cut = n.partitioned_until > self.t;
         self.log(format!(
-            "{} beat seq={seq}{}",
+            "{} {what} seq={seq}{}",
             self.nodes[i].name,
             if cut { " (cut)" } else { "" }
         ));
@@ -833,6 +937,9 @@ impl Sim {
             }
             Up::Running => {}
         }
+        if self.nodes[to].stopping {
+            return Ok(()); // the keeper reads no pushes once it is stopping
+        }
         let Ok(m) = serde_json::from_slice::<StreamMessage>(body) else {
             return Ok(());
         };
@@ -902,7 +1009,10 @@ impl Sim {
             view: serde_json::from_slice::<LeaderView>(&r.body)
                 .ok()
                 .filter(|_| r.status == 200),
-            error: None,
+            error: serde_json::from_slice::<ErrorBody>(&r.body)
+                .ok()
+                .filter(|_| r.status != 200)
+                .map(|b| b.error),
             basis: header(HEADER_BASIS),
             basis_sig: header(HEADER_BASIS_SIG),
         };
@@ -1168,7 +1278,12 @@ impl Sim {
             }
             Up::Running => {}
         }
-        let Some((want, sent_mono, _)) = n.outstanding else {
+        let Some(Outstanding {
+            seq: want,
+            sent: sent_mono,
+            ..
+        }) = n.outstanding
+        else {
             return Ok(());
         };
         // A late or duplicated answer to its own earlier request is dropped (the client has
@@ -1181,17 +1296,54 @@ impl Sim {
         // Bound to the request outstanding, whatever it was meant for: the agent's check on
         // both transports (`VerifiedView::check_bound` / `check_answer`).
         let nonce = Nonce::new(format!("b{}", n.boot), want).to_string();
-        let view = serde_json::from_slice::<StreamMessage>(body)
-            .ok()
+        let m = serde_json::from_slice::<StreamMessage>(body).ok();
+        let view = m
+            .as_ref()
             .filter(|_| stream || status == 200)
-            .and_then(|m| self.verified_stream_view(to, &m, Some(&nonce)));
-        let node = &mut self.nodes[to];
-        node.outstanding = None;
-        let ts = match view {
-            Some(v) => node.role.on_view(sent_mono, recv, &v),
-            None => node.role.on_failure(sent_mono, recv).into_iter().collect(),
+            .and_then(|m| self.verified_stream_view(to, m, Some(&nonce)));
+        let refused = m.and_then(|m| m.error).map(|e| e.code);
+        let outcome = match (&view, refused) {
+            (Some(v), _) => Outcome::View(v),
+            (None, Some(ErrorCode::NotHolder)) => Outcome::NotHolder,
+            (None, _) => Outcome::Failed,
         };
-        self.transitions(to, ts)
+        let Some(o) = self.nodes[to].outstanding.take() else {
+            return Ok(());
+        };
+        self.count_answer(&o.action, &outcome, refused);
+        let node = &mut self.nodes[to];
+        node.role
+            .handle_answer(&o.action, sent_mono, recv, outcome, node.jitter);
+        self.take_transitions(to)
+    }
+
+    /// Counts how an operator's action ended.
+    fn count_answer(&mut self, action: &Action, outcome: &Outcome<'_>, refused: Option<ErrorCode>) {
+        let kind = match (action, outcome) {
+            (Action::Resign { .. }, Outcome::View(_)) => "resign-accepted",
+            (Action::Switchover { to, .. }, Outcome::View(v))
+                if v.view().leader.as_deref() == Some(to.as_str()) =>
+            {
+                "switchover-handed"
+            }
+            (Action::Switchover { .. }, _) if refused == Some(ErrorCode::NotCandidate) => {
+                "switchover-refused"
+            }
+            (Action::Switchover { .. }, _) => "switchover-failed",
+            _ => return,
+        };
+        self.act(kind);
+    }
+
+    fn act(&mut self, kind: &'static str) {
+        *self.actions.get_mut(kind).unwrap() += 1;
+    }
+
+    /// Everything the role decided since it was last asked, checked in order.
+    fn take_transitions(&mut self, i: usize) -> Result<(), Violation> {
+        let role = &mut self.nodes[i].role;
+        let ts: Vec<_> = std::iter::from_fn(|| role.poll_transition()).collect();
+        self.transitions(i, ts)
     }
 
     fn transitions(&mut self, i: usize, ts: Vec<Transition>) -> Result<(), Violation> {
@@ -1210,6 +1362,9 @@ impl Sim {
                     }
                     self.last_promotion = Some((i, term));
                     self.check_alone(i)?;
+                    if self.ops_rng.chance(50) {
+                        self.ask_switchover(i, None, false, "switchover-at-grant");
+                    }
                 }
                 Transition::Demote { term, reason, .. } => {
                     let name = self.nodes[i].name.clone();
@@ -1402,6 +1557,11 @@ impl Sim {
                     )));
                 }
             }
+            if self.t >= self.next_op {
+                self.operate()?;
+                let ttl = self.timing.lease_ttl_ms;
+                self.next_op = self.t + self.ops_rng.range(ttl, 8 * ttl);
+            }
             if self.t >= self.next_fault {
                 self.inject()?;
                 self.recovered = false;
@@ -1419,7 +1579,7 @@ impl Sim {
     }
 
     fn next_event(&self) -> u64 {
-        let mut next = self.next_fault;
+        let mut next = self.next_fault.min(self.next_op);
         if let Some((&(at, _), _)) = self.net.iter().next() {
             next = next.min(at);
         }
@@ -1433,11 +1593,13 @@ impl Sim {
         for n in &self.nodes {
             next = next.min(match n.up {
                 Up::Paused { until } | Up::Dead { until } => until,
+                Up::Running if n.switchover_asked.is_some() && n.outstanding.is_none() => self.t,
                 Up::Running => {
                     let mono = n.mono(self.t);
-                    let mut w = match n.outstanding {
-                        Some((_, _, timeout_t)) => timeout_t,
-                        None => n.true_at(n.role.next_beat_at(mono, n.jitter)),
+                    let mut w = match &n.outstanding {
+                        Some(o) => o.timeout_t,
+                        // `None`: the shutdown is finished and the process exits now.
+                        None => n.role.poll_timeout(mono).map_or(self.t, |m| n.true_at(m)),
                     };
                     if let Some(h) = n.role.held(mono) {
                         w = w.min(n.true_at(h.deadline_ms));
@@ -1557,23 +1719,178 @@ impl Sim {
                     self.deliver(m)?;
                 }
             }
+            // The keeper's loop: the request's timeout, the deadline, then the action due.
             let mono = self.nodes[i].mono(t);
-            if let Some((_, sent, timeout_t)) = self.nodes[i].outstanding {
-                if timeout_t <= t {
-                    self.nodes[i].outstanding = None;
-                    let ts = self.nodes[i].role.on_failure(sent, mono);
-                    self.transitions(i, ts.into_iter().collect())?;
-                }
+            if let Some(o) = self.nodes[i].outstanding.take_if(|o| o.timeout_t <= t) {
+                self.count_answer(&o.action, &Outcome::Failed, None);
+                let n = &mut self.nodes[i];
+                n.role
+                    .handle_answer(&o.action, o.sent, mono, Outcome::Failed, n.jitter);
+                self.take_transitions(i)?;
             }
-            let ts = self.nodes[i].role.tick(mono);
-            self.transitions(i, ts.into_iter().collect())?;
-            let n = &self.nodes[i];
-            if n.outstanding.is_none() && mono >= n.role.next_beat_at(mono, n.jitter) {
-                self.nodes[i].jitter = self.rng.range(0, 1000);
-                self.heartbeat(i);
+            self.nodes[i].role.handle_timeout(mono);
+            self.take_transitions(i)?;
+            if self.nodes[i].outstanding.is_some() {
+                continue;
+            }
+            if self.nodes[i].stopping {
+                if self.nodes[i].role.shutdown_finished(mono) {
+                    self.exits(i);
+                    continue;
+                }
+            } else if let Some((to, kill)) = self.nodes[i].switchover_asked.take() {
+                self.switchover(i, to, kill)?;
+                continue;
+            }
+            let Some(action) = self.nodes[i].role.poll_action(mono) else {
+                continue;
+            };
+            match action {
+                Action::Heartbeat => self.nodes[i].jitter = self.rng.range(0, 1000),
+                Action::Farewell => self.act("farewell"),
+                _ => {}
+            }
+            self.send_action(i, action);
+        }
+        Ok(())
+    }
+
+    /// The operators' next move, on their own schedule, whatever faults are active: a
+    /// switchover asked of the node acting as leader (one time in five of any node, which
+    /// must refuse unless it leads), or a graceful shutdown of the leader or of any node.
+    fn operate(&mut self) -> Result<(), Violation> {
+        let n = self.nodes.len() as u64;
+        let acting = (0..self.nodes.len()).find(|&j| self.nodes[j].can_act(self.t));
+        let any = self.ops_rng.range(0, n) as usize;
+        let pick = match acting {
+            Some(l) if !self.ops_rng.chance(200) => l,
+            _ => any,
+        };
+        let kind = self.ops_rng.range(0, 5);
+        // A shutdown of any node (most are witnesses: the farewell beat).
+        let pick = if kind == 4 { any } else { pick };
+        let other = {
+            let k = self.ops_rng.range(1, n) as usize;
+            self.nodes[(pick + k) % self.nodes.len()].name.clone()
+        };
+        let node = &self.nodes[pick];
+        if node.up != Up::Running || node.stopping || node.switchover_asked.is_some() {
+            return Ok(());
+        }
+        let name = node.name.clone();
+        match kind {
+            0..=2 => {
+                let (to, kill, kind) = match kind {
+                    0 => (Some(other), false, "switchover-named"),
+                    1 => (None, false, "switchover-best"),
+                    _ => (Some(other), true, "switchover-to-dying"),
+                };
+                self.ask_switchover(pick, to, kill, kind);
+            }
+            _ => {
+                // SIGTERM: the keeper drops the action in flight and stops acting at once.
+                let node = &mut self.nodes[pick];
+                let mono = node.mono(self.t);
+                node.stopping = true;
+                node.outstanding = None;
+                node.switchover_asked = None;
+                let resigns = node.role.begin_shutdown(mono);
+                self.log(format!("OP shutdown {name} (resign {resigns:?})"));
+                self.act("shutdown");
+                if resigns.is_some() {
+                    self.act("resign");
+                }
+                self.take_transitions(pick)?;
+                // A stand-in elected after the resign, or the lease left to expire: no leader
+                // for up to a ttl.
+                self.calm_from = self.calm_from.max(self.t + self.timing.lease_ttl_ms);
+                self.recovered = false;
             }
         }
         Ok(())
+    }
+
+    /// An operator asks node `i` for a switchover; its keeper starts it once the action on
+    /// the wire is done.
+    fn ask_switchover(&mut self, i: usize, to: Option<String>, kill: bool, kind: &'static str) {
+        let n = &self.nodes[i];
+        if n.up != Up::Running || n.stopping || n.switchover_asked.is_some() {
+            return;
+        }
+        let dies = if kill { " (it dies)" } else { "" };
+        self.log(format!("OP switchover {} -> {to:?}{dies}", n.name));
+        self.nodes[i].switchover_asked = Some((to, kill));
+        self.act("switchover");
+        self.act(kind);
+        // The handover, or a stand-in elected after a failed one: no leader for up to a ttl.
+        self.calm_from = self.calm_from.max(self.t + self.timing.lease_ttl_ms);
+        self.recovered = false;
+    }
+
+    /// A switchover as `switchover::perform` does it: the agent refuses unless it holds the
+    /// lease, reads the forge's peers, chooses the successor, and the role steps down and
+    /// asks for the resign naming it. `kill`: the successor dies before the resign arrives.
+    fn switchover(&mut self, i: usize, to: Option<String>, kill: bool) -> Result<(), Violation> {
+        let mono = self.nodes[i].mono(self.t);
+        let name = self.nodes[i].name.clone();
+        if self.nodes[i].role.held(mono).is_none() {
+            self.act("switchover-refused");
+            self.log(format!("{name} switchover refused: not the leader"));
+            return Ok(());
+        }
+        // The agent reads `GET /federation/peers` first: unreachable, the switchover fails.
+        if self.t < self.forge_down_until || self.nodes[i].partitioned_until > self.t {
+            self.act("switchover-failed");
+            return Ok(());
+        }
+        let peers = self
+            .forge_state()
+            .map(|s| s.peer_summaries(self.t, &self.timing))
+            .unwrap_or_default();
+        let successor = match choose_successor(&peers, &name, to.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                self.act("switchover-refused");
+                self.log(format!("{name} switchover refused: {e}"));
+                return Ok(());
+            }
+        };
+        if kill {
+            if let Some(j) = self.nodes.iter().position(|n| n.name == successor) {
+                let d = self.ops_rng.range(0, 2 * self.timing.lease_ttl_ms);
+                self.nodes[j].up = Up::Dead { until: self.t + d };
+                self.calm_from = self.calm_from.max(self.t + d);
+                self.log(format!("OP kill -9 {successor}, back in {d} ms"));
+            }
+        }
+        let stepped = self.nodes[i]
+            .role
+            .handle_switchover_request(successor.clone(), mono);
+        self.take_transitions(i)?;
+        if let Err(e) = stepped {
+            self.act("switchover-refused");
+            self.log(format!("{name} switchover refused: {e}"));
+            return Ok(());
+        }
+        match self.nodes[i].role.poll_action(mono) {
+            Some(action @ Action::Switchover { .. }) => self.send_action(i, action),
+            other => unreachable!("a switchover's action, not {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// A process whose shutdown is finished exits; it is started again later (a new boot).
+    fn exits(&mut self, i: usize) {
+        if self.nodes[i].role.resign_abandoned().is_some() {
+            self.act("resign-abandoned");
+        }
+        let d = self.ops_rng.range(0, 2 * self.timing.lease_ttl_ms);
+        self.nodes[i].up = Up::Dead { until: self.t + d };
+        self.calm_from = self.calm_from.max(self.t + d);
+        self.log(format!(
+            "{} exits, started again in {d} ms",
+            self.nodes[i].name
+        ));
     }
 
     /// The forge's state (for debugging a seed).
@@ -1586,10 +1903,19 @@ impl Sim {
             .map(|s| s.state.clone())
     }
 
+    /// No operators: only faults (the schedule of runs before operators were simulated).
+    pub fn without_operators(mut self) -> Self {
+        self.next_op = u64::MAX;
+        self
+    }
+
     /// One line for a soak report.
     pub fn summary(&self) -> String {
+        let a = |k: &str| self.actions[k];
         format!(
             "seed {} t={} s faults={} promotions={} ({} by push, {} pushes applied, {} reports) \
+             shutdowns={} (resigns={}, {} accepted, {} abandoned; farewells={}) \
+             switchovers={} (named={}, best={}, to-dying={}; handed={}, refused={}, failed={}) \
              worst recovery {} ms",
             self.seed,
             self.t / 1000,
@@ -1598,6 +1924,18 @@ impl Sim {
             self.promotions_by_push,
             self.pushes_applied,
             self.reports,
+            a("shutdown"),
+            a("resign"),
+            a("resign-accepted"),
+            a("resign-abandoned"),
+            a("farewell"),
+            a("switchover"),
+            a("switchover-named"),
+            a("switchover-best"),
+            a("switchover-to-dying"),
+            a("switchover-handed"),
+            a("switchover-refused"),
+            a("switchover-failed"),
             self.worst_recovery_ms
         )
     }

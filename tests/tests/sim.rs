@@ -1,13 +1,15 @@
 //! The deterministic simulation, bounded for the test suite: ~10⁴ injected faults per timing
 //! profile, fixed seeds (a failure prints its seed and trace and replays exactly). The soak
 //! (≥ 10⁶ faults) is `cargo run --release -p brh-tests --example sim_soak`.
-use brh_tests::sim::{profile, Sim};
+use brh_tests::sim::{profile, Sim, ACTION_KINDS};
 
 fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
     let timing = profile(profile_name);
     let mut total = 0;
     let mut kinds = std::collections::BTreeMap::new();
     let mut revoked_leaders = 0;
+    let mut actions: std::collections::BTreeMap<&str, u64> =
+        ACTION_KINDS.iter().map(|k| (*k, 0)).collect();
     for seed in seeds {
         let mut sim = Sim::new(seed, timing, 3 + (seed % 3) as usize);
         if let Err(v) = sim.run(faults_per_seed, u64::MAX) {
@@ -19,6 +21,15 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
         for (k, n) in &sim.faults {
             *kinds.entry(*k).or_insert(0u64) += n;
         }
+        for (k, n) in &sim.actions {
+            *actions.get_mut(k).unwrap() += n;
+        }
+    }
+    // Every operator action happened, and each way a switchover ends (an action that never
+    // happens proves nothing). A resign given up (four attempts lost, or the budget spent) is
+    // rare and not required.
+    for (k, n) in &actions {
+        assert!(*n > 0 || *k == "resign-abandoned", "{profile_name}: no {k}");
     }
     // Revocations were exercised, the leader's included (a fault that never fires proves
     // nothing).
@@ -30,6 +41,25 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
     eprintln!(
         "{profile_name}: {total} faults ({} revocations, {revoked_leaders} of the leader), no violation",
         kinds["revoke"]
+    );
+    let a = |k: &str| actions[k];
+    eprintln!(
+        "{profile_name}: {} shutdowns ({} resigns, {} accepted, {} abandoned; {} farewells), \
+         {} switchovers ({} named, {} to the best, {} to a dying node, {} at a grant; {} handed, {} refused, \
+         {} failed)",
+        a("shutdown"),
+        a("resign"),
+        a("resign-accepted"),
+        a("resign-abandoned"),
+        a("farewell"),
+        a("switchover"),
+        a("switchover-named"),
+        a("switchover-best"),
+        a("switchover-to-dying"),
+        a("switchover-at-grant"),
+        a("switchover-handed"),
+        a("switchover-refused"),
+        a("switchover-failed"),
     );
 }
 
@@ -59,4 +89,5 @@ fn a_seed_replays_exactly() {
     b.run(1_000, u64::MAX).unwrap();
     assert_eq!(a.summary(), b.summary());
     assert_eq!(a.faults, b.faults);
+    assert_eq!(a.actions, b.actions);
 }
