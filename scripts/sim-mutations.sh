@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Mutation checks for the deterministic simulation (issue 9): each deliberate bug below is
+# Mutation checks for the deterministic simulation (docs/design.md §4.5): each deliberate bug below is
 # applied to a copy-restored source file, the bounded simulation (`cargo test -p brh-tests
 # --test sim`, the one CI runs) must FAIL, and the file is restored. Prints how long each
 # took to be caught. A mutation that survives exits 1.
 #
-#   scripts/sim-mutations.sh            # all ten (each rebuilds the test binary: ~2 min)
+#   scripts/sim-mutations.sh            # all of them (each rebuilds the test binary: ~2 min)
 #   scripts/sim-mutations.sh switchover # only those whose name matches
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,24 +52,24 @@ mutation "accept a view signed for another node (no key, addressee or binding ch
   's/\(Some\(you\), Some\(\(me, key\)\)\) => you\.node == \*me && verify_view\(key, view\)/(Some(_), Some(_)) => true/; s/if view\.you\.as_ref\(\)\.map\(\|y\| y\.node\.as_str\(\)\) != Some\(node\)/if false/; s/if !bound \{\n\s*return Err\(ViewError::Unbound\);\n\s*\}/let _ = bound;/' \
   brh-agent/src/role/lease.rs \
   's/&& v\.you\.as_ref\(\)\.is_some_and\(\|y\| y\.role == Role::Leader\)/\&\& true/' || status=1
-# The stream (issue 12): a pushed grant measured from the push's arrival instead of its basis
+# The stream (docs/design.md §7): a pushed grant measured from the push's arrival instead of its basis
 # beat's send time; and a push whose basis is taken without its basis_sig (the simulation's
 # on-path attacker relabels old pushes as following the newest beat: `tamper-basis`).
 mutation "push measured from its arrival, not its basis beat" brh-agent/src/role/lease.rs \
   's/let ts = self\.apply_view\(basis_sent_ms, received_ms, view\);/let ts = self.apply_view(received_ms, received_ms, view);/' || status=1
 mutation "push basis taken without basis_sig" brh-agent/src/role/verify.rs \
   's/\.is_some_and\(\|s\| verify_basis\(keys\.node_key\(\), node, nonce, &view\.sig, s\)\)/.is_some()/' || status=1
-# Answers over plain HTTP (second pass of issue 12): the binding's signature checked over the
+# Answers over plain HTTP (docs/design.md §3.6): the binding's signature checked over the
 # basis the answer names, not over our nonce — a node's own captured grant, replayed as the
 # answer to a later heartbeat (`replay-own`), then counts from that heartbeat's send time.
 mutation "an answer bound to another request of ours accepted" brh-agent/src/role/verify.rs \
   's/let bound = basis == Some\(nonce\)\n\s*&& basis_sig\.is_some_and\(\|s\| verify_basis\(keys\.node_key\(\), node, nonce, &view\.sig, s\)\);/let bound = basis_sig.is_some_and(|s| verify_basis(keys.node_key(), node, basis.unwrap_or(""), &view.sig, s));/' || status=1
-# Per-node identity (issue 19): node keys that do not name the node — one key per env, the
+# Per-node identity (docs/design.md §8.2): node keys that do not name the node — one key per env, the
 # flat trust of a shared secret — let the compromised node n0 speak for any other node and
 # forge answers to it (the simulation's `forged-request` / `forged-answer`).
 mutation "one key per env, not per node (a node's key signs for every node)" shared/src/keys.rs \
   's/format!\("brh-v1-node-key\\n\{env\}\\n\{node\}"\)/format!("brh-v1-node-key\\n{env}\\n{}", node.len() * 0)/' || status=1
-# Revocation (issue 19): revoking the leader must not end its lease early — it may act until
+# Revocation (docs/design.md §8.6): revoking the leader must not end its lease early — it may act until
 # its deadline, so a grant before then makes two leaders (the simulation's `revoke`).
 mutation "revoking the holder vacates its lease at once" shared/src/election.rs \
   's/self\.revoked\.insert\(node\.into\(\), accepted_from\);/self.revoked.insert(node.into(), accepted_from);\n        if self.lease.as_ref().is_some_and(|l| l.holder == node) { self.lease = None; }/' || status=1

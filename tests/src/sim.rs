@@ -1,4 +1,4 @@
-//! A deterministic simulation of a whole federation (issue 9, item 3), in the manner of
+//! A deterministic simulation of a whole federation (docs/design.md §4.5), in the manner of
 //! FoundationDB's and TigerBeetle's simulators: the real agent role keeping
 //! (`brh_agent::role::RoleState`) and the real forge (`Forge::handle` over an in-memory store
 //! that keeps what the forge's durability rule makes durable), real signing and real
@@ -183,7 +183,7 @@ impl Store for SimStore {
     }
 }
 
-/// The timing profiles the simulation runs (issue 9: default, fast, sub-second).
+/// The timing profiles the simulation runs (default, fast, sub-second).
 pub fn profile(name: &str) -> Timing {
     match name {
         "default" => Timing::DEFAULT,

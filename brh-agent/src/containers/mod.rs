@@ -11,7 +11,7 @@
 //! (carries out those decisions); the tasks that follow the role live above, in
 //! `orchestration.rs`. The orchestrator holds only a [`fenced::FencedEngine`], which admits
 //! every mutation through [`LeaseGuard`] immediately before it, and never mutates a container
-//! labelled with a term greater than its own (resource-side fencing, design §6), nor one
+//! labelled with a term greater than its own (resource-side fencing, docs/design.md §6.4), nor one
 //! labelled with another federation's id (`brh.federation`: such a container is foreign, see
 //! `plan::is_ours`).
 pub mod backoff;

@@ -23,7 +23,7 @@ pub struct Held {
 /// What the agent does when the forge's timing differs from its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimingSource {
-    /// Nothing was set explicitly: follow the forge (design §4, one timing authority).
+    /// Nothing was set explicitly: follow the forge (docs/design.md §4.3, one timing authority).
     Forge,
     /// The operator pinned interval or ttl: a forge with other values is a setup error.
     Pinned,

@@ -1,4 +1,4 @@
-//! Role keeping, sans-IO (design §4, the agent's side).
+//! Role keeping, sans-IO (docs/design.md §4.4, the agent's side).
 //!
 //! [`RoleState`] is fed with monotonic milliseconds and *verified* leader views and returns
 //! decisions: role transitions, the guard's answer, and when to send the next heartbeat. It

@@ -95,8 +95,8 @@ fn verification_rejects_bad_answers() {
     );
 }
 
-/// The flapping of issue 11: an agent at the default profile (5 s / 15 s, margin 1.5 s)
-/// on a fast forge (1 s / 3 s) promoted and hit its deadline 1.5 s later, every 5 s.
+/// On its own timing, an agent at the default profile (5 s / 15 s, margin 1.5 s)
+/// on a fast forge (1 s / 3 s) would promote and hit its deadline 1.5 s later, every 5 s.
 /// Following the forge, it beats at the forge's interval with the forge's margin.
 #[test]
 fn an_agent_follows_the_forges_timing() {
