@@ -14,6 +14,7 @@ import path from "node:path";
 import { gzipSync } from "node:zlib";
 import { Agent, get, uniqueEnv } from "../tests/e2e/client.mjs";
 import { ROOT, startTarget } from "../tests/e2e/targets.mjs";
+import { pct } from "./stats.mjs";
 
 const N = Number(process.env.BENCH_N || 400);
 const CONCURRENCY = 8;
@@ -22,10 +23,6 @@ if (!process.env.FORGE_BIN) {
   const dir = path.resolve(ROOT, process.env.CARGO_TARGET_DIR || "target");
   const release = path.join(dir, "release/forge");
   process.env.FORGE_BIN = existsSync(release) ? release : path.join(dir, "debug/forge");
-}
-
-function pct(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
 /** `op(client, i)` resolves to an answer; every answer must be 200. */

@@ -21,6 +21,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { ROOT, SEAL, startTarget } from "../tests/e2e/targets.mjs";
 import { nodeKey, signRequest, verifyView } from "../tests/e2e/sign.mjs";
+import { pct } from "./stats.mjs";
 
 const PATH = "/federation/heartbeat";
 
@@ -43,12 +44,6 @@ function parseArgs(argv) {
 }
 
 const sleepUntil = (t) => new Promise((r) => setTimeout(r, Math.max(0, t - performance.now())));
-
-function pct(sorted, p) {
-  if (sorted.length === 0) return 0;
-  const i = Math.ceil((p / 100) * sorted.length);
-  return sorted[Math.min(sorted.length, Math.max(1, i)) - 1];
-}
 
 /** Pids of this process's descendants whose command is workerd. */
 function workerdPids() {

@@ -21,6 +21,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Agent, Stream, sleep, uniqueEnv } from "../tests/e2e/client.mjs";
 import { SEAL, startTarget } from "../tests/e2e/targets.mjs";
+import { pct } from "./stats.mjs";
 
 const RUNS = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 20);
 const HTTP_RESIGN = process.argv.includes("--http-resign");
@@ -60,7 +61,7 @@ async function startWorkerdProcess({ ttl, hb }) {
 const stats = (v) => {
   const s = [...v].sort((a, b) => a - b);
   const f = (x) => x.toFixed(1);
-  return `${f(s[Math.floor(s.length / 2)])} / ${f(s[s.length - 1])}`;
+  return `${f(pct(s, 50))} / ${f(pct(s, 100))}`;
 };
 
 const rows = [];

@@ -8,13 +8,8 @@
 // its durable state, as Cloudflare would after an eviction. Prints
 // "forge listening on http://127.0.0.1:PORT" once ready; SIGTERM/SIGINT dispose cleanly.
 // Loopback only; nothing is fetched.
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-
-process.env.CLOUDFLARE_CF_FETCH_ENABLED ??= "false";
-process.env.WRANGLER_SEND_METRICS ??= "false";
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+import { forgeWorkerOptions } from "../tests/e2e/targets.mjs";
 
 const { values: a } = parseArgs({
   options: {
@@ -35,29 +30,23 @@ if (!process.env.DOMINION_SEAL) {
 }
 
 const { Miniflare } = await import("miniflare");
-const mf = new Miniflare({
-  name: "brh-forge",
-  modules: true,
-  scriptPath: path.join(ROOT, "build/index.js"),
-  modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
-  compatibilityDate: "2026-07-30",
-  host: "127.0.0.1",
-  port: Number(a.port),
-  bindings: {
-    DOMINION_SEAL: process.env.DOMINION_SEAL,
-    // A rotation's overlap window: the seal being replaced (README "Rotating the root secret").
-    ...(process.env.DOMINION_SEAL_PREVIOUS
-      ? { DOMINION_SEAL_PREVIOUS: process.env.DOMINION_SEAL_PREVIOUS }
-      : {}),
-    BRH_LEASE_TTL_MS: a.ttl,
-    BRH_HEARTBEAT_INTERVAL_MS: a.hb,
-    BRH_SKEW_MS: a.skew,
-  },
-  kvNamespaces: ["BRH_KV"],
-  kvPersist: path.join(a.dir, "kv"),
-  durableObjects: { LEASES: { className: "LeaseRegister", useSQLite: true } },
-  durableObjectsPersist: path.join(a.dir, "do"),
-});
+const mf = new Miniflare(
+  forgeWorkerOptions({
+    kind: "durable-object",
+    dir: a.dir,
+    port: Number(a.port),
+    vars: {
+      DOMINION_SEAL: process.env.DOMINION_SEAL,
+      // A rotation's overlap window: the seal being replaced (README "Rotating the root secret").
+      ...(process.env.DOMINION_SEAL_PREVIOUS
+        ? { DOMINION_SEAL_PREVIOUS: process.env.DOMINION_SEAL_PREVIOUS }
+        : {}),
+      BRH_LEASE_TTL_MS: a.ttl,
+      BRH_HEARTBEAT_INTERVAL_MS: a.hb,
+      BRH_SKEW_MS: a.skew,
+    },
+  }),
+);
 const url = (await mf.ready).toString().replace(/\/$/, "");
 console.error(`forge listening on ${url}`);
 const stop = async () => {

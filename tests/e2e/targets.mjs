@@ -94,24 +94,25 @@ async function startNative({ ttl, hb, dir, nofile, forgeEnv = {} }) {
   return t;
 }
 
-async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
-  const { Miniflare } = await import("miniflare");
-  const ledger = await startLedger();
-  const options = () => ({
+/**
+ * The Miniflare options of the built forge Worker (build/index.js + index_bg.wasm) on loopback:
+ * `kind` "kv" binds the KV namespace only, "durable-object" adds the LeaseRegister Durable
+ * Object; state persists under `dir` (kv/, do/), so a new Miniflare on the same `dir` starts
+ * from what the last one stored. `vars` are the Worker's variables (DOMINION_SEAL,
+ * BRH_LEASE_TTL_MS, ...). The one definition for this suite and scripts/workerd-forge.mjs (the
+ * Rust drills' Worker), so the two run the same Worker.
+ */
+export function forgeWorkerOptions({ kind, dir, port = 0, vars }) {
+  if (!["kv", "durable-object"].includes(kind)) throw new Error(`forgeWorkerOptions: unknown kind ${kind}`);
+  return {
     name: "brh-forge",
     modules: true,
     scriptPath: path.join(ROOT, "build/index.js"),
     modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
     compatibilityDate: COMPAT_DATE,
     host: "127.0.0.1",
-    port: 0,
-    bindings: {
-      DOMINION_SEAL: SEAL,
-      BRH_LEASE_TTL_MS: String(ttl),
-      BRH_HEARTBEAT_INTERVAL_MS: String(hb),
-      LEDGER_URL: ledger.url,
-      ...bindings,
-    },
+    port,
+    bindings: vars,
     kvNamespaces: ["BRH_KV"],
     kvPersist: path.join(dir, "kv"),
     ...(kind === "durable-object"
@@ -120,7 +121,24 @@ async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
           durableObjectsPersist: path.join(dir, "do"),
         }
       : {}),
-  });
+  };
+}
+
+async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
+  const { Miniflare } = await import("miniflare");
+  const ledger = await startLedger();
+  const options = () =>
+    forgeWorkerOptions({
+      kind,
+      dir,
+      vars: {
+        DOMINION_SEAL: SEAL,
+        BRH_LEASE_TTL_MS: String(ttl),
+        BRH_HEARTBEAT_INTERVAL_MS: String(hb),
+        LEDGER_URL: ledger.url,
+        ...bindings,
+      },
+    });
   let mf = new Miniflare(options());
   const t = { kind, mode: kind, url: (await mf.ready).toString().replace(/\/$/, ""), ledger: ledger.received };
   t.restart = async () => {

@@ -42,7 +42,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use brh_tests::bench::{leader_of, promoted, rand_below, sigterm_to_promote, three_agents};
 use brh_tests::federation::*;
+use brh_tests::stats::median_worst;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -51,18 +53,6 @@ use serde_json::{json, Value};
 // ---------------------------------------------------------------------------------------------
 // Shared bits
 
-fn rand_below(n: u64) -> u64 {
-    let s = fresh_seal();
-    u64::from_str_radix(&s[..12], 16).unwrap() % n.max(1)
-}
-
-/// `(median, worst)`; the upper median for an even count.
-fn stats(v: &[u64]) -> Option<(u64, u64)> {
-    let mut v = v.to_vec();
-    v.sort_unstable();
-    Some((*v.get(v.len() / 2)?, *v.last()?))
-}
-
 /// One system's results for one ttl.
 #[derive(Default)]
 struct Cell {
@@ -70,6 +60,31 @@ struct Cell {
     left: Vec<u64>,
     gap: Vec<u64>,
     term: Vec<u64>,
+}
+
+impl Cell {
+    /// Run `r` of a `kill -9` at `t_kill`, the next leader promoted at `t_prom`, with the
+    /// killed holder's lease to expire at `expires` if it was read.
+    fn record_kill(
+        &mut self,
+        label: &str,
+        r: usize,
+        t_kill: u64,
+        t_prom: u64,
+        expires: Option<u64>,
+    ) {
+        self.kill.push(t_prom - t_kill);
+        if let Some(e) = expires {
+            self.left.push(e.saturating_sub(t_kill));
+            self.gap.push(t_prom.saturating_sub(e));
+        }
+        eprintln!(
+            "[{label}] kill run {r}: {} ms (lease left {:?} ms, expiry→promote {:?} ms)",
+            t_prom - t_kill,
+            expires.map(|e| e.saturating_sub(t_kill)),
+            expires.map(|e| t_prom.saturating_sub(e))
+        );
+    }
 }
 
 fn target_dir() -> PathBuf {
@@ -152,44 +167,15 @@ fn brh_start(p: &Brh, tag: &str) -> (PathBuf, BrhForge, Vec<Agent>) {
             (p.hb, p.ttl),
         )),
     };
-    let o = AgentOpts {
-        timing: Some((p.hb, p.ttl)),
-        ..AgentOpts::default()
-    };
-    let agents = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Agent::start(&dir, n, &seal, forge.addr(), o.clone()))
-        .collect();
+    let agents = three_agents(&dir, &seal, forge.addr(), (p.hb, p.ttl));
     (dir, forge, agents)
-}
-
-fn brh_leader(agents: &[Agent]) -> (usize, u64) {
-    let refs: Vec<&Agent> = agents.iter().collect();
-    let (l, t) = wait_until(Duration::from_secs(60), || agreed_leader(&refs)).expect("no leader");
-    (agents.iter().position(|a| a.node == l).unwrap(), t)
-}
-
-fn brh_promoted(agents: &[Agent], skip: usize, term: u64, timeout: Duration) -> u64 {
-    wait_until(timeout, || {
-        agents
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != skip)
-            .find_map(|(_, a)| {
-                a.records()
-                    .into_iter()
-                    .find(|r| r.event == "promote" && r.term == term)
-                    .map(|r| r.at_ms)
-            })
-    })
-    .expect("no promotion")
 }
 
 fn brh_cell(p: &Brh, label: &str, runs: usize) -> Cell {
     let mut c = Cell::default();
     for r in 0..runs {
         let (_d, forge, mut agents) = brh_start(p, "bench-etcd-brh-kill");
-        let (li, term) = brh_leader(&agents);
+        let (li, term) = leader_of(&agents);
         // Steady state, then a random phase within the heartbeat cycle.
         std::thread::sleep(Duration::from_millis(p.hb + rand_below(p.hb)));
         let t_kill = agents[li].kill9();
@@ -201,28 +187,14 @@ fn brh_cell(p: &Brh, label: &str, runs: usize) -> Cell {
             && lease["term"].as_u64() == Some(term))
         .then(|| lease["expires_at_ms"].as_u64())
         .flatten();
-        let t_prom = brh_promoted(&agents, li, term + 1, Duration::from_millis(3 * p.ttl));
-        c.kill.push(t_prom - t_kill);
-        if let Some(e) = expires {
-            c.left.push(e.saturating_sub(t_kill));
-            c.gap.push(t_prom.saturating_sub(e));
-        }
-        eprintln!(
-            "[{label}] kill run {r}: {} ms (lease left {:?} ms, expiry→promote {:?} ms)",
-            t_prom - t_kill,
-            expires.map(|e| e.saturating_sub(t_kill)),
-            expires.map(|e| t_prom.saturating_sub(e))
-        );
+        let t_prom = promoted(&agents, li, term + 1, Duration::from_millis(3 * p.ttl));
+        c.record_kill(label, r, t_kill, t_prom, expires);
     }
     for r in 0..runs {
         let (_d, _forge, mut agents) = brh_start(p, "bench-etcd-brh-term");
-        let (li, term) = brh_leader(&agents);
-        std::thread::sleep(Duration::from_millis(p.hb + rand_below(p.hb)));
-        let t0 = wall_ms();
-        agents[li].terminate();
-        let t_prom = brh_promoted(&agents, li, term + 1, Duration::from_millis(3 * p.ttl));
-        c.term.push(t_prom - t0);
-        eprintln!("[{label}] sigterm run {r}: {} ms", t_prom - t0);
+        let ms = sigterm_to_promote(&mut agents, p.hb, p.ttl);
+        c.term.push(ms);
+        eprintln!("[{label}] sigterm run {r}: {ms} ms");
     }
     c
 }
@@ -400,17 +372,7 @@ fn etcd_cell(e: EtcdSetup, label: &str, runs: usize) -> Cell {
         let t_kill = cs[li].kill9();
         let expires = cs[li].last_keepalive().map(|k| k + ttl);
         let t_prom = etcd_promoted(&cs, li, Duration::from_millis(3 * ttl));
-        c.kill.push(t_prom - t_kill);
-        if let Some(e) = expires {
-            c.left.push(e.saturating_sub(t_kill));
-            c.gap.push(t_prom.saturating_sub(e));
-        }
-        eprintln!(
-            "[{label}] kill run {r}: {} ms (lease left {:?} ms, expiry→promote {:?} ms)",
-            t_prom - t_kill,
-            expires.map(|e| e.saturating_sub(t_kill)),
-            expires.map(|e| t_prom.saturating_sub(e))
-        );
+        c.record_kill(label, r, t_kill, t_prom, expires);
     }
     for r in 0..runs {
         let (_d, _etcd, mut cs) = etcd_start(e, "bench-etcd-term");
@@ -665,17 +627,46 @@ fn parse_args(args: &[String]) -> Result<Opts, String> {
 }
 
 fn cell_str(v: &[u64]) -> String {
-    stats(v).map_or("—".into(), |(m, w)| format!("{m} / {w}"))
+    median_worst(v).map_or("—".into(), |(m, w)| format!("{m} / {w}"))
 }
 
 fn ratio_str(a: &[u64], b: &[u64]) -> String {
-    match (stats(a), stats(b)) {
+    match (median_worst(a), median_worst(b)) {
         (Some((am, aw)), Some((bm, bw))) if bm > 0 && bw > 0 => format!(
             "{:.2}× / {:.2}×",
             am as f64 / bm as f64,
             aw as f64 / bw as f64
         ),
         _ => "—".into(),
+    }
+}
+
+/// The table's rows for one lease ttl: one per system that ran, then the ratios if both did.
+fn push_rows(
+    rows: &mut Vec<String>,
+    ttl: &str,
+    renew: &str,
+    brh: (&str, Option<Cell>),
+    etcd: (&str, Option<Cell>),
+) {
+    for (name, c) in [&brh, &etcd] {
+        if let Some(c) = c {
+            rows.push(format!(
+                "| {ttl} | {name} | {renew} | {} | {} | {} | {} |",
+                cell_str(&c.kill),
+                cell_str(&c.left),
+                cell_str(&c.gap),
+                cell_str(&c.term)
+            ));
+        }
+    }
+    if let ((_, Some(b)), (_, Some(e))) = (&brh, &etcd) {
+        rows.push(format!(
+            "| {ttl} | **BRH / etcd** | | {} | (phase of the kill) | {} | {} |",
+            ratio_str(&b.kill, &e.kill),
+            ratio_str(&b.gap, &e.gap),
+            ratio_str(&b.term, &e.term)
+        ));
     }
 }
 
@@ -737,26 +728,14 @@ fn main() {
             };
             etcd_cell(e, &format!("etcd {ttl_s} s"), o.runs)
         });
-        let renew = format!("{} ms", ttl / 3);
-        for (name, c) in [(brh_name, &brh), (etcd_name.as_str(), &etcd)] {
-            if let Some(c) = c {
-                rows.push(format!(
-                    "| {ttl_s} s | {name} | {renew} | {} | {} | {} | {} |",
-                    cell_str(&c.kill),
-                    cell_str(&c.left),
-                    cell_str(&c.gap),
-                    cell_str(&c.term)
-                ));
-            }
-        }
-        if let (Some(b), Some(e)) = (&brh, &etcd) {
-            rows.push(format!(
-                "| {ttl_s} s | **BRH / etcd** | | {} | (phase of the kill) | {} | {} |",
-                ratio_str(&b.kill, &e.kill),
-                ratio_str(&b.gap, &e.gap),
-                ratio_str(&b.term, &e.term)
-            ));
-        }
+        let (label, renew) = (format!("{ttl_s} s"), format!("{} ms", ttl / 3));
+        push_rows(
+            &mut rows,
+            &label,
+            &renew,
+            (brh_name, brh),
+            (&etcd_name, etcd),
+        );
     }
     if o.subsecond {
         // BRH at heartbeat 200 ms / lease 1 s. etcd's lease ttl is whole seconds and at least
@@ -778,25 +757,13 @@ fn main() {
             etcd_cell(e, "etcd 1 s", o.runs)
         });
         let etcd_tuned = format!("{etcd_name} (`--election-timeout 500`)");
-        for (name, c) in [(brh_name, &brh), (etcd_tuned.as_str(), &etcd)] {
-            if let Some(c) = c {
-                rows.push(format!(
-                    "| 1 s | {name} | 200 ms | {} | {} | {} | {} |",
-                    cell_str(&c.kill),
-                    cell_str(&c.left),
-                    cell_str(&c.gap),
-                    cell_str(&c.term)
-                ));
-            }
-        }
-        if let (Some(b), Some(e)) = (&brh, &etcd) {
-            rows.push(format!(
-                "| 1 s | **BRH / etcd** | | {} | (phase of the kill) | {} | {} |",
-                ratio_str(&b.kill, &e.kill),
-                ratio_str(&b.gap, &e.gap),
-                ratio_str(&b.term, &e.term)
-            ));
-        }
+        push_rows(
+            &mut rows,
+            "1 s",
+            "200 ms",
+            (brh_name, brh),
+            (&etcd_tuned, etcd),
+        );
     }
 
     let mut out = String::new();

@@ -10,7 +10,9 @@
 //! Then it reports an idle agent's resident memory and CPU use.
 use std::time::Duration;
 
+use brh_tests::bench::{leader_of, promoted, rand_below, sigterm_to_promote, three_agents};
 use brh_tests::federation::*;
+use brh_tests::stats::median_worst;
 
 struct Profile {
     name: &'static str,
@@ -23,47 +25,8 @@ fn start(profile: &Profile, tag: &str) -> (std::path::PathBuf, Forge, Vec<Agent>
     let dir = scratch(tag);
     let seal = fresh_seal();
     let forge = Forge::start_profile(&dir, &seal, None, 30_000, profile.forge);
-    let o = AgentOpts {
-        timing: Some((profile.hb, profile.ttl)),
-        ..AgentOpts::default()
-    };
-    let agents = ["n1", "n2", "n3"]
-        .iter()
-        .map(|n| Agent::start(&dir, n, &seal, forge.addr, o.clone()))
-        .collect();
+    let agents = three_agents(&dir, &seal, forge.addr, (profile.hb, profile.ttl));
     (dir, forge, agents)
-}
-
-fn leader_of(agents: &[Agent]) -> (usize, u64) {
-    let refs: Vec<&Agent> = agents.iter().collect();
-    let (l, t) = wait_until(Duration::from_secs(60), || agreed_leader(&refs)).expect("no leader");
-    (agents.iter().position(|a| a.node == l).unwrap(), t)
-}
-
-fn promoted(agents: &[Agent], skip: usize, term: u64, timeout: Duration) -> u64 {
-    wait_until(timeout, || {
-        agents
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != skip)
-            .find_map(|(_, a)| {
-                a.records()
-                    .into_iter()
-                    .find(|r| r.event == "promote" && r.term == term)
-                    .map(|r| r.at_ms)
-            })
-    })
-    .expect("no promotion")
-}
-
-fn rand_below(n: u64) -> u64 {
-    let s = fresh_seal();
-    u64::from_str_radix(&s[..12], 16).unwrap() % n.max(1)
-}
-
-fn stats(v: &mut [u64]) -> (u64, u64) {
-    v.sort_unstable();
-    (v[v.len() / 2], *v.last().unwrap())
 }
 
 fn main() {
@@ -111,17 +74,14 @@ fn main() {
         }
         for r in 0..runs {
             let (_d, _forge, mut agents) = start(p, "bench-term");
-            let (li, term) = leader_of(&agents);
-            std::thread::sleep(Duration::from_millis(p.hb + rand_below(p.hb)));
-            let t0 = wall_ms();
-            agents[li].terminate();
-            let t_prom = promoted(&agents, li, term + 1, Duration::from_millis(3 * p.ttl));
-            term_.push(t_prom - t0);
-            eprintln!("[{}] sigterm run {r}: {} ms", p.name, t_prom - t0);
+            let ms = sigterm_to_promote(&mut agents, p.hb, p.ttl);
+            term_.push(ms);
+            eprintln!("[{}] sigterm run {r}: {ms} ms", p.name);
         }
-        let (km, kw) = stats(&mut kill);
-        let (gm, gw) = stats(&mut gap);
-        let (tm, tw) = stats(&mut term_);
+        // runs > 0 here, so every list has a median.
+        let (km, kw) = median_worst(&kill).unwrap();
+        let (gm, gw) = median_worst(&gap).unwrap();
+        let (tm, tw) = median_worst(&term_).unwrap();
         rows.push((p.name, km, kw, gm, gw, tm, tw));
     }
 

@@ -34,6 +34,7 @@ use brh_shared::sign::{
 };
 use brh_shared::wire::{Heartbeat, LeaderView};
 use brh_tests::federation::{fresh_seal, scratch, wall_ms, Forge};
+use brh_tests::stats::percentile;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
@@ -292,12 +293,9 @@ fn self_cpu_ms() -> u64 {
     ms
 }
 
+/// The `p`-th percentile of ascending `sorted` µs, in ms; 0 for no samples.
 fn pct(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[i.clamp(1, sorted.len()) - 1] as f64 / 1000.0
+    percentile(sorted, p).map_or(0.0, |us| us as f64 / 1000.0)
 }
 
 fn main() {

@@ -6,11 +6,15 @@
 //!   check the agents' leadership logs for overlap (the process tests).
 //! - `sim`: the deterministic simulation of whole federations (docs/design.md §4.5).
 //! - `drill`: fault drills on real processes.
+//! - `bench`, `stats`: what the benches in `tests/examples/` share (three agents on a forge, their
+//!   leader and promotions; the one percentile).
 //! - `stolen`, `revocation`, `rotation`: the threat model, revoking a host, and rotating the root
 //!   secret, each run against the native forge and the Worker.
+pub mod bench;
 pub mod drill;
 pub mod federation;
 pub mod revocation;
 pub mod rotation;
 pub mod sim;
+pub mod stats;
 pub mod stolen;
