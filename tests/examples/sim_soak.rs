@@ -1,6 +1,7 @@
 //! The simulation soak (docs/design.md §4.5): seeds in turn until at least `--faults` faults
 //! (default 1,000,000) were injected per profile; prints the count per fault kind, the simulated
-//! time covered, the seeds, promotions and the worst recovery after the last fault.
+//! time covered, the seeds, promotions, the worst recovery after the last fault, and the
+//! operators' actions (graceful shutdowns, resigns, farewell beats, switchovers) per kind.
 //!
 //!     cargo run --release -p brh-tests --example sim_soak -- [--faults N] [--profile P]... [--seed S]
 //!
@@ -9,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use brh_tests::sim::{profile, Sim, FAULT_KINDS};
+use brh_tests::sim::{profile, Sim, ACTION_KINDS, FAULT_KINDS};
 
 fn main() {
     let mut faults_goal = 1_000_000u64;
@@ -43,11 +44,13 @@ fn main() {
     );
     println!("|---|---:|---:|---|---:|---:|---:|---:|---:|");
     let mut kinds_all: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
+    let mut actions_all: BTreeMap<String, BTreeMap<&str, u64>> = BTreeMap::new();
     for p in &profiles {
         let timing = profile(p);
         let (mut faults, mut sim_ms, mut promotions, mut worst) = (0u64, 0u64, 0u64, 0u64);
         let (mut by_push, mut pushes, mut reports) = (0u64, 0u64, 0u64);
         let mut kinds: BTreeMap<&str, u64> = FAULT_KINDS.iter().map(|k| (*k, 0)).collect();
+        let mut actions: BTreeMap<&str, u64> = ACTION_KINDS.iter().map(|k| (*k, 0)).collect();
         let start = Instant::now();
         let mut seed = only_seed.unwrap_or(1);
         let first = seed;
@@ -73,6 +76,9 @@ fn main() {
             for (k, v) in &sim.faults {
                 *kinds.get_mut(k).unwrap() += v;
             }
+            for (k, v) in &sim.actions {
+                *actions.entry(k).or_default() += v;
+            }
             if only_seed.is_some() || faults >= faults_goal {
                 break;
             }
@@ -86,22 +92,34 @@ fn main() {
             start.elapsed().as_secs_f64()
         );
         kinds_all.insert(p.clone(), kinds);
+        actions_all.insert(p.clone(), actions);
     }
+    table("fault kind", &profiles, &FAULT_KINDS, &kinds_all);
+    table("operator action", &profiles, &ACTION_KINDS, &actions_all);
+}
+
+/// A count per kind and profile, as a Markdown table.
+fn table(
+    title: &str,
+    profiles: &[String],
+    kinds: &[&str],
+    counts: &BTreeMap<String, BTreeMap<&str, u64>>,
+) {
     println!();
-    print!("| fault kind |");
-    for p in &profiles {
+    print!("| {title} |");
+    for p in profiles {
         print!(" {p} |");
     }
     println!();
     print!("|---|");
-    for _ in &profiles {
+    for _ in profiles {
         print!("---:|");
     }
     println!();
-    for k in FAULT_KINDS {
+    for k in kinds {
         print!("| {k} |");
-        for p in &profiles {
-            print!(" {} |", kinds_all[p][k]);
+        for p in profiles {
+            print!(" {} |", counts[p].get(k).copied().unwrap_or(0));
         }
         println!();
     }
