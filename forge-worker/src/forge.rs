@@ -198,24 +198,15 @@ impl<S: Store> Forge<S> {
                 .into();
         }
         let method = match req.method.as_str() {
-            _ if req.stream => "POST",
             "HEAD" => "GET",
             m => m,
         };
         let Some(route) = route::route(path) else {
-            if req.stream {
-                let m = format!("{path} cannot be sent on the stream");
-                return Response::error(ErrorCode::NotFound, m).into();
-            }
             self.metrics.reject(ErrorCode::NotFound.as_str());
             return Response::error(ErrorCode::NotFound, format!("no endpoint {path}"))
                 .readable()
                 .into();
         };
-        if req.stream && !route.on_stream {
-            let m = format!("{path} cannot be sent on the stream");
-            return Response::error(ErrorCode::NotFound, m).into();
-        }
         if method != route.method {
             self.metrics.reject(ErrorCode::MethodNotAllowed.as_str());
             return Response::error(
@@ -225,7 +216,7 @@ impl<S: Store> Forge<S> {
             .with_header("allow", route.method)
             .into();
         }
-        self.count_request(route, req.stream);
+        self.count_request(route, false);
         let mut changes = Vec::new();
         let result = match route.endpoint {
             Endpoint::Dashboard => {

@@ -13,9 +13,6 @@ pub struct Request {
     pub query: String,
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
-    /// Came as a frame on the stream (`GET /federation/stream`), not as HTTP: routed like a
-    /// `POST`, signed with the method line `WS`.
-    pub stream: bool,
 }
 
 impl Request {

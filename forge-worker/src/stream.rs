@@ -138,7 +138,6 @@ impl<S: Store> Forge<S> {
         // The frame's fields are the headers of an HTTP request, signed with the method
         // line `WS`; from here on it takes the same path as a request over HTTP.
         let mut req = Request::new(STREAM_METHOD, &r.path);
-        req.stream = true;
         req.add_header(sign::HEADER_NODE, &r.node);
         req.add_header(sign::HEADER_TS, &r.ts.to_string());
         req.add_header(sign::HEADER_NONCE, &r.nonce);
