@@ -125,19 +125,32 @@ impl ForgeConfig {
     }
 }
 
-/// A change of leader, for the ledger and for logs.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// A change of leader, for the ledger and for logs (and, in `durable-object` mode, in the
+/// register's reply to the Worker).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LeaderChange {
     pub env: String,
     #[serde(flatten)]
     pub entry: HistoryEntry,
 }
 
-/// A response plus the leader changes the request caused.
+/// A response plus the leader changes the request caused and, if it was refused, why (typed,
+/// so a transport that relays the answer counts it without parsing the body).
 #[derive(Debug)]
 pub struct Handled {
     pub response: Response,
     pub leader_changes: Vec<LeaderChange>,
+    pub refusal: Option<ErrorCode>,
+}
+
+impl Handled {
+    fn refused(code: ErrorCode, response: Response) -> Self {
+        Handled {
+            response,
+            leader_changes: Vec::new(),
+            refusal: Some(code),
+        }
+    }
 }
 
 impl From<Response> for Handled {
@@ -145,6 +158,7 @@ impl From<Response> for Handled {
         Handled {
             response,
             leader_changes: Vec::new(),
+            refusal: None,
         }
     }
 }
@@ -203,18 +217,21 @@ impl<S: Store> Forge<S> {
         };
         let Some(route) = route::route(path) else {
             self.metrics.reject(ErrorCode::NotFound.as_str());
-            return Response::error(ErrorCode::NotFound, format!("no endpoint {path}"))
-                .readable()
-                .into();
+            return Handled::refused(
+                ErrorCode::NotFound,
+                Response::error(ErrorCode::NotFound, format!("no endpoint {path}")).readable(),
+            );
         };
         if method != route.method {
             self.metrics.reject(ErrorCode::MethodNotAllowed.as_str());
-            return Response::error(
+            return Handled::refused(
                 ErrorCode::MethodNotAllowed,
-                format!("{path} takes {}", route.method),
-            )
-            .with_header("allow", route.method)
-            .into();
+                Response::error(
+                    ErrorCode::MethodNotAllowed,
+                    format!("{path} takes {}", route.method),
+                )
+                .with_header("allow", route.method),
+            );
         }
         self.count_request(route, false);
         let mut changes = Vec::new();
@@ -246,10 +263,12 @@ impl<S: Store> Forge<S> {
             Endpoint::Envs => self.env_list().await,
             Endpoint::ManifestResolve => self.manifest(req, now_ms),
         };
+        let mut refused = None;
         let mut response = match result {
             Ok(response) => response,
             Err(refusal) => {
                 let (code, message) = self.refused(refusal);
+                refused = Some(code);
                 let response = Response::error(code, message);
                 if code == ErrorCode::StoreUnavailable {
                     response.with_header("retry-after", STORE_RETRY_AFTER_S)
@@ -266,6 +285,7 @@ impl<S: Store> Forge<S> {
         Handled {
             response,
             leader_changes: changes,
+            refusal: refused,
         }
     }
 

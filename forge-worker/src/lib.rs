@@ -21,7 +21,7 @@ mod cloudflare;
 
 // The Workers KV key layout is pure; its tests run on the host too.
 #[cfg(all(test, not(target_arch = "wasm32")))]
-#[path = "cloudflare/layout.rs"]
+#[path = "cloudflare/kv/layout.rs"]
 mod cloudflare_layout;
 
 pub use forge::{Forge, ForgeConfig, Handled, LeaderChange};

@@ -160,10 +160,127 @@ pub fn step_in_memory<T>(
     })
 }
 
+/// An env held in memory by a store: its slot, plus what the store keeps beside it (an open
+/// log file for the native store; nothing for the others).
+#[derive(Debug, Default)]
+pub struct Held<X> {
+    pub slot: EnvSlot,
+    pub extra: X,
+}
+
+/// The envs a store holds in memory over its durable storage, and the one rule every such
+/// store follows: **a step whose write failed is never answered, and its env leaves memory**,
+/// so the next use reloads it from storage and applies the restart rule. Nothing the caller
+/// was never told about survives in memory, and nothing it was told is lost.
+///
+/// The file store, the Durable Object store and the memory store are this type over their
+/// own `persist`. (The `kv` mode store holds nothing in memory: it loads, steps and writes on
+/// every request, so a failed write is simply not answered.)
+pub struct Resident<X = ()> {
+    envs: RefCell<BTreeMap<String, Held<X>>>,
+}
+
+/// The held envs as a map (what the unit tests compare before and after a refused request).
+impl<X: std::fmt::Debug> std::fmt::Debug for Resident<X> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.envs.borrow().iter()).finish()
+    }
+}
+
+impl<X> Default for Resident<X> {
+    fn default() -> Self {
+        Resident {
+            envs: RefCell::default(),
+        }
+    }
+}
+
+impl<X> Resident<X> {
+    pub fn contains(&self, env: &str) -> bool {
+        self.envs.borrow().contains_key(env)
+    }
+
+    /// Holds a loaded env (replacing what was held).
+    pub fn insert(&self, env: &str, held: Held<X>) {
+        self.envs.borrow_mut().insert(env.to_string(), held);
+    }
+
+    /// Forgets an env (it is reloaded from storage on its next use).
+    pub fn evict(&self, env: &str) {
+        self.envs.borrow_mut().remove(env);
+    }
+
+    /// Forgets every env, as an eviction of the whole process does.
+    pub fn clear(&self) {
+        self.envs.borrow_mut().clear();
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.envs.borrow().keys().cloned().collect()
+    }
+
+    /// Runs `f` on a held env; `None` if it is not held.
+    pub fn with<R>(&self, env: &str, f: impl FnOnce(&Held<X>) -> R) -> Option<R> {
+        self.envs.borrow().get(env).map(f)
+    }
+
+    /// Runs `f` on a held env, mutably; `None` if it is not held.
+    pub fn with_mut<R>(&self, env: &str, f: impl FnOnce(&mut Held<X>) -> R) -> Option<R> {
+        self.envs.borrow_mut().get_mut(env).map(f)
+    }
+
+    /// Runs `f` over every held env.
+    pub fn fold<R>(&self, init: R, mut f: impl FnMut(R, &str, &Held<X>) -> R) -> R {
+        self.envs
+            .borrow()
+            .iter()
+            .fold(init, |acc, (k, v)| f(acc, k, v))
+    }
+
+    /// One election step on a held env (`fresh()` starts an env that is not held: the caller
+    /// has loaded anything storage had). A refused event changes nothing. A durable outcome
+    /// is handed to `persist` (told whether the env is new) after the state's borrow is
+    /// released; if it fails the env is evicted and the step fails, so it is never answered.
+    pub async fn step<T>(
+        &self,
+        env: &str,
+        now_ms: u64,
+        event: Event<'_>,
+        answer: Answer<'_, T>,
+        fresh: impl FnOnce() -> X,
+        persist: impl AsyncFnOnce(&Outcome, bool) -> Result<(), StoreError>,
+    ) -> Result<Stepped<T>, StepError> {
+        let (stepped, new_env) = {
+            let mut envs = self.envs.borrow_mut();
+            let new_env = !envs.contains_key(env);
+            let held = envs.entry(env.to_string()).or_insert_with(|| Held {
+                slot: EnvSlot::default(),
+                extra: fresh(),
+            });
+            match step_in_memory(&mut held.slot, now_ms, event, answer) {
+                Ok(s) => (s, new_env),
+                Err(e) => {
+                    if new_env {
+                        envs.remove(env);
+                    }
+                    return Err(StepError::Refused(e));
+                }
+            }
+        };
+        if !stepped.outcome.is_volatile() {
+            if let Err(e) = persist(&stepped.outcome, new_env).await {
+                self.evict(env);
+                return Err(StepError::Store(e));
+            }
+        }
+        Ok(stepped)
+    }
+}
+
 /// An in-memory store: for unit tests, and the model the durable stores follow.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    pub envs: RefCell<BTreeMap<String, EnvSlot>>,
+    pub envs: Resident,
 }
 
 impl Store for MemoryStore {
@@ -174,18 +291,9 @@ impl Store for MemoryStore {
         event: Event<'_>,
         answer: Answer<'_, T>,
     ) -> Result<Stepped<T>, StepError> {
-        let mut envs = self.envs.borrow_mut();
-        let known = envs.contains_key(env);
-        let mut fresh = EnvSlot::default();
-        let slot = match envs.get_mut(env) {
-            Some(s) => s,
-            None => &mut fresh,
-        };
-        let stepped = step_in_memory(slot, now_ms, event, answer).map_err(StepError::Refused)?;
-        if !known {
-            envs.insert(env.to_string(), fresh);
-        }
-        Ok(stepped)
+        self.envs
+            .step(env, now_ms, event, answer, || (), async |_, _| Ok(()))
+            .await
     }
 
     async fn read<T>(
@@ -194,7 +302,7 @@ impl Store for MemoryStore {
         _now_ms: u64,
         f: Answer<'_, T>,
     ) -> Result<Option<T>, StoreError> {
-        Ok(self.envs.borrow().get(env).map(|s| f(&s.state)))
+        Ok(self.envs.with(env, |h| f(&h.slot.state)))
     }
 
     async fn history(
@@ -205,13 +313,11 @@ impl Store for MemoryStore {
     ) -> Result<HistoryPage, StoreError> {
         Ok(self
             .envs
-            .borrow()
-            .get(env)
-            .map(|s| s.page(cursor, limit))
+            .with(env, |h| h.slot.page(cursor, limit))
             .unwrap_or_default())
     }
 
     async fn envs(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.envs.borrow().keys().cloned().collect())
+        Ok(self.envs.names())
     }
 }

@@ -175,7 +175,7 @@ for (const kind of only) {
     });
 
     // kv mode keeps a leaving node alive (and electable) after its resign: plan_save in
-    // forge-worker/src/cloudflare/layout.rs skips the peer key because peer_durably_equal
+    // forge-worker/src/cloudflare/kv/layout.rs skips the peer key because peer_durably_equal
     // ignores `leaving`, so /federation/peers says alive=true until its last beat is a ttl old.
     test("a node that resigned to leave is shown as left, greyed", async () => {
       const row = page.locator('#peers tr[data-node="brh-node-02"]');

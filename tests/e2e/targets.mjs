@@ -154,7 +154,12 @@ async function startWorkerd(kind, { ttl, hb, dir, bindings = {} }) {
   // an eviction or a hibernation does (straight to the object, not through the Worker).
   t.evict = async (env) => {
     const ns = await mf.getDurableObjectNamespace("LEASES");
-    const r = await ns.get(ns.idFromName(env)).fetch("https://lease-register.internal/__brh/evict");
+    // The register's one call route, with the typed call (forge-worker/src/cloudflare/message.rs).
+    const r = await ns.get(ns.idFromName(env)).fetch("https://lease-register.internal/__brh/call", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ call: "evict" }),
+    });
     if (r.status !== 200) throw new Error(`evict: ${r.status} ${await r.text()}`);
   };
   t.stop = async () => {

@@ -100,7 +100,7 @@ impl Harness {
     }
 
     fn snapshot(&self) -> String {
-        format!("{:?}", self.forge.store.envs.borrow())
+        format!("{:?}", self.forge.store.envs)
     }
 }
 

@@ -20,9 +20,8 @@
 //! replays only its own generation's log, so rows are never applied twice. A torn last line
 //! (the process died mid-append) is ignored. If an append fails, the env is dropped from
 //! memory and reloaded from disk on next use (then the restart rule applies), so an answer
-//! never reflects a change that was not written.
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+//! never reflects a change that was not written: the rule of every resident store
+//! ([`Resident`]).
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -34,7 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::{count_op, StoreOps};
 use crate::store::{
-    step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
+    Answer, EnvSlot, Event, Held, HistoryPage, Resident, StepError, Stepped, Store, StoreError,
 };
 
 #[derive(Serialize, Deserialize)]
@@ -54,17 +53,19 @@ enum Line {
     History(HistoryEntry),
 }
 
-struct EnvFiles {
-    slot: EnvSlot,
+/// What the store keeps beside an env's state: its log generation and open log.
+#[derive(Debug, Default)]
+struct LogFile {
     gen: u64,
-    log: File,
-    log_lines: usize,
+    /// Opened at the env's first durable step (a refused first request leaves no file).
+    log: Option<File>,
+    lines: usize,
 }
 
 pub struct FileStore {
     dir: PathBuf,
     cfg: ElectionConfig,
-    envs: RefCell<BTreeMap<String, EnvFiles>>,
+    envs: Resident<LogFile>,
     ops: StoreOps,
 }
 
@@ -78,11 +79,12 @@ impl FileStore {
     /// The earliest lease expiry of any env (the core sweeps right then, so failover does not
     /// wait for the periodic sweep).
     pub fn lease_expiry(&self) -> Option<u64> {
-        self.envs
-            .borrow()
-            .values()
-            .filter_map(|e| e.slot.state.next_deadline_ms())
-            .min()
+        self.envs.fold(None, |min: Option<u64>, _, h| {
+            match (min, h.slot.state.next_deadline_ms()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        })
     }
 
     /// Opens (creating if needed) `dir`, loads every env in it and applies the restart rule
@@ -98,7 +100,7 @@ impl FileStore {
         let store = FileStore {
             dir: envs_dir.clone(),
             cfg,
-            envs: RefCell::default(),
+            envs: Resident::default(),
             ops,
         };
         let entries = fs::read_dir(&envs_dir).map_err(|e| io_err("cannot read", &envs_dir, e))?;
@@ -122,8 +124,8 @@ impl FileStore {
             }
         }
         for env in names {
-            let files = store.load_env(&env, now_ms)?;
-            store.envs.borrow_mut().insert(env, files);
+            let held = store.load_env(&env, now_ms)?;
+            store.envs.insert(&env, held);
         }
         Ok(store)
     }
@@ -137,7 +139,7 @@ impl FileStore {
     }
 
     /// Snapshot + its log generation, then the restart rule.
-    fn load_env(&self, env: &str, now_ms: u64) -> Result<EnvFiles, StoreError> {
+    fn load_env(&self, env: &str, now_ms: u64) -> Result<Held<LogFile>, StoreError> {
         let snap_path = self.snap_path(env);
         let legacy = self.dir.join(format!("{env}.json"));
         let snap = match fs::read(&snap_path) {
@@ -202,16 +204,24 @@ impl FileStore {
             .append(true)
             .open(&log_path)
             .map_err(|e| io_err("cannot open", &log_path, e))?;
-        Ok(EnvFiles {
+        Ok(Held {
             slot,
-            gen,
-            log,
-            log_lines,
+            extra: LogFile {
+                gen,
+                log: Some(log),
+                lines: log_lines,
+            },
         })
     }
 
     /// Appends the outcome's records and history rows; fsyncs on a term change.
-    fn append(&self, env: &str, files: &mut EnvFiles, outcome: &Outcome) -> Result<(), StoreError> {
+    fn append(
+        &self,
+        env: &str,
+        held: &mut Held<LogFile>,
+        outcome: &Outcome,
+    ) -> Result<(), StoreError> {
+        let Held { slot, extra: files } = held;
         let mut buf = Vec::with_capacity(256);
         let lines = outcome
             .records
@@ -227,35 +237,47 @@ impl FileStore {
             n += 1;
         }
         let path = self.log_path(env, files.gen);
-        files
-            .log
-            .write_all(&buf)
+        let log = match &mut files.log {
+            Some(log) => log,
+            None => {
+                // A new env: its log starts at generation 0, and the directory entry is made
+                // durable with it.
+                let log = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io_err("cannot open", &path, e))?;
+                if let Ok(d) = File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+                files.log.insert(log)
+            }
+        };
+        log.write_all(&buf)
             .map_err(|e| io_err("cannot append to", &path, e))?;
         count_op(&self.ops, "log_append", 1);
         count_op(&self.ops, "log_bytes", buf.len() as u64);
         if outcome.durability == Durability::Sync {
-            files
-                .log
-                .sync_data()
+            log.sync_data()
                 .map_err(|e| io_err("cannot sync", &path, e))?;
             count_op(&self.ops, "fsync", 1);
         }
-        files.log_lines += n;
-        if files.log_lines > MIN_COMPACT_LINES.max(2 * files.slot.state.peers.len()) {
-            self.compact(env, files)?;
+        files.lines += n;
+        if files.lines > MIN_COMPACT_LINES.max(2 * slot.state.peers.len()) {
+            self.compact(env, slot, files)?;
         }
         Ok(())
     }
 
     /// Writes the whole env as snapshot `gen + 1` and starts an empty log for it.
-    fn compact(&self, env: &str, files: &mut EnvFiles) -> Result<(), StoreError> {
+    fn compact(&self, env: &str, slot: &EnvSlot, files: &mut LogFile) -> Result<(), StoreError> {
         let gen = files.gen + 1;
         let snap_path = self.snap_path(env);
         let tmp = self.dir.join(format!(".{env}.snap.tmp"));
         let bytes = serde_json::to_vec(&Snapshot {
             gen,
-            state: files.slot.state.clone(),
-            history: files.slot.history.iter().cloned().collect(),
+            state: slot.state.clone(),
+            history: slot.history.iter().cloned().collect(),
         })
         .map_err(|e| io_err("cannot encode", &snap_path, e))?;
         let mut f = File::create(&tmp).map_err(|e| io_err("cannot write", &tmp, e))?;
@@ -278,8 +300,8 @@ impl FileStore {
         let _ = fs::remove_file(&old);
         let _ = fs::remove_file(self.dir.join(format!("{env}.json")));
         files.gen = gen;
-        files.log = log;
-        files.log_lines = 0;
+        files.log = Some(log);
+        files.lines = 0;
         count_op(&self.ops, "snapshot", 1);
         count_op(&self.ops, "snapshot_bytes", bytes.len() as u64);
         Ok(())
@@ -287,15 +309,15 @@ impl FileStore {
 
     /// The env in memory, loading it from disk if it was dropped after a write failure.
     fn ensure_loaded(&self, env: &str, now_ms: u64) -> Result<(), StoreError> {
-        if self.envs.borrow().contains_key(env) {
+        if self.envs.contains(env) {
             return Ok(());
         }
         let exists = self.snap_path(env).exists()
             || self.dir.join(format!("{env}.json")).exists()
             || self.log_path(env, 0).exists();
         if exists {
-            let files = self.load_env(env, now_ms)?;
-            self.envs.borrow_mut().insert(env.to_string(), files);
+            let held = self.load_env(env, now_ms)?;
+            self.envs.insert(env, held);
         }
         Ok(())
     }
@@ -310,45 +332,20 @@ impl Store for FileStore {
         answer: Answer<'_, T>,
     ) -> Result<Stepped<T>, StepError> {
         self.ensure_loaded(env, now_ms)?;
-        let mut envs = self.envs.borrow_mut();
-        if !envs.contains_key(env) {
-            // A new env: its log starts at generation 0. Nothing is written until a step
-            // has a durable outcome (a refused first request leaves no file behind).
-            let path = self.log_path(env, 0);
-            let mut slot = EnvSlot::default();
-            let stepped =
-                step_in_memory(&mut slot, now_ms, event, answer).map_err(StepError::Refused)?;
-            let log = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| io_err("cannot open", &path, e))?;
-            let mut files = EnvFiles {
-                slot,
-                gen: 0,
-                log,
-                log_lines: 0,
-            };
-            self.append(env, &mut files, &stepped.outcome)?;
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            envs.insert(env.to_string(), files);
-            return Ok(stepped);
-        }
-        let Some(files) = envs.get_mut(env) else {
-            return Err(StepError::Store(StoreError(format!("env {env} vanished"))));
-        };
-        let stepped =
-            step_in_memory(&mut files.slot, now_ms, event, answer).map_err(StepError::Refused)?;
-        if !stepped.outcome.is_volatile() {
-            if let Err(e) = self.append(env, files, &stepped.outcome) {
-                // Forget what was not written; the next use reloads from disk.
-                envs.remove(env);
-                return Err(StepError::Store(e));
-            }
-        }
-        Ok(stepped)
+        self.envs
+            .step(
+                env,
+                now_ms,
+                event,
+                answer,
+                LogFile::default,
+                async |outcome, _| {
+                    self.envs
+                        .with_mut(env, |held| self.append(env, held, outcome))
+                        .unwrap_or_else(|| Err(StoreError(format!("env {env} vanished"))))
+                },
+            )
+            .await
     }
 
     async fn read<T>(
@@ -358,7 +355,7 @@ impl Store for FileStore {
         f: Answer<'_, T>,
     ) -> Result<Option<T>, StoreError> {
         self.ensure_loaded(env, now_ms)?;
-        Ok(self.envs.borrow().get(env).map(|e| f(&e.slot.state)))
+        Ok(self.envs.with(env, |h| f(&h.slot.state)))
     }
 
     async fn history(
@@ -369,14 +366,12 @@ impl Store for FileStore {
     ) -> Result<HistoryPage, StoreError> {
         Ok(self
             .envs
-            .borrow()
-            .get(env)
-            .map(|e| e.slot.page(cursor, limit))
+            .with(env, |h| h.slot.page(cursor, limit))
             .unwrap_or_default())
     }
 
     async fn envs(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self.envs.borrow().keys().cloned().collect())
+        Ok(self.envs.names())
     }
 }
 

@@ -139,9 +139,9 @@ fn a_failed_append_is_not_kept_in_memory() {
     beat(&store, "n1", 1, 1_000);
     // Make the log unwritable by swapping its handle for a read-only one.
     {
-        let mut envs = store.envs.borrow_mut();
-        let files = envs.get_mut("dev").unwrap();
-        files.log = File::open(dir.join("envs/dev.0.log")).unwrap();
+        store.envs.with_mut("dev", |held| {
+            held.extra.log = Some(File::open(dir.join("envs/dev.0.log")).unwrap());
+        });
     }
     let auth = Authenticated {
         node: "n2".into(),

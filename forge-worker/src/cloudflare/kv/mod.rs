@@ -1,24 +1,28 @@
-//! [`Store`] over Workers KV, in the layout of [`super::layout`].
+//! Workers KV in the forge's layout ([`layout`]): the calls, counted, and the test faults.
+//! Who uses it, for what:
+//! - [`store::KvModeStore`]: `kv` mode, KV *is* the register (loaded and written per step);
+//! - [`reader::KvReader`]: the Worker in `durable-object` mode, which only reads the env index
+//!   (every write and every env read goes to the env's register);
+//! - [`mirror::KvMirror`]: the register's write-behind copy of its durable changes.
 //!
-//! KV is eventually consistent and has no compare-and-swap: this store is what the `kv` mode
-//! runs the election over (safe within one location, two leaders possible across locations
-//! while KV disagrees — docs/design.md §5.6), and what the `durable-object` mode mirrors into
-//! (§5.5), where the Worker reads only the env index from it and the register answers the
-//! rest.
-use std::cell::RefCell;
+//! KV is eventually consistent and has no compare-and-swap: `kv` mode is safe within one
+//! location, two leaders are possible across locations while KV disagrees (docs/design.md
+//! §5.6).
+pub mod layout;
+pub mod mirror;
+pub mod reader;
+pub mod store;
+
+use std::cell::{Cell, RefCell};
 
 use brh_shared::election::{EnvState, Peer};
-use brh_shared::replay::NonceMark;
 use brh_shared::wire::HistoryEntry;
-use brh_shared::Timing;
 use futures_util::future::{join, join_all};
 use worker::KvStore;
 
-use super::layout::{self, Op};
 use crate::metrics::{count_op, StoreOps};
-use crate::store::{
-    step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
-};
+use crate::store::{HistoryPage, StoreError};
+use layout::Op;
 
 /// KV lists return at most 1000 keys per call.
 const LIST_PAGE: u64 = 1000;
@@ -27,74 +31,29 @@ fn kv_err(what: &str, e: worker::KvError) -> StoreError {
     StoreError(format!("kv {what}: {e:?}"))
 }
 
-pub struct KvLayout {
-    /// Bound on every request (the binding is taken from that request's `Env`).
+/// The KV namespace, bound on every request (the binding is taken from that request's `Env`).
+pub struct Kv {
     kv: RefCell<Option<KvStore>>,
-    /// The Worker's store in `durable-object` mode: reads only, every write goes through the
-    /// env's Durable Object. A step here is a bug; refuse it rather than bypass the register.
-    read_only: bool,
-    /// `kv` mode: the timing, for how often a peer key must be refreshed.
-    timing: Timing,
     ops: StoreOps,
     /// Tests only (`BRH_TEST_FAULTS=kv`): every KV call fails.
-    fail: std::cell::Cell<bool>,
-    /// `kv` mode: the newest replay mark this isolate accepted per (env, node). Peer keys are
-    /// not rewritten on every beat, so KV's mark can lag; merging this in at load refuses a
-    /// replayed request in the isolate that saw the original. (Across isolates a replay is
-    /// possible until the node's key is refreshed — ≤ ttl − interval — part of kv mode's
-    /// documented weakness.)
-    marks: RefCell<std::collections::HashMap<(String, String), NonceMark>>,
+    fail: Cell<bool>,
 }
 
-/// Entries kept in [`KvLayout::marks`] before it is cleared (bounded memory per isolate).
-const MARKS_KEPT: usize = 20_000;
-
-/// Whether mark `a` is ahead of mark `b` (accepted later by the same node).
-fn mark_ahead(a: &NonceMark, b: &NonceMark) -> bool {
-    if a.boot_id == b.boot_id {
-        a.seq > b.seq
-    } else {
-        a.retired.contains(&b.boot_id)
-    }
-}
-
-impl KvLayout {
-    pub fn new(read_only: bool, ops: StoreOps) -> Self {
-        KvLayout {
+impl Kv {
+    pub fn new(ops: StoreOps, fail: bool) -> Self {
+        Kv {
             kv: RefCell::new(None),
-            read_only,
-            timing: Timing::DEFAULT,
             ops,
-            fail: std::cell::Cell::new(false),
-            marks: RefCell::default(),
+            fail: Cell::new(fail),
         }
-    }
-
-    pub fn with_timing(mut self, timing: Timing) -> Self {
-        self.timing = timing;
-        self
-    }
-
-    pub fn inject_failures(&self, fail: bool) {
-        self.fail.set(fail);
-    }
-
-    fn count(&self, op: &str, n: u64) {
-        count_op(&self.ops, op, n);
-    }
-
-    /// Writes `ops` (in parallel: they touch distinct keys).
-    pub async fn apply_all(&self, ops: Vec<Op>) -> Result<(), StoreError> {
-        if ops.is_empty() {
-            return Ok(());
-        }
-        let kv = self.kv()?;
-        let results = join_all(ops.into_iter().map(|op| self.apply(&kv, op))).await;
-        results.into_iter().collect()
     }
 
     pub fn bind(&self, kv: KvStore) {
         *self.kv.borrow_mut() = Some(kv);
+    }
+
+    fn count(&self, op: &str, n: u64) {
+        count_op(&self.ops, op, n);
     }
 
     fn kv(&self) -> Result<KvStore, StoreError> {
@@ -105,6 +64,16 @@ impl KvLayout {
             .borrow()
             .clone()
             .ok_or_else(|| StoreError("the KV binding is not available".into()))
+    }
+
+    /// Writes `ops` (in parallel: they touch distinct keys).
+    pub async fn apply_all(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let kv = self.kv()?;
+        let results = join_all(ops.into_iter().map(|op| self.apply(&kv, op))).await;
+        results.into_iter().collect()
     }
 
     async fn peers(&self, kv: &KvStore, env: &str) -> Result<Vec<(String, Peer)>, StoreError> {
@@ -180,11 +149,9 @@ impl KvLayout {
                 .map_err(|e| kv_err(&format!("delete {key}"), e)),
         }
     }
-}
 
-impl KvLayout {
     /// The env's state as KV holds it: the lease key and the peer table, in parallel.
-    async fn load(&self, env: &str) -> Result<Option<EnvState>, StoreError> {
+    pub async fn load(&self, env: &str) -> Result<Option<EnvState>, StoreError> {
         let kv = self.kv()?;
         let lease_key = layout::lease_key(env);
         let (lease, peers) = join(kv.get(&lease_key).text(), self.peers(&kv, env)).await;
@@ -195,79 +162,11 @@ impl KvLayout {
         let mut state: EnvState = serde_json::from_str(&text)
             .map_err(|e| StoreError(format!("corrupt state in kv {lease_key}: {e}")))?;
         state.peers = peers?.into_iter().collect();
-        let marks = self.marks.borrow();
-        if !marks.is_empty() {
-            for (node, p) in state.peers.iter_mut() {
-                if let Some(m) = marks.get(&(env.to_string(), node.clone())) {
-                    if mark_ahead(m, &p.nonce) {
-                        p.nonce = m.clone();
-                    }
-                }
-            }
-        }
         Ok(Some(state))
     }
-}
 
-impl Store for KvLayout {
-    async fn step<T>(
-        &self,
-        env: &str,
-        now_ms: u64,
-        event: Event<'_>,
-        answer: Answer<'_, T>,
-    ) -> Result<Stepped<T>, StepError> {
-        if self.read_only {
-            return Err(StepError::Store(StoreError(
-                "this Worker runs in durable-object mode: writes go through the Durable Object"
-                    .into(),
-            )));
-        }
-        let before = self.load(env).await?;
-        let mut slot = EnvSlot {
-            state: before.clone().unwrap_or_default(),
-            history: Default::default(),
-        };
-        let stepped =
-            step_in_memory(&mut slot, now_ms, event, answer).map_err(StepError::Refused)?;
-        let refresh = self
-            .timing
-            .lease_ttl_ms
-            .saturating_sub(self.timing.heartbeat_interval_ms);
-        let ops = layout::plan_save(
-            env,
-            before.as_ref(),
-            &slot.state,
-            &stepped.outcome.history,
-            refresh,
-        );
-        self.apply_all(ops).await?;
-        let mut marks = self.marks.borrow_mut();
-        if marks.len() > MARKS_KEPT {
-            marks.clear();
-        }
-        for (node, p) in &slot.state.peers {
-            let before_mark = before
-                .as_ref()
-                .and_then(|b| b.peers.get(node))
-                .map(|p| &p.nonce);
-            if before_mark != Some(&p.nonce) {
-                marks.insert((env.to_string(), node.clone()), p.nonce.clone());
-            }
-        }
-        Ok(stepped)
-    }
-
-    async fn read<T>(
-        &self,
-        env: &str,
-        _now_ms: u64,
-        f: Answer<'_, T>,
-    ) -> Result<Option<T>, StoreError> {
-        Ok(self.load(env).await?.map(|s| f(&s)))
-    }
-
-    async fn history(
+    /// Leader history, newest first, from the history keys.
+    pub async fn history(
         &self,
         env: &str,
         cursor: Option<&str>,
@@ -315,11 +214,8 @@ impl Store for KvLayout {
         Ok(HistoryPage { entries, next })
     }
 
-    fn valid_history_cursor(&self, cursor: &str) -> bool {
-        plausible_cursor(cursor)
-    }
-
-    async fn envs(&self) -> Result<Vec<String>, StoreError> {
+    /// Every env in the index.
+    pub async fn envs(&self) -> Result<Vec<String>, StoreError> {
         let kv = self.kv()?;
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;

@@ -1,0 +1,138 @@
+//! What the Worker and an env's lease register say to each other (`durable-object` mode): one
+//! typed call, one typed reply, in one place. Only the stream's upgrade crosses as a raw
+//! request, because the runtime must hand the socket itself to the register.
+//!
+//! Both sides are this crate, deployed together, so the encoding is plain serde JSON with no
+//! versioning; the register answers a call it cannot decode with 400 and the Worker reports a
+//! reply it cannot decode as the register being unavailable (503, nothing changed from the
+//! caller's side that it was told about).
+use brh_shared::wire::ErrorCode;
+use serde::{Deserialize, Serialize};
+use worker::wasm_bindgen::JsValue;
+use worker::{Headers, Method, RequestInit};
+
+use crate::forge::{Handled, LeaderChange};
+use crate::http::{Request, Response};
+
+/// The register's one route for calls (reachable only through the namespace binding: the
+/// Worker never forwards a client's request to it by path).
+pub const CALL_PATH: &str = "/__brh/call";
+
+/// A client's request for one env (a write, or a read answered fresh from memory), as the
+/// core sees it. Only the headers the core reads cross (`x-brh-*`, `content-type`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Forwarded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    /// The body as text: the Worker only routes bodies that are UTF-8 (a JSON body must be);
+    /// anything else is refused by the core in the Worker.
+    pub body: String,
+}
+
+impl Forwarded {
+    /// `None` if the body is not UTF-8.
+    pub fn of(req: &Request) -> Option<Forwarded> {
+        Some(Forwarded {
+            body: std::str::from_utf8(&req.body).ok()?.to_string(),
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            headers: req
+                .headers
+                .iter()
+                .filter(|(k, _)| k.starts_with("x-brh-") || *k == "content-type")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    pub fn into_request(self) -> Request {
+        let mut req = Request {
+            method: self.method,
+            path: self.path,
+            query: self.query,
+            body: self.body.into_bytes(),
+            ..Request::default()
+        };
+        for (k, v) in self.headers {
+            req.add_header(&k, &v);
+        }
+        req
+    }
+}
+
+/// A call from the Worker (or, `Evict`, from a test harness) to an env's register.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum RegisterCall {
+    Serve(Forwarded),
+    /// The cron's sweep of this env.
+    Sweep,
+    /// Tests only (`BRH_TEST_FAULTS=evictable`): forget everything in memory, as an eviction
+    /// or a hibernation does.
+    Evict,
+}
+
+/// The register's reply: the answer to relay, the leader changes it caused (for the Worker's
+/// ledger and counters) and, typed, why it was refused if it was.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RegisterReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub changes: Vec<LeaderChange>,
+    pub refusal: Option<ErrorCode>,
+}
+
+impl RegisterReply {
+    pub fn of(handled: Handled) -> RegisterReply {
+        let Handled {
+            response,
+            leader_changes,
+            refusal,
+        } = handled;
+        RegisterReply {
+            status: response.status,
+            headers: response.headers,
+            body: String::from_utf8_lossy(&response.body).into_owned(),
+            changes: leader_changes,
+            refusal,
+        }
+    }
+
+    /// The answer to relay to the client.
+    pub fn response(&self) -> Response {
+        Response {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.clone().into_bytes(),
+        }
+    }
+}
+
+/// Sends `call` to the register behind `stub` and decodes its reply.
+pub async fn call(stub: &worker::Stub, call: &RegisterCall) -> worker::Result<RegisterReply> {
+    let body = serde_json::to_string(call).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(JsValue::from_str(&body)));
+    let req = worker::Request::new_with_init(
+        &format!("https://lease-register.internal{CALL_PATH}"),
+        &init,
+    )?;
+    let mut resp = stub.fetch_with_request(req).await?;
+    let text = resp.text().await?;
+    if resp.status_code() != 200 {
+        return Err(worker::Error::RustError(format!(
+            "the register refused the call: {} {text}",
+            resp.status_code()
+        )));
+    }
+    serde_json::from_str(&text)
+        .map_err(|e| worker::Error::RustError(format!("undecodable register reply: {e}")))
+}
