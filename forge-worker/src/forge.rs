@@ -125,9 +125,8 @@ impl ForgeConfig {
     }
 }
 
-/// A change of leader, for the ledger and for logs (and, in `durable-object` mode, in the
-/// register's reply to the Worker).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A change of leader, for the ledger and for logs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct LeaderChange {
     pub env: String,
     #[serde(flatten)]

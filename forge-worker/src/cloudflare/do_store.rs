@@ -122,7 +122,7 @@ impl DoStore {
             .map_err(|e| do_err("get", e))?;
         count_op(&self.ops, "do_rows_read", 1);
         let mut state = match lease {
-            Some(text) => serde_json::from_str::<EnvState>(&text)
+            Some(text) => serde_json::from_slice::<EnvState>(text.as_bytes())
                 .map_err(|e| StoreError(format!("corrupt lease row of env {env}: {e}")))?,
             None => {
                 let legacy: Option<String> = self
@@ -132,7 +132,7 @@ impl DoStore {
                     .map_err(|e| do_err("get", e))?;
                 count_op(&self.ops, "do_rows_read", 1);
                 match legacy {
-                    Some(text) => serde_json::from_str::<EnvState>(&text)
+                    Some(text) => serde_json::from_slice::<EnvState>(text.as_bytes())
                         .map_err(|e| StoreError(format!("corrupt state row of env {env}: {e}")))?,
                     None => return Ok(None),
                 }
@@ -154,7 +154,7 @@ impl DoStore {
                 continue;
             };
             let text = pair.get(1).as_string().unwrap_or_default();
-            let peer = serde_json::from_str(&text)
+            let peer = serde_json::from_slice(text.as_bytes())
                 .map_err(|e| StoreError(format!("corrupt peer row {key}: {e}")))?;
             state.apply_record(Record::Peer {
                 node: node.to_string(),
@@ -294,7 +294,7 @@ impl Store for DoStore {
             if let Some(e) = pair
                 .get(1)
                 .as_string()
-                .and_then(|t| serde_json::from_str::<HistoryEntry>(&t).ok())
+                .and_then(|t| serde_json::from_slice::<HistoryEntry>(t.as_bytes()).ok())
             {
                 entries.push(e);
             }

@@ -140,8 +140,9 @@ impl WorkerForge {
                 };
                 return match reply {
                     Ok(reply) => {
-                        self.count_forwarded(req, &name, &reply);
-                        (reply.response(), reply.changes)
+                        let changes = reply.changes();
+                        self.count_forwarded(req, &name, &reply, &changes);
+                        (reply.response(), changes)
                     }
                     Err(e) => {
                         console_error!("durable object for env {name}: {e}");
@@ -183,7 +184,13 @@ impl WorkerForge {
 
     /// Counts a request the register served, so this isolate's `/metrics` shows it, from
     /// the reply's typed fields (never by parsing the answer).
-    fn count_forwarded(&self, req: &Request, env: &str, reply: &RegisterReply) {
+    fn count_forwarded(
+        &self,
+        req: &Request,
+        env: &str,
+        reply: &RegisterReply,
+        changes: &[LeaderChange],
+    ) {
         let m = &self.forge.metrics;
         let endpoint = route::route(&req.path).map(|r| r.endpoint);
         if reply.status == 200 && endpoint == Some(Endpoint::Heartbeat) {
@@ -192,7 +199,7 @@ impl WorkerForge {
         if let Some(code) = reply.refusal {
             m.reject(code.as_str());
         }
-        self.count_changes(&reply.changes);
+        self.count_changes(changes);
     }
 
     fn count_changes(&self, changes: &[LeaderChange]) {
@@ -242,8 +249,9 @@ impl WorkerForge {
                 for (name, result) in envs.iter().zip(join_all(calls).await) {
                     match result {
                         Ok(reply) if reply.status == 200 => {
-                            self.count_changes(&reply.changes);
-                            out.extend(reply.changes);
+                            let changes = reply.changes();
+                            self.count_changes(&changes);
+                            out.extend(changes);
                         }
                         Ok(reply) => {
                             console_error!("sweep of env {name}: {} {}", reply.status, reply.body)

@@ -6,7 +6,7 @@
 //! versioning; the register answers a call it cannot decode with 400 and the Worker reports a
 //! reply it cannot decode as the register being unavailable (503, nothing changed from the
 //! caller's side that it was told about).
-use brh_shared::wire::ErrorCode;
+use brh_shared::wire::{ErrorCode, HistoryEntry};
 use serde::{Deserialize, Serialize};
 use worker::wasm_bindgen::JsValue;
 use worker::{Headers, Method, RequestInit};
@@ -82,7 +82,9 @@ pub struct RegisterReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
-    pub changes: Vec<LeaderChange>,
+    /// `(env, entry)` pairs rather than [`LeaderChange`]s: its `#[serde(flatten)]` would
+    /// deserialize through serde's buffered `Content` path, kilobytes of Wasm for nothing.
+    changes: Vec<(String, HistoryEntry)>,
     pub refusal: Option<ErrorCode>,
 }
 
@@ -97,9 +99,23 @@ impl RegisterReply {
             status: response.status,
             headers: response.headers,
             body: String::from_utf8_lossy(&response.body).into_owned(),
-            changes: leader_changes,
+            changes: leader_changes
+                .into_iter()
+                .map(|c| (c.env, c.entry))
+                .collect(),
             refusal,
         }
+    }
+
+    /// The leader changes the call caused.
+    pub fn changes(&self) -> Vec<LeaderChange> {
+        self.changes
+            .iter()
+            .map(|(env, entry)| LeaderChange {
+                env: env.clone(),
+                entry: entry.clone(),
+            })
+            .collect()
     }
 
     /// The answer to relay to the client.
@@ -133,6 +149,6 @@ pub async fn call(stub: &worker::Stub, call: &RegisterCall) -> worker::Result<Re
             resp.status_code()
         )));
     }
-    serde_json::from_str(&text)
+    serde_json::from_slice(text.as_bytes())
         .map_err(|e| worker::Error::RustError(format!("undecodable register reply: {e}")))
 }

@@ -139,7 +139,7 @@ impl LeaseRegister {
             .state
             .block_concurrency_while(async move { Ok(register.serve(call).await) })
             .await?;
-        self.after_step(&reply.changes, ledger).await;
+        self.after_step(&reply.changes(), ledger).await;
         Ok(reply)
     }
 
@@ -249,7 +249,7 @@ impl DurableObject for LeaseRegister {
             path_and_query_of(&req.inner().url()) == CALL_PATH && req.inner().method() == "POST";
         if is_call {
             let text = req.text().await?;
-            let call = match serde_json::from_str::<RegisterCall>(&text) {
+            let call = match serde_json::from_slice::<RegisterCall>(text.as_bytes()) {
                 Ok(call) => call,
                 Err(e) => return Self::bad_call(format!("not a register call: {e}")),
             };

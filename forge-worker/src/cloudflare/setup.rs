@@ -35,7 +35,16 @@ pub fn env_string(env: &Env, name: &str) -> Option<String> {
     let v = js_sys::Reflect::get(env, &JsValue::from_str(name)).ok()?;
     match v.as_string() {
         Some(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
-        None => v.as_f64().map(|n| format!("{n}")),
+        // Whole numbers only (every numeric setting is a count of milliseconds); anything else
+        // becomes a string the setting's parser refuses. Integer formatting only: f64's
+        // `Display` would ship core's float formatter (~17 KB) in the Wasm.
+        None => v.as_f64().map(|n| {
+            if n.fract() == 0.0 && n.abs() < 1e15 {
+                (n as i64).to_string()
+            } else {
+                "a fractional number".to_string()
+            }
+        }),
     }
 }
 

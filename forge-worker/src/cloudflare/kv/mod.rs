@@ -94,7 +94,7 @@ impl Kv {
                     .metadata
                     .as_ref()
                     .and_then(|m| m.as_str())
-                    .and_then(|m| serde_json::from_str::<Peer>(m).ok());
+                    .and_then(|m| serde_json::from_slice::<Peer>(m.as_bytes()).ok());
                 match from_meta {
                     Some(p) => out.push((node, p)),
                     None => missing.push((node, key.name)),
@@ -112,7 +112,7 @@ impl Kv {
             let text = got.map_err(|e| kv_err("get peer", e))?;
             // A peer deleted between the list and the get is simply gone.
             if let Some(text) = text {
-                let peer = serde_json::from_str::<Peer>(&text)
+                let peer = serde_json::from_slice::<Peer>(text.as_bytes())
                     .map_err(|e| StoreError(format!("corrupt peer in kv {key}: {e}")))?;
                 out.push((node.clone(), peer));
             }
@@ -132,7 +132,12 @@ impl Kv {
                 metadata,
                 ttl_s,
             } => {
-                let mut put = kv.put(&key, value).map_err(|e| kv_err("put", e))?;
+                // As bytes: `put` of a `String` goes through workers-rs's generic serde path,
+                // which formats numbers with f64's `Display` and ships core's float formatter
+                // in the Wasm. KV stores bytes either way; `get().text()` reads them back.
+                let mut put = kv
+                    .put_bytes(&key, value.as_bytes())
+                    .map_err(|e| kv_err("put", e))?;
                 if let Some(m) = metadata {
                     put = put.metadata(m).map_err(|e| kv_err("put", e))?;
                 }
@@ -159,7 +164,7 @@ impl Kv {
         let Some(text) = lease.map_err(|e| kv_err("get lease", e))? else {
             return Ok(None);
         };
-        let mut state: EnvState = serde_json::from_str(&text)
+        let mut state: EnvState = serde_json::from_slice(text.as_bytes())
             .map_err(|e| StoreError(format!("corrupt state in kv {lease_key}: {e}")))?;
         state.peers = peers?.into_iter().collect();
         Ok(Some(state))
@@ -191,7 +196,7 @@ impl Kv {
                 .metadata
                 .as_ref()
                 .and_then(|m| m.as_str())
-                .and_then(|m| serde_json::from_str::<HistoryEntry>(m).ok());
+                .and_then(|m| serde_json::from_slice::<HistoryEntry>(m.as_bytes()).ok());
             let entry = match from_meta {
                 Some(e) => Some(e),
                 None => match kv
@@ -200,7 +205,7 @@ impl Kv {
                     .await
                     .inspect(|_| self.count("kv_read", 1))
                 {
-                    Ok(Some(t)) => serde_json::from_str(&t).ok(),
+                    Ok(Some(t)) => serde_json::from_slice(t.as_bytes()).ok(),
                     Ok(None) => None,
                     Err(e) => return Err(kv_err("get history", e)),
                 },
