@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the forge Worker (Rust -> Wasm) into build/ at the repository root, where
 # wrangler.toml's `main = "build/index.js"` expects it, fully offline:
-#   build/index.js, build/index_bg.wasm, build/worker/shim.mjs
+#   build/index.js, build/index_bg.wasm, build/worker/shim.mjs, build/assets/index.html (the
+#   dashboard, a static asset: wrangler.toml [assets])
 #
 # worker-build would otherwise download wasm-bindgen, wasm-opt and esbuild; this points it at
 # the pinned local copies (~/.cargo/bin/wasm-bindgen, npm binaryen and esbuild).
@@ -21,7 +22,7 @@ STAMP="$OUT/.inputs.sha256"
 
 inputs_hash() {
   {
-    printf 'opt=%s\n' "${NO_OPT:-0}"
+    printf 'opt=%s opt-level=z\n' "${NO_OPT:-0}"
     git ls-files -co --exclude-standard -- shared forge-worker Cargo.toml Cargo.lock \
       rust-toolchain rust-toolchain.toml 2>/dev/null | LC_ALL=C sort | while read -r f; do
       [ -f "$f" ] && printf '%s %s\n' "$f" "$(sha256sum <"$f" | cut -d' ' -f1)"
@@ -31,7 +32,8 @@ inputs_hash() {
 
 want=$(inputs_hash)
 if [ "${FORCE:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] &&
-  [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] && [ -f "$OUT/worker/shim.mjs" ]; then
+  [ -f "$OUT/index.js" ] && [ -f "$OUT/index_bg.wasm" ] && [ -f "$OUT/worker/shim.mjs" ] &&
+  [ -f "$OUT/assets/index.html" ]; then
   log "up to date (build/index_bg.wasm)"
   exit 0
 fi
@@ -55,6 +57,11 @@ export PATH="$ROOT/node_modules/.bin:$PATH"
 # once fetched; a no-op when up to date).
 cargo fetch --quiet
 
+# The Worker is built for size (`opt-level = "z"`), the native binaries keep the workspace's
+# release profile: −13 KB gzipped for ~15 % more CPU on crypto (Ed25519, HMAC), measured in
+# BENCHMARKS.md — microseconds against a 10 ms CPU limit per request. The Wasm has its own
+# target directory, so this never rebuilds the native artifacts.
+export CARGO_PROFILE_RELEASE_OPT_LEVEL=z
 opt=()
 [ "${NO_OPT:-0}" = 1 ] && opt=(--no-opt)
 log "building the Worker (release${opt:+, no wasm-opt})"
@@ -64,6 +71,9 @@ rm -f "$STAMP"
 for f in index.js index_bg.wasm worker/shim.mjs; do
   [ -f "$OUT/$f" ] || { log "worker-build did not produce build/$f"; exit 1; }
 done
+# The dashboard is a static asset of the Worker (wrangler.toml [assets]), not part of the Wasm.
+mkdir -p "$OUT/assets"
+cp forge-worker/src/dashboard.html "$OUT/assets/index.html"
 # Ship no name section or producers section: symbol names are ~160 KB of the raw module and
 # serve only stack traces (which the forge never puts in an answer).
 if [ "${NO_OPT:-0}" != 1 ]; then

@@ -14,7 +14,7 @@ use brh_shared::wire::{
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use crate::dashboard::DASHBOARD_HTML;
+use crate::dashboard;
 use crate::http::{Request, Response};
 use crate::metrics::{Metrics, RequestLabel};
 use crate::store::{StepError, Store, StoreError};
@@ -235,12 +235,17 @@ impl<S: Store> Forge<S> {
         self.count_request(route, false);
         let mut changes = Vec::new();
         let result = match route.endpoint {
-            Endpoint::Dashboard => {
-                Ok(
-                    Response::text(200, "text/html; charset=utf-8", DASHBOARD_HTML)
-                        .with_header("cache-control", "no-store"),
-                )
-            }
+            Endpoint::Dashboard => match dashboard::PAGE {
+                Some(page) => Ok(Response::text(200, "text/html; charset=utf-8", page)
+                    .with_header("cache-control", "no-store")),
+                // The Worker: the page is a static asset served before the Worker runs, so
+                // reaching here means the deployment lacks it.
+                None => Err(Refusal::new(
+                    ErrorCode::NotFound,
+                    "the dashboard is a static asset of the Worker (wrangler.toml [assets], \
+                     build/assets/index.html): rebuild with scripts/build-worker.sh and deploy",
+                )),
+            },
             Endpoint::Health => Ok(Response::json(
                 200,
                 &json!({

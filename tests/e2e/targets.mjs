@@ -113,6 +113,12 @@ export function forgeWorkerOptions({ kind, dir, port = 0, vars }) {
     host: "127.0.0.1",
     port,
     bindings: vars,
+    // wrangler.toml [assets]: the dashboard page, handed out by the Worker (run_worker_first).
+    assets: {
+      directory: path.join(ROOT, "build/assets"),
+      binding: "ASSETS",
+      routerConfig: { has_user_worker: true, invoke_user_worker_ahead_of_assets: true },
+    },
     kvNamespaces: ["BRH_KV"],
     kvPersist: path.join(dir, "kv"),
     ...(kind === "durable-object"

@@ -18,7 +18,7 @@ use super::ledger::{forward_to_ledger, log_change};
 use super::lock::IsolateLock;
 use super::message::{self, Forwarded, RegisterCall, RegisterReply};
 use super::request::{path_and_query_of, read_request, to_worker};
-use super::setup::{now_ms, Mode, Setup, DO_BINDING, KV_BINDING};
+use super::setup::{now_ms, Mode, Setup, ASSETS_BINDING, DO_BINDING, KV_BINDING};
 use super::store::WorkerStore;
 use crate::forge::{Forge, LeaderChange};
 use crate::http::{Request, Response};
@@ -281,6 +281,16 @@ async fn fetch(
     let wf = worker_forge(&env);
     let now = now_ms();
     let path_and_query = path_and_query_of(&req.inner().url());
+    // The dashboard page is a static asset (wrangler.toml [assets]); without the binding the
+    // core answers why it is missing.
+    let method = req.inner().method();
+    if path_and_query.split('?').next() == Some(Endpoint::Dashboard.path())
+        && (method == "GET" || method == "HEAD")
+    {
+        if let Ok(assets) = env.assets(ASSETS_BINDING) {
+            return assets.fetch_request(req).await;
+        }
+    }
     if path_and_query.split('?').next() == Some(STREAM_PATH) {
         return stream_upgrade(&wf, &env, req).await;
     }

@@ -14,6 +14,8 @@ use crate::http::{Request, Response};
 pub const KV_BINDING: &str = "BRH_KV";
 /// The Durable Object namespace of the lease registers; bound means `durable-object` mode.
 pub const DO_BINDING: &str = "LEASES";
+/// The static assets: the dashboard page (`build/assets/index.html`).
+pub const ASSETS_BINDING: &str = "ASSETS";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
