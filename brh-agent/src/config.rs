@@ -136,6 +136,18 @@ pub struct RunArgs {
     /// How long a container gets to stop before it is killed (default 10 s).
     #[arg(long, env = "BRH_STOP_TIMEOUT")]
     pub stop_timeout: Option<String>,
+    /// A command run (`sh -c`) when this node becomes leader, while it holds the lease: e.g.
+    /// move a floating IP. Its environment has BRH_HOOK=promote, BRH_ROLE=leader, BRH_ENV,
+    /// BRH_NODE, BRH_TERM and BRH_LEASE_TOKEN; killed if the lease goes while it runs.
+    #[arg(long, env = "BRH_ON_PROMOTE")]
+    pub on_promote: Option<String>,
+    /// A command run (`sh -c`) when this node stops being leader (also on shutdown):
+    /// BRH_HOOK=demote, BRH_ROLE=witness, BRH_ENV, BRH_NODE, BRH_TERM (the term that ended).
+    #[arg(long, env = "BRH_ON_DEMOTE")]
+    pub on_demote: Option<String>,
+    /// How long a hook may run before its whole process group is killed (default 30 s).
+    #[arg(long, env = "BRH_HOOK_TIMEOUT")]
+    pub hook_timeout: Option<String>,
     /// This federation's id, the `brh.federation` label on every container it creates: a
     /// leader never touches a container labelled with another federation's id (an older
     /// federation's on the same engine), and adopts unlabelled ones (made before the label).
@@ -259,6 +271,8 @@ pub struct Config {
     /// The container layer's settings; `None` without a manifest with services (or with
     /// `BRH_RUNTIME=api`).
     pub containers: Option<ContainerSettings>,
+    /// Role-change hooks; `None` when neither `BRH_ON_PROMOTE` nor `BRH_ON_DEMOTE` is set.
+    pub hooks: Option<crate::hooks::HookSettings>,
 }
 
 /// What the container layer needs from the configuration.
@@ -875,6 +889,22 @@ impl Config {
             &text,
             &dur,
         )?;
+        let hook_timeout = dur("BRH_HOOK_TIMEOUT", &args.hook_timeout, &None, 30_000)?;
+        if hook_timeout == 0 {
+            return Err(err("BRH_HOOK_TIMEOUT", "must be more than 0"));
+        }
+        let command = |setting: &'static str, c: Option<String>| match c {
+            Some(c) if c.trim().is_empty() => Err(err(setting, "is empty (unset it for no hook)")),
+            c => Ok(c),
+        };
+        let on_promote = command("BRH_ON_PROMOTE", args.on_promote)?;
+        let on_demote = command("BRH_ON_DEMOTE", args.on_demote)?;
+        let hooks =
+            (on_promote.is_some() || on_demote.is_some()).then(|| crate::hooks::HookSettings {
+                on_promote,
+                on_demote,
+                timeout: Duration::from_millis(hook_timeout),
+            });
         Ok(Config {
             node_id,
             env,
@@ -903,6 +933,7 @@ impl Config {
             insecure,
             federation,
             containers,
+            hooks,
         })
     }
 }

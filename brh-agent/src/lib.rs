@@ -21,6 +21,7 @@ pub mod events;
 pub mod exchange;
 pub mod forge_ca;
 pub mod forge_stream;
+pub mod hooks;
 pub mod keeper;
 pub mod metrics;
 pub mod node;
@@ -100,6 +101,17 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
         }
         None => (None, None),
     };
+    // Role-change hooks follow the same changes, in their own task: a slow hook never delays
+    // the keeper or the containers.
+    let hooks_task = shared.cfg.hooks.clone().map(|settings| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        shared.subscribe(tx);
+        let settle = settings.timeout + Duration::from_secs(2);
+        (
+            hooks::follow_role(shared.clone(), settings, rx, keeper_done.clone()),
+            settle,
+        )
+    });
     // Switchovers go to the keeper: it alone signs forge requests, in nonce order.
     let (switchover_tx, switchover_rx) = tokio::sync::mpsc::channel(4);
     let auth = Arc::new(auth::ApiAuth::new(operator_key, shared.cfg.node_id.clone()));
@@ -140,10 +152,16 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
         async move {
             let result = keeper::run(keeper_shared, client, switchover_rx, cancel).await;
             keeper_done.cancel();
-            if let Some((task, limit)) = role_task {
-                // The demotion of the shutdown (a drain) finishes before the process goes.
-                let _ = tokio::time::timeout(limit, task).await;
-            }
+            // The demotion of the shutdown (a drain, the demote hook) finishes before the
+            // process goes.
+            let settling =
+                role_task
+                    .into_iter()
+                    .chain(hooks_task)
+                    .map(|(task, limit)| async move {
+                        let _ = tokio::time::timeout(limit, task).await;
+                    });
+            futures_util::future::join_all(settling).await;
             // Shutdown in order: the keeper stepped down (demote → resign → nudge), the
             // demotion policy ran; now the leader-only loops, then the API.
             loops_stop.cancel();

@@ -40,7 +40,8 @@ pub struct Shared {
     /// Set by `POST /federation/nudge`: a peer resigned, beat early to pick the lease up.
     pub nudge: tokio::sync::Notify,
     /// The container layer's channel, when there is one.
-    role_changes: std::sync::OnceLock<RoleChanges>,
+    /// Who follows the role changes (the container layer, the hooks), each in order.
+    role_changes: Mutex<Vec<RoleChanges>>,
     /// The newest lease token the forge gave this node (checked), for its containers.
     pub lease_token: LeaseTokenCell,
     /// The credentials in force, with a version that moves on each reload (SIGHUP): the
@@ -110,7 +111,7 @@ impl Shared {
             metrics: Metrics::new(),
             started_mono: mono_ms(),
             nudge: tokio::sync::Notify::new(),
-            role_changes: std::sync::OnceLock::new(),
+            role_changes: Mutex::default(),
             lease_token: Arc::default(),
             credentials: Mutex::new((0, cfg_credentials)),
         }))
@@ -182,13 +183,13 @@ impl Shared {
 
     /// Sends every role change, from now on, to `to` (set once, by `start_agent`).
     pub fn subscribe(&self, to: RoleChanges) {
-        let _ = self.role_changes.set(to);
+        lock(&self.role_changes).push(to);
     }
 
     /// Logs, records and announces transitions, in order.
     pub(crate) fn apply(&self, ts: impl IntoIterator<Item = Transition>) {
         for t in ts {
-            if let Some(to) = self.role_changes.get() {
+            for to in lock(&self.role_changes).iter() {
                 let _ = to.send(t.clone());
             }
             match t {
