@@ -290,6 +290,40 @@ describe("dashboard page logic (synthetic answers)", () => {
     return { p, errors };
   }
 
+  test("with the stream live, a peer alive at the last read is shown alive as of that read, not quieter and quieter", async () => {
+    const t0 = Date.now();
+    let reads = 0;
+    const { p, errors } = await fakeForge((path) => {
+      const t = Date.now();
+      if (path === "/federation/envs") return { envs: ["dev"] };
+      if (path === "/federation/leader") {
+        reads += 1;
+        return { env: "dev", leader: "n1", term: 1, lease: { holder: "n1", term: 1, expires_at_ms: t + TTL, ttl_ms: TTL }, epoch: 0, issued_at_ms: t, peers_alive: 2, mode: "native", heartbeat_interval_ms: HB, lease_ttl_ms: TTL, sig: "" };
+      }
+      // Both beat every second: each was heard 400 ms before this answer.
+      if (path === "/federation/peers")
+        return { env: "dev", peers: ["n1", "n2"].map((node) => ({ node, alive: true, last_seen_ms: t - 400, joined_at_ms: t0 - 60000, priority: 0, draining: false, uptime_s: 60, version: "v" })) };
+      if (path === "/federation/history") return { env: "dev", history: [{ term: 1, leader: "n1", reason: "elected", at_ms: t0 - 60000 }], next: null };
+    });
+    // The stream opens (a mock socket that stays up and pushes nothing): the page then reads
+    // every 2 minutes instead of every second.
+    await p.routeWebSocket(/\/federation\/stream/, () => {});
+    await p.goto("http://forge.test/?env=dev");
+    const cell = () => p.textContent('#peers tr[data-node="n2"] td:nth-child(4)');
+    await p.waitForFunction(() => /Live: the forge pushes/.test(document.querySelector("footer").textContent), null, { timeout: 5000 });
+    const readsLive = reads;
+    // Four seconds on: no new read. Anything that redraws the page (here a resize) must not
+    // show n2 as quiet for as long as the page has not asked ("4 s ago" and growing), but as
+    // alive as of the read.
+    await sleep(4000);
+    await p.setViewportSize({ width: 1100, height: 900 });
+    assert.ok(reads <= readsLive + 1, `the page kept polling (${reads - readsLive} reads) while live`);
+    assert.match(await cell(), /alive at the last read \([3-9](\.\d)? s ago\)$/);
+    assert.equal(await p.getAttribute('#peers tr[data-node="n2"]', "data-state"), "alive");
+    assert.deepEqual(errors, []);
+    await p.close();
+  });
+
   test("vacancies, gaps, the forget interval and a forge clock an hour ahead", async () => {
     const SKEW = 3600000; // the forge's clock runs an hour ahead of the browser's
     const now = () => Date.now() + SKEW;
