@@ -236,6 +236,46 @@ impl FileConfig {
 
 pub use crate::duration::{parse_duration_ms, yaml_duration};
 
+/// Where the services come from: BRH's own `bridge.runtime.yaml`, or a Compose file.
+pub enum ManifestSource {
+    None,
+    Brh(String),
+    Compose(Manifest),
+}
+
+/// Reads `--config`: a Compose file (by name or content, `containers::compose`) or BRH's own
+/// schema. A Compose file carries no agent settings (they come from flags and variables).
+pub fn load_config(path: &Path) -> Result<(FileConfig, ManifestSource), ConfigError> {
+    use crate::containers::compose;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("BRH_CONFIG", format!("cannot read {}: {e}", path.display())))?;
+    let doc: serde_norway::Value = serde_norway::from_str(&text).map_err(|e| {
+        err(
+            "BRH_CONFIG",
+            format!("{} is not valid: {e}", path.display()),
+        )
+    })?;
+    if compose::is_compose(path, &doc) {
+        let project = compose::load(path, &|k| std::env::var(k).ok())
+            .map_err(|e| err("BRH_CONFIG", e.to_string()))?;
+        for w in &project.warnings {
+            tracing::warn!("[CONFIG] {}: {w}", path.display());
+        }
+        tracing::info!(
+            "[CONFIG] {}: Compose project {:?}, {} service(s)",
+            path.display(),
+            project.name,
+            project.manifest.services.len()
+        );
+        return Ok((
+            FileConfig::default(),
+            ManifestSource::Compose(project.manifest),
+        ));
+    }
+    let (file, text) = FileConfig::load(path)?;
+    Ok((file, ManifestSource::Brh(text)))
+}
+
 /// The validated configuration of a running agent.
 #[derive(Clone)]
 pub struct Config {
@@ -304,7 +344,7 @@ struct ContainerArgs<'a> {
 fn container_settings(
     args: ContainerArgs<'_>,
     file: &FileConfig,
-    text: &str,
+    source: ManifestSource,
     dur: &DurFn<'_>,
 ) -> Result<Option<ContainerSettings>, ConfigError> {
     // Checked even when there is nothing to run: a typo must not wait for the first service.
@@ -323,10 +363,13 @@ fn container_settings(
             ))
         }
     }
-    let manifest = if text.is_empty() {
-        Manifest::default()
-    } else {
-        Manifest::parse(text).map_err(|e| err("BRH_CONFIG", e.to_string()))?
+    let manifest = match source {
+        ManifestSource::None => Manifest::default(),
+        ManifestSource::Brh(text) if text.is_empty() => Manifest::default(),
+        ManifestSource::Brh(text) => {
+            Manifest::parse(&text).map_err(|e| err("BRH_CONFIG", e.to_string()))?
+        }
+        ManifestSource::Compose(m) => m,
     };
     if manifest.services.is_empty() {
         return Ok(None);
@@ -755,9 +798,15 @@ impl Config {
             let m = read_enrolment(&path)?;
             args.apply_enrolment(&m);
         }
-        let (file, text) = match &args.config {
-            Some(p) => FileConfig::load(p)?,
-            None => (FileConfig::default(), String::new()),
+        // `--config`, else a Compose file in the working directory (as `docker compose` finds
+        // it), else no services.
+        let config_path = args
+            .config
+            .clone()
+            .or_else(crate::containers::compose::default_file);
+        let (file, source) = match &config_path {
+            Some(p) => load_config(p)?,
+            None => (FileConfig::default(), ManifestSource::None),
         };
         let hb = &file.runtime.federation.heartbeat;
         let cons = file
@@ -886,7 +935,7 @@ impl Config {
                 stop_timeout: &args.stop_timeout,
             },
             &file,
-            &text,
+            source,
             &dur,
         )?;
         let hook_timeout = dur("BRH_HOOK_TIMEOUT", &args.hook_timeout, &None, 30_000)?;

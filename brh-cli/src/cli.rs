@@ -67,6 +67,26 @@ pub enum Cmd {
     },
     /// Start a local federation: the embedded forge plus N agents with fresh keys.
     Up(crate::up::UpArgs),
+    /// Manifests: `manifest check FILE` validates a bridge.runtime.yaml or a Compose file
+    /// without running anything.
+    Manifest {
+        #[command(subcommand)]
+        cmd: ManifestCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCmd {
+    /// Load FILE as the agent would (a Compose file by its name or keys, else BRH's schema):
+    /// exit 0 and a summary when it loads, exit 1 and the one-line refusal when it does not.
+    /// Variables are interpolated from this environment and the file's `.env`.
+    Check {
+        file: std::path::PathBuf,
+        /// Print the normalized model as JSON (the shape of `docker compose config --format
+        /// json`, for the keys BRH runs).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,7 +265,49 @@ async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             cmd: TokenCmd::Verify(a),
         } => brh_agent::ops::token_verify(a),
         Cmd::Up(a) => crate::up::up(a).await,
+        Cmd::Manifest {
+            cmd: ManifestCmd::Check { file, json },
+        } => manifest_check(&file, json),
     }
+}
+
+fn manifest_check(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use brh_agent::config::{load_config, ManifestSource};
+    use brh_agent::containers::{compose, Manifest};
+    // The refusal itself (`compose: service "db": build: …`), without the setting's name.
+    let (_, source) = load_config(file).map_err(|e| anyhow!("{}", e.message))?;
+    let (kind, project, manifest) = match source {
+        ManifestSource::Compose(m) => {
+            let name = m
+                .services
+                .first()
+                .and_then(|s| s.labels.get(brh_agent::containers::labels::COMPOSE_PROJECT))
+                .cloned();
+            ("Compose file", name, m)
+        }
+        ManifestSource::Brh(text) => (
+            "bridge.runtime.yaml",
+            None,
+            Manifest::parse(&text).map_err(|e| anyhow!("{e}"))?,
+        ),
+        ManifestSource::None => ("empty file", None, Manifest::default()),
+    };
+    if json {
+        // `{:#}`: serde_json's pretty form.
+        println!("{:#}", compose::config_json(project.as_deref(), &manifest));
+    } else {
+        let names: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
+        println!(
+            "ok: {} ({kind}{}): {} service(s): {}",
+            file.display(),
+            project
+                .map(|p| format!(", project {p}"))
+                .unwrap_or_default(),
+            names.len(),
+            names.join(", ")
+        );
+    }
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -149,6 +149,8 @@ const RULES = {
   "npx wrangler deploy": { kind: "dry-run" },
   "brh-agent root generate --host brh-forge.ACCOUNT.workers.dev --env production": { kind: "block" },
   "BRH_ON_PROMOTE=examples/hooks/floating-ip.sh BRH_ON_DEMOTE=examples/hooks/floating-ip.sh  FLOATING_IP=192.0.2.10/24 FLOATING_DEV=eth0 brh-agent run": { kind: "covered", by: "tests/tests/agent_hooks.rs (the example run as both hooks by real agents, `ip`/`arping` recorded; needs no CAP_NET_ADMIN)" },
+  "brh-agent manifest check compose.yaml": { kind: "covered", by: "tests/tests/containers_compose.rs (manifest check, then the stack on real agents and dockerd) and tests/tests/compose_corpus.rs" },
+  "brh-agent run --config compose.yaml": { kind: "covered", by: "tests/tests/containers_compose.rs (two agents, kill -9, adoption in place)" },
   "brh-agent revoke brh-node-03": { kind: "covered", by: "tests/tests/revocation.rs (brh-agent revoke, refused and accepted, on real processes)" },
   "brh-agent enroll brh-node-03 --key-generation 1 > brh-node-03.env": { kind: "covered", by: "tests/tests/revocation.rs (the re-enrolment, picked up on SIGHUP)" },
 };

@@ -6,7 +6,10 @@ use std::future::Future;
 use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
-use bollard::models::{ContainerCreateBody, HostConfig, NetworkCreateRequest, PortBinding};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding,
+};
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
     KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
@@ -459,6 +462,15 @@ impl Engine {
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
                 binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
                 ..Default::default()
+            }),
+            networking_config: (!spec.aliases.is_empty()).then(|| NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(
+                    spec.network.clone(),
+                    EndpointSettings {
+                        aliases: Some(spec.aliases.clone()),
+                        ..Default::default()
+                    },
+                )])),
             }),
             ..Default::default()
         };

@@ -315,7 +315,7 @@ fn parse_service(name: &str, v: &Value) -> Result<Service, ManifestError> {
 }
 
 /// `[host_ip:][host_port:]container_port[/proto]`.
-fn parse_port(p: &str) -> Result<PortMap, String> {
+pub(crate) fn parse_port(p: &str) -> Result<PortMap, String> {
     let (spec, proto) = p.split_once('/').unwrap_or((p, "tcp"));
     if proto != "tcp" && proto != "udp" {
         return Err(format!("{p:?}: protocol must be tcp or udp"));

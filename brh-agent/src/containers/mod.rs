@@ -16,6 +16,7 @@
 //! `plan::is_ours`).
 pub mod backoff;
 pub mod chaos;
+pub mod compose;
 pub mod deploy;
 pub mod engine;
 pub mod error;
@@ -48,6 +49,11 @@ pub mod labels {
     /// The federation that created the container (`OrchestratorConfig::federation`): a
     /// leader never touches a container labelled with another federation's id.
     pub const FEDERATION: &str = "brh.federation";
+    /// Compose's own labels on the containers of a Compose file (`docker compose ps -p`).
+    pub const COMPOSE_PROJECT: &str = "com.docker.compose.project";
+    pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+    pub const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";
+    pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
 }
 
 /// Refusal of an orchestration action because this agent does not (or no longer) lead: the

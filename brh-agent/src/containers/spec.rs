@@ -18,6 +18,9 @@ pub struct CreateSpec {
     pub network: String,
     pub ports: Vec<PortMap>,
     pub volumes: Vec<String>,
+    /// Names the container answers to on its network: its service's name, so services reach
+    /// each other by name as in Compose (`db:5432`).
+    pub aliases: Vec<String>,
 }
 
 /// Who creates the container: labels `brh.env`, `brh.owner`, `brh.federation`, `brh.epoch`
@@ -81,6 +84,11 @@ pub fn container_spec(
     l.insert(labels::EPOCH.into(), creator.epoch.to_string());
     l.insert(labels::REPLICA.into(), replica.to_string());
     l.insert(labels::FEDERATION.into(), creator.federation.to_string());
+    // Compose's tools number a service's containers from 1, as BRH's replicas are.
+    if l.contains_key(labels::COMPOSE_PROJECT) {
+        l.insert(labels::COMPOSE_NUMBER.into(), replica.to_string());
+        l.insert(labels::COMPOSE_ONEOFF.into(), "False".into());
+    }
     CreateSpec {
         name,
         image: image.to_string(),
@@ -90,6 +98,7 @@ pub fn container_spec(
         network,
         ports: svc.ports.clone(),
         volumes: svc.volumes.clone(),
+        aliases: vec![svc.name.clone()],
     }
 }
 

@@ -1,0 +1,141 @@
+//! A Compose file as the manifest, on real processes and the project's private dockerd: the
+//! leader runs the stack the way `docker compose up` would name it (project network with
+//! service-name aliases, project-scoped named volume, Compose's labels next to BRH's), and after
+//! `kill -9` of the leader the successor adopts every container in place.
+use std::time::Duration;
+
+use brh_tests::federation::*;
+
+fn ids(project: &str) -> Vec<String> {
+    let mut v: Vec<String> = docker(&[
+        "ps",
+        "-q",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect();
+    v.sort();
+    v
+}
+
+fn label(id: &str, key: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{index .Config.Labels \"{key}\"}}}}"),
+        id,
+    ])
+}
+
+#[test]
+fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
+    std::env::set_var("DOCKER_HOST", docker_host());
+    let env = format!("c{}", std::process::id());
+    let project = format!("brhc{}", std::process::id());
+    remove_env_containers(&env);
+    let dir = scratch("containers-compose");
+    let file = dir.join("compose.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "name: {project}\n\
+             services:\n\
+             \x20 web:\n\
+             \x20   image: brh-test/web:1\n\
+             \x20   environment:\n\
+             \x20     GREETING: \"${{GREETING:-hello}}\"\n\
+             \x20   volumes: [\"data:/data\"]\n\
+             \x20   restart: unless-stopped\n\
+             \x20 worker:\n\
+             \x20   image: brh-test/sleep:1\n\
+             \x20   deploy: {{ replicas: 2 }}\n\
+             volumes:\n\
+             \x20 data:\n"
+        ),
+    )
+    .unwrap();
+    // `manifest check` reads it as the agent will.
+    let out = agent_cli(&["manifest", "check", file.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(output_text(&out).contains("2 service(s): web, worker"));
+    let seal = fresh_seal();
+    let forge = Forge::start(&dir, &seal, None, 30_000);
+    let opts = |prio: i32| AgentOpts {
+        priority: prio,
+        env: Some(env.clone()),
+        args: vec![
+            "--config".into(),
+            file.display().to_string(),
+            "--stop-timeout".into(),
+            "2s".into(),
+        ],
+        ..AgentOpts::default()
+    };
+    let mut agents = vec![
+        Agent::start(&dir, "n-a", &seal, forge.addr, opts(1)),
+        Agent::start(&dir, "n-b", &seal, forge.addr, opts(0)),
+    ];
+    let (leader, term) = wait_until(Duration::from_secs(20), || {
+        agreed_leader(&agents.iter().collect::<Vec<_>>())
+    })
+    .expect("a leader");
+    let started = wait_until(Duration::from_secs(30), || {
+        let v = ids(&project);
+        (v.len() == 3).then_some(v)
+    })
+    .expect("the leader runs the three containers");
+    let mut numbers = Vec::new();
+    for id in &started {
+        assert_eq!(label(id, "brh.term"), term.to_string());
+        assert_eq!(label(id, "brh.owner"), leader);
+        let service = label(id, "com.docker.compose.service");
+        assert_eq!(label(id, "brh.service"), service);
+        numbers.push(format!(
+            "{service}#{}",
+            label(id, "com.docker.compose.container-number")
+        ));
+        // On the project's network, answering to the service's name.
+        let nets = docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", id]);
+        assert!(nets.contains(&format!("\"{project}_default\"")), "{nets}");
+        assert!(
+            nets.contains(&format!("\"{service}\"")),
+            "no alias {service}: {nets}"
+        );
+        if service == "web" {
+            let mounts = docker(&["inspect", "-f", "{{json .Mounts}}", id]);
+            assert!(
+                mounts.contains(&format!("\"Name\":\"{project}_data\"")),
+                "{mounts}"
+            );
+            let envs = docker(&["inspect", "-f", "{{json .Config.Env}}", id]);
+            assert!(envs.contains("GREETING=hello"), "{envs}");
+        }
+    }
+    numbers.sort();
+    assert_eq!(numbers, ["web#1", "worker#1", "worker#2"]);
+
+    // kill -9 of the leader: the successor adopts the same containers.
+    let li = agents.iter().position(|a| a.node == leader).unwrap();
+    agents[li].kill9();
+    let rest: Vec<&Agent> = agents.iter().filter(|a| a.node != leader).collect();
+    let (next, term2) = wait_until(Duration::from_secs(20), || {
+        agreed_leader(&rest).filter(|(_, t)| *t > term)
+    })
+    .expect("a successor");
+    drop(rest);
+    let si = agents.iter().position(|a| a.node == next).unwrap();
+    wait_until(Duration::from_secs(20), || {
+        agents[si]
+            .log_has(&format!("PROMOTION: term {term2}: adopted 3"))
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("the successor did not adopt the 3 containers"));
+    assert_eq!(ids(&project), started, "same containers, adopted in place");
+    finish_and_check(&mut agents);
+    remove_env_containers(&env);
+    docker(&["network", "rm", &format!("{project}_default")]);
+    docker(&["volume", "rm", &format!("{project}_data")]);
+}
