@@ -90,6 +90,8 @@ impl Shared {
     pub fn new(cfg: Config) -> std::io::Result<Arc<Self>> {
         let events = EventLog::new(cfg.event_log.as_deref())?;
         let cfg_credentials = cfg.credentials.clone();
+        let metrics = Metrics::new();
+        metrics.identify(&cfg.node_id, &cfg.env, VERSION);
         Ok(Arc::new(Shared {
             role: Mutex::new(
                 RoleState::new(cfg.node_id.clone(), cfg.timing)
@@ -107,7 +109,7 @@ impl Shared {
             cfg,
             forge: Mutex::new(ForgeStatus::default()),
             events,
-            metrics: Metrics::new(),
+            metrics,
             started_mono: mono_ms(),
             nudge: tokio::sync::Notify::new(),
             role_changes: std::sync::OnceLock::new(),
