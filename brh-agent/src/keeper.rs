@@ -136,7 +136,12 @@ pub async fn run(
         }
     }
     if let Some(term) = lock(&shared.role).resign_abandoned() {
-        tracing::warn!("[CN] resign of term {term} gave up; the lease will expire on its own");
+        tracing::warn!(
+            node = %cfg.node_id,
+            env = %cfg.env,
+            term,
+            "[CN] resign of term {term} gave up; the lease will expire on its own"
+        );
     }
     fatal.map_or(Ok(()), Err)
 }

@@ -195,7 +195,13 @@ impl Shared {
             }
             match t {
                 Transition::Promote { term, at_ms } => {
+                    // node, env and term also as fields: a log pipeline (`BRH_LOG_FORMAT=json`)
+                    // filters on them without parsing the message, whose shape stays the
+                    // original's.
                     tracing::info!(
+                        node = %self.cfg.node_id,
+                        env = %self.cfg.env,
+                        term,
                         "[CN] PROMOTE → I am leader ({}) term={term}",
                         self.cfg.node_id
                     );
@@ -219,6 +225,9 @@ impl Shared {
                     at_ms,
                 } => {
                     tracing::info!(
+                        node = %self.cfg.node_id,
+                        env = %self.cfg.env,
+                        term,
                         "[CN] DEMOTE → I am witness (leader={}) term={term} reason={}",
                         leader.as_deref().unwrap_or("none"),
                         reason.as_str()
