@@ -29,6 +29,9 @@ cargo test --workspace
 step "shipping: static binaries, FROM-scratch images, the forge image answers a signed heartbeat"
 cargo test -p brh-tests --test shipping
 
+step "Prometheus alerting rules: promtool check rules, promtool test rules"
+scripts/check-prometheus-rules.sh
+
 if [ -x scripts/test-e2e.sh ]; then
   step "end-to-end: native forge and the Worker in workerd (kv, durable-object)"
   scripts/test-e2e.sh

@@ -230,6 +230,7 @@ pub fn answered(shared: &Shared, action: &Action, sent: u64, done: &Done) -> Opt
 
 fn record(shared: &Shared, action: &Action, done: &Done, change: Option<&TimingChange>) {
     let node = &shared.cfg.node_id;
+    let env = &shared.cfg.env;
     match (action, done) {
         (Action::Heartbeat | Action::LeaderPoll, Done::View(view)) => {
             shared.forge_ok(view);
@@ -247,14 +248,24 @@ fn record(shared: &Shared, action: &Action, done: &Done, change: Option<&TimingC
             shared.forge_failed(e);
         }
         (Action::Resign { term }, Done::View(_)) => {
-            tracing::info!("[CN] {node} resigned term {term}");
+            tracing::info!(%node, %env, term, "[CN] {node} resigned term {term}");
             shared.events.log(format!("RESIGN: gave up term {term}"));
         }
         (Action::Resign { term }, Done::NotHolder) => {
-            tracing::info!("[CN] resign of term {term}: not the holder any more");
+            tracing::info!(
+                %node,
+                %env,
+                term,
+                "[CN] resign of term {term}: not the holder any more"
+            );
         }
         (Action::Resign { term }, Done::Failed(e)) => {
-            tracing::warn!("[CN] resign of term {term} failed: {e}");
+            tracing::warn!(
+                %node,
+                %env,
+                term,
+                "[CN] resign of term {term} failed: {e}"
+            );
         }
         (Action::Switchover { .. }, Done::View(view)) => shared.forge_ok(view),
         _ => {}

@@ -71,10 +71,11 @@ pub async fn run(
             r.handle_timeout(now);
             let ts: Vec<_> = std::iter::from_fn(|| r.poll_transition()).collect();
             let action = r.poll_action(now);
+            let remaining_ms = r.held(now).map_or(0, |h| h.deadline_ms.saturating_sub(now));
             shared
                 .metrics
-                .lease_remaining_ms
-                .set(r.held(now).map_or(0, |h| h.deadline_ms.saturating_sub(now)) as i64);
+                .lease_remaining_seconds
+                .set(remaining_ms as f64 / 1000.0);
             (ts, action, r.poll_timeout(now))
         };
         shared.apply(transitions);
@@ -135,7 +136,12 @@ pub async fn run(
         }
     }
     if let Some(term) = lock(&shared.role).resign_abandoned() {
-        tracing::warn!("[CN] resign of term {term} gave up; the lease will expire on its own");
+        tracing::warn!(
+            node = %cfg.node_id,
+            env = %cfg.env,
+            term,
+            "[CN] resign of term {term} gave up; the lease will expire on its own"
+        );
     }
     fatal.map_or(Ok(()), Err)
 }

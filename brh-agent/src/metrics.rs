@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabel {
@@ -17,11 +18,22 @@ pub struct KindLabel {
     pub kind: String,
 }
 
+/// Who is speaking: `/metrics` series carry no env or node of their own (a scrape target is
+/// one agent), so rules join on this to group agents by env.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    pub node: String,
+    pub env: String,
+    pub version: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub info: Family<InfoLabels, Gauge>,
     pub is_leader: Gauge,
     pub term: Gauge,
-    pub lease_remaining_ms: Gauge,
+    /// Seconds, fractional: Prometheus' base unit, at the agent's millisecond resolution.
+    pub lease_remaining_seconds: Gauge<f64, AtomicU64>,
     pub forge_reachable: Gauge,
     pub heartbeats: Family<ResultLabel, Counter>,
     pub transitions: Family<KindLabel, Counter>,
@@ -39,9 +51,10 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("brh_agent");
         let m = Metrics {
+            info: Family::default(),
             is_leader: Gauge::default(),
             term: Gauge::default(),
-            lease_remaining_ms: Gauge::default(),
+            lease_remaining_seconds: Gauge::default(),
             forge_reachable: Gauge::default(),
             heartbeats: Family::default(),
             transitions: Family::default(),
@@ -51,6 +64,11 @@ impl Metrics {
             ]),
             registry: Registry::default(),
         };
+        registry.register(
+            "info",
+            "1, labelled with this agent's node, env and version",
+            m.info.clone(),
+        );
         registry.register(
             "is_leader",
             "1 while this agent holds the lease",
@@ -62,9 +80,9 @@ impl Metrics {
             m.term.clone(),
         );
         registry.register(
-            "lease_remaining_ms",
+            "lease_remaining_seconds",
             "Time left before this leader's own deadline (0 for witnesses)",
-            m.lease_remaining_ms.clone(),
+            m.lease_remaining_seconds.clone(),
         );
         registry.register(
             "forge_reachable",
@@ -92,6 +110,18 @@ impl Metrics {
             m.forge_rtt_seconds.clone(),
         );
         Metrics { registry, ..m }
+    }
+
+    /// Sets the one `brh_agent_info` series.
+    pub fn identify(&self, node: &str, env: &str, version: &str) {
+        self.info.clear();
+        self.info
+            .get_or_create(&InfoLabels {
+                node: node.into(),
+                env: env.into(),
+                version: version.into(),
+            })
+            .set(1);
     }
 
     pub fn heartbeat(&self, result: &str) {
@@ -126,7 +156,14 @@ mod tests {
         m.is_leader.set(1);
         m.heartbeat("ok");
         m.transition("promote");
+        m.identify("n1", "dev", "0.1.0");
+        m.lease_remaining_seconds.set(2.5);
         let t = m.render();
+        assert!(
+            t.contains(r#"brh_agent_info{node="n1",env="dev",version="0.1.0"} 1"#),
+            "{t}"
+        );
+        assert!(t.contains("brh_agent_lease_remaining_seconds 2.5"), "{t}");
         assert!(t.contains("brh_agent_is_leader 1"), "{t}");
         assert!(
             t.contains("brh_agent_heartbeats_total{result=\"ok\"} 1"),

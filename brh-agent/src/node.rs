@@ -91,6 +91,8 @@ impl Shared {
     pub fn new(cfg: Config) -> std::io::Result<Arc<Self>> {
         let events = EventLog::new(cfg.event_log.as_deref())?;
         let cfg_credentials = cfg.credentials.clone();
+        let metrics = Metrics::new();
+        metrics.identify(&cfg.node_id, &cfg.env, VERSION);
         Ok(Arc::new(Shared {
             role: Mutex::new(
                 RoleState::new(cfg.node_id.clone(), cfg.timing)
@@ -108,7 +110,7 @@ impl Shared {
             cfg,
             forge: Mutex::new(ForgeStatus::default()),
             events,
-            metrics: Metrics::new(),
+            metrics,
             started_mono: mono_ms(),
             nudge: tokio::sync::Notify::new(),
             role_changes: Mutex::default(),
@@ -194,7 +196,13 @@ impl Shared {
             }
             match t {
                 Transition::Promote { term, at_ms } => {
+                    // node, env and term also as fields: a log pipeline (`BRH_LOG_FORMAT=json`)
+                    // filters on them without parsing the message, whose shape stays the
+                    // original's.
                     tracing::info!(
+                        node = %self.cfg.node_id,
+                        env = %self.cfg.env,
+                        term,
                         "[CN] PROMOTE → I am leader ({}) term={term}",
                         self.cfg.node_id
                     );
@@ -218,6 +226,9 @@ impl Shared {
                     at_ms,
                 } => {
                     tracing::info!(
+                        node = %self.cfg.node_id,
+                        env = %self.cfg.env,
+                        term,
                         "[CN] DEMOTE → I am witness (leader={}) term={term} reason={}",
                         leader.as_deref().unwrap_or("none"),
                         reason.as_str()

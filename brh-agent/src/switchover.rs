@@ -150,7 +150,12 @@ pub(crate) async fn perform(
     let Some(action @ Action::Switchover { term, .. }) = action else {
         return Err(not_leader());
     };
-    tracing::info!("[CN] {me} switchover of term {term} to {successor}");
+    tracing::info!(
+        node = %me,
+        env = %shared.cfg.env,
+        term,
+        "[CN] {me} switchover of term {term} to {successor}"
+    );
     // On the stream when it is up: the successor's push leaves the register with the answer.
     let (sent, done) = exchange::perform(shared, client, stream, &action).await;
     if let Some(TimingChange::Adopted { to, .. }) = exchange::answered(shared, &action, sent, &done)

@@ -7,7 +7,7 @@ use brh_agent::client;
 use brh_agent::clock;
 use brh_agent::config::{self, Config, RunArgs};
 use brh_shared::root::{DominionRoot, RootKey, SCHEME_HTTP, SCHEME_HTTPS};
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -19,6 +19,22 @@ use tokio_util::sync::CancellationToken;
 pub struct Cli {
     #[command(subcommand)]
     pub cmd: Cmd,
+    /// Log lines as text, or as one JSON object per line (node, env and term of role
+    /// changes as fields) for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "BRH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,7 +172,7 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    init_tracing();
+    init_tracing(cli.log_format);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -228,19 +244,31 @@ fn one_line(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("BRH_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        // Colour only for a person at a terminal: a log file or journald gets plain text.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => fmt
+            // Colour only for a person at a terminal: a log file or journald gets plain text.
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .try_init(),
+        // Event fields at the top level (`node`, `env`, `term` beside `message`), the
+        // agent's span (`span.node`) beside them.
+        LogFormat::Json => fmt
+            .with_ansi(false)
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 async fn dispatch(cmd: Cmd) -> anyhow::Result<()> {

@@ -164,6 +164,18 @@ impl Forge {
         skew_ms: u64,
         timing: &[&str],
     ) -> Forge {
+        Self::start_with_vars(dir, seal, listen, skew_ms, timing, &[])
+    }
+
+    /// [`Forge::start_with`] plus environment variables, set last (e.g. `BRH_LOG_FORMAT`).
+    pub fn start_with_vars(
+        dir: &Path,
+        seal: &str,
+        listen: Option<SocketAddr>,
+        skew_ms: u64,
+        timing: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Forge {
         let data = dir.join("forge");
         let listen = listen.map_or("127.0.0.1:0".to_string(), |a| a.to_string());
         let mut child = Command::new(bin("forge"))
@@ -173,6 +185,8 @@ impl Forge {
             .args(["--skew-ms", &skew_ms.to_string()])
             .env("DOMINION_SEAL", seal)
             .env("RUST_LOG", "info")
+            .env_remove("BRH_LOG_FORMAT")
+            .envs(vars.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -395,6 +409,8 @@ pub struct AgentOpts {
     pub env: Option<String>,
     /// Run on the seal (`--legacy-seal`) instead of the host's enrolment.
     pub legacy_seal: bool,
+    /// Extra environment variables, set last (e.g. `BRH_LOG_FORMAT=json`).
+    pub vars: Vec<(String, String)>,
 }
 
 impl Agent {
@@ -441,6 +457,8 @@ impl Agent {
             .env_remove("BRH_FEDERATION")
             .env_remove("BRH_HEARTBEAT_INTERVAL")
             .env_remove("BRH_LEASE_TTL")
+            .env_remove("BRH_LOG_FORMAT")
+            .envs(o.vars.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

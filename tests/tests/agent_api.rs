@@ -99,6 +99,19 @@ fn api_authenticates_guards_and_answers_json_errors() {
         m.contains("brh_agent_heartbeats_total{result=\"ok\"}"),
         "{m}"
     );
+    // Base units: seconds, within the fast profile's 3 s lease.
+    let left: f64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("brh_agent_lease_remaining_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no lease_remaining_seconds: {m}"));
+    assert!(left > 0.0 && left <= 3.0, "{left}");
+    assert!(
+        m.contains(&format!(
+            "brh_agent_info{{node=\"{leader}\",env=\"dev\",version=\""
+        )),
+        "{m}"
+    );
     finish_and_check(&mut agents);
 }
 

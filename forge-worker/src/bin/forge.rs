@@ -20,6 +20,21 @@ HTTP with an on-disk store, so terms, peers and history survive a restart."
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Log lines as text, or as one JSON object per line for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "BRH_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -108,16 +123,69 @@ enum Cmd {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(line) = value_error(&e) {
+                eprintln!("forge: error: {line}");
+                std::process::exit(2);
+            }
+            e.exit()
+        }
+    };
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(e) = run(Cli::parse()).await {
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => fmt.init(),
+        LogFormat::Json => fmt.with_ansi(false).json().flatten_event(true).init(),
+    }
+    if let Err(e) = run(cli).await {
         eprintln!("forge: {e:#}");
         std::process::exit(2);
     }
+}
+
+/// A bad value, in one line naming the option and its variable (clap's own message spans
+/// several lines and names only the flag, which a service's environment never typed).
+fn value_error(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    use std::error::Error;
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    let ContextValue::String(value) = e.get(ContextKind::InvalidValue)? else {
+        return None;
+    };
+    let flag = arg.split_whitespace().next()?;
+    fn env_of(cmd: &clap::Command, long: &str) -> Option<String> {
+        cmd.get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|v| v.to_string_lossy().into_owned())
+            .or_else(|| cmd.get_subcommands().find_map(|c| env_of(c, long)))
+    }
+    let name = match env_of(&Cli::command(), flag.strip_prefix("--")?) {
+        Some(var) => format!("{flag} ({var})"),
+        None => flag.to_string(),
+    };
+    let why = match (e.source(), e.get(ContextKind::ValidValue)) {
+        (Some(src), _) => src.to_string(),
+        (None, Some(ContextValue::Strings(valid))) => {
+            format!("expected one of {}", valid.join(", "))
+        }
+        _ => "not accepted".into(),
+    };
+    Some(format!("invalid {name}: {value:?}: {why}"))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -138,6 +206,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         max_unproven_per_source,
         legacy_seal_signatures,
     } = cli.cmd;
+    let log_format = cli.log_format;
     let seal = seal.filter(|s| !s.is_empty()).ok_or_else(|| {
         anyhow::anyhow!("DOMINION_SEAL is not set: the forge refuses to run without a secret (set it in the environment or pass --seal)")
     })?;
@@ -188,7 +257,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let signal = shutdown_signal();
     let forge = start(opts).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    eprintln!("forge listening on {scheme}://{}", forge.addr);
+    // The line scripts wait for, whatever RUST_LOG filters out. In JSON, stderr stays one
+    // object per line: `start` logged the same as an event.
+    if matches!(log_format, LogFormat::Text) {
+        eprintln!("forge listening on {scheme}://{}", forge.addr);
+    }
     signal.await;
     tracing::info!("shutting down");
     forge.shutdown().await;
