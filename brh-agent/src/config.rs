@@ -312,7 +312,16 @@ pub struct Config {
     /// `BRH_RUNTIME=api`).
     pub containers: Option<ContainerSettings>,
     /// Role-change hooks; `None` when neither `BRH_ON_PROMOTE` nor `BRH_ON_DEMOTE` is set.
-    pub hooks: Option<crate::hooks::HookSettings>,
+    pub hooks: Option<HookSettings>,
+}
+
+/// The operator's role-change hook commands (`BRH_ON_PROMOTE`, `BRH_ON_DEMOTE`) and their
+/// bound (`BRH_HOOK_TIMEOUT`); `hooks.rs` runs them.
+#[derive(Debug, Clone)]
+pub struct HookSettings {
+    pub on_promote: Option<String>,
+    pub on_demote: Option<String>,
+    pub timeout: Duration,
 }
 
 /// What the container layer needs from the configuration.
@@ -948,12 +957,11 @@ impl Config {
         };
         let on_promote = command("BRH_ON_PROMOTE", args.on_promote)?;
         let on_demote = command("BRH_ON_DEMOTE", args.on_demote)?;
-        let hooks =
-            (on_promote.is_some() || on_demote.is_some()).then(|| crate::hooks::HookSettings {
-                on_promote,
-                on_demote,
-                timeout: Duration::from_millis(hook_timeout),
-            });
+        let hooks = (on_promote.is_some() || on_demote.is_some()).then(|| HookSettings {
+            on_promote,
+            on_demote,
+            timeout: Duration::from_millis(hook_timeout),
+        });
         Ok(Config {
             node_id,
             env,

@@ -26,16 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+pub use crate::config::HookSettings;
 use crate::node::{lock, Shared};
 use crate::role::Transition;
-
-/// The operator's hook commands (`BRH_ON_PROMOTE`, `BRH_ON_DEMOTE`) and their bound.
-#[derive(Debug, Clone)]
-pub struct HookSettings {
-    pub on_promote: Option<String>,
-    pub on_demote: Option<String>,
-    pub timeout: Duration,
-}
 
 /// How often a running promote hook re-checks that the lease is still held.
 const GUARD_POLL: Duration = Duration::from_millis(100);
