@@ -97,6 +97,7 @@ pub enum ManifestCmd {
     /// exit 0 and a summary when it loads, exit 1 and the one-line refusal when it does not.
     /// Variables are interpolated from this environment and the file's `.env`.
     Check {
+        /// The manifest: a `bridge.runtime.yaml` or a Compose file.
         file: std::path::PathBuf,
         /// Print the normalized model as JSON (the shape of `docker compose config --format
         /// json`, for the keys BRH runs).
