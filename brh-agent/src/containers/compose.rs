@@ -138,13 +138,23 @@ pub fn load(
 ) -> Result<ComposeProject, ComposeError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ComposeError(format!("cannot read {}: {e}", path.display())))?;
-    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Absolute: Docker binds need absolute sources, and `./data` is relative to the file.
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty());
+    let dir = match parent {
+        Some(d) => d.canonicalize(),
+        None => std::env::current_dir(),
+    }
+    .map_err(|e| {
+        ComposeError(format!(
+            "cannot resolve the directory of {}: {e}",
+            path.display()
+        ))
+    })?;
     let dot_env = read_env_file(&dir.join(".env")).unwrap_or_default();
     let lookup = |name: &str| vars(name).or_else(|| dot_env.get(name).cloned());
     let default_name = dir
-        .canonicalize()
-        .ok()
-        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "default".into());
     parse(&text, &dir, &default_name, &lookup)
 }
