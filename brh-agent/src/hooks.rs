@@ -188,11 +188,13 @@ async fn execute(
         .env("BRH_NODE", &shared.cfg.node_id)
         .env("BRH_TERM", term.to_string())
         .env_remove("BRH_LEASE_TOKEN")
-        // The agent's own secrets are not the hook's business.
+        // The agent's own secrets are not the hook's business. (Hygiene, not a boundary: a
+        // hook runs as the agent's user, with the operator's code.)
         .env_remove("DOMINION_SEAL")
         .env_remove("DOMINION_SEAL_PREVIOUS")
         .env_remove("BRH_NODE_KEY")
         .env_remove("BRH_OPERATOR_KEY")
+        .env_remove("BRH_OPERATOR_CREDENTIAL")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

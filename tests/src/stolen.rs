@@ -69,8 +69,14 @@ pub fn attack_list(dir: &Path, seal: &str, forge: SocketAddr, env: &str) {
         ],
         ..AgentOpts::default()
     };
+    // s1 first, leading before the others join: three agents started together race for a
+    // fresh env's first grant (whoever's first beat reaches a cold Worker first wins), and the
+    // attacks below need a known leader.
+    let s1 = Agent::start(dir, "s1", &seal, forge, opts(10));
+    wait_until(SETTLE, || agreed_leader(&[&s1]).filter(|(l, _)| l == "s1"))
+        .expect("s1 leads alone");
     let mut agents = vec![
-        Agent::start(dir, "s1", &seal, forge, opts(10)),
+        s1,
         Agent::start(dir, "s2", &seal, forge, opts(5)),
         Agent::start(dir, "s3", &seal, forge, opts(0)),
     ];
