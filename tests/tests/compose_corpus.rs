@@ -107,7 +107,10 @@ fn the_keys_table_in_docs_covers_every_key_the_corpus_uses() {
     let runs = |k: &str| -> bool {
         match k.split_once('.') {
             Some(("service", s)) => SERVICE_KEYS.iter().any(|(n, _)| *n == s) || s == "profiles",
-            Some(("top", t)) => ["services", "name", "volumes", "version"].contains(&t),
+            Some(("top", t)) => [
+                "services", "name", "volumes", "version", "networks", "secrets", "configs",
+            ]
+            .contains(&t),
             _ => false,
         }
     };

@@ -45,6 +45,9 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
              services:\n\
              \x20 web:\n\
              \x20   image: brh-test/web:1\n\
+             \x20   depends_on: {{ db: {{ condition: service_healthy }} }}\n\
+             \x20   networks: {{ default: {{}}, back: {{ aliases: [frontend] }} }}\n\
+             \x20   stop_grace_period: 2s\n\
              \x20   environment:\n\
              \x20     GREETING: \"${{GREETING:-hello}}\"\n\
              \x20   volumes: [\"data:/data\"]\n\
@@ -52,15 +55,29 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
              \x20 worker:\n\
              \x20   image: brh-test/sleep:1\n\
              \x20   deploy: {{ replicas: 2 }}\n\
+             \x20 db:\n\
+             \x20   image: brh-test/web:1\n\
+             \x20   networks: [back]\n\
+             \x20   secrets: [token]\n\
+             \x20   healthcheck:\n\
+             \x20     test: [CMD, cat, /www/health]\n\
+             \x20     interval: 1s\n\
+             \x20     timeout: 1s\n\
+             \x20     retries: 3\n\
              volumes:\n\
-             \x20 data:\n"
+             \x20 data:\n\
+             networks:\n\
+             \x20 back: {{}}\n\
+             secrets:\n\
+             \x20 token: {{ file: ./token.txt }}\n"
         ),
     )
     .unwrap();
+    std::fs::write(dir.join("token.txt"), "s3cret\n").unwrap();
     // `manifest check` reads it as the agent will.
     let out = agent_cli(&["manifest", "check", file.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(output_text(&out).contains("2 service(s): web, worker"));
+    assert!(output_text(&out).contains("3 service(s): worker, db, web"));
     let seal = fresh_seal();
     let forge = Forge::start(&dir, &seal, None, 30_000);
     let opts = |prio: i32| AgentOpts {
@@ -84,9 +101,9 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     .expect("a leader");
     let started = wait_until(Duration::from_secs(30), || {
         let v = ids(&project);
-        (v.len() == 3).then_some(v)
+        (v.len() == 4).then_some(v)
     })
-    .expect("the leader runs the three containers");
+    .expect("the leader runs the four containers");
     let mut numbers = Vec::new();
     for id in &started {
         assert_eq!(label(id, "brh.term"), term.to_string());
@@ -99,11 +116,25 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
         ));
         // On the project's network, answering to the service's name.
         let nets = docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", id]);
-        assert!(nets.contains(&format!("\"{project}_default\"")), "{nets}");
+        let on = |n: &str| nets.contains(&format!("\"{project}_{n}\""));
+        match service.as_str() {
+            "db" => assert!(on("back") && !on("default"), "{nets}"),
+            "web" => assert!(
+                on("back") && on("default") && nets.contains("\"frontend\""),
+                "{nets}"
+            ),
+            _ => assert!(on("default") && !on("back"), "{nets}"),
+        }
         assert!(
             nets.contains(&format!("\"{service}\"")),
             "no alias {service}: {nets}"
         );
+        if service == "db" {
+            // The engine ran its healthcheck (web waited for it), and the secret is mounted.
+            let health = docker(&["inspect", "-f", "{{.State.Health.Status}}", id]);
+            assert_eq!(health, "healthy");
+            assert_eq!(docker(&["exec", id, "cat", "/run/secrets/token"]), "s3cret");
+        }
         if service == "web" {
             let mounts = docker(&["inspect", "-f", "{{json .Mounts}}", id]);
             assert!(
@@ -115,7 +146,7 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
         }
     }
     numbers.sort();
-    assert_eq!(numbers, ["web#1", "worker#1", "worker#2"]);
+    assert_eq!(numbers, ["db#1", "web#1", "worker#1", "worker#2"]);
 
     // kill -9 of the leader: the successor adopts the same containers.
     let li = agents.iter().position(|a| a.node == leader).unwrap();
@@ -129,13 +160,14 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     let si = agents.iter().position(|a| a.node == next).unwrap();
     wait_until(Duration::from_secs(20), || {
         agents[si]
-            .log_has(&format!("PROMOTION: term {term2}: adopted 3"))
+            .log_has(&format!("PROMOTION: term {term2}: adopted 4"))
             .then_some(())
     })
-    .unwrap_or_else(|| panic!("the successor did not adopt the 3 containers"));
+    .unwrap_or_else(|| panic!("the successor did not adopt the 4 containers"));
     assert_eq!(ids(&project), started, "same containers, adopted in place");
     finish_and_check(&mut agents);
     remove_env_containers(&env);
     docker(&["network", "rm", &format!("{project}_default")]);
+    docker(&["network", "rm", &format!("{project}_back")]);
     docker(&["volume", "rm", &format!("{project}_data")]);
 }

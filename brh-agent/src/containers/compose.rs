@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use docker_compose_types as dc;
 use serde_norway::Value;
 
-use super::manifest::{parse_port, Manifest, PortMap, Service};
+use super::manifest::{
+    parse_port, Condition, ContainerOptions, Dependency, EngineHealthcheck, Manifest,
+    NetworkAttachment, NetworkSpec, PortMap, Service, Subnet,
+};
 use brh_shared::ids::validate_id;
 
 /// The file names `docker compose` looks for, in its order.
@@ -25,37 +28,52 @@ pub const FILE_NAMES: [&str; 4] = [
 ];
 
 /// Service keys BRH runs (and how), in the order of the Compose specification.
-pub const SERVICE_KEYS: [(&str, &str); 10] = [
+pub const SERVICE_KEYS: [(&str, &str); 29] = [
     ("image", "the image to run (required: BRH runs images, not builds)"),
     ("command", "the container's command (a string is split like a shell would)"),
+    ("entrypoint", "the container's entrypoint (a string is split like a shell would)"),
     ("environment", "variables (map or list; a name without a value takes it from the agent's environment)"),
     ("env_file", "files of KEY=VALUE lines, relative to the Compose file"),
     ("ports", "short and long syntax, tcp and udp, one host port per replica"),
     ("volumes", "bind mounts (relative paths from the Compose file) and named volumes declared at the top level"),
+    ("networks", "list or map; aliases and ipv4_address (on a network with an ipam subnet)"),
     ("labels", "map or list"),
     ("deploy", "replicas only"),
     ("restart", "always / unless-stopped (BRH's recovery restarts what dies)"),
     ("expose", "informational (containers of one network reach each other's ports anyway)"),
+    ("healthcheck", "run by the engine; BRH waits for `healthy` after a start and a deploy"),
+    ("depends_on", "start order; service_started and service_healthy are waited for"),
+    ("user", "the user the container runs as"),
+    ("working_dir", "the container's working directory"),
+    ("hostname", "the container's host name"),
+    ("container_name", "the one replica's name (deploy.replicas must be 1)"),
+    ("cap_add", "capabilities added"),
+    ("cap_drop", "capabilities dropped"),
+    ("extra_hosts", "HOST:IP (or HOST=IP) entries for /etc/hosts"),
+    ("tmpfs", "tmpfs mounts (PATH or PATH:OPTIONS)"),
+    ("read_only", "a read-only root file system"),
+    ("init", "an init process as PID 1 (Compose's default: none)"),
+    ("stop_signal", "the signal a stop sends first"),
+    ("stop_grace_period", "how long a stop waits before SIGKILL (replaces BRH_STOP_TIMEOUT for this service)"),
+    ("secrets", "file-based: mounted read-only at /run/secrets/NAME (or target)"),
+    ("configs", "file-based: mounted read-only at /NAME (or target)"),
+    ("profiles", "a service runs only when one of its profiles is in COMPOSE_PROFILES"),
 ];
 
 /// Why a key BRH knows about is refused (the rest: "not supported by BRH yet").
 fn refusal(key: &str) -> &'static str {
     match key {
         "build" => "BRH runs images, not builds — build and push the image, then name it in image:",
-        "container_name" => {
-            "BRH names every replica itself (brh_<env>_<service>_<n>) so a successor can adopt it; remove container_name"
+        "network_mode" => {
+            "BRH runs services on the project's networks (networks:); another network mode is not supported"
         }
-        "network_mode" | "networks" => {
-            "BRH runs every service on the project's default network, reachable by its name; other networks are not supported yet"
-        }
-        "depends_on" | "healthcheck" => {
-            "start order and the engine's health checks are not supported yet; remove it, or run this stack with docker compose"
-        }
-        "privileged" | "cap_add" | "devices" | "pid" | "ipc" | "userns_mode" | "security_opt" => {
+        "privileged" | "devices" | "pid" | "ipc" | "userns_mode" | "security_opt" => {
             "host privileges are not granted by BRH yet"
         }
         "extends" | "include" => "BRH reads one file: merge it first (docker compose config)",
-        "secrets" | "configs" => "file-based secrets and configs are not supported yet",
+        "links" | "external_links" => {
+            "legacy links are not supported: services on one network reach each other by name"
+        }
         _ => "not supported by BRH yet; remove it, or run this stack with docker compose",
     }
 }
@@ -190,17 +208,7 @@ pub fn parse(
                 ))
             }
             k if k.starts_with("x-") => {}
-            "networks" => {
-                // Only the implicit default network, declared without options.
-                let only_default = top.get(k).and_then(Value::as_mapping).is_some_and(|m| {
-                    m.iter().all(|(n, v)| {
-                        n.as_str() == Some("default") && v.as_mapping().is_none_or(|o| o.is_empty())
-                    })
-                });
-                if !only_default {
-                    return Err(ComposeError(format!("networks: {}", refusal("networks"))));
-                }
-            }
+            "networks" | "secrets" | "configs" => {}
             other => return Err(ComposeError(format!("{other}: {}", refusal(other)))),
         }
     }
@@ -236,6 +244,20 @@ pub fn parse(
             declared_volumes(&volumes)?
         }
     };
+    let networks = declared_networks(top.get("networks"), &project)?;
+    let default_network = networks
+        .get("default")
+        .map(|n| n.name.clone())
+        .unwrap_or_else(|| format!("{project}_default"));
+    let files = Files {
+        secrets: declared_files("secrets", top.get("secrets"), dir)?,
+        configs: declared_files("configs", top.get("configs"), dir)?,
+    };
+    let project_ctx = Project {
+        name: &project,
+        dir,
+        volumes: &declared,
+    };
     let active: Vec<String> = vars("COMPOSE_PROFILES")
         .unwrap_or_default()
         .split(',')
@@ -243,32 +265,458 @@ pub fn parse(
         .filter(|p| !p.is_empty())
         .collect();
     let mut out = Vec::new();
+    let mut inactive = Vec::new();
     for (name, svc) in services.into_iter().flatten() {
         let name = name.as_str().unwrap_or("?");
         let mut svc = svc.clone();
         stringify_lists(&mut svc);
+        check_nested_keys(name, &svc)?;
+        // Read from the document: the typed model has no `configs`, and its network settings
+        // refuse unknown keys with a message that names neither service nor key.
+        let has_init = svc.get("init").is_some();
+        let (attachments, secret_mounts) = {
+            let m = svc.as_mapping_mut().expect("checked above");
+            let nets = m.remove("networks");
+            let sec = m.remove("secrets");
+            let cfg = m.remove("configs");
+            let nets = service_networks(name, nets.as_ref(), &networks, &default_network)?;
+            let mut mounts = file_mounts(name, "secrets", sec.as_ref(), &files.secrets)?;
+            mounts.extend(file_mounts(name, "configs", cfg.as_ref(), &files.configs)?);
+            (nets, mounts)
+        };
         // Typed per service, so an error names the service.
         let svc: dc::Service = serde_norway::from_value(svc)
             .map_err(|e| service_err(name, "", format!("not valid Compose: {e}")))?;
         // A service with profiles runs only when one of them is active, as in Compose.
         if !svc.profiles.is_empty() && !svc.profiles.iter().any(|p| active.contains(p)) {
+            inactive.push(name.to_string());
             continue;
         }
-        out.push(service(name, &svc, &project, dir, &declared, vars)?);
+        let mut s = service(name, &svc, &project_ctx, vars)?;
+        s.volumes.extend(secret_mounts);
+        s.options.networks = attachments;
+        if !has_init {
+            // Not said: BRH's default (an init process), so a stop is not a SIGKILL after the
+            // whole grace period for a PID 1 that ignores SIGTERM. `init: false` is honoured.
+            s.options.init = None;
+        }
+        out.push(s);
     }
     if out.is_empty() {
         return Err(ComposeError(
             "services: nothing to run (no service, or every one is in an inactive profile)".into(),
         ));
     }
+    let services = start_order(out, &inactive)?;
     Ok(ComposeProject {
         manifest: Manifest {
-            network: format!("{project}_default"),
-            services: out,
+            network: default_network,
+            networks: networks.into_values().collect(),
+            services,
         },
         name: project,
         warnings,
     })
+}
+
+/// What every service of one file shares.
+struct Project<'a> {
+    name: &'a str,
+    dir: &'a Path,
+    volumes: &'a [String],
+}
+
+/// The file-based top-level `secrets:` and `configs:`: name → absolute path.
+struct Files {
+    secrets: BTreeMap<String, PathBuf>,
+    configs: BTreeMap<String, PathBuf>,
+}
+
+/// Keys inside a service's mappings that the typed model would reject with a message that
+/// does not name them, or accept and drop.
+fn check_nested_keys(name: &str, svc: &Value) -> Result<(), ComposeError> {
+    let keys_of = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_mapping)
+            .map(|m| {
+                m.keys()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for k in keys_of(svc.get("healthcheck")) {
+        if ![
+            "test",
+            "interval",
+            "timeout",
+            "retries",
+            "start_period",
+            "start_interval",
+            "disable",
+        ]
+        .contains(&k.as_str())
+        {
+            return Err(service_err(name, &format!("healthcheck.{k}"), refusal(&k)));
+        }
+    }
+    if let Some(deps) = svc.get("depends_on").and_then(Value::as_mapping) {
+        for (dep, opts) in deps {
+            let dep = dep.as_str().unwrap_or("?");
+            for k in keys_of(Some(opts)) {
+                if !["condition", "required", "restart"].contains(&k.as_str()) {
+                    return Err(service_err(
+                        name,
+                        &format!("depends_on.{dep}.{k}"),
+                        refusal(&k),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The top-level `networks:`: Compose's key → what to create (`{project}_{key}` unless the
+/// file names it; `external: true` networks must exist and are not created).
+fn declared_networks(
+    v: Option<&Value>,
+    project: &str,
+) -> Result<BTreeMap<String, NetworkSpec>, ComposeError> {
+    let mut out = BTreeMap::new();
+    let Some(m) = v.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let m = m
+        .as_mapping()
+        .ok_or_else(|| ComposeError("networks: must be a mapping".into()))?;
+    for (key, settings) in m {
+        let key = key.as_str().unwrap_or("?");
+        let err = |k: &str, why: &str| ComposeError(format!("networks: {key}: {k}: {why}"));
+        validate_id(key).map_err(|e| err("name", &format!("the network name {e}")))?;
+        let mut spec = NetworkSpec {
+            name: format!("{project}_{key}"),
+            ..Default::default()
+        };
+        let empty = serde_norway::Mapping::new();
+        let settings = match settings {
+            Value::Null => &empty,
+            Value::Mapping(s) => s,
+            _ => return Err(err("", "must be a mapping")),
+        };
+        let mut labels = BTreeMap::new();
+        for (k, v) in settings {
+            let k = k.as_str().unwrap_or("?");
+            match k {
+                "name" => {
+                    spec.name = v
+                        .as_str()
+                        .ok_or_else(|| err(k, "must be a string"))?
+                        .to_string();
+                }
+                "driver" if v.as_str() == Some("bridge") => {}
+                "driver" => return Err(err(k, "only the bridge driver runs on one host")),
+                "internal" => spec.internal = v.as_bool().ok_or_else(|| err(k, "true or false"))?,
+                "external" => match v {
+                    Value::Bool(b) => spec.external = *b,
+                    _ => return Err(err(k, "true or false (name the network with name:)")),
+                },
+                "attachable" if v.as_bool() == Some(false) => {}
+                "labels" => {
+                    let l: dc::Labels =
+                        serde_norway::from_value(v.clone()).map_err(|e| err(k, &e.to_string()))?;
+                    labels.extend(label_pairs(&l));
+                }
+                "ipam" => spec.subnets = ipam(v).map_err(|e| err(k, &e))?,
+                k if k.starts_with("x-") => {}
+                other => return Err(err(other, refusal(other))),
+            }
+        }
+        validate_id(&spec.name).map_err(|e| err("name", &format!("the network name {e}")))?;
+        if !spec.external {
+            labels.insert(super::labels::COMPOSE_PROJECT.into(), project.into());
+            labels.insert(super::labels::COMPOSE_NETWORK.into(), key.into());
+        }
+        spec.labels = labels;
+        out.insert(key.to_string(), spec);
+    }
+    Ok(out)
+}
+
+fn ipam(v: &Value) -> Result<Vec<Subnet>, String> {
+    let m = v.as_mapping().ok_or("must be a mapping")?;
+    let mut out = Vec::new();
+    for (k, v) in m {
+        match k.as_str().unwrap_or("?") {
+            "driver" if v.as_str() == Some("default") => {}
+            "config" => {
+                for c in v.as_sequence().ok_or("config: must be a list")? {
+                    let c = c.as_mapping().ok_or("config: entries must be mappings")?;
+                    let mut sub = Subnet::default();
+                    for (k, v) in c {
+                        let k = k.as_str().unwrap_or("?");
+                        let v = v
+                            .as_str()
+                            .ok_or_else(|| format!("config.{k}: must be a string"))?
+                            .to_string();
+                        match k {
+                            "subnet" => sub.subnet = v,
+                            "gateway" => sub.gateway = Some(v),
+                            "ip_range" => sub.ip_range = Some(v),
+                            other => return Err(format!("config.{other}: {}", refusal(other))),
+                        }
+                    }
+                    if sub.subnet.is_empty() {
+                        return Err("config: an entry without subnet".into());
+                    }
+                    out.push(sub);
+                }
+            }
+            other => return Err(format!("{other}: {}", refusal(other))),
+        }
+    }
+    Ok(out)
+}
+
+/// A service's `networks:` (list or map) → attachments; empty when it names none (then it
+/// joins the project's default network).
+fn service_networks(
+    name: &str,
+    v: Option<&Value>,
+    declared: &BTreeMap<String, NetworkSpec>,
+    default_network: &str,
+) -> Result<Vec<NetworkAttachment>, ComposeError> {
+    let err = |k: &str, why: String| service_err(name, k, why);
+    let entries: Vec<(String, Option<&Value>)> = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Sequence(l)) => l
+            .iter()
+            .map(|n| n.as_str().map(|n| (n.to_string(), None)))
+            .collect::<Option<_>>()
+            .ok_or_else(|| err("networks", "list entries must be network names".into()))?,
+        Some(Value::Mapping(m)) => m
+            .iter()
+            .map(|(k, v)| (k.as_str().unwrap_or("?").to_string(), Some(v)))
+            .collect(),
+        Some(_) => return Err(err("networks", "must be a list or a mapping".into())),
+    };
+    let mut out = Vec::new();
+    for (net, settings) in entries {
+        let implicit_default = NetworkSpec {
+            name: default_network.to_string(),
+            ..Default::default()
+        };
+        let spec = match declared.get(&net) {
+            Some(s) => s,
+            None if net == "default" => &implicit_default,
+            None => return Err(err(
+                "networks",
+                format!(
+                    "{net:?} is not declared in the top-level networks: (Compose refuses it too)"
+                ),
+            )),
+        };
+        let mut a = NetworkAttachment {
+            network: spec.name.clone(),
+            ..Default::default()
+        };
+        for (k, v) in settings.and_then(Value::as_mapping).into_iter().flatten() {
+            let k = k.as_str().unwrap_or("?");
+            let key = format!("networks.{net}.{k}");
+            match k {
+                "aliases" => {
+                    for alias in v
+                        .as_sequence()
+                        .ok_or_else(|| err(&key, "must be a list".into()))?
+                    {
+                        let alias = alias
+                            .as_str()
+                            .ok_or_else(|| err(&key, "must be strings".into()))?;
+                        a.aliases.push(alias.to_string());
+                    }
+                }
+                "ipv4_address" => {
+                    let ip = v
+                        .as_str()
+                        .ok_or_else(|| err(&key, "must be a string".into()))?;
+                    ip.parse::<std::net::Ipv4Addr>()
+                        .map_err(|_| err(&key, format!("{ip:?} is not an IPv4 address")))?;
+                    if spec.subnets.is_empty() {
+                        return Err(err(
+                            &key,
+                            format!("a static address needs a subnet: give network {net:?} an ipam config"),
+                        ));
+                    }
+                    a.ipv4_address = Some(ip.to_string());
+                }
+                other if other.starts_with("x-") => {}
+                other => {
+                    return Err(err(
+                        &format!("networks.{net}.{other}"),
+                        refusal(other).into(),
+                    ))
+                }
+            }
+        }
+        out.push(a);
+    }
+    Ok(out)
+}
+
+/// The top-level file-based `secrets:` or `configs:`: name → absolute file.
+fn declared_files(
+    kind: &str,
+    v: Option<&Value>,
+    dir: &Path,
+) -> Result<BTreeMap<String, PathBuf>, ComposeError> {
+    let mut out = BTreeMap::new();
+    let Some(m) = v.filter(|v| !v.is_null()) else {
+        return Ok(out);
+    };
+    let m = m
+        .as_mapping()
+        .ok_or_else(|| ComposeError(format!("{kind}: must be a mapping")))?;
+    for (name, settings) in m {
+        let name = name.as_str().unwrap_or("?");
+        let err = |k: &str, why: &str| ComposeError(format!("{kind}: {name}: {k}: {why}"));
+        let mut file = None;
+        for (k, v) in settings.as_mapping().into_iter().flatten() {
+            let k = k.as_str().unwrap_or("?");
+            match k {
+                "file" => file = Some(v.as_str().ok_or_else(|| err(k, "must be a string"))?),
+                "name" => {}
+                "external" | "environment" | "content" | "driver" | "template_driver" => {
+                    return Err(err(
+                        k,
+                        "only file-based secrets and configs are supported (file: PATH)",
+                    ))
+                }
+                k if k.starts_with("x-") => {}
+                other => return Err(err(other, refusal(other))),
+            }
+        }
+        let file =
+            file.ok_or_else(|| err("file", "required (only file-based ones are supported)"))?;
+        let path = if let Some(rest) = file.strip_prefix("~/") {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
+        } else {
+            dir.join(file)
+        };
+        out.insert(name.to_string(), normalize(&path));
+    }
+    Ok(out)
+}
+
+/// A service's `secrets:` / `configs:` as read-only bind mounts: secrets at
+/// `/run/secrets/NAME` (or a target, relative to it), configs at `/NAME` (or a target).
+fn file_mounts(
+    name: &str,
+    kind: &str,
+    v: Option<&Value>,
+    declared: &BTreeMap<String, PathBuf>,
+) -> Result<Vec<String>, ComposeError> {
+    let err = |k: &str, why: String| service_err(name, k, why);
+    let Some(list) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let list = list
+        .as_sequence()
+        .ok_or_else(|| err(kind, "must be a list".into()))?;
+    let mut out = Vec::new();
+    for entry in list {
+        let (source, target) = match entry {
+            Value::String(s) => (s.clone(), None),
+            Value::Mapping(m) => {
+                let mut source = None;
+                let mut target = None;
+                for (k, v) in m {
+                    let k = k.as_str().unwrap_or("?");
+                    let v = v.as_str().map(String::from);
+                    match k {
+                        "source" => source = v,
+                        "target" => target = v,
+                        "uid" | "gid" | "mode" => {
+                            return Err(err(
+                                &format!("{kind}.{k}"),
+                                "a bind-mounted file keeps the host file's owner and mode; set them on the file".into(),
+                            ))
+                        }
+                        other => return Err(err(&format!("{kind}.{other}"), refusal(other).into())),
+                    }
+                }
+                let source =
+                    source.ok_or_else(|| err(&format!("{kind}.source"), "required".into()))?;
+                (source, target)
+            }
+            _ => return Err(err(kind, "entries must be names or mappings".into())),
+        };
+        let file = declared.get(&source).ok_or_else(|| {
+            err(
+                kind,
+                format!(
+                    "{source:?} is not declared in the top-level {kind}: (Compose refuses it too)"
+                ),
+            )
+        })?;
+        let target = match (kind, target) {
+            ("secrets", None) => format!("/run/secrets/{source}"),
+            ("secrets", Some(t)) if !t.starts_with('/') => format!("/run/secrets/{t}"),
+            (_, None) => format!("/{source}"),
+            (_, Some(t)) => t,
+        };
+        out.push(format!("{}:{target}:ro", file.display()));
+    }
+    Ok(out)
+}
+
+/// Services in start order: each after the services it depends on, otherwise in file order.
+/// A dependency on a missing service, or on one in an inactive profile, is refused (as
+/// Compose does) unless it is `required: false`; a cycle is refused.
+fn start_order(services: Vec<Service>, inactive: &[String]) -> Result<Vec<Service>, ComposeError> {
+    let names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    let mut services = services;
+    for s in &mut services {
+        let mut kept = Vec::new();
+        for d in std::mem::take(&mut s.options.depends_on) {
+            if names.contains(&d.service) {
+                kept.push(d);
+            } else if !d.required {
+                continue;
+            } else if inactive.contains(&d.service) {
+                return Err(service_err(
+                    &s.name,
+                    "depends_on",
+                    format!("{:?} is in an inactive profile", d.service),
+                ));
+            } else {
+                return Err(service_err(
+                    &s.name,
+                    "depends_on",
+                    format!("{:?} is not a service of this file", d.service),
+                ));
+            }
+        }
+        s.options.depends_on = kept;
+    }
+    let mut order: Vec<Service> = Vec::new();
+    let mut pending = services;
+    while !pending.is_empty() {
+        let placed: Vec<String> = order.iter().map(|s| s.name.clone()).collect();
+        let Some(i) = pending.iter().position(|s| {
+            s.options
+                .depends_on
+                .iter()
+                .all(|d| placed.contains(&d.service))
+        }) else {
+            let cycle: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
+            return Err(ComposeError(format!(
+                "depends_on: a cycle among services {}",
+                cycle.join(", ")
+            )));
+        };
+        order.push(pending.remove(i));
+    }
+    Ok(order)
 }
 
 /// The model BRH will run, in the shape `docker compose config --format json` prints (the
@@ -405,11 +853,10 @@ fn declared_volumes(volumes: &dc::TopLevelVolumes) -> Result<Vec<String>, Compos
 fn service(
     name: &str,
     svc: &dc::Service,
-    project: &str,
-    dir: &Path,
-    declared: &[String],
+    project: &Project<'_>,
     vars: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Service, ComposeError> {
+    let dir = project.dir;
     let err = |key: &str, why: String| service_err(name, key, why);
     validate_id(name).map_err(|e| err("name", format!("service name {e}")))?;
     let image = svc
@@ -465,20 +912,11 @@ fn service(
     }
     let mut volumes = Vec::new();
     for v in &svc.volumes {
-        volumes.push(volume(v, project, dir, declared).map_err(|e| err("volumes", e))?);
+        volumes.push(volume(v, project.name, dir, project.volumes).map_err(|e| err("volumes", e))?);
     }
-    let mut labels: BTreeMap<String, String> = match &svc.labels {
-        dc::Labels::List(l) => l
-            .iter()
-            .map(|e| match e.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (e.clone(), String::new()),
-            })
-            .collect(),
-        dc::Labels::Map(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-    };
+    let mut labels = label_pairs(&svc.labels);
     // Compose's own labels, so `docker compose ps/logs -p PROJECT` show the containers.
-    labels.insert(super::labels::COMPOSE_PROJECT.into(), project.into());
+    labels.insert(super::labels::COMPOSE_PROJECT.into(), project.name.into());
     labels.insert(super::labels::COMPOSE_SERVICE.into(), name.into());
     let replicas = match &svc.deploy {
         None => 1,
@@ -516,6 +954,7 @@ fn service(
             ));
         }
     }
+    let options = options(name, svc, replicas)?;
     let s = Service {
         name: name.into(),
         image,
@@ -526,6 +965,7 @@ fn service(
         labels,
         health: None,
         replicas,
+        options,
     };
     if s.replicas > 1 && s.binds_host_ports() {
         return Err(err(
@@ -535,6 +975,238 @@ fn service(
         ));
     }
     Ok(s)
+}
+
+/// The container settings beyond BRH's schema ([`ContainerOptions`]); `networks` are read
+/// by the caller.
+fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOptions, ComposeError> {
+    let err = |key: &str, why: String| service_err(name, key, why);
+    let split = |key: &str, s: &str| {
+        shlex::split(s).ok_or_else(|| err(key, format!("{s:?}: unbalanced quotes")))
+    };
+    let entrypoint = match &svc.entrypoint {
+        None => None,
+        Some(dc::Entrypoint::List(l)) => Some(l.clone()),
+        Some(dc::Entrypoint::Simple(s)) => Some(split("entrypoint", s)?),
+    };
+    if let Some(n) = &svc.container_name {
+        let ok = n.len() > 1
+            && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if !ok {
+            return Err(err(
+                "container_name",
+                format!("{n:?} is not a container name ([a-zA-Z0-9][a-zA-Z0-9_.-]+)"),
+            ));
+        }
+        if replicas > 1 {
+            return Err(err(
+                "container_name",
+                "one name cannot be given to several replicas: use deploy.replicas: 1 or drop container_name".into(),
+            ));
+        }
+    }
+    let tmpfs = match &svc.tmpfs {
+        None => Vec::new(),
+        Some(dc::Tmpfs::Simple(s)) => vec![s.clone()],
+        Some(dc::Tmpfs::List(l)) => l.clone(),
+    }
+    .into_iter()
+    .map(|t| match t.split_once(':') {
+        Some((p, o)) => (p.to_string(), o.to_string()),
+        None => (t, String::new()),
+    })
+    .collect::<BTreeMap<_, _>>();
+    if let Some(p) = tmpfs.keys().find(|p| !p.starts_with('/')) {
+        return Err(err("tmpfs", format!("{p:?} is not an absolute path")));
+    }
+    let extra_hosts = svc
+        .extra_hosts
+        .iter()
+        .map(|h| {
+            // `HOST=IP` is Compose's newer form; the engine takes `HOST:IP`.
+            let (host, ip) = h
+                .split_once('=')
+                .or_else(|| h.split_once(':'))
+                .ok_or_else(|| err("extra_hosts", format!("{h:?} is not HOST:IP")))?;
+            Ok(format!("{host}:{ip}"))
+        })
+        .collect::<Result<Vec<_>, ComposeError>>()?;
+    let stop_grace_period = svc
+        .stop_grace_period
+        .as_deref()
+        .map(|d| go_duration(d).map_err(|e| err("stop_grace_period", e)))
+        .transpose()?;
+    let healthcheck = svc
+        .healthcheck
+        .as_ref()
+        .map(|h| healthcheck(h).map_err(|(k, e)| err(&format!("healthcheck{k}"), e)))
+        .transpose()?;
+    let mut depends_on = Vec::new();
+    match &svc.depends_on {
+        dc::DependsOnOptions::Simple(l) => depends_on.extend(l.iter().map(|d| Dependency {
+            service: d.clone(),
+            condition: Condition::Started,
+            required: true,
+        })),
+        dc::DependsOnOptions::Conditional(m) => {
+            for (d, c) in m {
+                let key = format!("depends_on.{d}");
+                let condition =
+                    match c.condition.as_str() {
+                        "service_started" => Condition::Started,
+                        "service_healthy" => Condition::Healthy,
+                        "service_completed_successfully" => return Err(err(
+                            &format!("{key}.condition"),
+                            "service_completed_successfully is not supported yet (BRH restarts \
+                             every managed container that exits); run one-shot jobs outside BRH"
+                                .into(),
+                        )),
+                        other => {
+                            return Err(err(
+                                &format!("{key}.condition"),
+                                format!("{other:?}: service_started or service_healthy"),
+                            ))
+                        }
+                    };
+                if c.restart == Some(true) {
+                    return Err(err(
+                        &format!("{key}.restart"),
+                        "restarting dependents when a dependency restarts is not supported yet"
+                            .into(),
+                    ));
+                }
+                depends_on.push(Dependency {
+                    service: d.clone(),
+                    condition,
+                    required: c.required != Some(false),
+                });
+            }
+        }
+    }
+    if let Some(d) = depends_on.iter().find(|d| d.service == name) {
+        return Err(err(
+            "depends_on",
+            format!("{:?} depends on itself", d.service),
+        ));
+    }
+    let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    Ok(ContainerOptions {
+        entrypoint,
+        user: nonempty(&svc.user),
+        working_dir: nonempty(&svc.working_dir),
+        hostname: nonempty(&svc.hostname),
+        container_name: svc.container_name.clone(),
+        cap_add: svc.cap_add.clone(),
+        cap_drop: svc.cap_drop.clone(),
+        extra_hosts,
+        tmpfs,
+        read_only: svc.read_only,
+        // Read as given; the caller sets `None` when the file does not say.
+        init: Some(svc.init),
+        stop_signal: nonempty(&svc.stop_signal),
+        stop_grace_period,
+        healthcheck,
+        depends_on,
+        networks: Vec::new(),
+    })
+}
+
+/// Compose's `healthcheck:` for the engine: a string test is `CMD-SHELL`, a list starts with
+/// `CMD`, `CMD-SHELL` or `NONE`; `disable: true` is `NONE`.
+fn healthcheck(h: &dc::Healthcheck) -> Result<EngineHealthcheck, (String, String)> {
+    let test = if h.disable {
+        vec!["NONE".to_string()]
+    } else {
+        match &h.test {
+            None => return Err((".test".into(), "required (or disable: true)".into())),
+            Some(dc::HealthcheckTest::Single(s)) => vec!["CMD-SHELL".into(), s.clone()],
+            Some(dc::HealthcheckTest::Multiple(l)) => {
+                match l.first().map(String::as_str) {
+                    Some("CMD" | "CMD-SHELL") if l.len() > 1 => {}
+                    Some("NONE") => {}
+                    _ => {
+                        return Err((
+                            ".test".into(),
+                            "a list starts with CMD, CMD-SHELL or NONE, then the command".into(),
+                        ))
+                    }
+                }
+                l.clone()
+            }
+        }
+    };
+    let dur = |k: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|d| go_duration(d).map_err(|e| (format!(".{k}"), e)))
+            .transpose()
+    };
+    let retries = match h.retries {
+        0 => None,
+        r => Some(u32::try_from(r).ok().filter(|r| *r <= 100).ok_or((
+            ".retries".to_string(),
+            "must be between 1 and 100".to_string(),
+        ))?),
+    };
+    Ok(EngineHealthcheck {
+        test,
+        interval: dur("interval", &h.interval)?,
+        timeout: dur("timeout", &h.timeout)?,
+        start_period: dur("start_period", &h.start_period)?,
+        start_interval: dur("start_interval", &h.start_interval)?,
+        retries,
+    })
+}
+
+/// A Compose duration (Go's syntax): `1m30s`, `10s`, `1.5s`, `500ms`, `2h`; units `us`,
+/// `ms`, `s`, `m`, `h`, and a bare number of seconds.
+pub fn go_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("{s:?} is not a duration (like 30s, 1m30s or 500ms)");
+    let t = s.trim();
+    if let Ok(secs) = t.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0f64;
+    let mut rest = t;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..u] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[u..];
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| bad())
+}
+
+fn label_pairs(l: &dc::Labels) -> BTreeMap<String, String> {
+    match l {
+        dc::Labels::List(l) => l
+            .iter()
+            .map(|e| match e.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (e.clone(), String::new()),
+            })
+            .collect(),
+        dc::Labels::Map(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    }
 }
 
 fn env_files(svc: &dc::Service) -> Vec<String> {

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
+    HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
     PortBinding,
 };
 use bollard::query_parameters::{
@@ -19,6 +20,8 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 
 use super::labels;
+use super::manifest::NetworkSpec;
+use super::spec::Endpoint;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EngineError {
@@ -86,6 +89,17 @@ pub struct Inspected {
     pub started_at: Option<String>,
     pub ip: Option<String>,
     pub env_vars: Vec<String>,
+    /// The engine's health status; `None` when the container has no healthcheck.
+    pub health: Option<HealthStatus>,
+}
+
+/// What the engine's healthcheck says of a running container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthStatus {
+    Starting,
+    Healthy,
+    /// With the last check's output.
+    Unhealthy(String),
 }
 
 /// What `inspect` shows of any container (`observed` is `None` when BRH does not manage it).
@@ -94,6 +108,7 @@ struct AnyInspected {
     started_at: Option<String>,
     ip: Option<String>,
     env_vars: Vec<String>,
+    health: Option<HealthStatus>,
 }
 
 pub use super::spec::CreateSpec;
@@ -135,10 +150,10 @@ pub trait ContainerEngine: Clone + Send + Sync + 'static {
         &self,
         id_or_name: &str,
     ) -> impl Future<Output = Result<Option<Observed>, EngineError>> + Send;
-    /// The id of the network named `name`, created if missing.
+    /// The id of the network `net` names, created if missing (unless it is external).
     fn ensure_network(
         &self,
-        name: &str,
+        net: &NetworkSpec,
     ) -> impl Future<Output = Result<String, EngineError>> + Send;
     fn image_exists(&self, image: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
     fn pull(&self, image: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
@@ -182,8 +197,8 @@ impl ContainerEngine for Engine {
     async fn holder(&self, id_or_name: &str) -> Result<Option<Observed>, EngineError> {
         Engine::holder(self, id_or_name).await
     }
-    async fn ensure_network(&self, name: &str) -> Result<String, EngineError> {
-        Engine::ensure_network(self, name).await
+    async fn ensure_network(&self, net: &NetworkSpec) -> Result<String, EngineError> {
+        Engine::ensure_network(self, net).await
     }
     async fn image_exists(&self, image: &str) -> Result<bool, EngineError> {
         Engine::image_exists(self, image).await
@@ -323,6 +338,7 @@ impl Engine {
                 started_at: c.started_at,
                 ip: c.ip,
                 env_vars: c.env_vars,
+                health: c.health,
             }),
         }
     }
@@ -337,6 +353,20 @@ impl Engine {
         let c = self.docker.inspect_container(id_or_name, None).await?;
         let state = c.state.unwrap_or_default();
         let config = c.config.unwrap_or_default();
+        let health = state.health.as_ref().and_then(|h| match h.status? {
+            HealthStatusEnum::STARTING => Some(HealthStatus::Starting),
+            HealthStatusEnum::HEALTHY => Some(HealthStatus::Healthy),
+            HealthStatusEnum::UNHEALTHY => Some(HealthStatus::Unhealthy(
+                h.log
+                    .as_ref()
+                    .and_then(|l| l.last())
+                    .and_then(|r| r.output.clone())
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            )),
+            _ => None,
+        });
         let ip = c.network_settings.and_then(|n| {
             n.networks?
                 .into_values()
@@ -354,6 +384,7 @@ impl Engine {
             started_at: state.started_at,
             ip,
             env_vars: config.env.unwrap_or_default(),
+            health,
         })
     }
 
@@ -379,12 +410,20 @@ impl Engine {
     /// Makes sure a network of that name exists and returns the id to attach containers to.
     /// When duplicates exist, every agent picks the same one (the smallest id), and a
     /// duplicate this call created itself is removed again.
-    pub async fn ensure_network(&self, name: &str) -> Result<String, EngineError> {
+    /// An `external` network is only looked up: someone else made it, and its absence is an
+    /// error naming it.
+    pub async fn ensure_network(&self, net: &NetworkSpec) -> Result<String, EngineError> {
+        let name = net.name.as_str();
         // One creator at a time within this process; across processes duplicates are
         // cleaned up below.
         static CREATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _one = CREATE.lock().await;
         let existing = self.networks_named(name).await?;
+        if net.external && existing.is_empty() {
+            return Err(EngineError::NotFound(format!(
+                "network {name} is declared external but does not exist: create it (docker network create {name})"
+            )));
+        }
         if let Some(first) = existing.first() {
             // Docker 20.10 refuses even id-based references while a name is ambiguous: drop
             // duplicates nobody uses (removal of one in use fails harmlessly).
@@ -393,13 +432,27 @@ impl Engine {
             }
             return Ok(first.clone());
         }
+        let mut network_labels: HashMap<String, String> = net.labels.clone().into_iter().collect();
+        network_labels.insert(labels::MANAGED.to_string(), "true".to_string());
         let req = NetworkCreateRequest {
             name: name.to_string(),
             driver: Some("bridge".into()),
-            labels: Some(HashMap::from([(
-                labels::MANAGED.to_string(),
-                "true".to_string(),
-            )])),
+            internal: net.internal.then_some(true),
+            ipam: (!net.subnets.is_empty()).then(|| Ipam {
+                config: Some(
+                    net.subnets
+                        .iter()
+                        .map(|s| IpamConfig {
+                            subnet: Some(s.subnet.clone()),
+                            gateway: s.gateway.clone(),
+                            ip_range: s.ip_range.clone(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            labels: Some(network_labels),
             ..Default::default()
         };
         let created = self.docker.create_network(req).await?.id;
@@ -448,36 +501,82 @@ impl Engine {
                 );
             }
         }
+        let o = &spec.options;
+        let nanos = |d: Option<Duration>| d.map(|d| d.as_nanos().min(i64::MAX as u128) as i64);
+        let healthcheck = o.healthcheck.as_ref().map(|h| HealthConfig {
+            test: Some(h.test.clone()),
+            interval: nanos(h.interval),
+            timeout: nanos(h.timeout),
+            retries: h.retries.map(i64::from),
+            start_period: nanos(h.start_period),
+            start_interval: nanos(h.start_interval),
+        });
+        let endpoint = |e: &Endpoint| EndpointSettings {
+            aliases: (!e.aliases.is_empty()).then(|| e.aliases.clone()),
+            ipam_config: e.ipv4_address.clone().map(|ip| EndpointIpamConfig {
+                ipv4_address: Some(ip),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let (first, more) = spec
+            .networks
+            .split_first()
+            .ok_or_else(|| EngineError::Refused("a container needs a network".into()))?;
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             cmd: spec.command.clone(),
+            entrypoint: o.entrypoint.clone(),
+            user: o.user.clone(),
+            working_dir: o.working_dir.clone(),
+            hostname: o.hostname.clone(),
+            stop_signal: o.stop_signal.clone(),
+            stop_timeout: o
+                .stop_grace_period
+                .map(|d| d.as_secs().min(i64::MAX as u64) as i64),
+            healthcheck,
             env: Some(spec.env.clone()),
             labels: Some(spec.labels.clone()),
             exposed_ports: (!exposed.is_empty()).then_some(exposed),
             host_config: Some(HostConfig {
-                // tini as PID 1: a plain `sleep` ignores SIGTERM and every stop would wait for
-                // the whole timeout.
-                init: Some(true),
-                network_mode: Some(spec.network.clone()),
+                // BRH's own services get tini as PID 1 (a plain `sleep` ignores SIGTERM and
+                // every stop would wait for the whole timeout); Compose's get it on `init: true`.
+                init: Some(o.init.unwrap_or(true)),
+                network_mode: Some(first.network.clone()),
                 port_bindings: (!bindings.is_empty()).then_some(bindings),
-                binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
+                binds: list(&spec.volumes),
+                cap_add: list(&o.cap_add),
+                cap_drop: list(&o.cap_drop),
+                extra_hosts: list(&o.extra_hosts),
+                tmpfs: (!o.tmpfs.is_empty())
+                    .then(|| o.tmpfs.clone().into_iter().collect::<HashMap<_, _>>()),
+                readonly_rootfs: o.read_only.then_some(true),
                 ..Default::default()
             }),
-            networking_config: (!spec.aliases.is_empty()).then(|| NetworkingConfig {
-                endpoints_config: Some(HashMap::from([(
-                    spec.network.clone(),
-                    EndpointSettings {
-                        aliases: Some(spec.aliases.clone()),
-                        ..Default::default()
-                    },
-                )])),
+            // Engines before API 1.44 take one network at create; the others are connected
+            // below, before the container starts (as Compose does).
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(first.network.clone(), endpoint(first))])),
             }),
             ..Default::default()
         };
         let opts = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
-        Ok(self.docker.create_container(Some(opts), body).await?.id)
+        let id = self.docker.create_container(Some(opts), body).await?.id;
+        for e in more {
+            let req = NetworkConnectRequest {
+                container: id.clone(),
+                endpoint_config: Some(endpoint(e)),
+            };
+            if let Err(err) = self.docker.connect_network(&e.network, req).await {
+                // Not half-made: a container missing a network would be adopted as it is.
+                let _ = self.remove(&id).await;
+                return Err(err.into());
+            }
+        }
+        Ok(id)
     }
 
     pub async fn start(&self, id: &str) -> Result<(), EngineError> {

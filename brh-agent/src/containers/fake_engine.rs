@@ -12,8 +12,10 @@ use futures_util::Stream;
 use tokio::sync::broadcast;
 
 use super::engine::{
-    ContainerEngine, ContainerEvent, CreateSpec, EngineError, Inspected, Listed, Observed,
+    ContainerEngine, ContainerEvent, CreateSpec, EngineError, HealthStatus, Inspected, Listed,
+    Observed,
 };
+use super::manifest::NetworkSpec;
 use super::{labels, LeaseGuard, NotLeader};
 
 /// A guard the test controls: leader of `term` while `leading`; `lose_after` counts down the
@@ -83,6 +85,8 @@ pub struct FakeContainer {
     pub labels: HashMap<String, String>,
     pub env_vars: Vec<String>,
     pub running: bool,
+    /// Whether it was created with an (enabled) engine healthcheck.
+    pub has_healthcheck: bool,
 }
 
 impl FakeContainer {
@@ -144,6 +148,10 @@ struct State {
     unavailable: bool,
     /// Starts that fail (by container name prefix), to exercise rollbacks.
     failing_starts: Vec<String>,
+    /// Containers (by name prefix) whose healthcheck fails; the others' passes at once.
+    unhealthy: Vec<String>,
+    /// The order containers were started in, by name.
+    started: Vec<String>,
 }
 
 /// A test's hook, run after each mutation.
@@ -188,8 +196,19 @@ impl FakeEngine {
                 .collect(),
             env_vars: Vec::new(),
             running,
+            has_healthcheck: false,
         });
         id
+    }
+
+    /// The healthchecks of containers named `name_prefix…` fail.
+    pub fn fail_health_of(&self, name_prefix: &str) {
+        self.st().unhealthy.push(name_prefix.into());
+    }
+
+    /// The names of the containers started so far, in order.
+    pub fn start_order(&self) -> Vec<String> {
+        self.st().started.clone()
     }
 
     pub fn add_image(&self, image: &str) {
@@ -325,12 +344,20 @@ impl ContainerEngine for FakeEngine {
         self.up()?;
         let st = self.st();
         let c = &st.containers[Self::find(&st, id_or_name)?];
+        let health = (c.has_healthcheck && c.running).then(|| {
+            if st.unhealthy.iter().any(|p| c.name.starts_with(p)) {
+                HealthStatus::Unhealthy("check failed".into())
+            } else {
+                HealthStatus::Healthy
+            }
+        });
         match c.observed() {
             Some(o) if o.is_ours(federation) => Ok(Inspected {
                 observed: o,
                 started_at: None,
                 ip: Some("127.0.0.1".into()),
                 env_vars: c.env_vars.clone(),
+                health,
             }),
             _ => Err(EngineError::NotFound(format!(
                 "{id_or_name} is not one of ours"
@@ -344,8 +371,9 @@ impl ContainerEngine for FakeEngine {
         Ok(st.containers[Self::find(&st, id_or_name)?].observed())
     }
 
-    async fn ensure_network(&self, name: &str) -> Result<String, EngineError> {
+    async fn ensure_network(&self, net: &NetworkSpec) -> Result<String, EngineError> {
         self.up()?;
+        let name = net.name.as_str();
         let op = Op::Network(name.into());
         {
             let mut st = self.st();
@@ -389,6 +417,11 @@ impl ContainerEngine for FakeEngine {
                 labels: spec.labels.clone(),
                 env_vars: spec.env.clone(),
                 running: false,
+                has_healthcheck: spec
+                    .options
+                    .healthcheck
+                    .as_ref()
+                    .is_some_and(|h| h.is_enabled()),
             };
             self.record(&mut st, &op, Some(c.clone()));
             if st.containers.iter().any(|x| x.name == spec.name) {
@@ -412,6 +445,7 @@ impl ContainerEngine for FakeEngine {
                 return Err(EngineError::Refused(format!("500: cannot start {name}")));
             }
             st.containers[i].running = true;
+            st.started.push(name);
             Ok(())
         })
     }

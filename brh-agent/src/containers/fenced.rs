@@ -226,9 +226,9 @@ impl<E: ContainerEngine> FencedEngine<E> {
 
     // Mutations: each one admitted immediately before it is made.
 
-    pub async fn ensure_network(&self, name: &str) -> Result<String> {
+    pub async fn ensure_network(&self, net: &super::manifest::NetworkSpec) -> Result<String> {
         self.term()?;
-        Ok(self.engine.ensure_network(name).await?)
+        Ok(self.engine.ensure_network(net).await?)
     }
 
     pub async fn pull(&self, image: &str) -> Result<()> {
@@ -383,7 +383,11 @@ mod tests {
         assert!(refused(f.rename(&id, "x").await));
         assert!(refused(f.pull("brh-test/sleep:1").await));
         assert!(matches!(
-            f.ensure_network("brh").await,
+            f.ensure_network(&crate::containers::manifest::NetworkSpec {
+                name: "brh".into(),
+                ..Default::default()
+            })
+            .await,
             Err(OrchestratorError::NotLeader(_))
         ));
         assert!(engine.records().is_empty());
@@ -413,7 +417,8 @@ mod tests {
                 1,
                 term,
                 &token,
-                "b".into(),
+                "b",
+                &|n| n.to_string(),
             )
         };
         assert!(matches!(

@@ -14,9 +14,32 @@ use super::reference;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Manifest {
+    /// The network every service joins unless it names its own (`networks:` in Compose).
     pub network: String,
-    /// In file order.
+    /// Further networks a Compose file declares, created at promotion like `network`.
+    pub networks: Vec<NetworkSpec>,
+    /// In file order (Compose files: in start order, dependencies first).
     pub services: Vec<Service>,
+}
+
+/// A network to create (if missing) on the leader's engine: its engine name, whether it is
+/// internal (no route out) and its IPAM subnets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// Made by someone else (`external: true`): must exist, never created.
+    pub external: bool,
+    pub internal: bool,
+    pub subnets: Vec<Subnet>,
+    /// Labels the network carries (Compose's `com.docker.compose.network` and `.project`).
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subnet {
+    pub subnet: String,
+    pub gateway: Option<String>,
+    pub ip_range: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,9 +53,111 @@ pub struct Service {
     pub labels: BTreeMap<String, String>,
     pub health: Option<Health>,
     pub replicas: u32,
+    /// What a Compose file can say beyond BRH's own schema (all empty for a
+    /// `bridge.runtime.yaml` service).
+    pub options: ContainerOptions,
+}
+
+/// Container settings only Compose files carry, applied the way `docker compose up` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerOptions {
+    pub entrypoint: Option<Vec<String>>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    /// `container_name`: the one replica's fixed name instead of `brh_<env>_<service>_1`.
+    pub container_name: Option<String>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `HOST:IP` entries for /etc/hosts.
+    pub extra_hosts: Vec<String>,
+    /// Mount point → options (`size=64m`, …; empty for none).
+    pub tmpfs: BTreeMap<String, String>,
+    pub read_only: bool,
+    /// `None`: BRH's default (an init process, so a plain `sleep` stops on SIGTERM).
+    pub init: Option<bool>,
+    pub stop_signal: Option<String>,
+    /// How long a stop waits before SIGKILL; `None`: the agent's `BRH_STOP_TIMEOUT`.
+    pub stop_grace_period: Option<Duration>,
+    /// The healthcheck the engine runs; BRH waits on the engine's health status.
+    pub healthcheck: Option<EngineHealthcheck>,
+    /// Services to start (and wait for) first, in file order.
+    pub depends_on: Vec<Dependency>,
+    /// Networks the service joins; empty: only the manifest's `network`.
+    pub networks: Vec<NetworkAttachment>,
+}
+
+/// How long BRH waits for `healthy` from a healthcheck it knows nothing about (an image's):
+/// Docker's defaults, as [`EngineHealthcheck::patience`] computes them.
+pub const DEFAULT_HEALTH_PATIENCE: Duration = Duration::from_secs(185);
+
+/// Compose's `healthcheck:` as the engine takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineHealthcheck {
+    /// `["CMD", …]`, `["CMD-SHELL", "…"]` or `["NONE"]` (disabled).
+    pub test: Vec<String>,
+    pub interval: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub start_period: Option<Duration>,
+    pub start_interval: Option<Duration>,
+    pub retries: Option<u32>,
+}
+
+impl EngineHealthcheck {
+    /// Whether the engine will report a health status (`NONE` disables an image's check).
+    pub fn is_enabled(&self) -> bool {
+        self.test.first().map(String::as_str) != Some("NONE")
+    }
+
+    /// How long to wait for `healthy` before giving up: what the engine itself would need to
+    /// declare the container unhealthy (start period, then `retries` failed checks, each up to
+    /// an interval plus a timeout, with Docker's defaults of 30 s / 30 s / 3), plus slack.
+    pub fn patience(&self) -> Duration {
+        let interval = self.interval.unwrap_or(Duration::from_secs(30));
+        let timeout = self.timeout.unwrap_or(Duration::from_secs(30));
+        let retries = self.retries.unwrap_or(3).max(1);
+        self.start_period.unwrap_or_default()
+            + (interval + timeout) * (retries + 1)
+            + Duration::from_secs(5)
+    }
+}
+
+/// `depends_on` of one service: start `service` first, and wait until `condition`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    pub service: String,
+    pub condition: Condition,
+    /// `required: false`: a missing service (say, in an inactive profile) is no error.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Condition {
+    /// Started (Compose's default).
+    Started,
+    /// The engine reports every replica `healthy`.
+    Healthy,
+}
+
+/// One network a service joins: its engine name, the extra names the service answers to
+/// there (its own name always), and a static address.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkAttachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
 }
 
 impl Service {
+    /// The container name of `replica`: `container_name` if the file gives one, else
+    /// [`super::plan::container_name`].
+    pub fn container_name(&self, env: &str, replica: u32) -> String {
+        self.options
+            .container_name
+            .clone()
+            .unwrap_or_else(|| super::plan::container_name(env, &self.name, replica))
+    }
+
     /// Whether the service binds host ports (then two copies cannot run side by side, and a
     /// deploy replaces stop-first instead of start-first).
     pub fn binds_host_ports(&self) -> bool {
@@ -138,7 +263,11 @@ impl Manifest {
                 ))
             }
         };
-        Ok(Manifest { network, services })
+        Ok(Manifest {
+            network,
+            networks: Vec::new(),
+            services,
+        })
     }
 
     pub fn service(&self, name: &str) -> Option<&Service> {
@@ -303,6 +432,7 @@ fn parse_service(name: &str, v: &Value) -> Result<Service, ManifestError> {
         labels,
         health,
         replicas,
+        options: ContainerOptions::default(),
     };
     if service.replicas > 1 && service.binds_host_ports() {
         return Err(err(

@@ -22,12 +22,12 @@ use super::backoff::{Backoff, RestartBackoff};
 use super::chaos::Drill;
 use super::deploy::{Replacement, Step, Undo};
 use super::engine::{
-    ContainerEngine, CreateSpec, Engine, EngineError, Inspected, Listed, Observed,
+    ContainerEngine, CreateSpec, Engine, EngineError, HealthStatus, Inspected, Listed, Observed,
 };
 pub use super::error::OrchestratorError;
 use super::fenced::{Connect, FencedConnector, FencedEngine};
 use super::health;
-use super::manifest::{Manifest, Service};
+use super::manifest::{Condition, Manifest, NetworkSpec, Service};
 use super::plan::{self, Action, Seen};
 use super::policy::{DemotePolicy, PullPolicy};
 use super::spec::{self, ContainerToken, Creator};
@@ -71,6 +71,9 @@ pub struct ReconcileReport {
     /// Other federations' containers, left alone.
     pub foreign: Vec<String>,
     pub unhealthy: Vec<String>,
+    /// Services not started because a dependency (`depends_on: service_healthy`) is not
+    /// healthy, with why.
+    pub blocked: Vec<String>,
 }
 
 /// What a deploy did.
@@ -114,8 +117,8 @@ pub struct Orchestrator<E: ContainerEngine = Engine> {
     ops: tokio::sync::Mutex<()>,
     /// Containers we stop ourselves, so the recovery loop does not "recover" them.
     expected_stops: Mutex<HashMap<String, Instant>>,
-    /// The network id resolved at promotion (names can be ambiguous on a shared engine).
-    network_id: Mutex<Option<String>>,
+    /// Network name → id, resolved at promotion (names can be ambiguous on a shared engine).
+    network_ids: Mutex<HashMap<String, String>>,
     /// Where the original's event lines go (the agent's `/events`).
     event_sink: std::sync::OnceLock<EventSink>,
 }
@@ -127,6 +130,9 @@ pub type EventSink = Box<dyn Fn(String) + Send + Sync>;
 fn short(id: &str) -> &str {
     &id[..id.len().min(12)]
 }
+
+/// How often the engine's health status is read while waiting for `healthy`.
+const HEALTH_POLL: Duration = Duration::from_millis(250);
 
 fn unix_s() -> u64 {
     SystemTime::now()
@@ -174,7 +180,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
             status: Mutex::new(EngineStatus::default()),
             ops: tokio::sync::Mutex::new(()),
             expected_stops: Mutex::new(HashMap::new()),
-            network_id: Mutex::new(None),
+            network_ids: Mutex::new(HashMap::new()),
             event_sink: std::sync::OnceLock::new(),
         })
     }
@@ -306,12 +312,79 @@ impl<E: ContainerEngine> Orchestrator<E> {
         r
     }
 
-    /// Stops (with the stop timeout) and removes `id`. The removal is admitted on its own,
-    /// after the stop, which can take the whole timeout.
-    async fn stop_and_remove(&self, engine: &FencedEngine<E>, id: &str) -> Result<()> {
-        self.stopping(id, engine.stop(id, self.cfg.stop_timeout))
+    /// How long a stop of `service`'s containers waits before SIGKILL: its
+    /// `stop_grace_period`, else the agent's stop timeout.
+    fn stop_timeout(&self, service: &str) -> Duration {
+        self.manifest
+            .read()
+            .expect("manifest lock")
+            .service(service)
+            .and_then(|s| s.options.stop_grace_period)
+            .unwrap_or(self.cfg.stop_timeout)
+    }
+
+    /// Stops (with the service's stop timeout) and removes `id`. The removal is admitted on
+    /// its own, after the stop, which can take the whole timeout.
+    async fn stop_and_remove(
+        &self,
+        engine: &FencedEngine<E>,
+        id: &str,
+        service: &str,
+    ) -> Result<()> {
+        self.stopping(id, engine.stop(id, self.stop_timeout(service)))
             .await?;
         self.call(engine.remove(id)).await
+    }
+
+    /// Waits until a started container is ready: the service's own probe (`health:` of a
+    /// `bridge.runtime.yaml`) if it has one, else the engine's health status if the container
+    /// has a healthcheck (the Compose file's or the image's). `required`: a container without
+    /// a healthcheck is an error (a dependency waited on with `service_healthy`), not ready.
+    async fn ready(
+        &self,
+        engine: &FencedEngine<E>,
+        svc: &Service,
+        id: &str,
+        ip: Option<&str>,
+        required: bool,
+    ) -> std::result::Result<u32, health::Unhealthy> {
+        if svc.health.is_some() {
+            return health::wait_healthy(svc.health.as_ref(), ip).await;
+        }
+        let patience = svc
+            .options
+            .healthcheck
+            .as_ref()
+            .map(|h| h.patience())
+            .unwrap_or(super::manifest::DEFAULT_HEALTH_PATIENCE);
+        let started = Instant::now();
+        let mut polls = 0u32;
+        loop {
+            polls += 1;
+            let fail = |last: String| health::Unhealthy {
+                attempts: polls,
+                last,
+            };
+            match self.inspect(engine, id).await.map(|i| i.health) {
+                Err(e) => return Err(fail(format!("cannot inspect {}: {e}", short(id)))),
+                Ok(None) if required => {
+                    return Err(fail(format!(
+                        "{} has no healthcheck (service_healthy needs one)",
+                        svc.name
+                    )))
+                }
+                Ok(None) | Ok(Some(HealthStatus::Healthy)) => return Ok(polls),
+                Ok(Some(HealthStatus::Unhealthy(out))) => {
+                    return Err(fail(format!("the engine reports it unhealthy: {out}")))
+                }
+                Ok(Some(HealthStatus::Starting)) if started.elapsed() >= patience => {
+                    return Err(fail(format!("still starting after {patience:?}")))
+                }
+                Ok(Some(HealthStatus::Starting)) => {
+                    tokio::time::sleep(HEALTH_POLL).await;
+                }
+            }
+        }
     }
 
     fn was_expected(&self, id: &str) -> bool {
@@ -355,12 +428,9 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 })?,
             ),
         };
-        let network = self
-            .network_id
-            .lock()
-            .expect("network lock")
-            .clone()
-            .unwrap_or_else(|| self.manifest.read().expect("manifest lock").network.clone());
+        let ids = self.network_ids.lock().expect("network lock").clone();
+        let default_network = self.manifest.read().expect("manifest lock").network.clone();
+        let resolve = |n: &str| ids.get(n).cloned().unwrap_or_else(|| n.to_string());
         let creator = Creator {
             env: &self.cfg.env,
             node: &self.cfg.node,
@@ -368,7 +438,15 @@ impl<E: ContainerEngine> Orchestrator<E> {
             epoch: self.cfg.epoch,
         };
         Ok(spec::container_spec(
-            creator, svc, image, name, replica, term, &token, network,
+            creator,
+            svc,
+            image,
+            name,
+            replica,
+            term,
+            &token,
+            &default_network,
+            &resolve,
         ))
     }
 
@@ -411,8 +489,22 @@ impl<E: ContainerEngine> Orchestrator<E> {
         let term = self.guard.check()?;
         let engine = self.engine().await?;
         let manifest = self.manifest();
-        let network = self.call(engine.ensure_network(&manifest.network)).await?;
-        *self.network_id.lock().expect("network lock") = Some(network);
+        let mut networks = manifest.networks.clone();
+        if !networks.iter().any(|n| n.name == manifest.network) {
+            networks.insert(
+                0,
+                NetworkSpec {
+                    name: manifest.network.clone(),
+                    ..Default::default()
+                },
+            );
+        }
+        let mut ids = HashMap::new();
+        for net in &networks {
+            let id = self.call(engine.ensure_network(net)).await?;
+            ids.insert(net.name.clone(), id);
+        }
+        *self.network_ids.lock().expect("network lock") = ids;
         let listed = self.list(&engine).await?;
         // The plan sees other federations' containers too, to report them; every action on
         // one names only ours (`observed`).
@@ -434,9 +526,30 @@ impl<E: ContainerEngine> Orchestrator<E> {
             term,
             ..Default::default()
         };
+        // Every container of the promotion by service, to check (and to wait on for the
+        // services that depend on it), in start order.
         let mut to_check: Vec<(Service, Option<String>, String)> = Vec::new();
+        // `depends_on: service_healthy` results, by dependency: waited for once.
+        let mut waited: HashMap<String, std::result::Result<(), String>> = HashMap::new();
         let plan = plan::reconcile(&manifest, &self.cfg.env, &self.cfg.federation, &seen, term);
         for action in plan {
+            // A start waits for the dependencies' conditions (the plan lists services in
+            // start order, dependencies first). Adoption starts nothing, so waits for nothing.
+            if let Action::Start { service, .. } | Action::Create { service, .. } = &action {
+                if let Some(svc) = manifest.service(service) {
+                    if let Err(why) = self
+                        .dependencies(&engine, &manifest, svc, &to_check, &mut waited)
+                        .await
+                    {
+                        tracing::warn!("[PROMOTE] {service} not started: {why}");
+                        let line = format!("{service}: {why}");
+                        if !report.blocked.contains(&line) {
+                            report.blocked.push(line);
+                        }
+                        continue;
+                    }
+                }
+            }
             match action {
                 Action::Adopt { id, service, .. } => {
                     report.adopted.push(id.clone());
@@ -457,15 +570,15 @@ impl<E: ContainerEngine> Orchestrator<E> {
                     let Some(svc) = manifest.service(&service) else {
                         continue;
                     };
-                    let name = plan::container_name(&self.cfg.env, &service, replica);
+                    let name = svc.container_name(&self.cfg.env, replica);
                     let c = self
                         .create_started(&engine, svc, &svc.image, name, replica)
                         .await?;
                     report.created.push(c.observed.id.clone());
                     to_check.push((svc.clone(), c.ip, c.observed.id));
                 }
-                Action::RemoveExtra { id, .. } => {
-                    self.stop_and_remove(&engine, &id).await?;
+                Action::RemoveExtra { id, service } => {
+                    self.stop_and_remove(&engine, &id, &service).await?;
                     report.removed.push(id);
                 }
                 Action::Fenced { id, term: theirs } => {
@@ -493,23 +606,77 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 }
             }
         }
-        for (svc, ip, id) in to_check {
-            if let Err(e) = health::wait_healthy(svc.health.as_ref(), ip.as_deref()).await {
-                tracing::warn!("[PROMOTE] {} ({id}) unhealthy: {e}", svc.name);
-                report.unhealthy.push(id);
+        for (svc, ip, id) in &to_check {
+            let result = match waited.get(&svc.name) {
+                Some(Ok(())) => continue,
+                Some(Err(why)) => Err(why.clone()),
+                None => self
+                    .ready(&engine, svc, id, ip.as_deref(), false)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = result {
+                tracing::warn!("[PROMOTE] {} ({}) unhealthy: {e}", svc.name, short(id));
+                report.unhealthy.push(id.clone());
             }
         }
         tracing::info!(
-            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, foreign {}, unhealthy {}",
+            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, foreign {}, unhealthy {}, blocked {}",
             report.adopted.len(),
             report.started.len(),
             report.created.len(),
             report.removed.len(),
             report.fenced.len(),
             report.foreign.len(),
-            report.unhealthy.len()
+            report.unhealthy.len(),
+            report.blocked.len()
         );
         Ok(report)
+    }
+
+    /// Waits for what `svc` depends on: `service_started` dependencies were started before
+    /// it (start order), `service_healthy` ones must be healthy, every replica (waited for
+    /// once per promotion; the result is kept in `waited`).
+    async fn dependencies(
+        &self,
+        engine: &FencedEngine<E>,
+        manifest: &Manifest,
+        svc: &Service,
+        promoted: &[(Service, Option<String>, String)],
+        waited: &mut HashMap<String, std::result::Result<(), String>>,
+    ) -> std::result::Result<(), String> {
+        for dep in &svc.options.depends_on {
+            if dep.condition != Condition::Healthy {
+                continue;
+            }
+            if !waited.contains_key(&dep.service) {
+                let result = async {
+                    let dep_svc = manifest
+                        .service(&dep.service)
+                        .ok_or_else(|| format!("{} is not in the manifest", dep.service))?;
+                    let containers: Vec<_> = promoted
+                        .iter()
+                        .filter(|(s, _, _)| s.name == dep.service)
+                        .collect();
+                    if containers.is_empty() {
+                        return Err(format!("{} has no running container", dep.service));
+                    }
+                    for (_, ip, id) in containers {
+                        self.ready(engine, dep_svc, id, ip.as_deref(), true)
+                            .await
+                            .map_err(|e| {
+                                format!("dependency {} is not healthy: {e}", dep.service)
+                            })?;
+                    }
+                    Ok(())
+                }
+                .await;
+                waited.insert(dep.service.clone(), result);
+            }
+            waited[&dep.service].clone()?;
+        }
+        Ok(())
     }
 
     /// Demotion: the configured policy. `last_term` is the term this agent held; it is a
@@ -532,7 +699,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
             if o.owner != self.cfg.node || o.term > last_term {
                 continue;
             }
-            self.stop_and_remove(&engine, &o.id).await?;
+            self.stop_and_remove(&engine, &o.id, &o.service).await?;
             self.event(format!("DEMOTION: drained container {}", o.name));
             drained.push(o.id);
         }
@@ -569,7 +736,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
         self.guard.check()?;
         let engine = self.engine().await?;
         let o = self.find_managed(&engine, name).await?;
-        self.stopping(&o.id, engine.stop(&o.id, self.cfg.stop_timeout))
+        self.stopping(&o.id, engine.stop(&o.id, self.stop_timeout(&o.service)))
             .await?;
         self.call(engine.start(&o.id)).await?;
         Ok(o)
@@ -582,7 +749,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
         self.guard.check()?;
         let engine = self.engine().await?;
         let o = self.find_managed(&engine, name).await?;
-        self.stop_and_remove(&engine, &o.id).await?;
+        self.stop_and_remove(&engine, &o.id, &o.service).await?;
         Ok(o)
     }
 
@@ -631,7 +798,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
             duration_ms: 0,
         };
         for replica in 1..=svc.replicas {
-            let canonical = plan::container_name(&self.cfg.env, service, replica);
+            let canonical = svc.container_name(&self.cfg.env, replica);
             let old = current
                 .iter()
                 .find(|o| o.service == service && o.replica.unwrap_or(1) == replica)
@@ -703,8 +870,11 @@ impl<E: ContainerEngine> Orchestrator<E> {
             // where it is and the next leader's reconcile takes over.
             let done: Result<()> = match step {
                 Step::StopOld => {
-                    self.stopping(old_id(), engine.stop(old_id(), self.cfg.stop_timeout))
-                        .await
+                    self.stopping(
+                        old_id(),
+                        engine.stop(old_id(), self.stop_timeout(&svc.name)),
+                    )
+                    .await
                 }
                 Step::CreateNew => {
                     let term = engine.term()?;
@@ -715,7 +885,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 }
                 Step::WaitHealthy => {
                     let ip = new.as_ref().and_then(|c| c.ip.as_deref());
-                    health::wait_healthy(svc.health.as_ref(), ip)
+                    self.ready(engine, svc, &new_id(&new), ip, false)
                         .await
                         .map(|_attempts| ())
                         .map_err(|source| {
@@ -729,7 +899,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
                             }
                         })
                 }
-                Step::StopAndRemoveOld => self.stop_and_remove(engine, old_id()).await,
+                Step::StopAndRemoveOld => self.stop_and_remove(engine, old_id(), &svc.name).await,
                 Step::Rename => match self.call(engine.rename(&new_id(&new), canonical)).await {
                     Err(e) => Err(self.explain_name_taken(engine, canonical, e).await),
                     ok => ok,

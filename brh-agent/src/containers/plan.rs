@@ -103,7 +103,7 @@ pub fn reconcile(
     }
     for svc in &manifest.services {
         for replica in 1..=svc.replicas {
-            let canonical = container_name(env, &svc.name, replica);
+            let canonical = svc.container_name(env, replica);
             let found = seen
                 .iter()
                 .enumerate()

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::labels;
-use super::manifest::{PortMap, Service};
+use super::manifest::{ContainerOptions, PortMap, Service};
 
 /// Everything needed to create one managed container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,12 +15,23 @@ pub struct CreateSpec {
     pub command: Option<Vec<String>>,
     pub env: Vec<String>,
     pub labels: HashMap<String, String>,
-    pub network: String,
+    /// The networks it joins, the first as its network mode; never empty.
+    pub networks: Vec<Endpoint>,
     pub ports: Vec<PortMap>,
     pub volumes: Vec<String>,
-    /// Names the container answers to on its network: its service's name, so services reach
-    /// each other by name as in Compose (`db:5432`).
+    /// Compose's settings (entrypoint, user, healthcheck, …); its `networks` and `depends_on`
+    /// are not the engine's business (the former are resolved into `networks` above).
+    pub options: ContainerOptions,
+}
+
+/// One network a container joins: the network's id (or name), the names it answers to there
+/// (its service's name first, so services reach each other by name as in Compose:
+/// `db:5432`) and a static address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub network: String,
     pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
 }
 
 /// Who creates the container: labels `brh.env`, `brh.owner`, `brh.federation`, `brh.epoch`
@@ -53,7 +64,8 @@ pub fn lease_token_for(term: u64, newest: Option<&(u64, String)>) -> Option<Stri
 
 /// One replica's spec: the service's own variables then `BRH_ENV`, `BRH_EPOCH`, `BRH_TOKEN`
 /// (and `BRH_LEASE_TOKEN`); the service's labels with BRH's on top (a service cannot spoof
-/// `brh.term` or `brh.federation`: ours win).
+/// `brh.term` or `brh.federation`: ours win). `network` resolves a network's name to the id
+/// the engine gave it at promotion; a service that names no network joins `default_network`.
 #[allow(clippy::too_many_arguments)]
 pub fn container_spec(
     creator: Creator<'_>,
@@ -63,7 +75,8 @@ pub fn container_spec(
     replica: u32,
     term: u64,
     token: &ContainerToken,
-    network: String,
+    default_network: &str,
+    network: &dyn Fn(&str) -> String,
 ) -> CreateSpec {
     let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     env.push(format!("BRH_ENV={}", creator.env));
@@ -89,16 +102,35 @@ pub fn container_spec(
         l.insert(labels::COMPOSE_NUMBER.into(), replica.to_string());
         l.insert(labels::COMPOSE_ONEOFF.into(), "False".into());
     }
+    let networks = if svc.options.networks.is_empty() {
+        vec![Endpoint {
+            network: network(default_network),
+            aliases: vec![svc.name.clone()],
+            ipv4_address: None,
+        }]
+    } else {
+        svc.options
+            .networks
+            .iter()
+            .map(|a| Endpoint {
+                network: network(&a.network),
+                aliases: std::iter::once(svc.name.clone())
+                    .chain(a.aliases.iter().filter(|x| **x != svc.name).cloned())
+                    .collect(),
+                ipv4_address: a.ipv4_address.clone(),
+            })
+            .collect()
+    };
     CreateSpec {
         name,
         image: image.to_string(),
         command: svc.command.clone(),
         env,
         labels: l,
-        network,
+        networks,
         ports: svc.ports.clone(),
         volumes: svc.volumes.clone(),
-        aliases: vec![svc.name.clone()],
+        options: svc.options.clone(),
     }
 }
 
@@ -134,7 +166,8 @@ mod tests {
             2,
             7,
             &ContainerToken::Lease("L7".into()),
-            "net-id".into(),
+            "brh_net",
+            &|n| format!("id-of-{n}"),
         );
         assert_eq!(s.name, "brh_dev_web_2");
         assert_eq!(
@@ -142,7 +175,14 @@ mod tests {
             "the deploy's image, not the manifest's"
         );
         assert_eq!(s.command, svc.command);
-        assert_eq!(s.network, "net-id");
+        assert_eq!(
+            s.networks,
+            [Endpoint {
+                network: "id-of-brh_net".into(),
+                aliases: vec!["web".into()],
+                ipv4_address: None
+            }]
+        );
         assert_eq!(s.ports, svc.ports);
         assert_eq!(s.volumes, vec!["/data:/data".to_string()]);
         assert_eq!(
@@ -183,7 +223,8 @@ mod tests {
             1,
             3,
             &ContainerToken::Node("N".into()),
-            "brh".into(),
+            "brh",
+            &|n| n.to_string(),
         );
         assert_eq!(
             s.env,
@@ -216,7 +257,7 @@ mod tests {
             let mut svc = service("services:\n  web: { image: brh-test/sleep:1 }\n");
             svc.labels = keys.iter().map(|k| (k.to_string(), "spoofed".to_string())).collect();
             let s = container_spec(CREATOR, &svc, &svc.image, "n".into(), replica, term,
-                &ContainerToken::Node("N".into()), "brh".into());
+                &ContainerToken::Node("N".into()), "brh", &|n| n.to_string());
             prop_assert_eq!(s.labels[labels::TERM].clone(), term.to_string());
             prop_assert_eq!(s.labels[labels::FEDERATION].as_str(), CREATOR.federation);
             prop_assert_eq!(s.labels[labels::MANAGED].as_str(), "true");

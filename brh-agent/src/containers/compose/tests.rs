@@ -1,5 +1,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use super::*;
 use crate::containers::labels;
@@ -118,13 +119,21 @@ volumes:
 fn what_is_not_supported_is_refused_naming_service_and_key() {
     let cases = [
         ("services:\n  app:\n    build: .\n", "compose: service \"app\": build: BRH runs images, not builds"),
-        ("services:\n  db:\n    image: pg\n    healthcheck: { test: [CMD, true] }\n", "compose: service \"db\": healthcheck:"),
-        ("services:\n  db:\n    image: pg\n    container_name: db\n", "compose: service \"db\": container_name:"),
+        ("services:\n  db:\n    image: pg\n    healthcheck: { test: [curl, x] }\n", "compose: service \"db\": healthcheck.test:"),
+        ("services:\n  db:\n    image: pg\n    container_name: db\n    deploy: { replicas: 2 }\n", "compose: service \"db\": container_name:"),
+        ("services:\n  a:\n    image: pg\n    depends_on: { b: { condition: service_completed_successfully } }\n  b: { image: pg }\n", "compose: service \"a\": depends_on.b.condition:"),
+        ("services:\n  a:\n    image: pg\n    depends_on: [c]\n", "compose: service \"a\": depends_on: \"c\" is not a service"),
+        ("services:\n  a:\n    image: pg\n    depends_on: [b]\n  b:\n    image: pg\n    depends_on: [a]\n", "compose: depends_on: a cycle among services a, b"),
+        ("services:\n  a:\n    image: pg\n    networks: [back]\n", "compose: service \"a\": networks: \"back\" is not declared"),
+        ("services:\n  a:\n    image: pg\n    networks: { back: { ipv4_address: 10.9.0.5 } }\nnetworks:\n  back: {}\n", "compose: service \"a\": networks.back.ipv4_address: a static address needs a subnet"),
+        ("services:\n  a:\n    image: pg\n    networks: { back: { priority: 5 } }\nnetworks:\n  back: {}\n", "compose: service \"a\": networks.back.priority:"),
+        ("services:\n  a:\n    image: pg\n    secrets: [{ source: s, mode: 0400 }]\nsecrets:\n  s: { file: ./s }\n", "compose: service \"a\": secrets.mode:"),
+        ("services:\n  a:\n    image: pg\n    stop_grace_period: soon\n", "compose: service \"a\": stop_grace_period:"),
         ("services:\n  db:\n    image: pg\n    deploy: { replicas: 1, resources: { limits: { cpus: '1' } } }\n", "compose: service \"db\": deploy.resources:"),
         ("services:\n  db:\n    image: pg\n    restart: on-failure\n", "compose: service \"db\": restart:"),
         ("services:\n  db:\n    image: pg\n    volumes: [data:/x]\n", "is not declared in the top-level volumes"),
-        ("services:\n  db:\n    image: pg\nsecrets:\n  s: { file: ./s }\n", "compose: secrets:"),
-        ("services:\n  db:\n    image: pg\nnetworks:\n  back: {}\n", "compose: networks:"),
+        ("services:\n  db:\n    image: pg\nsecrets:\n  s: { external: true }\n", "compose: secrets: s: external:"),
+        ("services:\n  db:\n    image: pg\nnetworks:\n  back: { driver: overlay }\n", "compose: networks: back: driver:"),
         ("services:\n  db:\n    image: pg\nx-brh: { network: x }\n", "compose: x-brh:"),
         ("services:\n  db: {}\n", "compose: service \"db\": image: required"),
         ("services:\n  db:\n    image: pg\n    environment: { P: \"${PASS:?set PASS}\" }\n", "compose: variable PASS: set PASS"),
@@ -170,4 +179,162 @@ fn compose_and_brh_files_are_told_apart() {
     assert!(is_compose_path(Path::new("/x/docker-compose.yml")));
     assert!(is_compose_path(Path::new("prod.compose.yaml")));
     assert!(!is_compose_path(Path::new("bridge.runtime.yaml")));
+}
+
+#[test]
+fn container_settings_networks_secrets_and_start_order() {
+    let p = load(
+        r#"
+services:
+  web:
+    image: web:1
+    entrypoint: /bin/web --serve
+    user: "1000:1000"
+    working_dir: /srv
+    hostname: web-1
+    container_name: the-web
+    cap_add: [NET_ADMIN]
+    cap_drop: [ALL]
+    extra_hosts: ["db.local:10.0.0.2", "cache.local=10.0.0.3"]
+    tmpfs: ["/run", "/tmp:size=64m"]
+    read_only: true
+    init: false
+    stop_signal: SIGINT
+    stop_grace_period: 1m30s
+    depends_on:
+      db: { condition: service_healthy }
+      cache: { condition: service_started }
+      debug: { condition: service_started, required: false }
+    networks:
+      front: { aliases: [www] }
+      back: { ipv4_address: 10.77.0.10 }
+    secrets: [db_pw, { source: db_pw, target: other }]
+    configs: [{ source: site, target: /etc/site.conf }]
+  db:
+    image: pg:16
+    networks: [back]
+    healthcheck:
+      test: pg_isready
+      interval: 2s
+      timeout: 1s
+      retries: 5
+      start_period: 10s
+  cache:
+    image: redis:7
+  debug:
+    image: tools:1
+    profiles: [debug]
+networks:
+  front: {}
+  back:
+    internal: true
+    ipam: { config: [{ subnet: 10.77.0.0/24, gateway: 10.77.0.1 }] }
+secrets:
+  db_pw: { file: ./secrets/db_pw.txt }
+configs:
+  site: { file: ./site.conf }
+"#,
+    )
+    .unwrap();
+    let order: Vec<&str> = p
+        .manifest
+        .services
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(
+        order,
+        ["db", "cache", "web"],
+        "dependencies first, else file order"
+    );
+    let web = p.manifest.service("web").unwrap();
+    let o = &web.options;
+    assert_eq!(
+        o.entrypoint.as_deref(),
+        Some(&["/bin/web".to_string(), "--serve".into()][..])
+    );
+    assert_eq!(o.user.as_deref(), Some("1000:1000"));
+    assert_eq!(o.working_dir.as_deref(), Some("/srv"));
+    assert_eq!(o.hostname.as_deref(), Some("web-1"));
+    assert_eq!(web.container_name("dev", 1), "the-web");
+    assert_eq!(o.cap_add, ["NET_ADMIN"]);
+    assert_eq!(o.cap_drop, ["ALL"]);
+    assert_eq!(o.extra_hosts, ["db.local:10.0.0.2", "cache.local:10.0.0.3"]);
+    assert_eq!(o.tmpfs["/run"], "");
+    assert_eq!(o.tmpfs["/tmp"], "size=64m");
+    assert!(o.read_only);
+    assert_eq!(o.init, Some(false));
+    assert_eq!(o.stop_signal.as_deref(), Some("SIGINT"));
+    assert_eq!(o.stop_grace_period, Some(Duration::from_secs(90)));
+    assert_eq!(
+        o.depends_on,
+        [
+            Dependency {
+                service: "db".into(),
+                condition: Condition::Healthy,
+                required: true
+            },
+            Dependency {
+                service: "cache".into(),
+                condition: Condition::Started,
+                required: true
+            },
+        ],
+        "an optional dependency on an inactive service is dropped"
+    );
+    assert_eq!(
+        o.networks,
+        [
+            NetworkAttachment {
+                network: "myapp_front".into(),
+                aliases: vec!["www".into()],
+                ipv4_address: None
+            },
+            NetworkAttachment {
+                network: "myapp_back".into(),
+                aliases: vec![],
+                ipv4_address: Some("10.77.0.10".into())
+            },
+        ]
+    );
+    assert!(web
+        .volumes
+        .contains(&"/srv/app/secrets/db_pw.txt:/run/secrets/db_pw:ro".to_string()));
+    assert!(web
+        .volumes
+        .contains(&"/srv/app/secrets/db_pw.txt:/run/secrets/other:ro".to_string()));
+    assert!(web
+        .volumes
+        .contains(&"/srv/app/site.conf:/etc/site.conf:ro".to_string()));
+    let db = p.manifest.service("db").unwrap();
+    let h = db.options.healthcheck.as_ref().unwrap();
+    assert_eq!(h.test, ["CMD-SHELL", "pg_isready"]);
+    assert_eq!(h.interval, Some(Duration::from_secs(2)));
+    assert_eq!(h.retries, Some(5));
+    assert_eq!(h.patience(), Duration::from_secs(10 + 3 * 6 + 5));
+    assert_eq!(db.options.init, None, "not said: BRH's default");
+    let back = p
+        .manifest
+        .networks
+        .iter()
+        .find(|n| n.name == "myapp_back")
+        .unwrap();
+    assert!(back.internal);
+    assert_eq!(back.subnets[0].subnet, "10.77.0.0/24");
+    assert_eq!(back.labels[labels::COMPOSE_NETWORK], "back");
+    assert_eq!(p.manifest.network, "myapp_default");
+}
+
+#[test]
+fn compose_durations() {
+    let d = |s| go_duration(s).unwrap();
+    assert_eq!(d("1m30s"), Duration::from_secs(90));
+    assert_eq!(d("1.5s"), Duration::from_millis(1500));
+    assert_eq!(d("500ms"), Duration::from_millis(500));
+    assert_eq!(d("2h"), Duration::from_secs(7200));
+    assert_eq!(d("10"), Duration::from_secs(10));
+    assert!(go_duration("").is_err());
+    assert!(go_duration("10 s").is_err());
+    assert!(go_duration("5x").is_err());
+    assert!(go_duration("-1s").is_err());
 }

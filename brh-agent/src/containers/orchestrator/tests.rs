@@ -39,12 +39,16 @@ struct World {
 }
 
 fn world_with(yaml: &str, term: u64, policy: DemotePolicy) -> World {
+    world_of(Manifest::parse(yaml).expect("test manifest"), term, policy)
+}
+
+fn world_of(manifest: Manifest, term: u64, policy: DemotePolicy) -> World {
     let guard = TestGuard::leader(term);
     let engine = FakeEngine::new(Some(guard.clone()));
     let e = engine.clone();
     let orch = Orchestrator::with_engine(
         config(policy),
-        Manifest::parse(yaml).expect("test manifest"),
+        manifest,
         guard.clone(),
         Box::new(move || {
             let e = e.clone();
@@ -722,4 +726,47 @@ async fn the_property_exercises_mutations_of_existing_containers() {
     .await;
     assert!(touched >= 4, "{records:?}");
     assert_fenced(&records).unwrap();
+}
+
+/// A Compose stack: `web` depends on `db` being healthy and on `cache` being started.
+fn compose_stack() -> Manifest {
+    let text = "services:\n  web:\n    image: brh-test/sleep:1\n    depends_on:\n      \
+        db: { condition: service_healthy }\n      cache: { condition: service_started }\n  \
+        cache: { image: brh-test/sleep:1 }\n  db:\n    image: brh-test/sleep:1\n    \
+        healthcheck: { test: [CMD, 'true'], interval: 1s }\n";
+    crate::containers::compose::parse(text, std::path::Path::new("/srv/app"), "app", &|_| None)
+        .expect("test stack")
+        .manifest
+}
+
+#[tokio::test]
+async fn compose_services_start_after_their_dependencies_are_healthy() {
+    let w = world_of(compose_stack(), 3, DemotePolicy::Relinquish);
+    let r = w.orch.promote().await.unwrap();
+    assert_eq!(r.created.len(), 3);
+    assert!(r.blocked.is_empty() && r.unhealthy.is_empty(), "{r:?}");
+    assert_eq!(
+        w.engine.start_order(),
+        [name("cache", 1), name("db", 1), name("web", 1)],
+        "dependencies first"
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_that_is_unhealthy_blocks_its_dependents_only() {
+    let w = world_of(compose_stack(), 3, DemotePolicy::Relinquish);
+    w.engine.fail_health_of(&name("db", 1));
+    let r = w.orch.promote().await.unwrap();
+    assert_eq!(w.engine.start_order(), [name("cache", 1), name("db", 1)]);
+    assert_eq!(r.blocked.len(), 1, "{r:?}");
+    assert!(
+        r.blocked[0].starts_with("web: dependency db is not healthy"),
+        "{r:?}"
+    );
+    assert!(
+        w.engine.by_name(&name("web", 1)).is_none(),
+        "web not even created"
+    );
+    assert_eq!(r.unhealthy.len(), 1, "db is reported unhealthy: {r:?}");
+    assert!(assert_fenced(&w.engine.records()).is_ok());
 }
