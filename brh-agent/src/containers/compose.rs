@@ -509,12 +509,14 @@ fn service_networks(
         let spec = match declared.get(&net) {
             Some(s) => s,
             None if net == "default" => &implicit_default,
-            None => return Err(err(
-                "networks",
-                format!(
+            None => {
+                return Err(err(
+                    "networks",
+                    format!(
                     "{net:?} is not declared in the top-level networks: (Compose refuses it too)"
                 ),
-            )),
+                ))
+            }
         };
         let mut a = NetworkAttachment {
             network: spec.name.clone(),
@@ -763,7 +765,6 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
             "environment": s.env,
             "labels": s.labels,
             "deploy": { "replicas": s.replicas },
-            "networks": { "default": null },
         });
         if let Some(c) = &s.command {
             svc["command"] = json!(c);
@@ -774,13 +775,174 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
         if !volumes.is_empty() {
             svc["volumes"] = json!(volumes);
         }
+        options_json(&mut svc, manifest, s);
         services.insert(s.name.clone(), svc);
+    }
+    let mut networks = Map::new();
+    networks.insert("default".into(), json!({ "name": manifest.network }));
+    for n in &manifest.networks {
+        let key = n
+            .labels
+            .get(super::labels::COMPOSE_NETWORK)
+            .cloned()
+            .unwrap_or_else(|| n.name.clone());
+        let mut o = json!({ "name": n.name });
+        if n.internal {
+            o["internal"] = json!(true);
+        }
+        if n.external {
+            o["external"] = json!(true);
+        }
+        if !n.subnets.is_empty() {
+            let config: Vec<_> = n
+                .subnets
+                .iter()
+                .map(|s| {
+                    let mut c = json!({ "subnet": s.subnet });
+                    if let Some(g) = &s.gateway {
+                        c["gateway"] = json!(g);
+                    }
+                    if let Some(r) = &s.ip_range {
+                        c["ip_range"] = json!(r);
+                    }
+                    c
+                })
+                .collect();
+            o["ipam"] = json!({ "config": config });
+        }
+        networks.insert(key, o);
     }
     json!({
         "name": project,
         "services": services,
-        "networks": { "default": { "name": manifest.network } },
+        "networks": networks,
     })
+}
+
+/// The [`ContainerOptions`] keys of one service, as `docker compose config --format json`
+/// names them (durations in Go's syntax, as Compose prints them).
+fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
+    use serde_json::json;
+    let o = &s.options;
+    let go = |d: std::time::Duration| {
+        let ms = d.as_millis();
+        if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{ms}ms")
+        }
+    };
+    let mut set = |k: &str, v: serde_json::Value| svc[k] = v;
+    if let Some(v) = &o.entrypoint {
+        set("entrypoint", json!(v));
+    }
+    for (k, v) in [
+        ("user", &o.user),
+        ("working_dir", &o.working_dir),
+        ("hostname", &o.hostname),
+        ("container_name", &o.container_name),
+        ("stop_signal", &o.stop_signal),
+    ] {
+        if let Some(v) = v {
+            set(k, json!(v));
+        }
+    }
+    for (k, v) in [
+        ("cap_add", &o.cap_add),
+        ("cap_drop", &o.cap_drop),
+        ("extra_hosts", &o.extra_hosts),
+    ] {
+        if !v.is_empty() {
+            set(k, json!(v));
+        }
+    }
+    if !o.tmpfs.is_empty() {
+        let t: Vec<String> = o
+            .tmpfs
+            .iter()
+            .map(|(p, opts)| {
+                if opts.is_empty() {
+                    p.clone()
+                } else {
+                    format!("{p}:{opts}")
+                }
+            })
+            .collect();
+        set("tmpfs", json!(t));
+    }
+    if o.read_only {
+        set("read_only", json!(true));
+    }
+    if let Some(i) = o.init {
+        set("init", json!(i));
+    }
+    if let Some(d) = o.stop_grace_period {
+        set("stop_grace_period", json!(go(d)));
+    }
+    if let Some(h) = &o.healthcheck {
+        let mut hc = json!({ "test": h.test });
+        for (k, v) in [
+            ("interval", h.interval),
+            ("timeout", h.timeout),
+            ("start_period", h.start_period),
+            ("start_interval", h.start_interval),
+        ] {
+            if let Some(v) = v {
+                hc[k] = json!(go(v));
+            }
+        }
+        if let Some(r) = h.retries {
+            hc["retries"] = json!(r);
+        }
+        set("healthcheck", hc);
+    }
+    if !o.depends_on.is_empty() {
+        let mut deps = serde_json::Map::new();
+        for d in &o.depends_on {
+            let condition = match d.condition {
+                Condition::Started => "service_started",
+                Condition::Healthy => "service_healthy",
+            };
+            deps.insert(
+                d.service.clone(),
+                json!({ "condition": condition, "required": d.required }),
+            );
+        }
+        set("depends_on", serde_json::Value::Object(deps));
+    }
+    // The networks by their Compose key (the default network is `default`).
+    let key_of = |engine_name: &str| {
+        manifest
+            .networks
+            .iter()
+            .find(|n| n.name == engine_name)
+            .and_then(|n| n.labels.get(super::labels::COMPOSE_NETWORK).cloned())
+            .unwrap_or_else(|| {
+                if engine_name == manifest.network {
+                    "default".into()
+                } else {
+                    engine_name.to_string()
+                }
+            })
+    };
+    let mut nets = serde_json::Map::new();
+    if o.networks.is_empty() {
+        nets.insert("default".into(), serde_json::Value::Null);
+    }
+    for a in &o.networks {
+        let mut v = serde_json::Value::Null;
+        if !a.aliases.is_empty() {
+            v = json!({ "aliases": a.aliases });
+        }
+        if let Some(ip) = &a.ipv4_address {
+            if v.is_null() {
+                v = json!({});
+            }
+            v["ipv4_address"] = json!(ip);
+        }
+        nets.insert(key_of(&a.network), v);
+    }
+    set("networks", serde_json::Value::Object(nets));
 }
 
 /// Compose takes numbers and booleans where it wants strings (`expose: [5432]`,

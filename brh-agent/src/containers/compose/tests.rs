@@ -338,3 +338,24 @@ fn compose_durations() {
     assert!(go_duration("5x").is_err());
     assert!(go_duration("-1s").is_err());
 }
+
+#[test]
+fn the_json_model_carries_the_new_keys() {
+    let p = load(
+        "services:\n  web:\n    image: web:1\n    depends_on: { db: { condition: service_healthy } }\n    \
+         networks: { back: { ipv4_address: 10.77.0.10 } }\n    stop_grace_period: 3s\n  db:\n    \
+         image: pg:16\n    healthcheck: { test: [CMD, pg_isready], interval: 2s }\n\
+         networks:\n  back:\n    ipam: { config: [{ subnet: 10.77.0.0/24 }] }\n",
+    )
+    .unwrap();
+    let j = config_json(Some(&p.name), &p.manifest);
+    let web = &j["services"]["web"];
+    assert_eq!(web["depends_on"]["db"]["condition"], "service_healthy");
+    assert_eq!(web["networks"]["back"]["ipv4_address"], "10.77.0.10");
+    assert_eq!(web["stop_grace_period"], "3s");
+    assert_eq!(j["services"]["db"]["healthcheck"]["interval"], "2s");
+    assert_eq!(j["services"]["db"]["networks"]["default"], serde_json::Value::Null);
+    assert_eq!(j["networks"]["back"]["name"], "myapp_back");
+    assert_eq!(j["networks"]["back"]["ipam"]["config"][0]["subnet"], "10.77.0.0/24");
+    assert_eq!(j["networks"]["default"]["name"], "myapp_default");
+}
