@@ -826,7 +826,7 @@ fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
     let o = &s.options;
     let go = |d: std::time::Duration| {
         let ms = d.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{}s", ms / 1000)
         } else {
             format!("{ms}ms")
