@@ -48,6 +48,7 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
              \x20   depends_on: {{ db: {{ condition: service_healthy }} }}\n\
              \x20   networks: {{ default: {{}}, back: {{ aliases: [frontend] }} }}\n\
              \x20   stop_grace_period: 2s\n\
+             \x20   healthcheck: {{ test: [CMD, cat, /www/health], interval: 1s, retries: 3 }}\n\
              \x20   environment:\n\
              \x20     GREETING: \"${{GREETING:-hello}}\"\n\
              \x20   volumes: [\"data:/data\"]\n\
@@ -150,6 +151,7 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
 
     // kill -9 of the leader: the successor adopts the same containers.
     let li = agents.iter().position(|a| a.node == leader).unwrap();
+    let killed_at = std::time::Instant::now();
     agents[li].kill9();
     let rest: Vec<&Agent> = agents.iter().filter(|a| a.node != leader).collect();
     let (next, term2) = wait_until(Duration::from_secs(20), || {
@@ -164,7 +166,36 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
             .then_some(())
     })
     .unwrap_or_else(|| panic!("the successor did not adopt the 4 containers"));
+    // A figure for the notes, not a bound (these machines are noisy).
+    println!(
+        "handover: kill -9 of the leader → the successor adopted all 4, healthy: {} ms",
+        killed_at.elapsed().as_millis()
+    );
     assert_eq!(ids(&project), started, "same containers, adopted in place");
+
+    // A deploy of a new image to one compose service: it waits for the engine's `healthy`,
+    // and the new container joins the same networks with the same aliases.
+    let (ok, out) = cli_deploy(
+        &seal,
+        &env,
+        agents[si].api,
+        "brh-test/web:2",
+        &["--service", "web", "--pull", "never"],
+    );
+    assert!(ok && out.contains("\"deployed\""), "deploy failed: {out}");
+    let now = ids(&project);
+    let web: Vec<&String> = now
+        .iter()
+        .filter(|id| label(id, "com.docker.compose.service") == "web")
+        .collect();
+    assert_eq!(web.len(), 1, "{now:?}");
+    assert!(!started.contains(web[0]), "web was replaced");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.Config.Image}} {{.State.Health.Status}}", web[0]]),
+        "brh-test/web:2 healthy"
+    );
+    let nets = docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", web[0]]);
+    assert!(nets.contains("\"frontend\"") && nets.contains(&format!("\"{project}_back\"")), "{nets}");
     finish_and_check(&mut agents);
     remove_env_containers(&env);
     docker(&["network", "rm", &format!("{project}_default")]);
