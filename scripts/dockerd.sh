@@ -26,6 +26,8 @@ install_packages() {
   local missing=()
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || missing+=(busybox-static)
+  # Compose's own CLI (Debian's v1), to show that `docker-compose ps` lists what BRH runs.
+  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || { log "need root to install ${missing[*]}"; exit 1; }
     log "installing ${missing[*]} with apt"

@@ -148,6 +148,25 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     }
     numbers.sort();
     assert_eq!(numbers, ["db#1", "web#1", "worker#1", "worker#2"]);
+    // Compose's own CLI lists them (Debian's docker-compose v1, installed by
+    // scripts/dockerd.sh; v1 does not know the top-level `name:`, so `-p` names the project).
+    let v1_file = dir.join("v1.yaml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let v1_text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("name:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&v1_file, v1_text).unwrap();
+    let ps = std::process::Command::new("docker-compose")
+        .args(["-p", &project, "-f", v1_file.to_str().unwrap(), "ps"])
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .expect("docker-compose (scripts/dockerd.sh installs it)");
+    let ps_text = output_text(&ps);
+    assert!(ps.status.success(), "{ps_text}");
+    let up = ps_text.lines().filter(|l| l.contains(" Up ")).count();
+    assert_eq!(up, 4, "docker-compose ps lists the four: {ps_text}");
 
     // kill -9 of the leader: the successor adopts the same containers.
     let li = agents.iter().position(|a| a.node == leader).unwrap();
