@@ -6,7 +6,7 @@ use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
 use brh_shared::ids::validate_id;
 use brh_shared::operator::{RequestError, Scope};
 use brh_shared::route::{self, Endpoint, Route};
-use brh_shared::sign::{self, AuthError, Authenticated, KeyId, RawAuth};
+use brh_shared::sign::{self, AuthError, AuthFields, Authenticated, KeyId, RawAuth};
 use brh_shared::wire::{
     ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, RevokeRequest,
     MAX_BODY_BYTES,
@@ -371,7 +371,20 @@ impl<S: Store> Forge<S> {
         expect_env: Option<&str>,
         now_ms: u64,
     ) -> Result<(Authenticated, T, NodeKey)> {
-        let seal = self.seal()?;
+        // Only the body's parse depends on `T`: the checks before and after it are compiled
+        // once, not once per body type.
+        let (raw, fields, generation) = self.auth_headers(req)?;
+        let body: T = brh_shared::wire::from_json_object(&req.body)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
+        let (auth, key) =
+            self.auth_check(req, raw, fields, generation, body.env(), expect_env, now_ms)?;
+        Ok((auth, body, key))
+    }
+
+    /// What `authenticate` checks before the body: the seal, the size, the auth headers.
+    #[inline(never)]
+    fn auth_headers<'r>(&self, req: &'r Request) -> Result<(RawAuth<'r>, AuthFields<'r>, u32)> {
+        self.seal()?;
         if req.body.len() > MAX_BODY_BYTES {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
@@ -382,15 +395,26 @@ impl<S: Store> Forge<S> {
         let fields = sign::parse_auth(raw).map_err(auth_refusal)?;
         let generation =
             sign::parse_key_gen(req.header(sign::HEADER_KEY_GEN)).map_err(auth_refusal)?;
-        let body: T = brh_shared::wire::from_json_object(&req.body)
-            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
-        if let Some(expected) = expect_env.filter(|e| *e != body.env()) {
+        Ok((raw, fields, generation))
+    }
+
+    /// What `authenticate` checks after the body: the env the body names, the signature.
+    #[inline(never)]
+    fn auth_check(
+        &self,
+        req: &Request,
+        raw: RawAuth<'_>,
+        fields: AuthFields<'_>,
+        generation: u32,
+        env: &str,
+        expect_env: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Authenticated, NodeKey)> {
+        let seal = self.seal()?;
+        if let Some(expected) = expect_env.filter(|e| *e != env) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
-                format!(
-                    "this stream is for env {expected}, the body names {}",
-                    body.env()
-                ),
+                format!("this stream is for env {expected}, the body names {env}"),
             ));
         }
         let verify = |key: &[u8]| {
@@ -411,7 +435,7 @@ impl<S: Store> Forge<S> {
                 generation,
                 previous_seal,
             };
-            let Some(key) = self.cfg.node_key(body.env(), fields.node, id) else {
+            let Some(key) = self.cfg.node_key(env, fields.node, id) else {
                 continue;
             };
             match verify(&key.0) {
@@ -419,7 +443,7 @@ impl<S: Store> Forge<S> {
                 r => {
                     let mut auth = r.map_err(auth_refusal)?;
                     auth.key = id;
-                    return Ok((auth, body, key));
+                    return Ok((auth, key));
                 }
             }
         }
@@ -428,7 +452,7 @@ impl<S: Store> Forge<S> {
             // with it.
             let auth = verify(seal).map_err(auth_refusal)?;
             let key = NodeKey(seal.to_vec(), KeyId::default());
-            return Ok((auth, body, key));
+            return Ok((auth, key));
         }
         Err(auth_refusal(AuthError::BadSignature))
     }
