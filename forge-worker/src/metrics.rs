@@ -7,7 +7,6 @@
 //! `.` appended, `# TYPE`, `_total` on counters, escaped label values, no lines for a family
 //! without series, `# EOF`; the unit test
 //! below compares the two). The series of a family come sorted by their labels.
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -107,8 +106,9 @@ impl From<Arc<AtomicU64>> for Gauge {
     }
 }
 
-/// The series of one family, keyed by their encoded labels (one map type for every family).
-type Series = Arc<Mutex<BTreeMap<String, Arc<AtomicU64>>>>;
+/// The series of one family, sorted by their encoded labels (one type for every family; a
+/// sorted `Vec`, not a `BTreeMap`: a few series per family, and no B-tree code in the Wasm).
+type Series = Arc<Mutex<Vec<(String, Arc<AtomicU64>)>>>;
 
 /// A metric per label set (cheap to clone: clones share the series).
 pub struct Family<L, M> {
@@ -145,7 +145,14 @@ impl<L: LabelSet, M: From<Arc<AtomicU64>>> Family<L, M> {
 
 fn series_get(series: &Series, key: String) -> Arc<AtomicU64> {
     let mut map = series.lock().unwrap_or_else(|e| e.into_inner());
-    map.entry(key).or_default().clone()
+    match map.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+        Ok(i) => map[i].1.clone(),
+        Err(i) => {
+            let v = Arc::<AtomicU64>::default();
+            map.insert(i, (key, v.clone()));
+            v
+        }
+    }
 }
 
 /// Counters a store adapter shares with the forge's registry (cheap to clone).
