@@ -8,9 +8,9 @@
 //! caller's side that it was told about).
 use brh_shared::wire::{ErrorCode, HistoryEntry};
 use serde::{Deserialize, Serialize};
-use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Method, RequestInit};
+use worker::Headers;
 
+use super::request::json_post;
 use crate::forge::{Handled, LeaderChange};
 use crate::http::{Request, Response};
 
@@ -182,13 +182,10 @@ pub async fn call(stub: &worker::Stub, call: &RegisterCall) -> worker::Result<Re
     let body = serde_json::to_string(call).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body)));
-    let req = worker::Request::new_with_init(
+    let req = json_post(
         &format!("https://lease-register.internal{CALL_PATH}"),
-        &init,
+        &headers,
+        &body,
     )?;
     let mut resp = stub.fetch_with_request(req).await?;
     let text = resp.text().await?;
