@@ -25,6 +25,7 @@ use worker::{
 };
 
 use super::do_store::DoStore;
+use super::kv::js::KvNs;
 use super::kv::mirror::KvMirror;
 use super::kv::Kv;
 use super::ledger::{forward_to_ledger, log_change};
@@ -214,7 +215,7 @@ impl DurableObject for LeaseRegister {
         let metrics = crate::metrics::Metrics::default();
         let has = |f: &str| setup.test_faults.iter().any(|t| t == f);
         let kv = Kv::new(metrics.store_ops.clone(), has("kv"));
-        if let Ok(binding) = env.kv(KV_BINDING) {
+        if let Ok(binding) = KvNs::from_env(&env, KV_BINDING) {
             kv.bind(binding);
         }
         let mirror = Rc::new(KvMirror::new(kv));
