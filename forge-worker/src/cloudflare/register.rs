@@ -172,7 +172,7 @@ impl LeaseRegister {
     async fn push_all(&self) {
         let now = now_ms();
         for ws in self.state.get_websockets() {
-            let Ok(Some(mut socket)) = ws.deserialize_attachment::<Socket>() else {
+            let Some(mut socket) = Socket::of(&ws) else {
                 continue;
             };
             let forge = &self.register.forge;
@@ -194,10 +194,11 @@ impl LeaseRegister {
     fn accept(&self, env: String) -> worker::Result<worker::Response> {
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(Socket {
+        Socket {
             env,
             ..Socket::default()
-        })?;
+        }
+        .keep(&pair.server)?;
         count_op(&self.register.store.ops, "do_streams_opened", 1);
         worker::Response::from_websocket(pair.client)
     }
@@ -304,7 +305,7 @@ impl DurableObject for LeaseRegister {
             WebSocketIncomingMessage::Binary(b) => b,
         };
         count_op(&self.register.store.ops, "do_stream_messages", 1);
-        let Ok(Some(mut socket)) = ws.deserialize_attachment::<Socket>() else {
+        let Some(mut socket) = Socket::of(&ws) else {
             let _ = ws.close(Some(1011), Some("lost the socket's state; reconnect"));
             return Ok(());
         };
