@@ -38,6 +38,12 @@ use crate::forge::{Forge, Handled, LeaderChange};
 use crate::http::Response;
 use crate::metrics::count_op;
 
+/// The answer to a sweep (`{"swept":true}`).
+#[derive(serde::Serialize)]
+struct Swept {
+    swept: bool,
+}
+
 /// The register's logic, shared (`Rc`) with the futures run under `blockConcurrencyWhile`.
 struct Register {
     setup: Setup,
@@ -74,7 +80,7 @@ impl Register {
                 }
                 match self.forge.sweep(now).await {
                     Ok(changes) => RegisterReply::of(Handled {
-                        response: Response::json(200, &serde_json::json!({"swept": true})),
+                        response: Response::json(200, &Swept { swept: true }),
                         leader_changes: changes,
                         refusal: None,
                     }),
