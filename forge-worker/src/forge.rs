@@ -19,6 +19,13 @@ use crate::http::{Request, Response};
 use crate::metrics::{Metrics, RequestLabel};
 use crate::store::{StepError, Store, StoreError};
 
+/// A signed request's auth headers, checked for form ([`Forge::authenticate`]).
+struct AuthHeaders<'r> {
+    raw: RawAuth<'r>,
+    fields: AuthFields<'r>,
+    generation: u32,
+}
+
 /// The env used when a GET names none (the original's default `BRH_ENV`).
 pub const DEFAULT_ENV: &str = "dev";
 
@@ -586,17 +593,16 @@ impl<S: Store> Forge<S> {
     ) -> Result<(Authenticated, T, NodeKey)> {
         // Only the body's parse depends on `T`: the checks before and after it are compiled
         // once, not once per body type.
-        let (raw, fields, generation) = self.auth_headers(req)?;
+        let headers = self.auth_headers(req)?;
         let body: T = brh_shared::wire::from_json_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
-        let (auth, key) =
-            self.auth_check(req, raw, fields, generation, body.env(), expect_env, now_ms)?;
+        let (auth, key) = self.auth_check(req, headers, body.env(), expect_env, now_ms)?;
         Ok((auth, body, key))
     }
 
     /// What `authenticate` checks before the body: the seal, the size, the auth headers.
     #[inline(never)]
-    fn auth_headers<'r>(&self, req: &'r Request) -> Result<(RawAuth<'r>, AuthFields<'r>, u32)> {
+    fn auth_headers<'r>(&self, req: &'r Request) -> Result<AuthHeaders<'r>> {
         self.seal()?;
         if req.body.len() > MAX_BODY_BYTES {
             return Err(Refusal::new(
@@ -608,7 +614,11 @@ impl<S: Store> Forge<S> {
         let fields = sign::parse_auth(raw).map_err(auth_refusal)?;
         let generation =
             sign::parse_key_gen(req.header(sign::HEADER_KEY_GEN)).map_err(auth_refusal)?;
-        Ok((raw, fields, generation))
+        Ok(AuthHeaders {
+            raw,
+            fields,
+            generation,
+        })
     }
 
     /// What `authenticate` checks after the body: the env the body names, the signature.
@@ -616,14 +626,17 @@ impl<S: Store> Forge<S> {
     fn auth_check(
         &self,
         req: &Request,
-        raw: RawAuth<'_>,
-        fields: AuthFields<'_>,
-        generation: u32,
+        headers: AuthHeaders<'_>,
         env: &str,
         expect_env: Option<&str>,
         now_ms: u64,
     ) -> Result<(Authenticated, NodeKey)> {
         let seal = self.seal()?;
+        let AuthHeaders {
+            raw,
+            fields,
+            generation,
+        } = headers;
         if let Some(expected) = expect_env.filter(|e| *e != env) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
