@@ -6,18 +6,25 @@ use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
 use brh_shared::ids::validate_id;
 use brh_shared::operator::{RequestError, Scope};
 use brh_shared::route::{self, Endpoint, Route};
-use brh_shared::sign::{self, AuthError, Authenticated, KeyId, RawAuth};
+use brh_shared::sign::{self, AuthError, AuthFields, Authenticated, KeyId, RawAuth};
 use brh_shared::wire::{
     ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, RevokeRequest,
     MAX_BODY_BYTES,
 };
 use serde::de::DeserializeOwned;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::dashboard;
 use crate::http::{Request, Response};
 use crate::metrics::{Metrics, RequestLabel};
 use crate::store::{StepError, Store, StoreError};
+
+/// A signed request's auth headers, checked for form ([`Forge::authenticate`]).
+struct AuthHeaders<'r> {
+    raw: RawAuth<'r>,
+    fields: AuthFields<'r>,
+    generation: u32,
+}
 
 /// The env used when a GET names none (the original's default `BRH_ENV`).
 pub const DEFAULT_ENV: &str = "dev";
@@ -122,6 +129,219 @@ impl ForgeConfig {
             brh_shared::keys::node_key_gen(seal, env, node, id.generation).to_vec(),
             id,
         ))
+    }
+}
+
+/// The JSON answers the handlers build, as typed structs rather than `json!` values (no
+/// `serde_json::Value` and its map in the Wasm). Fields are in alphabetical order: the text is
+/// the one `json!` wrote (its map sorts its keys), and so are the peer and history rows'
+/// ([`Sorted`]).
+mod answer {
+    use super::Serialize;
+    use brh_shared::wire::{HistoryEntry, PeerSummary};
+    use serde::ser::{SerializeStruct, Serializer};
+
+    /// Rows serialized with their keys sorted, as `json!` (through `serde_json::Value`) wrote
+    /// them: not in the order of the struct's fields.
+    pub struct Sorted<'a, T>(pub &'a [T]);
+
+    struct SortedPeer<'a>(&'a PeerSummary);
+    struct SortedEntry<'a>(&'a HistoryEntry);
+
+    impl Serialize for Sorted<'_, PeerSummary> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(SortedPeer))
+        }
+    }
+
+    impl Serialize for Sorted<'_, HistoryEntry> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_seq(self.0.iter().map(SortedEntry))
+        }
+    }
+
+    impl Serialize for SortedPeer<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let p = self.0;
+            let mut m = s.serialize_struct("PeerSummary", 10)?;
+            m.serialize_field("alive", &p.alive)?;
+            // `skip_serializing_if = "Option::is_none"`, as the derived impl.
+            if let Some(api) = &p.api {
+                m.serialize_field("api", api)?;
+            }
+            m.serialize_field("draining", &p.draining)?;
+            m.serialize_field("joined_at_ms", &p.joined_at_ms)?;
+            m.serialize_field("last_seen_ms", &p.last_seen_ms)?;
+            m.serialize_field("leaving", &p.leaving)?;
+            m.serialize_field("node", &p.node)?;
+            m.serialize_field("priority", &p.priority)?;
+            m.serialize_field("uptime_s", &p.uptime_s)?;
+            m.serialize_field("version", &p.version)?;
+            m.end()
+        }
+    }
+
+    impl Serialize for SortedEntry<'_> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            let e = self.0;
+            let mut m = s.serialize_struct("HistoryEntry", 4)?;
+            m.serialize_field("at_ms", &e.at_ms)?;
+            m.serialize_field("leader", &e.leader)?;
+            m.serialize_field("reason", &e.reason)?;
+            m.serialize_field("term", &e.term)?;
+            m.end()
+        }
+    }
+
+    #[derive(Serialize)]
+    pub struct Health<'a> {
+        pub mode: &'a str,
+        pub seal: bool,
+        pub status: &'static str,
+        pub version: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Revoked<'a> {
+        pub accepted_from: u32,
+        pub by: &'a str,
+        pub env: &'a str,
+        pub node: &'a str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Peers<'a> {
+        pub env: &'a str,
+        pub peers: Sorted<'a, PeerSummary>,
+    }
+
+    #[derive(Serialize)]
+    pub struct History<'a> {
+        pub env: &'a str,
+        pub history: Sorted<'a, HistoryEntry>,
+        pub next: &'a Option<String>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Envs<'a> {
+        pub envs: &'a [String],
+    }
+
+    #[derive(Serialize)]
+    pub struct Manifest<'a> {
+        pub epoch: u64,
+        pub forge_epoch: u64,
+        pub forge_root: &'a Option<String>,
+        pub forge_sig: &'a str,
+        pub forge_status: &'static str,
+        pub target: &'a str,
+    }
+
+    #[cfg(test)]
+    mod tests {
+        //! Each answer's text is the one `json!` wrote for the same values.
+        use super::*;
+        use serde_json::json;
+
+        fn same<T: Serialize>(typed: &T, value: serde_json::Value) {
+            assert_eq!(
+                serde_json::to_string(typed).unwrap(),
+                serde_json::to_string(&value).unwrap()
+            );
+        }
+
+        #[test]
+        fn answers_are_the_json_macro_text() {
+            same(
+                &Health {
+                    mode: "kv",
+                    seal: true,
+                    status: "ok",
+                    version: "0.1.0",
+                },
+                json!({"status": "ok", "mode": "kv", "seal": true, "version": "0.1.0"}),
+            );
+            same(
+                &Revoked {
+                    accepted_from: 3,
+                    by: "top",
+                    env: "prod",
+                    node: "n\"1",
+                },
+                json!({"env": "prod", "node": "n\"1", "accepted_from": 3u32, "by": "top"}),
+            );
+            let peer = |api: Option<&str>, leaving: bool| PeerSummary {
+                node: "n1".into(),
+                alive: !leaving,
+                last_seen_ms: 17,
+                joined_at_ms: 3,
+                priority: -2,
+                draining: leaving,
+                uptime_s: u64::MAX,
+                version: "1.2".into(),
+                api: api.map(String::from),
+                leaving,
+            };
+            for peers in [
+                Vec::new(),
+                vec![peer(Some("http://x"), false)],
+                vec![peer(None, true), peer(Some(""), false)],
+            ] {
+                same(
+                    &Peers {
+                        env: "e",
+                        peers: Sorted(peers.as_slice()),
+                    },
+                    json!({"env": "e", "peers": peers}),
+                );
+            }
+            let history = vec![
+                HistoryEntry {
+                    term: 4,
+                    leader: Some("n1".into()),
+                    reason: "elected".into(),
+                    at_ms: 1_700_000_000_000,
+                },
+                HistoryEntry {
+                    term: 5,
+                    leader: None,
+                    reason: "expired".into(),
+                    at_ms: 0,
+                },
+            ];
+            for next in [None, Some("kv.abc".to_string())] {
+                same(
+                    &History {
+                        env: "e",
+                        history: Sorted(history.as_slice()),
+                        next: &next,
+                    },
+                    json!({"env": "e", "history": history, "next": next}),
+                );
+            }
+            let envs = vec!["a".to_string(), "b".to_string()];
+            same(&Envs { envs: &envs }, json!({"envs": envs}));
+            for root in [None, Some("/r".to_string())] {
+                same(
+                    &Manifest {
+                        epoch: 9,
+                        forge_epoch: 9,
+                        forge_root: &root,
+                        forge_sig: "ab",
+                        forge_status: "active",
+                        target: "default",
+                    },
+                    json!({
+                        "forge_root": root,
+                        "epoch": 9u64,
+                        "target": "default",
+                        "forge_status": "active",
+                        "forge_epoch": 9u64,
+                        "forge_sig": "ab",
+                    }),
+                );
+            }
+        }
     }
 }
 
@@ -248,12 +468,12 @@ impl<S: Store> Forge<S> {
             },
             Endpoint::Health => Ok(Response::json(
                 200,
-                &json!({
-                    "status": "ok",
-                    "mode": self.cfg.mode,
-                    "seal": self.cfg.seal.is_some(),
-                    "version": env!("CARGO_PKG_VERSION"),
-                }),
+                &answer::Health {
+                    mode: &self.cfg.mode,
+                    seal: self.cfg.seal.is_some(),
+                    status: "ok",
+                    version: env!("CARGO_PKG_VERSION"),
+                },
             )),
             Endpoint::Metrics => self.metrics_text(now_ms).await,
             Endpoint::Heartbeat | Endpoint::Resign | Endpoint::Consensus => self
@@ -371,7 +591,19 @@ impl<S: Store> Forge<S> {
         expect_env: Option<&str>,
         now_ms: u64,
     ) -> Result<(Authenticated, T, NodeKey)> {
-        let seal = self.seal()?;
+        // Only the body's parse depends on `T`: the checks before and after it are compiled
+        // once, not once per body type.
+        let headers = self.auth_headers(req)?;
+        let body: T = brh_shared::wire::from_json_object(&req.body)
+            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
+        let (auth, key) = self.auth_check(req, headers, body.env(), expect_env, now_ms)?;
+        Ok((auth, body, key))
+    }
+
+    /// What `authenticate` checks before the body: the seal, the size, the auth headers.
+    #[inline(never)]
+    fn auth_headers<'r>(&self, req: &'r Request) -> Result<AuthHeaders<'r>> {
+        self.seal()?;
         if req.body.len() > MAX_BODY_BYTES {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
@@ -382,15 +614,33 @@ impl<S: Store> Forge<S> {
         let fields = sign::parse_auth(raw).map_err(auth_refusal)?;
         let generation =
             sign::parse_key_gen(req.header(sign::HEADER_KEY_GEN)).map_err(auth_refusal)?;
-        let body: T = brh_shared::wire::from_json_object(&req.body)
-            .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
-        if let Some(expected) = expect_env.filter(|e| *e != body.env()) {
+        Ok(AuthHeaders {
+            raw,
+            fields,
+            generation,
+        })
+    }
+
+    /// What `authenticate` checks after the body: the env the body names, the signature.
+    #[inline(never)]
+    fn auth_check(
+        &self,
+        req: &Request,
+        headers: AuthHeaders<'_>,
+        env: &str,
+        expect_env: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(Authenticated, NodeKey)> {
+        let seal = self.seal()?;
+        let AuthHeaders {
+            raw,
+            fields,
+            generation,
+        } = headers;
+        if let Some(expected) = expect_env.filter(|e| *e != env) {
             return Err(Refusal::new(
                 ErrorCode::BadRequest,
-                format!(
-                    "this stream is for env {expected}, the body names {}",
-                    body.env()
-                ),
+                format!("this stream is for env {expected}, the body names {env}"),
             ));
         }
         let verify = |key: &[u8]| {
@@ -411,7 +661,7 @@ impl<S: Store> Forge<S> {
                 generation,
                 previous_seal,
             };
-            let Some(key) = self.cfg.node_key(body.env(), fields.node, id) else {
+            let Some(key) = self.cfg.node_key(env, fields.node, id) else {
                 continue;
             };
             match verify(&key.0) {
@@ -419,7 +669,7 @@ impl<S: Store> Forge<S> {
                 r => {
                     let mut auth = r.map_err(auth_refusal)?;
                     auth.key = id;
-                    return Ok((auth, body, key));
+                    return Ok((auth, key));
                 }
             }
         }
@@ -428,7 +678,7 @@ impl<S: Store> Forge<S> {
             // with it.
             let auth = verify(seal).map_err(auth_refusal)?;
             let key = NodeKey(seal.to_vec(), KeyId::default());
-            return Ok((auth, body, key));
+            return Ok((auth, key));
         }
         Err(auth_refusal(AuthError::BadSignature))
     }
@@ -702,12 +952,12 @@ impl<S: Store> Forge<S> {
             .await?;
         Ok(Response::json(
             200,
-            &json!({
-                "env": r.env,
-                "node": r.node,
-                "accepted_from": now_accepted,
-                "by": caller,
-            }),
+            &answer::Revoked {
+                accepted_from: now_accepted,
+                by: &caller,
+                env: &r.env,
+                node: &r.node,
+            },
         ))
     }
 
@@ -758,7 +1008,13 @@ impl<S: Store> Forge<S> {
             )
             .await?
             .ok_or_else(|| Self::unknown_env(&env))?;
-        Ok(Response::json(200, &json!({ "env": env, "peers": peers })))
+        Ok(Response::json(
+            200,
+            &answer::Peers {
+                env: &env,
+                peers: answer::Sorted(peers.as_slice()),
+            },
+        ))
     }
 
     async fn history(&self, req: &Request, now_ms: u64) -> Result<Response> {
@@ -788,14 +1044,18 @@ impl<S: Store> Forge<S> {
         let page = self.store.history(&env, cursor.as_deref(), limit).await?;
         Ok(Response::json(
             200,
-            &json!({ "env": env, "history": page.entries, "next": page.next }),
+            &answer::History {
+                env: &env,
+                history: answer::Sorted(page.entries.as_slice()),
+                next: &page.next,
+            },
         ))
     }
 
     async fn env_list(&self) -> Result<Response> {
         self.seal()?;
         let envs = self.store.envs().await?;
-        Ok(Response::json(200, &json!({ "envs": envs })))
+        Ok(Response::json(200, &answer::Envs { envs: &envs }))
     }
 
     /// Seed compatibility: `{forge_root, epoch, target, forge_status, forge_epoch, forge_sig}`
@@ -819,14 +1079,14 @@ impl<S: Store> Forge<S> {
         let sig = brh_shared::keys::sign_hex(forge, format!("{target}:{epoch}").as_bytes());
         Ok(Response::json(
             200,
-            &json!({
-                "forge_root": self.cfg.dominion_root,
-                "epoch": epoch,
-                "target": target,
-                "forge_status": "active",
-                "forge_epoch": epoch,
-                "forge_sig": sig,
-            }),
+            &answer::Manifest {
+                epoch,
+                forge_epoch: epoch,
+                forge_root: &self.cfg.dominion_root,
+                forge_sig: &sig,
+                forge_status: "active",
+                target: &target,
+            },
         ))
     }
 

@@ -1,5 +1,5 @@
 //! The forge's own small HTTP types, so the core does not depend on either runtime's.
-use std::collections::BTreeMap;
+use crate::vecmap::VecMap;
 
 use brh_shared::wire::{ErrorBody, ErrorCode};
 use serde::Serialize;
@@ -11,7 +11,7 @@ pub struct Request {
     pub path: String,
     /// The raw query string, without `?`.
     pub query: String,
-    pub headers: BTreeMap<String, String>,
+    pub headers: VecMap<String>,
     pub body: Vec<u8>,
 }
 

@@ -12,6 +12,7 @@ pub mod http;
 pub mod metrics;
 pub mod store;
 pub mod stream;
+pub mod vecmap;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod native;

@@ -6,7 +6,9 @@
 //! persists only what the step's [`Outcome`] asks for — nothing for a renewal. So a renewal
 //! costs no write anywhere, and no step clones or serializes the whole env.
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::vecmap::VecMap;
 
 use brh_shared::election::{Change, ElectionError, Outcome};
 use brh_shared::wire::HistoryEntry;
@@ -177,7 +179,7 @@ pub struct Held<X> {
 /// own `persist`. (The `kv` mode store holds nothing in memory: it loads, steps and writes on
 /// every request, so a failed write is simply not answered.)
 pub struct Resident<X = ()> {
-    envs: RefCell<BTreeMap<String, Held<X>>>,
+    envs: RefCell<VecMap<Held<X>>>,
 }
 
 /// The held envs as a map (what the unit tests compare before and after a refused request).
@@ -253,7 +255,7 @@ impl<X> Resident<X> {
         let (stepped, new_env) = {
             let mut envs = self.envs.borrow_mut();
             let new_env = !envs.contains_key(env);
-            let held = envs.entry(env.to_string()).or_insert_with(|| Held {
+            let held = envs.get_or_insert_with(env, || Held {
                 slot: EnvSlot::default(),
                 extra: fresh(),
             });

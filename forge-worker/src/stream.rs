@@ -40,9 +40,9 @@ pub struct StreamOutcome {
 /// one per socket (the Durable Object in the socket's attachment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Told {
-    leader: Option<String>,
-    term: u64,
-    role: Option<Role>,
+    pub(crate) leader: Option<String>,
+    pub(crate) term: u64,
+    pub(crate) role: Option<Role>,
 }
 
 impl Told {

@@ -93,7 +93,7 @@ impl DoStore {
                 &h.slot.state,
                 p.new_env,
                 p.lease,
-                p.peers.iter(),
+                p.peers.keys(),
                 &p.history,
             )
         })

@@ -11,6 +11,7 @@ use futures_util::future::join_all;
 use worker::{console_error, event};
 use worker::{Context, Env, ScheduleContext, ScheduledEvent};
 
+use super::kv::js::KvNs;
 use super::kv::reader::KvReader;
 use super::kv::store::KvModeStore;
 use super::kv::Kv;
@@ -88,7 +89,7 @@ fn worker_forge(env: &Env) -> Rc<WorkerForge> {
             })
             .clone()
     });
-    if let Ok(kv) = env.kv(KV_BINDING) {
+    if let Ok(kv) = KvNs::from_env(env, KV_BINDING) {
         wf.forge.store.bind(kv);
     }
     wf

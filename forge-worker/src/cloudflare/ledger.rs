@@ -1,9 +1,9 @@
 //! Leader changes leave the forge two ways: a log line, and (with `LEDGER_URL`) a signed POST
 //! to the ledger, off the request path.
 use brh_shared::sign;
-use worker::wasm_bindgen::JsValue;
-use worker::{console_log, console_warn, Fetch, Headers, Method, RequestInit};
+use worker::{console_log, console_warn, Fetch, Headers};
 
+use super::request::json_post;
 use crate::forge::LeaderChange;
 
 /// One log line per leader change.
@@ -40,11 +40,7 @@ pub async fn forward_to_ledger(
             let headers = Headers::new();
             headers.set("content-type", "application/json")?;
             headers.set(sign::HEADER_SIG, &sig)?;
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post)
-                .with_headers(headers)
-                .with_body(Some(JsValue::from_str(&body)));
-            let req = worker::Request::new_with_init(&url, &init)?;
+            let req = json_post(&url, &headers, &body)?;
             Fetch::Request(req).send().await
         };
         match send.await {

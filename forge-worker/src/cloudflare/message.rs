@@ -8,9 +8,9 @@
 //! caller's side that it was told about).
 use brh_shared::wire::{ErrorCode, HistoryEntry};
 use serde::{Deserialize, Serialize};
-use worker::wasm_bindgen::JsValue;
-use worker::{Headers, Method, RequestInit};
+use worker::Headers;
 
+use super::request::json_post;
 use crate::forge::{Handled, LeaderChange};
 use crate::http::{Request, Response};
 
@@ -63,8 +63,12 @@ impl Forwarded {
     }
 }
 
-/// A call from the Worker (or, `Evict`, from a test harness) to an env's register.
-#[derive(Debug, Serialize, Deserialize)]
+/// A call from the Worker (or, `Evict`, from a test harness) to an env's register: JSON
+/// `{"call": "serve", <the Forwarded fields>}`, `{"call": "sweep"}`, `{"call": "evict"}`.
+/// Serialized as an internally tagged enum; read through [`CallFields`] (one plain struct),
+/// not serde's derived internally-tagged reader, which buffers the object through its
+/// `Content` type (kilobytes of Wasm for nothing).
+#[derive(Debug, Serialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum RegisterCall {
     Serve(Forwarded),
@@ -73,6 +77,51 @@ pub enum RegisterCall {
     /// Tests only (`BRH_TEST_FAULTS=evictable`): forget everything in memory, as an eviction
     /// or a hibernation does.
     Evict,
+}
+
+/// Every field a [`RegisterCall`] may carry, as one object (the [`Forwarded`] fields only
+/// with `serve`). Unknown fields are ignored, as before.
+#[derive(Deserialize)]
+struct CallFields {
+    call: CallKind,
+    method: Option<String>,
+    path: Option<String>,
+    query: Option<String>,
+    headers: Option<Vec<(String, String)>>,
+    body: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CallKind {
+    Serve,
+    Sweep,
+    Evict,
+}
+
+impl<'de> Deserialize<'de> for RegisterCall {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let f = CallFields::deserialize(d)?;
+        Ok(match f.call {
+            CallKind::Sweep => RegisterCall::Sweep,
+            CallKind::Evict => RegisterCall::Evict,
+            CallKind::Serve => {
+                let (Some(method), Some(path), Some(query), Some(headers), Some(body)) =
+                    (f.method, f.path, f.query, f.headers, f.body)
+                else {
+                    return Err(D::Error::custom("a serve call without its request"));
+                };
+                RegisterCall::Serve(Forwarded {
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body,
+                })
+            }
+        })
+    }
 }
 
 /// The register's reply: the answer to relay, the leader changes it caused (for the Worker's
@@ -133,13 +182,10 @@ pub async fn call(stub: &worker::Stub, call: &RegisterCall) -> worker::Result<Re
     let body = serde_json::to_string(call).map_err(|e| worker::Error::RustError(e.to_string()))?;
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_body(Some(JsValue::from_str(&body)));
-    let req = worker::Request::new_with_init(
+    let req = json_post(
         &format!("https://lease-register.internal{CALL_PATH}"),
-        &init,
+        &headers,
+        &body,
     )?;
     let mut resp = stub.fetch_with_request(req).await?;
     let text = resp.text().await?;

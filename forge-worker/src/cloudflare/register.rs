@@ -25,6 +25,7 @@ use worker::{
 };
 
 use super::do_store::DoStore;
+use super::kv::js::KvNs;
 use super::kv::mirror::KvMirror;
 use super::kv::Kv;
 use super::ledger::{forward_to_ledger, log_change};
@@ -36,6 +37,12 @@ use super::stream::{self, Socket};
 use crate::forge::{Forge, Handled, LeaderChange};
 use crate::http::Response;
 use crate::metrics::count_op;
+
+/// The answer to a sweep (`{"swept":true}`).
+#[derive(serde::Serialize)]
+struct Swept {
+    swept: bool,
+}
 
 /// The register's logic, shared (`Rc`) with the futures run under `blockConcurrencyWhile`.
 struct Register {
@@ -73,7 +80,7 @@ impl Register {
                 }
                 match self.forge.sweep(now).await {
                     Ok(changes) => RegisterReply::of(Handled {
-                        response: Response::json(200, &serde_json::json!({"swept": true})),
+                        response: Response::json(200, &Swept { swept: true }),
                         leader_changes: changes,
                         refusal: None,
                     }),
@@ -171,7 +178,7 @@ impl LeaseRegister {
     async fn push_all(&self) {
         let now = now_ms();
         for ws in self.state.get_websockets() {
-            let Ok(Some(mut socket)) = ws.deserialize_attachment::<Socket>() else {
+            let Some(mut socket) = Socket::of(&ws) else {
                 continue;
             };
             let forge = &self.register.forge;
@@ -193,10 +200,11 @@ impl LeaseRegister {
     fn accept(&self, env: String) -> worker::Result<worker::Response> {
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(Socket {
+        Socket {
             env,
             ..Socket::default()
-        })?;
+        }
+        .keep(&pair.server)?;
         count_op(&self.register.store.ops, "do_streams_opened", 1);
         worker::Response::from_websocket(pair.client)
     }
@@ -214,7 +222,7 @@ impl DurableObject for LeaseRegister {
         let metrics = crate::metrics::Metrics::default();
         let has = |f: &str| setup.test_faults.iter().any(|t| t == f);
         let kv = Kv::new(metrics.store_ops.clone(), has("kv"));
-        if let Ok(binding) = env.kv(KV_BINDING) {
+        if let Ok(binding) = KvNs::from_env(&env, KV_BINDING) {
             kv.bind(binding);
         }
         let mirror = Rc::new(KvMirror::new(kv));
@@ -303,7 +311,7 @@ impl DurableObject for LeaseRegister {
             WebSocketIncomingMessage::Binary(b) => b,
         };
         count_op(&self.register.store.ops, "do_stream_messages", 1);
-        let Ok(Some(mut socket)) = ws.deserialize_attachment::<Socket>() else {
+        let Some(mut socket) = Socket::of(&ws) else {
             let _ = ws.close(Some(1011), Some("lost the socket's state; reconnect"));
             return Ok(());
         };

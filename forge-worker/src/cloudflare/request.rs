@@ -70,3 +70,24 @@ pub fn to_worker(r: Response) -> worker::Result<worker::Response> {
     };
     Ok(resp.with_status(r.status).with_headers(headers))
 }
+
+/// A `POST` of the JSON `body` to `url` with `headers` (the ledger's and the register's
+/// calls). What `worker::Request::new_with_init` builds for a `RequestInit` with a method,
+/// headers and a body, made with `web_sys` directly: worker's conversion also links the
+/// serializer of the (unused) `cf` properties, kilobytes of Wasm.
+pub fn json_post(url: &str, headers: &Headers, body: &str) -> worker::Result<worker::Request> {
+    use worker::web_sys;
+    let init = web_sys::RequestInit::new();
+    init.set_headers(headers.0.as_ref());
+    init.set_method("POST");
+    init.set_redirect(web_sys::RequestRedirect::Follow);
+    init.set_body(&worker::wasm_bindgen::JsValue::from_str(body));
+    web_sys::Request::new_with_str_and_init(url, &init)
+        .map(worker::Request::from)
+        .map_err(|e| {
+            worker::Error::JsError(
+                e.as_string()
+                    .unwrap_or_else(|| "invalid URL or options for Request".to_string()),
+            )
+        })
+}

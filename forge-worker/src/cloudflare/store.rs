@@ -3,9 +3,8 @@
 //! into the Wasm once rather than once per store.
 use std::rc::Rc;
 
-use worker::KvStore;
-
 use super::do_store::DoStore;
+use super::kv::js::KvNs;
 use super::kv::reader::KvReader;
 use super::kv::store::KvModeStore;
 use crate::store::{Answer, Event, HistoryPage, StepError, Stepped, Store, StoreError};
@@ -22,7 +21,7 @@ pub enum WorkerStore {
 impl WorkerStore {
     /// Binds the request's KV namespace (the Worker's stores; the register binds its mirror
     /// once, at construction).
-    pub fn bind(&self, kv: KvStore) {
+    pub fn bind(&self, kv: KvNs) {
         match self {
             WorkerStore::Kv(s) => s.kv.bind(kv),
             WorkerStore::Reader(s) => s.kv.bind(kv),

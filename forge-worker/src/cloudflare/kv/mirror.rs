@@ -4,8 +4,8 @@
 //! writes the changes in order. A KV failure never delays, fails or reorders a grant: the
 //! change stays queued and is retried on the next change or alarm
 //! (`brh_forge_store_operations_total{op="kv_mirror_failures"}` counts the failures).
+use crate::vecmap::VecMap;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
 
 use brh_shared::election::{Outcome, Record};
 use brh_shared::wire::HistoryEntry;
@@ -21,7 +21,8 @@ pub struct Pending {
     /// The env is new to KV: write its index key.
     pub new_env: bool,
     pub lease: bool,
-    pub peers: BTreeSet<String>,
+    /// The nodes whose peer rows changed (a set: the values are `()`).
+    pub peers: VecMap<()>,
     pub history: Vec<HistoryEntry>,
 }
 
@@ -30,7 +31,9 @@ impl Pending {
     fn merge_older(&mut self, older: Pending) {
         self.new_env |= older.new_env;
         self.lease |= older.lease;
-        self.peers.extend(older.peers);
+        for (node, ()) in older.peers.iter() {
+            self.peers.insert(node.clone(), ());
+        }
         let mut history = older.history;
         history.append(&mut self.history);
         self.history = history;
@@ -39,7 +42,7 @@ impl Pending {
 
 pub struct KvMirror {
     pub kv: Kv,
-    pending: RefCell<BTreeMap<String, Pending>>,
+    pending: RefCell<VecMap<Pending>>,
     draining: Cell<bool>,
 }
 
@@ -58,13 +61,13 @@ impl KvMirror {
             return;
         }
         let mut pending = self.pending.borrow_mut();
-        let p = pending.entry(env.to_string()).or_default();
+        let p = pending.get_or_insert_with(env, Pending::default);
         p.new_env |= new_env;
         for r in &outcome.records {
             match r {
                 Record::Lease(_) => p.lease = true,
                 Record::Peer { node, .. } | Record::Forget { node } => {
-                    p.peers.insert(node.clone());
+                    p.peers.insert(node.clone(), ());
                 }
             }
         }
@@ -96,8 +99,7 @@ impl KvMirror {
                 count_op(&self.kv.ops, "kv_mirror_failures", 1);
                 self.pending
                     .borrow_mut()
-                    .entry(env)
-                    .or_default()
+                    .get_or_insert_with(&env, Pending::default)
                     .merge_older(p);
                 break;
             }

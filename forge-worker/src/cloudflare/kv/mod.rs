@@ -8,6 +8,7 @@
 //! KV is eventually consistent and has no compare-and-swap: `kv` mode is safe within one
 //! location, two leaders are possible across locations while KV disagrees (docs/design.md
 //! §5.6).
+pub mod js;
 pub mod layout;
 pub mod mirror;
 pub mod reader;
@@ -18,7 +19,7 @@ use std::cell::{Cell, RefCell};
 use brh_shared::election::{EnvState, Peer};
 use brh_shared::wire::HistoryEntry;
 use futures_util::future::{join, join_all};
-use worker::KvStore;
+use js::KvNs;
 
 use crate::metrics::{count_op, StoreOps};
 use crate::store::{HistoryPage, StoreError};
@@ -33,7 +34,7 @@ fn kv_err(what: &str, e: worker::KvError) -> StoreError {
 
 /// The KV namespace, bound on every request (the binding is taken from that request's `Env`).
 pub struct Kv {
-    kv: RefCell<Option<KvStore>>,
+    kv: RefCell<Option<KvNs>>,
     ops: StoreOps,
     /// Tests only (`BRH_TEST_FAULTS=kv`): every KV call fails.
     fail: Cell<bool>,
@@ -48,7 +49,7 @@ impl Kv {
         }
     }
 
-    pub fn bind(&self, kv: KvStore) {
+    pub fn bind(&self, kv: KvNs) {
         *self.kv.borrow_mut() = Some(kv);
     }
 
@@ -56,7 +57,7 @@ impl Kv {
         count_op(&self.ops, op, n);
     }
 
-    fn kv(&self) -> Result<KvStore, StoreError> {
+    fn kv(&self) -> Result<KvNs, StoreError> {
         if self.fail.get() {
             return Err(StoreError("kv: injected fault (BRH_TEST_FAULTS=kv)".into()));
         }
@@ -76,24 +77,22 @@ impl Kv {
         results.into_iter().collect()
     }
 
-    async fn peers(&self, kv: &KvStore, env: &str) -> Result<Vec<(String, Peer)>, StoreError> {
+    async fn peers(&self, kv: &KvNs, env: &str) -> Result<Vec<(String, Peer)>, StoreError> {
         let prefix = layout::peer_prefix(env);
         let mut out = Vec::new();
         let mut missing = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut list = kv.list().prefix(prefix.clone()).limit(LIST_PAGE);
-            if let Some(c) = cursor.take() {
-                list = list.cursor(c);
-            }
-            let page = list.execute().await.map_err(|e| kv_err("list peers", e))?;
+            let page = kv
+                .list(&prefix, LIST_PAGE, cursor.take().as_deref())
+                .await
+                .map_err(|e| kv_err("list peers", e))?;
             self.count("kv_list", 1);
             for key in page.keys {
                 let node = key.name[prefix.len()..].to_string();
                 let from_meta = key
                     .metadata
                     .as_ref()
-                    .and_then(|m| m.as_str())
                     .and_then(|m| serde_json::from_slice::<Peer>(m.as_bytes()).ok());
                 match from_meta {
                     Some(p) => out.push((node, p)),
@@ -107,7 +106,7 @@ impl Kv {
         }
         // Peers whose record did not fit in the metadata: read their values.
         self.count("kv_read", missing.len() as u64);
-        let reads = missing.iter().map(|(_, key)| kv.get(key).text());
+        let reads = missing.iter().map(|(_, key)| kv.get_text(key));
         for ((node, key), got) in missing.iter().zip(join_all(reads).await) {
             let text = got.map_err(|e| kv_err("get peer", e))?;
             // A peer deleted between the list and the get is simply gone.
@@ -120,7 +119,7 @@ impl Kv {
         Ok(out)
     }
 
-    async fn apply(&self, kv: &KvStore, op: Op) -> Result<(), StoreError> {
+    async fn apply(&self, kv: &KvNs, op: Op) -> Result<(), StoreError> {
         match &op {
             Op::Put { .. } => self.count("kv_write", 1),
             Op::Delete { .. } => self.count("kv_delete", 1),
@@ -132,19 +131,8 @@ impl Kv {
                 metadata,
                 ttl_s,
             } => {
-                // As bytes: `put` of a `String` goes through workers-rs's generic serde path,
-                // which formats numbers with f64's `Display` and ships core's float formatter
-                // in the Wasm. KV stores bytes either way; `get().text()` reads them back.
-                let mut put = kv
-                    .put_bytes(&key, value.as_bytes())
-                    .map_err(|e| kv_err("put", e))?;
-                if let Some(m) = metadata {
-                    put = put.metadata(m).map_err(|e| kv_err("put", e))?;
-                }
-                if let Some(t) = ttl_s {
-                    put = put.expiration_ttl(t);
-                }
-                put.execute()
+                // As bytes (as before: KV stores bytes either way; `get_text` reads them back).
+                kv.put(&key, value.as_bytes(), metadata.as_deref(), ttl_s)
                     .await
                     .map_err(|e| kv_err(&format!("put {key}"), e))
             }
@@ -159,7 +147,7 @@ impl Kv {
     pub async fn load(&self, env: &str) -> Result<Option<EnvState>, StoreError> {
         let kv = self.kv()?;
         let lease_key = layout::lease_key(env);
-        let (lease, peers) = join(kv.get(&lease_key).text(), self.peers(&kv, env)).await;
+        let (lease, peers) = join(kv.get_text(&lease_key), self.peers(&kv, env)).await;
         self.count("kv_read", 1);
         let Some(text) = lease.map_err(|e| kv_err("get lease", e))? else {
             return Ok(None);
@@ -178,15 +166,12 @@ impl Kv {
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
         let kv = self.kv()?;
-        let mut list = kv
-            .list()
-            .prefix(layout::history_prefix(env))
-            .limit(limit.clamp(1, LIST_PAGE as usize) as u64);
-        if let Some(c) = cursor.and_then(|c| c.strip_prefix(CURSOR_TAG)) {
-            list = list.cursor(c.to_string());
-        }
-        let page = list
-            .execute()
+        let page = kv
+            .list(
+                &layout::history_prefix(env),
+                limit.clamp(1, LIST_PAGE as usize) as u64,
+                cursor.and_then(|c| c.strip_prefix(CURSOR_TAG)),
+            )
             .await
             .map_err(|e| kv_err("list history", e))?;
         self.count("kv_list", 1);
@@ -195,13 +180,11 @@ impl Kv {
             let from_meta = key
                 .metadata
                 .as_ref()
-                .and_then(|m| m.as_str())
                 .and_then(|m| serde_json::from_slice::<HistoryEntry>(m.as_bytes()).ok());
             let entry = match from_meta {
                 Some(e) => Some(e),
                 None => match kv
-                    .get(&key.name)
-                    .text()
+                    .get_text(&key.name)
                     .await
                     .inspect(|_| self.count("kv_read", 1))
                 {
@@ -225,14 +208,10 @@ impl Kv {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut list = kv
-                .list()
-                .prefix(layout::INDEX_PREFIX.to_string())
-                .limit(LIST_PAGE);
-            if let Some(c) = cursor.take() {
-                list = list.cursor(c);
-            }
-            let page = list.execute().await.map_err(|e| kv_err("list envs", e))?;
+            let page = kv
+                .list(layout::INDEX_PREFIX, LIST_PAGE, cursor.take().as_deref())
+                .await
+                .map_err(|e| kv_err("list envs", e))?;
             self.count("kv_list", 1);
             out.extend(
                 page.keys
