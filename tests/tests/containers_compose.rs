@@ -210,11 +210,24 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     assert_eq!(web.len(), 1, "{now:?}");
     assert!(!started.contains(web[0]), "web was replaced");
     assert_eq!(
-        docker(&["inspect", "-f", "{{.Config.Image}} {{.State.Health.Status}}", web[0]]),
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.Image}} {{.State.Health.Status}}",
+            web[0]
+        ]),
         "brh-test/web:2 healthy"
     );
-    let nets = docker(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", web[0]]);
-    assert!(nets.contains("\"frontend\"") && nets.contains(&format!("\"{project}_back\"")), "{nets}");
+    let nets = docker(&[
+        "inspect",
+        "-f",
+        "{{json .NetworkSettings.Networks}}",
+        web[0],
+    ]);
+    assert!(
+        nets.contains("\"frontend\"") && nets.contains(&format!("\"{project}_back\"")),
+        "{nets}"
+    );
     finish_and_check(&mut agents);
     remove_env_containers(&env);
     docker(&["network", "rm", &format!("{project}_default")]);

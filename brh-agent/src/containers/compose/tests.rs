@@ -354,8 +354,14 @@ fn the_json_model_carries_the_new_keys() {
     assert_eq!(web["networks"]["back"]["ipv4_address"], "10.77.0.10");
     assert_eq!(web["stop_grace_period"], "3s");
     assert_eq!(j["services"]["db"]["healthcheck"]["interval"], "2s");
-    assert_eq!(j["services"]["db"]["networks"]["default"], serde_json::Value::Null);
+    assert_eq!(
+        j["services"]["db"]["networks"]["default"],
+        serde_json::Value::Null
+    );
     assert_eq!(j["networks"]["back"]["name"], "myapp_back");
-    assert_eq!(j["networks"]["back"]["ipam"]["config"][0]["subnet"], "10.77.0.0/24");
+    assert_eq!(
+        j["networks"]["back"]["ipam"]["config"][0]["subnet"],
+        "10.77.0.0/24"
+    );
     assert_eq!(j["networks"]["default"]["name"], "myapp_default");
 }
