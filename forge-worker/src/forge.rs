@@ -11,7 +11,7 @@ use brh_shared::wire::{
     ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, RevokeRequest,
     MAX_BODY_BYTES,
 };
-use serde::de::DeserializeOwned;
+use brh_shared::json::FromJson;
 use serde::Serialize;
 
 use crate::dashboard;
@@ -585,7 +585,7 @@ impl<S: Store> Forge<S> {
     /// request claims to come from, then the timestamp: everything that needs no state. A
     /// node's key opens only its own requests in its own env, so a host cannot speak for
     /// another node, or in another env.
-    fn authenticate<T: DeserializeOwned + Addressed>(
+    fn authenticate<T: FromJson + Addressed>(
         &self,
         req: &Request,
         expect_env: Option<&str>,
@@ -594,7 +594,7 @@ impl<S: Store> Forge<S> {
         // Only the body's parse depends on `T`: the checks before and after it are compiled
         // once, not once per body type.
         let headers = self.auth_headers(req)?;
-        let body: T = brh_shared::wire::from_json_object(&req.body)
+        let body: T = brh_shared::wire::read_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
         let (auth, key) = self.auth_check(req, headers, body.env(), expect_env, now_ms)?;
         Ok((auth, body, key))
@@ -927,7 +927,7 @@ impl<S: Store> Forge<S> {
             RequestError::Auth(e) => auth_refusal(e),
             RequestError::Certificate(m) => Refusal::new(ErrorCode::Unauthorized, m),
         })?;
-        let r: RevokeRequest = brh_shared::wire::from_json_object(&req.body)
+        let r: RevokeRequest = brh_shared::wire::read_object(&req.body)
             .map_err(|e| Refusal::new(ErrorCode::BadRequest, format!("body: {e}")))?;
         r.validate()
             .map_err(|m| Refusal::new(ErrorCode::BadRequest, m))?;
@@ -1177,7 +1177,7 @@ pub(crate) trait Addressed {
 }
 
 /// The body of a node's signed write and the election event it is.
-trait NodeCommand: DeserializeOwned + Addressed {
+trait NodeCommand: FromJson + Addressed {
     fn validate(&self) -> core::result::Result<(), String>;
     fn step(
         &self,

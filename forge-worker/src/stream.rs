@@ -11,7 +11,7 @@ use brh_shared::ids::validate_id;
 use brh_shared::route;
 use brh_shared::sign;
 use brh_shared::wire::{
-    from_json_object, ErrorCode, ErrorDetail, LeaderView, Role, StreamMessage, StreamRequest,
+    read_object, ErrorCode, ErrorDetail, LeaderView, Role, StreamMessage, StreamRequest,
     MAX_BODY_BYTES, STREAM_METHOD, STREAM_PATH,
 };
 use serde::{Deserialize, Serialize};
@@ -119,7 +119,7 @@ impl<S: Store> Forge<S> {
             let m = format!("frame is larger than {MAX_FRAME_BYTES} bytes");
             return refused(None, ErrorCode::TooLarge, m);
         }
-        let r: StreamRequest = match from_json_object(frame) {
+        let r: StreamRequest = match read_object(frame) {
             Ok(r) => r,
             Err(e) => return refused(None, ErrorCode::BadRequest, format!("frame: {e}")),
         };

@@ -730,5 +730,43 @@ impl EnvState {
     }
 }
 
+// What the forge reads back from its stores, with the same fields and defaults as the serde
+// attributes above (checked against serde in `tests`).
+crate::from_json_struct!(Lease {
+    holder: req,
+    term: req,
+    granted_at_ms: req,
+    expires_at_ms: req,
+    ttl_ms: req,
+});
+crate::from_json_struct!(Peer {
+    joined_at_ms: req,
+    last_seen_ms: req,
+    priority: req,
+    draining: req,
+    uptime_s: req,
+    version: req,
+    api: or_default,
+    nonce: req,
+    reported: or_default,
+    leaving: or_default,
+    key: or_default,
+});
+crate::from_json_struct!(Resignation {
+    node: req,
+    term: req,
+    at_ms: req,
+    successor: or_default,
+});
+crate::from_json_struct!(EnvState {
+    term: req,
+    lease: req,
+    peers: or_default,
+    resigned: req,
+    split_brain_alarms: req,
+    revoked: or_default,
+    ..
+});
+
 #[cfg(test)]
 mod tests;

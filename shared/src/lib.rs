@@ -15,6 +15,7 @@ pub mod decimal;
 pub mod election;
 pub mod hex;
 pub mod ids;
+pub mod json;
 pub mod keys;
 pub mod mac;
 pub mod operator;

@@ -70,6 +70,13 @@ pub struct NonceMark {
     pub retired: Vec<String>,
 }
 
+crate::from_json_struct!(NonceMark {
+    boot_id: req,
+    seq: req,
+    ts_ms: req,
+    retired: or_default,
+});
+
 /// How many earlier boot ids a [`NonceMark`] remembers.
 pub const RETIRED_BOOTS: usize = 8;
 

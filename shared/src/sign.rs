@@ -196,6 +196,11 @@ pub struct KeyId {
     pub previous_seal: bool,
 }
 
+crate::from_json_struct!(KeyId {
+    generation: req,
+    previous_seal: or_default,
+});
+
 impl KeyId {
     pub fn is_default(&self) -> bool {
         *self == KeyId::default()

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::validate_id;
+use crate::json::{FromJson, Json, JsonError};
 
 /// Largest request body the forge reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -20,6 +21,16 @@ pub fn from_json_object<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, Str
         return Err(String::from("the body must be a JSON object"));
     }
     serde_json::from_slice(body).map_err(|e| format!("{e}"))
+}
+
+/// [`from_json_object`] for the forge: the same contract read with [`crate::json`] (no serde
+/// visitors in the Worker's Wasm), error texts naming the field path.
+pub fn read_object<T: FromJson>(body: &[u8]) -> Result<T, String> {
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(String::from("the body must be a JSON object"));
+    }
+    crate::json::from_json(body).map_err(|e| format!("{e}"))
 }
 
 /// `POST /federation/heartbeat`. The node id travels in the `x-brh-node` header.
@@ -289,6 +300,40 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [ErrorCode; 25] = [
+        ErrorCode::BadSignature,
+        ErrorCode::StaleTimestamp,
+        ErrorCode::Replay,
+        ErrorCode::TooLarge,
+        ErrorCode::BadRequest,
+        ErrorCode::NotHolder,
+        ErrorCode::NotCandidate,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::NoSeal,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::Revoked,
+        ErrorCode::NotLeader,
+        ErrorCode::NotConfigured,
+        ErrorCode::Timeout,
+        ErrorCode::Busy,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::ForgeUnreachable,
+        ErrorCode::Fenced,
+        ErrorCode::Conflict,
+        ErrorCode::Unhealthy,
+        ErrorCode::EngineUnavailable,
+        ErrorCode::EngineRefused,
+        ErrorCode::Internal,
+    ];
+
+    /// The code with wire name `s`.
+    pub fn parse(s: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::BadSignature => "bad_signature",
@@ -419,6 +464,57 @@ pub struct StreamMessage {
     pub basis: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basis_sig: Option<String>,
+}
+
+// What the forge reads, with the same fields and defaults as the serde attributes above
+// (checked against serde in `tests`).
+crate::from_json_struct!(Heartbeat {
+    env: req,
+    priority: or_default,
+    draining: or_default,
+    uptime_s: or_default,
+    version: or_default,
+    api: or_default,
+});
+crate::from_json_struct!(ResignRequest {
+    env: req,
+    term: req,
+    leaving: or_default,
+    successor: or_default,
+});
+crate::from_json_struct!(ConsensusReport {
+    env: req,
+    leader: req,
+    term: or_default,
+    peers: or_default,
+    epoch: or_default,
+});
+crate::from_json_struct!(RevokeRequest deny_unknown {
+    env: req,
+    node: req,
+    generation: or_default,
+});
+crate::from_json_struct!(HistoryEntry {
+    term: req,
+    leader: req,
+    reason: req,
+    at_ms: req,
+});
+crate::from_json_struct!(StreamRequest {
+    path: req,
+    node: req,
+    ts: req,
+    nonce: req,
+    sig: req,
+    body: req,
+    key_gen: or_default,
+});
+
+impl FromJson for ErrorCode {
+    fn from_json(v: &Json) -> Result<Self, JsonError> {
+        let s = String::from_json(v)?;
+        ErrorCode::parse(&s).ok_or_else(|| JsonError::unknown_variant(&s))
+    }
 }
 
 #[cfg(test)]

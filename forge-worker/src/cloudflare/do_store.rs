@@ -21,7 +21,8 @@ use std::rc::Rc;
 use brh_shared::election::{ElectionConfig, EnvState, Outcome, Record};
 use brh_shared::wire::HistoryEntry;
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::{js_sys, ListOptions, Storage};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{js_sys, Storage};
 
 use super::kv::layout::{self, Op};
 use super::kv::mirror::{KvMirror, Pending};
@@ -48,6 +49,39 @@ fn legacy_state_row(env: &str) -> String {
 
 fn history_prefix(env: &str) -> String {
     format!("hist/{env}/")
+}
+
+/// `storage.get(key)` for a text row, called directly: worker's typed `get` decodes through
+/// serde_wasm_bindgen, whose error formatting alone keeps kilobytes of float formatting in the
+/// Wasm. `None` if there is no such row.
+async fn get_text(storage: &Storage, key: &str) -> worker::Result<Option<String>> {
+    let v = JsFuture::from(storage.as_raw().get(key)?).await?;
+    if v.is_undefined() {
+        return Ok(None);
+    }
+    v.as_string()
+        .map(Some)
+        .ok_or_else(|| worker::Error::RustError(format!("row {key} is not text")))
+}
+
+/// `storage.list({prefix, start?, limit?})`, the options built directly (worker's
+/// `ListOptions` goes through serde_wasm_bindgen).
+async fn list(
+    storage: &Storage,
+    prefix: &str,
+    start: Option<&str>,
+    limit: Option<usize>,
+) -> worker::Result<js_sys::Map> {
+    let opts = js_sys::Object::new();
+    js_sys::Reflect::set(&opts, &"prefix".into(), &prefix.into())?;
+    if let Some(start) = start {
+        js_sys::Reflect::set(&opts, &"start".into(), &start.into())?;
+    }
+    if let Some(limit) = limit {
+        js_sys::Reflect::set(&opts, &"limit".into(), &JsValue::from(limit as u32))?;
+    }
+    let v = JsFuture::from(storage.as_raw().list_with_options(opts)?).await?;
+    Ok(v.dyn_into()?)
 }
 
 /// [`Store`] over the Durable Object's storage with the env's state held in memory.
@@ -115,32 +149,26 @@ impl DoStore {
 
     /// Reads the env's rows (cold start) and applies the restart rule.
     async fn load(&self, env: &str, now_ms: u64) -> Result<Option<EnvSlot>, StoreError> {
-        let lease: Option<String> = self
-            .storage
-            .get(&lease_row(env))
+        let lease = get_text(&self.storage, &lease_row(env))
             .await
             .map_err(|e| do_err("get", e))?;
         count_op(&self.ops, "do_rows_read", 1);
         let mut state = match lease {
-            Some(text) => serde_json::from_slice::<EnvState>(text.as_bytes())
+            Some(text) => brh_shared::json::from_json::<EnvState>(text.as_bytes())
                 .map_err(|e| StoreError(format!("corrupt lease row of env {env}: {e}")))?,
             None => {
-                let legacy: Option<String> = self
-                    .storage
-                    .get(&legacy_state_row(env))
+                let legacy = get_text(&self.storage, &legacy_state_row(env))
                     .await
                     .map_err(|e| do_err("get", e))?;
                 count_op(&self.ops, "do_rows_read", 1);
                 match legacy {
-                    Some(text) => serde_json::from_slice::<EnvState>(text.as_bytes())
+                    Some(text) => brh_shared::json::from_json::<EnvState>(text.as_bytes())
                         .map_err(|e| StoreError(format!("corrupt state row of env {env}: {e}")))?,
                     None => return Ok(None),
                 }
             }
         };
-        let map = self
-            .storage
-            .list_with_options(ListOptions::new().prefix(&peer_prefix(env)))
+        let map = list(&self.storage, &peer_prefix(env), None, None)
             .await
             .map_err(|e| do_err("list", e))?;
         let prefix = peer_prefix(env);
@@ -154,7 +182,7 @@ impl DoStore {
                 continue;
             };
             let text = pair.get(1).as_string().unwrap_or_default();
-            let peer = serde_json::from_slice(text.as_bytes())
+            let peer = brh_shared::json::from_json(text.as_bytes())
                 .map_err(|e| StoreError(format!("corrupt peer row {key}: {e}")))?;
             state.apply_record(Record::Peer {
                 node: node.to_string(),
@@ -270,13 +298,8 @@ impl Store for DoStore {
         limit: usize,
     ) -> Result<HistoryPage, StoreError> {
         let prefix = history_prefix(env);
-        let mut opts = ListOptions::new().prefix(&prefix).limit(limit + 1);
-        if let Some(c) = cursor.filter(|c| c.starts_with(prefix.as_str())) {
-            opts = opts.start(c);
-        }
-        let map = self
-            .storage
-            .list_with_options(opts)
+        let start = cursor.filter(|c| c.starts_with(prefix.as_str()));
+        let map = list(&self.storage, &prefix, start, Some(limit + 1))
             .await
             .map_err(|e| do_err("list", e))?;
         let mut entries = Vec::new();
@@ -294,7 +317,7 @@ impl Store for DoStore {
             if let Some(e) = pair
                 .get(1)
                 .as_string()
-                .and_then(|t| serde_json::from_slice::<HistoryEntry>(t.as_bytes()).ok())
+                .and_then(|t| brh_shared::json::from_json::<HistoryEntry>(t.as_bytes()).ok())
             {
                 entries.push(e);
             }
@@ -307,9 +330,7 @@ impl Store for DoStore {
         if out.is_empty() {
             // A cold instance woken by its alarm: which env is this object for?
             for prefix in ["lease/", "state/"] {
-                let map = self
-                    .storage
-                    .list_with_options(ListOptions::new().prefix(prefix).limit(1))
+                let map = list(&self.storage, prefix, None, Some(1))
                     .await
                     .map_err(|e| do_err("list", e))?;
                 count_op(&self.ops, "do_rows_read", 1);

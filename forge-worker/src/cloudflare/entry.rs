@@ -99,11 +99,8 @@ fn worker_forge(env: &Env) -> Rc<WorkerForge> {
 /// answered by the core in the Worker (signature, JSON and field checks come before any
 /// state is touched, so it never reaches the store).
 fn routable_env(body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct EnvOnly {
-        env: String,
-    }
-    let e = serde_json::from_slice::<EnvOnly>(body).ok()?.env;
+    let doc = brh_shared::json::parse(body).ok()?;
+    let e: String = doc.fields().ok()?.req("env").ok()?;
     validate_id(&e).is_ok().then_some(e)
 }
 

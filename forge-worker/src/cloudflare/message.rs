@@ -2,12 +2,13 @@
 //! typed call, one typed reply, in one place. Only the stream's upgrade crosses as a raw
 //! request, because the runtime must hand the socket itself to the register.
 //!
-//! Both sides are this crate, deployed together, so the encoding is plain serde JSON with no
-//! versioning; the register answers a call it cannot decode with 400 and the Worker reports a
+//! Both sides are this crate, deployed together, so the encoding is JSON (written by serde, read
+//! with `brh_shared::json`) with no versioning; the register answers a call it cannot decode with 400 and the Worker reports a
 //! reply it cannot decode as the register being unavailable (503, nothing changed from the
 //! caller's side that it was told about).
 use brh_shared::wire::{ErrorCode, HistoryEntry};
-use serde::{Deserialize, Serialize};
+use brh_shared::json::{self, FromJson, Json, JsonError};
+use serde::Serialize;
 use worker::Headers;
 
 use super::request::json_post;
@@ -20,7 +21,7 @@ pub const CALL_PATH: &str = "/__brh/call";
 
 /// A client's request for one env (a write, or a read answered fresh from memory), as the
 /// core sees it. Only the headers the core reads cross (`x-brh-*`, `content-type`).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub struct Forwarded {
     pub method: String,
     pub path: String,
@@ -79,54 +80,30 @@ pub enum RegisterCall {
     Evict,
 }
 
-/// Every field a [`RegisterCall`] may carry, as one object (the [`Forwarded`] fields only
-/// with `serve`). Unknown fields are ignored, as before.
-#[derive(Deserialize)]
-struct CallFields {
-    call: CallKind,
-    method: Option<String>,
-    path: Option<String>,
-    query: Option<String>,
-    headers: Option<Vec<(String, String)>>,
-    body: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum CallKind {
-    Serve,
-    Sweep,
-    Evict,
-}
-
-impl<'de> Deserialize<'de> for RegisterCall {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        use serde::de::Error;
-        let f = CallFields::deserialize(d)?;
-        Ok(match f.call {
-            CallKind::Sweep => RegisterCall::Sweep,
-            CallKind::Evict => RegisterCall::Evict,
-            CallKind::Serve => {
-                let (Some(method), Some(path), Some(query), Some(headers), Some(body)) =
-                    (f.method, f.path, f.query, f.headers, f.body)
-                else {
-                    return Err(D::Error::custom("a serve call without its request"));
-                };
-                RegisterCall::Serve(Forwarded {
-                    method,
-                    path,
-                    query,
-                    headers,
-                    body,
-                })
-            }
+impl FromJson for RegisterCall {
+    /// Every field a call may carry is read from one object (the [`Forwarded`] fields only
+    /// with `serve`); unknown fields are ignored.
+    fn from_json(v: &Json) -> Result<Self, JsonError> {
+        let f = v.fields()?;
+        let kind: String = f.req("call")?;
+        Ok(match kind.as_str() {
+            "sweep" => RegisterCall::Sweep,
+            "evict" => RegisterCall::Evict,
+            "serve" => RegisterCall::Serve(Forwarded {
+                method: f.req("method")?,
+                path: f.req("path")?,
+                query: f.req("query")?,
+                headers: f.req("headers")?,
+                body: f.req("body")?,
+            }),
+            other => return Err(JsonError::unknown_variant(other).under("call")),
         })
     }
 }
 
 /// The register's reply: the answer to relay, the leader changes it caused (for the Worker's
 /// ledger and counters) and, typed, why it was refused if it was.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 pub struct RegisterReply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -135,6 +112,19 @@ pub struct RegisterReply {
     /// deserialize through serde's buffered `Content` path, kilobytes of Wasm for nothing.
     changes: Vec<(String, HistoryEntry)>,
     pub refusal: Option<ErrorCode>,
+}
+
+impl FromJson for RegisterReply {
+    fn from_json(v: &Json) -> Result<Self, JsonError> {
+        let f = v.fields()?;
+        Ok(RegisterReply {
+            status: f.req("status")?,
+            headers: f.req("headers")?,
+            body: f.req("body")?,
+            changes: f.req("changes")?,
+            refusal: f.req("refusal")?,
+        })
+    }
 }
 
 impl RegisterReply {
@@ -195,6 +185,6 @@ pub async fn call(stub: &worker::Stub, call: &RegisterCall) -> worker::Result<Re
             resp.status_code()
         )));
     }
-    serde_json::from_slice(text.as_bytes())
+    json::from_json(text.as_bytes())
         .map_err(|e| worker::Error::RustError(format!("undecodable register reply: {e}")))
 }

@@ -257,7 +257,7 @@ impl DurableObject for LeaseRegister {
             path_and_query_of(&req.inner().url()) == CALL_PATH && req.inner().method() == "POST";
         if is_call {
             let text = req.text().await?;
-            let call = match serde_json::from_slice::<RegisterCall>(text.as_bytes()) {
+            let call = match brh_shared::json::from_json::<RegisterCall>(text.as_bytes()) {
                 Ok(call) => call,
                 Err(e) => return Self::bad_call(format!("not a register call: {e}")),
             };

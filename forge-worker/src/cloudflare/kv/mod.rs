@@ -93,7 +93,7 @@ impl Kv {
                 let from_meta = key
                     .metadata
                     .as_ref()
-                    .and_then(|m| serde_json::from_slice::<Peer>(m.as_bytes()).ok());
+                    .and_then(|m| brh_shared::json::from_json::<Peer>(m.as_bytes()).ok());
                 match from_meta {
                     Some(p) => out.push((node, p)),
                     None => missing.push((node, key.name)),
@@ -111,7 +111,7 @@ impl Kv {
             let text = got.map_err(|e| kv_err("get peer", e))?;
             // A peer deleted between the list and the get is simply gone.
             if let Some(text) = text {
-                let peer = serde_json::from_slice::<Peer>(text.as_bytes())
+                let peer = brh_shared::json::from_json::<Peer>(text.as_bytes())
                     .map_err(|e| StoreError(format!("corrupt peer in kv {key}: {e}")))?;
                 out.push((node.clone(), peer));
             }
@@ -152,7 +152,7 @@ impl Kv {
         let Some(text) = lease.map_err(|e| kv_err("get lease", e))? else {
             return Ok(None);
         };
-        let mut state: EnvState = serde_json::from_slice(text.as_bytes())
+        let mut state: EnvState = brh_shared::json::from_json(text.as_bytes())
             .map_err(|e| StoreError(format!("corrupt state in kv {lease_key}: {e}")))?;
         state.peers = peers?.into_iter().collect();
         Ok(Some(state))
@@ -180,7 +180,7 @@ impl Kv {
             let from_meta = key
                 .metadata
                 .as_ref()
-                .and_then(|m| serde_json::from_slice::<HistoryEntry>(m.as_bytes()).ok());
+                .and_then(|m| brh_shared::json::from_json::<HistoryEntry>(m.as_bytes()).ok());
             let entry = match from_meta {
                 Some(e) => Some(e),
                 None => match kv
@@ -188,7 +188,7 @@ impl Kv {
                     .await
                     .inspect(|_| self.count("kv_read", 1))
                 {
-                    Ok(Some(t)) => serde_json::from_slice(t.as_bytes()).ok(),
+                    Ok(Some(t)) => brh_shared::json::from_json(t.as_bytes()).ok(),
                     Ok(None) => None,
                     Err(e) => return Err(kv_err("get history", e)),
                 },
