@@ -7,7 +7,7 @@ use std::rc::Rc;
 use brh_shared::ids::validate_id;
 use brh_shared::route::{self, Endpoint};
 use brh_shared::wire::{ErrorCode, STREAM_PATH};
-use futures_util::future::join_all;
+use super::join::join_all;
 use worker::{console_error, event};
 use worker::{Context, Env, ScheduleContext, ScheduledEvent};
 

@@ -32,10 +32,12 @@
 //! - [`kv`]: KV itself — [`kv::layout`] (keys, pure), [`kv::store`] (`kv` mode), [`kv::reader`]
 //!   (the Worker in `durable-object` mode), [`kv::mirror`] (the register's copy);
 //! - [`store`]: the one store type the Worker's forge runs over, so the core is compiled once;
-//! - [`setup`], [`request`], [`ledger`], [`lock`], [`stream`]: settings, the Worker's HTTP
-//!   types, the ledger, the isolate lock, the socket attachment.
+//! - [`setup`], [`request`], [`ledger`], [`lock`], [`stream`], [`join`]: settings, the Worker's
+//!   HTTP types, the ledger, the isolate lock, the socket attachment, waiting on several
+//!   futures.
 pub mod do_store;
 pub mod entry;
+pub mod join;
 pub mod kv;
 pub mod ledger;
 pub mod lock;

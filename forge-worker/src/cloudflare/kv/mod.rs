@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 
 use brh_shared::election::{EnvState, Peer};
 use brh_shared::wire::HistoryEntry;
-use futures_util::future::{join, join_all};
+use crate::cloudflare::join::{join, join_all};
 use js::KvNs;
 
 use crate::metrics::{count_op, StoreOps};
