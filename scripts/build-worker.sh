@@ -18,6 +18,9 @@ ROOT=$PWD
 log() { printf '[build-worker] %s\n' "$*" >&2; }
 
 OUT="$ROOT/build"
+# The Wasm's size budget, gzip -9 bytes (200 KiB): well inside Cloudflare's upload limits; the
+# module is fetched and compiled on every cold start, so its size is latency.
+BUDGET=${WASM_GZIP_BUDGET:-204800}
 STAMP="$OUT/.inputs.sha256"
 
 inputs_hash() {
@@ -85,4 +88,12 @@ fi
 printf '%s\n' "$want" >"$STAMP"
 raw=$(stat -c %s "$OUT/index_bg.wasm")
 gz=$(gzip -9 -c "$OUT/index_bg.wasm" | wc -c)
-log "built in $(($(date +%s) - start)) s: build/index_bg.wasm $raw bytes raw, $gz bytes gzip -9 ($((gz / 1024)) KiB; goal < 200 KiB)"
+log "built in $(($(date +%s) - start)) s: build/index_bg.wasm $raw bytes raw, $gz bytes gzip -9 ($((gz / 1024)) KiB; budget < $((BUDGET / 1024)) KiB)"
+# The size is a goal the project keeps (ARCHITECTURE.md, "Size rule"): a change that grows the
+# optimized module past it fails the build here rather than drifting unnoticed. NO_OPT builds
+# are dev builds and are not held to it.
+if [ "${NO_OPT:-0}" != 1 ] && [ "$gz" -ge "$BUDGET" ]; then
+  rm -f "$STAMP"
+  log "build/index_bg.wasm is $gz bytes gzip -9, over the budget of $BUDGET (WASM_GZIP_BUDGET): see ARCHITECTURE.md's size rule; twiggy top on target/wasm32-unknown-unknown/release/forge_worker.wasm tells what grew"
+  exit 1
+fi

@@ -4,6 +4,7 @@
 //! answered before anything is saved, so bad input never changes state.
 use brh_shared::election::{Change, ElectionConfig, ElectionError, EnvState};
 use brh_shared::ids::validate_id;
+use brh_shared::json::FromJson;
 use brh_shared::operator::{RequestError, Scope};
 use brh_shared::route::{self, Endpoint, Route};
 use brh_shared::sign::{self, AuthError, AuthFields, Authenticated, KeyId, RawAuth};
@@ -11,7 +12,6 @@ use brh_shared::wire::{
     ConsensusReport, ErrorCode, Heartbeat, HistoryEntry, LeaderView, ResignRequest, RevokeRequest,
     MAX_BODY_BYTES,
 };
-use brh_shared::json::FromJson;
 use serde::Serialize;
 
 use crate::dashboard;

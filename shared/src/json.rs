@@ -235,7 +235,10 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let h = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("unexpected end"))?;
+        let h = self
+            .s
+            .get(self.i..self.i + 4)
+            .ok_or_else(|| self.err("unexpected end"))?;
         let mut v = 0u32;
         for &b in h {
             let d = (b as char)
@@ -596,7 +599,10 @@ mod tests {
         match (&ours, &serde) {
             (Ok(a), Ok(b)) => assert_eq!(a, b, "{doc}"),
             (Err(_), Err(_)) => {}
-            _ => panic!("{doc}: ours {ours:?}, serde {:?}", serde.map_err(|e| e.to_string())),
+            _ => panic!(
+                "{doc}: ours {ours:?}, serde {:?}",
+                serde.map_err(|e| e.to_string())
+            ),
         }
     }
 
@@ -671,7 +677,10 @@ mod tests {
         let e = from_json::<Heartbeat>(br#"{"priority":1}"#).unwrap_err();
         assert_eq!(e.to_string(), "missing field `env`");
         let e = from_json::<Heartbeat>(br#"{"env":"d","priority":"x"}"#).unwrap_err();
-        assert_eq!(e.to_string(), "priority: expected an integer (i32), found a string");
+        assert_eq!(
+            e.to_string(),
+            "priority: expected an integer (i32), found a string"
+        );
         let e = from_json::<RevokeRequest>(br#"{"env":"d","node":"n","x":1}"#).unwrap_err();
         assert_eq!(e.to_string(), "unknown field `x`");
         let doc = br#"{"term":1,"lease":null,"resigned":null,"split_brain_alarms":0,
@@ -680,7 +689,10 @@ mod tests {
         let e = from_json::<EnvState>(doc).unwrap_err();
         assert_eq!(e.to_string(), "peers.n1.nonce: missing field `seq`");
         let e = from_json::<Vec<(String, u8)>>(br#"[["a",1],["b",300]]"#).unwrap_err();
-        assert_eq!(e.to_string(), "[1][1]: 300 is out of range for an integer (u8)");
+        assert_eq!(
+            e.to_string(),
+            "[1][1]: 300 is out of range for an integer (u8)"
+        );
         assert!(parse(&[b'"', 0xff, b'"']).is_err());
         let deep = "[".repeat(200) + &"]".repeat(200);
         assert!(parse(deep.as_bytes()).is_err());
@@ -703,7 +715,17 @@ mod tests {
             (any::<u32>(), any::<bool>()),
         )
             .prop_map(
-                |(t, priority, draining, version, api, (boot_id, seq, retired), reported, leaving, (generation, previous_seal))| Peer {
+                |(
+                    t,
+                    priority,
+                    draining,
+                    version,
+                    api,
+                    (boot_id, seq, retired),
+                    reported,
+                    leaving,
+                    (generation, previous_seal),
+                )| Peer {
                     joined_at_ms: t / 2,
                     last_seen_ms: t,
                     priority,
@@ -729,7 +751,11 @@ mod tests {
             any::<u64>(),
             proptest::option::of(("[a-z0-9]{1,6}", any::<u64>(), any::<u64>())),
             proptest::collection::btree_map("[a-z0-9]{1,6}", peer, 0..4),
-            proptest::option::of(("[a-z0-9]{1,6}", any::<u64>(), proptest::option::of("[a-z]{1,3}"))),
+            proptest::option::of((
+                "[a-z0-9]{1,6}",
+                any::<u64>(),
+                proptest::option::of("[a-z]{1,3}"),
+            )),
             any::<u64>(),
             proptest::collection::btree_map("[a-z0-9]{1,6}", any::<u32>(), 0..3),
         )
@@ -770,19 +796,23 @@ mod tests {
         leaf.prop_recursive(3, 24, 4, move |inner| {
             prop_oneof![
                 proptest::collection::vec(inner.clone(), 0..3).prop_map(Json::Arr),
-                proptest::collection::vec((proptest::sample::select(keys), inner), 0..4)
-                    .prop_map(|m| Json::Obj(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                proptest::collection::vec((proptest::sample::select(keys), inner), 0..4).prop_map(
+                    |m| Json::Obj(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+                ),
             ]
         })
     }
 
     /// A random object with members drawn from `keys` (some valid, some not).
     fn document(keys: &'static [&'static str]) -> impl Strategy<Value = String> {
-        proptest::collection::vec((proptest::sample::select(keys), value(keys)), 0..7)
-            .prop_map(|m| Json::Obj(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).to_string())
+        proptest::collection::vec((proptest::sample::select(keys), value(keys)), 0..7).prop_map(
+            |m| Json::Obj(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()).to_string(),
+        )
     }
 
-    const HEARTBEAT: &[&str] = &["env", "priority", "draining", "uptime_s", "version", "api", "x"];
+    const HEARTBEAT: &[&str] = &[
+        "env", "priority", "draining", "uptime_s", "version", "api", "x",
+    ];
     const RESIGN: &[&str] = &["env", "term", "leaving", "successor", "x"];
     const CONSENSUS: &[&str] = &["env", "leader", "term", "peers", "epoch", "x"];
     const REVOKE: &[&str] = &["env", "node", "generation", "x"];
@@ -834,7 +864,10 @@ mod tests {
 
     #[test]
     fn display_writes_json() {
-        let v = Json::Obj(vec![("a\"".to_string(), Json::Arr(vec![Json::Int(-1), Json::Null]))]);
+        let v = Json::Obj(vec![(
+            "a\"".to_string(),
+            Json::Arr(vec![Json::Int(-1), Json::Null]),
+        )]);
         assert_eq!(v.to_string(), r#"{"a\"":[-1,null]}"#);
         assert_eq!(parse(v.to_string().as_bytes()).unwrap(), v);
     }

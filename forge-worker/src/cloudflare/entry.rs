@@ -4,10 +4,10 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
+use super::join::join_all;
 use brh_shared::ids::validate_id;
 use brh_shared::route::{self, Endpoint};
 use brh_shared::wire::{ErrorCode, STREAM_PATH};
-use super::join::join_all;
 use worker::{console_error, event};
 use worker::{Context, Env, ScheduleContext, ScheduledEvent};
 

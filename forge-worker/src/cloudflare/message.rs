@@ -6,8 +6,8 @@
 //! with `brh_shared::json`) with no versioning; the register answers a call it cannot decode with 400 and the Worker reports a
 //! reply it cannot decode as the register being unavailable (503, nothing changed from the
 //! caller's side that it was told about).
-use brh_shared::wire::{ErrorCode, HistoryEntry};
 use brh_shared::json::{self, FromJson, Json, JsonError};
+use brh_shared::wire::{ErrorCode, HistoryEntry};
 use serde::Serialize;
 use worker::Headers;
 

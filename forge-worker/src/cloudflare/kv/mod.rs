@@ -16,9 +16,9 @@ pub mod store;
 
 use std::cell::{Cell, RefCell};
 
+use crate::cloudflare::join::{join, join_all};
 use brh_shared::election::{EnvState, Peer};
 use brh_shared::wire::HistoryEntry;
-use crate::cloudflare::join::{join, join_all};
 use js::KvNs;
 
 use crate::metrics::{count_op, StoreOps};

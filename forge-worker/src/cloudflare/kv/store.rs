@@ -2,7 +2,6 @@
 //! writes the keys that differ ([`layout::plan_save`]); nothing of the env stays in memory, so
 //! a step whose write failed is simply not answered (the rule of every store).
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use brh_shared::election::EnvState;
 use brh_shared::replay::NonceMark;
@@ -12,9 +11,15 @@ use super::{layout, plausible_cursor, Kv};
 use crate::store::{
     step_in_memory, Answer, EnvSlot, Event, HistoryPage, StepError, Stepped, Store, StoreError,
 };
+use crate::vecmap::VecMap;
 
 /// Entries kept in [`KvModeStore::marks`] before it is cleared (bounded memory per isolate).
 const MARKS_KEPT: usize = 20_000;
+
+/// The key of one (env, node) in [`KvModeStore::marks`] (ids never contain a newline).
+fn mark_key(env: &str, node: &str) -> String {
+    format!("{env}\n{node}")
+}
 
 /// Whether mark `a` is ahead of mark `b` (accepted later by the same node).
 fn mark_ahead(a: &NonceMark, b: &NonceMark) -> bool {
@@ -34,7 +39,8 @@ pub struct KvModeStore {
     /// replayed request in the isolate that saw the original. (Across isolates a replay is
     /// possible until the node's key is refreshed — ≤ ttl − interval — part of kv mode's
     /// documented weakness.)
-    marks: RefCell<HashMap<(String, String), NonceMark>>,
+    /// Keyed by [`mark_key`] (a `VecMap`: no hash table code in the Wasm for this one map).
+    marks: RefCell<VecMap<NonceMark>>,
 }
 
 impl KvModeStore {
@@ -54,7 +60,7 @@ impl KvModeStore {
         let marks = self.marks.borrow();
         if !marks.is_empty() {
             for (node, p) in state.peers.iter_mut() {
-                if let Some(m) = marks.get(&(env.to_string(), node.clone())) {
+                if let Some(m) = marks.get(&mark_key(env, node)) {
                     if mark_ahead(m, &p.nonce) {
                         p.nonce = m.clone();
                     }
@@ -102,7 +108,7 @@ impl Store for KvModeStore {
                 .and_then(|b| b.peers.get(node))
                 .map(|p| &p.nonce);
             if before_mark != Some(&p.nonce) {
-                marks.insert((env.to_string(), node.clone()), p.nonce.clone());
+                marks.insert(mark_key(env, node), p.nonce.clone());
             }
         }
         Ok(stepped)
