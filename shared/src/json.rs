@@ -34,6 +34,9 @@ pub enum Json {
     Arr(Vec<Json>),
     /// The members in document order (duplicates kept; a struct refuses a duplicate field).
     Obj(Vec<(String, Json)>),
+    /// A value nested deeper than [`MAX_DEPTH`]: checked, not kept (no field the forge reads
+    /// is that deep, and an unknown field may be nested arbitrarily deep, as serde allows).
+    Deep,
 }
 
 /// Why a document could not be read: one line, with the field path where it applies.
@@ -78,8 +81,9 @@ impl fmt::Display for JsonError {
     }
 }
 
-/// Deepest nesting accepted (serde_json's own limit).
-const MAX_DEPTH: usize = 128;
+/// Deepest nesting kept in the tree; deeper values are checked without recursion and kept as
+/// [`Json::Deep`], so a hostile body cannot overflow the stack.
+pub const MAX_DEPTH: usize = 32;
 
 /// Parses one JSON document (surrounding whitespace allowed, nothing after it).
 pub fn parse(bytes: &[u8]) -> Result<Json, JsonError> {
@@ -130,7 +134,7 @@ impl Parser<'_> {
 
     fn value(&mut self, depth: usize) -> Result<Json, JsonError> {
         if depth > MAX_DEPTH {
-            return Err(self.err("nested too deep"));
+            return self.skip();
         }
         match self.s.get(self.i) {
             None => Err(self.err("unexpected end")),
@@ -189,6 +193,76 @@ impl Parser<'_> {
             Some(_) if self.eat(b"false") => Ok(Json::Bool(false)),
             Some(_) => Err(self.err("expected a value")),
         }
+    }
+
+    /// Checks one value without recursion (a stack of the brackets still open).
+    fn skip(&mut self) -> Result<Json, JsonError> {
+        let mut open: Vec<u8> = Vec::new();
+        loop {
+            self.ws();
+            match self.s.get(self.i) {
+                Some(b'[') => {
+                    self.i += 1;
+                    open.push(b']');
+                    self.ws();
+                    if !self.eat(b"]") {
+                        continue;
+                    }
+                    open.pop();
+                }
+                Some(b'{') => {
+                    self.i += 1;
+                    open.push(b'}');
+                    self.ws();
+                    if !self.eat(b"}") {
+                        self.key()?;
+                        continue;
+                    }
+                    open.pop();
+                }
+                Some(b'"') => {
+                    self.string()?;
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    self.number()?;
+                }
+                Some(_) if self.eat(b"null") || self.eat(b"true") || self.eat(b"false") => {}
+                None => return Err(self.err("unexpected end")),
+                Some(_) => return Err(self.err("expected a value")),
+            }
+            // After a value: close brackets, or a comma and the next member.
+            loop {
+                let Some(&close) = open.last() else {
+                    return Ok(Json::Deep);
+                };
+                self.ws();
+                if self.eat(&[close]) {
+                    open.pop();
+                    continue;
+                }
+                if !self.eat(b",") {
+                    return Err(self.err("expected `,` or a closing bracket"));
+                }
+                if close == b'}' {
+                    self.key()?;
+                }
+                break;
+            }
+        }
+    }
+
+    /// An object key and its colon.
+    fn key(&mut self) -> Result<(), JsonError> {
+        self.ws();
+        if self.s.get(self.i) != Some(&b'"') {
+            return Err(self.err("expected a string key"));
+        }
+        self.string()?;
+        self.ws();
+        if !self.eat(b":") {
+            return Err(self.err("expected `:`"));
+        }
+        Ok(())
     }
 
     fn digits(&mut self) -> usize {
@@ -320,6 +394,7 @@ impl Json {
             Json::Str(_) => "a string",
             Json::Arr(_) => "an array",
             Json::Obj(_) => "an object",
+            Json::Deep => "a value nested too deep",
         }
     }
 
@@ -538,6 +613,7 @@ impl fmt::Display for Json {
             Json::Bool(b) => write!(f, "{b}"),
             Json::Int(n) => write!(f, "{n}"),
             Json::Fraction => f.write_str("0.5"),
+            Json::Deep => f.write_str("null"),
             Json::Str(s) => write_str(f, s),
             Json::Arr(items) => {
                 f.write_str("[")?;
@@ -694,8 +770,20 @@ mod tests {
             "[1][1]: 300 is out of range for an integer (u8)"
         );
         assert!(parse(&[b'"', 0xff, b'"']).is_err());
-        let deep = "[".repeat(200) + &"]".repeat(200);
-        assert!(parse(deep.as_bytes()).is_err());
+        // Deep nesting is checked without recursion: accepted where ignored, as serde does,
+        // refused where a field is read, and still a syntax error when malformed.
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        same::<Heartbeat>(&std::format!(r#"{{"env":"d","x":{deep}}}"#));
+        same::<Heartbeat>(&std::format!(
+            r#"{{"env":"d","x":[{{"a":{deep},"b":[1,"x",null]}}]}}"#
+        ));
+        assert!(
+            from_json::<Heartbeat>(std::format!(r#"{{"env":"d","x":{deep}"#).as_bytes()).is_err()
+        );
+        assert!(parse(std::format!("[{deep},]").as_bytes()).is_err());
+        assert!(parse(("[".repeat(40) + "{\"a\" 1}" + &"]".repeat(40)).as_bytes()).is_err());
+        let e = from_json::<Vec<Vec<Vec<u8>>>>(("[".repeat(40) + &"]".repeat(40)).as_bytes());
+        assert!(e.is_err());
     }
 
     fn env_state() -> impl Strategy<Value = EnvState> {
