@@ -8,23 +8,12 @@
 //! The same operations in Wasm: `scripts/bench-crypto.sh` (builds `crypto_wasm` for
 //! wasm32-unknown-unknown and times it in Node's V8, as workerd runs the Worker).
 use std::hint::black_box;
-use std::time::Instant;
+#[path = "common/median.rs"]
+mod median;
+use median::median_ns;
 
 #[path = "common/crypto_ops.rs"]
 mod ops;
-
-fn median_ns(mut f: impl FnMut(), iters: u32) -> f64 {
-    let mut samples = Vec::with_capacity(15);
-    for _ in 0..15 {
-        let t = Instant::now();
-        for _ in 0..iters {
-            f();
-        }
-        samples.push(t.elapsed().as_nanos() as f64 / iters as f64);
-    }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[samples.len() / 2]
-}
 
 fn main() {
     let fx = ops::Fixture::new();

@@ -5,25 +5,14 @@
 //!
 //!     cargo run --release -p brh-shared --example json_cost
 use std::hint::black_box;
-use std::time::Instant;
+#[path = "common/median.rs"]
+mod median;
+use median::median_ns;
 
 use brh_shared::election::{EnvState, Lease, Peer};
 use brh_shared::replay::NonceMark;
 use brh_shared::sign::KeyId;
 use brh_shared::wire::Heartbeat;
-
-fn median_ns(mut f: impl FnMut(), iters: u32) -> f64 {
-    let mut samples = Vec::with_capacity(15);
-    for _ in 0..15 {
-        let t = Instant::now();
-        for _ in 0..iters {
-            f();
-        }
-        samples.push(t.elapsed().as_nanos() as f64 / iters as f64);
-    }
-    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    samples[samples.len() / 2]
-}
 
 fn env_with(peers: usize) -> String {
     let mut s = EnvState::default();
