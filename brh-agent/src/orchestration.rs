@@ -80,12 +80,16 @@ pub fn follow_role(
 async fn promoted(orch: &Orchestrator, term: u64) {
     match orch.promote().await {
         Ok(r) => orch.event(format!(
-            "PROMOTION: term {term}: adopted {}, started {}, created {}, fenced {}, unhealthy {}{}",
+            "PROMOTION: term {term}: adopted {}, started {}, created {}, fenced {}, unhealthy {}{}{}",
             r.adopted.len(),
             r.started.len(),
             r.created.len(),
             r.fenced.len(),
             r.unhealthy.len(),
+            match (r.completed.len(), r.blocked.len()) {
+                (0, 0) => String::new(),
+                (c, b) => format!(", completed jobs {c}, blocked {b}"),
+            },
             // Only when there are any: the line is otherwise the same as before the label.
             match r.foreign.len() {
                 0 => String::new(),
@@ -122,6 +126,12 @@ pub fn spawn_loops(
             orch.clone().run_recovery(stop.clone()).in_current_span(),
         ));
     }
+    // Services blocked on a dependency start when it is met (a Compose file's depends_on).
+    tasks.push(tokio::spawn(
+        orch.clone()
+            .run_dependency_retry(stop.clone())
+            .in_current_span(),
+    ));
     if settings.chaos.is_some() {
         tasks.push(tokio::spawn(
             orch.clone().run_chaos(stop.clone()).in_current_span(),

@@ -1,8 +1,14 @@
 //! A Compose file as the manifest, on real processes and the project's private dockerd: the
 //! leader runs the stack the way `docker compose up` would name it (project network with
-//! service-name aliases, project-scoped named volume, Compose's labels next to BRH's), and after
-//! `kill -9` of the leader the successor adopts every container in place.
-use std::time::Duration;
+//! service-name aliases, project-scoped named volume, Compose's labels next to BRH's), a
+//! one-shot job runs before the service that waits for it, after `kill -9` of the leader the
+//! successor adopts every container in place (same ids, same volume data, the job not run
+//! again), a deploy under client load never serves two versions at once on the host port,
+//! and a leader with the `drain` policy removes the stack when it stops.
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use brh_tests::federation::*;
 
@@ -19,6 +25,92 @@ fn ids(project: &str) -> Vec<String> {
     .collect();
     v.sort();
     v
+}
+
+/// Every container of the project, running or exited.
+fn all_ids(project: &str) -> Vec<String> {
+    let mut v: Vec<String> = docker(&[
+        "ps",
+        "-aq",
+        "--no-trunc",
+        "--filter",
+        &format!("label=com.docker.compose.project={project}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect();
+    v.sort();
+    v
+}
+
+/// An engine timestamp (RFC 3339, nanoseconds with trailing zeros trimmed) in a form that
+/// sorts by time: the fraction padded to nine digits.
+fn sortable(ts: &str) -> String {
+    match ts.trim_end_matches('Z').split_once('.') {
+        Some((secs, frac)) => format!("{secs}.{frac:0<9}Z"),
+        None => format!("{}.000000000Z", ts.trim_end_matches('Z')),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The test stack: `web` (health-checked, on a host port) waits for `db` to be healthy and
+/// for the one-shot `migrate` job, which writes into the named volume web mounts, to exit 0.
+fn stack(project: &str, port: u16) -> String {
+    format!(
+        "name: {project}\n\
+         services:\n\
+         \x20 web:\n\
+         \x20   image: brh-test/web:1\n\
+         \x20   depends_on:\n\
+         \x20     db: {{ condition: service_healthy }}\n\
+         \x20     migrate: {{ condition: service_completed_successfully }}\n\
+         \x20   networks: {{ default: {{}}, back: {{ aliases: [frontend] }} }}\n\
+         \x20   ports: [\"127.0.0.1:{port}:8080\"]\n\
+         \x20   stop_grace_period: 2s\n\
+         \x20   healthcheck: {{ test: [CMD, cat, /www/health], interval: 1s, retries: 3 }}\n\
+         \x20   environment:\n\
+         \x20     GREETING: \"${{GREETING:-hello}}\"\n\
+         \x20   volumes: [\"data:/data\"]\n\
+         \x20   restart: unless-stopped\n\
+         \x20 worker:\n\
+         \x20   image: brh-test/sleep:1\n\
+         \x20   deploy: {{ replicas: 2 }}\n\
+         \x20   restart: always\n\
+         \x20 migrate:\n\
+         \x20   image: brh-test/sleep:1\n\
+         \x20   command: [sh, -c, \"echo migrated >> /data/migrated\"]\n\
+         \x20   volumes: [\"data:/data\"]\n\
+         \x20 db:\n\
+         \x20   image: brh-test/web:1\n\
+         \x20   networks: [back]\n\
+         \x20   secrets: [token]\n\
+         \x20   restart: always\n\
+         \x20   healthcheck:\n\
+         \x20     test: [CMD, cat, /www/health]\n\
+         \x20     interval: 1s\n\
+         \x20     timeout: 1s\n\
+         \x20     retries: 3\n\
+         volumes:\n\
+         \x20 data:\n\
+         networks:\n\
+         \x20 back: {{}}\n\
+         secrets:\n\
+         \x20 token: {{ file: ./token.txt }}\n"
+    )
+}
+
+fn remove_project(env: &str, project: &str) {
+    remove_env_containers(env);
+    docker(&["network", "rm", &format!("{project}_default")]);
+    docker(&["network", "rm", &format!("{project}_back")]);
+    docker(&["volume", "rm", &format!("{project}_data")]);
 }
 
 fn label(id: &str, key: &str) -> String {
@@ -38,47 +130,17 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     remove_env_containers(&env);
     let dir = scratch("containers-compose");
     let file = dir.join("compose.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "name: {project}\n\
-             services:\n\
-             \x20 web:\n\
-             \x20   image: brh-test/web:1\n\
-             \x20   depends_on: {{ db: {{ condition: service_healthy }} }}\n\
-             \x20   networks: {{ default: {{}}, back: {{ aliases: [frontend] }} }}\n\
-             \x20   stop_grace_period: 2s\n\
-             \x20   healthcheck: {{ test: [CMD, cat, /www/health], interval: 1s, retries: 3 }}\n\
-             \x20   environment:\n\
-             \x20     GREETING: \"${{GREETING:-hello}}\"\n\
-             \x20   volumes: [\"data:/data\"]\n\
-             \x20   restart: unless-stopped\n\
-             \x20 worker:\n\
-             \x20   image: brh-test/sleep:1\n\
-             \x20   deploy: {{ replicas: 2 }}\n\
-             \x20 db:\n\
-             \x20   image: brh-test/web:1\n\
-             \x20   networks: [back]\n\
-             \x20   secrets: [token]\n\
-             \x20   healthcheck:\n\
-             \x20     test: [CMD, cat, /www/health]\n\
-             \x20     interval: 1s\n\
-             \x20     timeout: 1s\n\
-             \x20     retries: 3\n\
-             volumes:\n\
-             \x20 data:\n\
-             networks:\n\
-             \x20 back: {{}}\n\
-             secrets:\n\
-             \x20 token: {{ file: ./token.txt }}\n"
-        ),
-    )
-    .unwrap();
+    let port = free_port();
+    std::fs::write(&file, stack(&project, port)).unwrap();
     std::fs::write(dir.join("token.txt"), "s3cret\n").unwrap();
     // `manifest check` reads it as the agent will.
     let out = agent_cli(&["manifest", "check", file.to_str().unwrap()], &[]);
     assert!(out.status.success(), "{}", output_text(&out));
-    assert!(output_text(&out).contains("3 service(s): worker, db, web"));
+    assert!(
+        output_text(&out).contains("4 service(s): worker, migrate, db, web"),
+        "{}",
+        output_text(&out)
+    );
     let seal = fresh_seal();
     let forge = Forge::start(&dir, &seal, None, 30_000);
     let opts = |prio: i32| AgentOpts {
@@ -105,6 +167,23 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
         (v.len() == 4).then_some(v)
     })
     .expect("the leader runs the four containers");
+    // The job ran once, before web, and exited 0; web sees what it wrote in the volume.
+    let job = all_ids(&project)
+        .into_iter()
+        .find(|id| label(id, "com.docker.compose.service") == "migrate")
+        .expect("the migrate job's container");
+    assert_eq!(
+        docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &job
+        ]),
+        "exited 0"
+    );
+    let job_started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &job]);
+    let job_finished = sortable(&docker(&["inspect", "-f", "{{.State.FinishedAt}}", &job]));
+    let web_started = |id: &str| sortable(&docker(&["inspect", "-f", "{{.State.StartedAt}}", id]));
     let mut numbers = Vec::new();
     for id in &started {
         assert_eq!(label(id, "brh.term"), term.to_string());
@@ -137,6 +216,12 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
             assert_eq!(docker(&["exec", id, "cat", "/run/secrets/token"]), "s3cret");
         }
         if service == "web" {
+            assert!(
+                web_started(id) >= job_finished,
+                "web started after the job had exited"
+            );
+            assert_eq!(docker(&["exec", id, "cat", "/data/migrated"]), "migrated");
+            docker(&["exec", id, "sh", "-c", "echo kept > /data/marker"]);
             let mounts = docker(&["inspect", "-f", "{{json .Mounts}}", id]);
             assert!(
                 mounts.contains(&format!("\"Name\":\"{project}_data\"")),
@@ -167,6 +252,12 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     assert!(ps.status.success(), "{ps_text}");
     let up = ps_text.lines().filter(|l| l.contains(" Up ")).count();
     assert_eq!(up, 4, "docker-compose ps lists the four: {ps_text}");
+    assert!(
+        ps_text
+            .lines()
+            .any(|l| l.contains("migrate") && l.contains("Exit 0")),
+        "and the job, exited: {ps_text}"
+    );
 
     // kill -9 of the leader: the successor adopts the same containers.
     let li = agents.iter().position(|a| a.node == leader).unwrap();
@@ -191,6 +282,42 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
         killed_at.elapsed().as_millis()
     );
     assert_eq!(ids(&project), started, "same containers, adopted in place");
+    assert!(
+        agents[si].log_has("completed jobs 1"),
+        "the successor found the job done"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", &job]),
+        job_started,
+        "the job is not run again at the handover"
+    );
+    let web_id = started
+        .iter()
+        .find(|id| label(id, "com.docker.compose.service") == "web")
+        .unwrap();
+    assert_eq!(
+        docker(&["exec", web_id, "cat", "/data/migrated", "/data/marker"]),
+        "migrated\nkept",
+        "same volume data"
+    );
+
+    // Clients on the host port while web is deployed: every answer is version 1 until the
+    // first version 2, then only version 2 (stop-first on a host port: never two copies).
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    assert_eq!(http_get_text(addr, "/version").as_deref(), Some("1\n"));
+    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (answers, done) = (answers.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                let a = http_get_text(addr, "/version").map(|v| v.trim().to_string());
+                answers.lock().unwrap().push((Instant::now(), a));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
 
     // A deploy of a new image to one compose service: it waits for the engine's `healthy`,
     // and the new container joins the same networks with the same aliases.
@@ -202,6 +329,45 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
         &["--service", "web", "--pull", "never"],
     );
     assert!(ok && out.contains("\"deployed\""), "deploy failed: {out}");
+    wait_until(Duration::from_secs(10), || {
+        (answers.lock().unwrap().last()?.1.as_deref() == Some("2")).then_some(())
+    })
+    .expect("version 2 answers on the host port");
+    std::thread::sleep(Duration::from_millis(500));
+    done.store(true, Ordering::Relaxed);
+    load.join().unwrap();
+    let answers = answers.lock().unwrap().clone();
+    let first_2 = answers
+        .iter()
+        .position(|(_, a)| a.as_deref() == Some("2"))
+        .unwrap();
+    assert!(
+        answers[..first_2]
+            .iter()
+            .all(|(_, a)| a.is_none() || a.as_deref() == Some("1")),
+        "before the switch: version 1 or no answer"
+    );
+    assert!(
+        answers[first_2..]
+            .iter()
+            .all(|(_, a)| a.as_deref() == Some("2")),
+        "after the first version 2, only version 2: {:?}",
+        answers[first_2..]
+            .iter()
+            .map(|(_, a)| a)
+            .collect::<Vec<_>>()
+    );
+    let failed = answers.iter().filter(|(_, a)| a.is_none()).count();
+    let last_1 = answers[..first_2]
+        .iter()
+        .rposition(|(_, a)| a.as_deref() == Some("1"))
+        .expect("version 1 answered before the deploy");
+    // Figures for the notes, not bounds (these machines are noisy).
+    println!(
+        "deploy under load: {} requests, {failed} without an answer, gap between the last version 1 and the first version 2: {} ms",
+        answers.len(),
+        answers[first_2].0.duration_since(answers[last_1].0).as_millis()
+    );
     let now = ids(&project);
     let web: Vec<&String> = now
         .iter()
@@ -229,8 +395,61 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
         "{nets}"
     );
     finish_and_check(&mut agents);
-    remove_env_containers(&env);
-    docker(&["network", "rm", &format!("{project}_default")]);
-    docker(&["network", "rm", &format!("{project}_back")]);
-    docker(&["volume", "rm", &format!("{project}_data")]);
+    remove_project(&env, &project);
+}
+
+/// The `drain` policy (one engine per host): the leader that stops removes every container
+/// of the stack it created, the exited job's too; the named volume stays, as after
+/// `docker compose down`.
+#[test]
+fn a_leader_with_the_drain_policy_removes_the_compose_stack_when_it_stops() {
+    std::env::set_var("DOCKER_HOST", docker_host());
+    let env = format!("d{}", std::process::id());
+    let project = format!("brhd{}", std::process::id());
+    remove_project(&env, &project);
+    let dir = scratch("containers-compose-drain");
+    let file = dir.join("compose.yaml");
+    std::fs::write(&file, stack(&project, free_port())).unwrap();
+    std::fs::write(dir.join("token.txt"), "s3cret\n").unwrap();
+    let seal = fresh_seal();
+    let forge = Forge::start(&dir, &seal, None, 30_000);
+    let opts = AgentOpts {
+        env: Some(env.clone()),
+        args: vec![
+            "--config".into(),
+            file.display().to_string(),
+            "--stop-timeout".into(),
+            "2s".into(),
+            "--demote-policy".into(),
+            "drain".into(),
+        ],
+        ..AgentOpts::default()
+    };
+    let mut agents = vec![Agent::start(&dir, "n-d", &seal, forge.addr, opts)];
+    wait_until(Duration::from_secs(20), || {
+        agreed_leader(&agents.iter().collect::<Vec<_>>())
+    })
+    .expect("a leader");
+    wait_until(Duration::from_secs(40), || {
+        (ids(&project).len() == 4 && all_ids(&project).len() == 5).then_some(())
+    })
+    .expect("the stack runs: 4 containers and the exited job");
+    finish_and_check(&mut agents);
+    assert!(
+        agents[0].log_has("DEMOTION: drained 5 containers"),
+        "the demotion drained the stack"
+    );
+    assert_eq!(all_ids(&project), Vec::<String>::new(), "no container left");
+    assert_eq!(
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={project}_data")
+        ]),
+        format!("{project}_data"),
+        "the named volume is kept"
+    );
+    remove_project(&env, &project);
 }

@@ -15,7 +15,7 @@ use serde_norway::Value;
 
 use super::manifest::{
     parse_port, Condition, ContainerOptions, Dependency, EngineHealthcheck, Manifest,
-    NetworkAttachment, NetworkSpec, PortMap, Service, Subnet,
+    NetworkAttachment, NetworkSpec, PortMap, Restart, Service, Subnet,
 };
 use brh_shared::ids::validate_id;
 
@@ -39,10 +39,10 @@ pub const SERVICE_KEYS: [(&str, &str); 29] = [
     ("networks", "list or map; aliases and ipv4_address (on a network with an ipam subnet)"),
     ("labels", "map or list"),
     ("deploy", "replicas only"),
-    ("restart", "always / unless-stopped (BRH's recovery restarts what dies)"),
+    ("restart", "no (the default), always, unless-stopped, on-failure[:N]: applied by BRH's recovery"),
     ("expose", "informational (containers of one network reach each other's ports anyway)"),
     ("healthcheck", "run by the engine; BRH waits for `healthy` after a start and a deploy"),
-    ("depends_on", "start order; service_started and service_healthy are waited for"),
+    ("depends_on", "start order; service_started, service_healthy and service_completed_successfully are waited for"),
     ("user", "the user the container runs as"),
     ("working_dir", "the container's working directory"),
     ("hostname", "the container's host name"),
@@ -700,6 +700,27 @@ fn start_order(services: Vec<Service>, inactive: &[String]) -> Result<Vec<Servic
         }
         s.options.depends_on = kept;
     }
+    // A job waited for to complete must be one BRH lets complete: with `restart: always` it
+    // would be started again at each exit, and its dependents would wait on a moving target.
+    for s in &services {
+        for d in &s.options.depends_on {
+            let Some(dep) = services.iter().find(|x| x.name == d.service) else {
+                continue;
+            };
+            if d.condition == Condition::Completed && !dep.options.restart.is_one_shot() {
+                return Err(service_err(
+                    &s.name,
+                    &format!("depends_on.{}.condition", d.service),
+                    format!(
+                        "service_completed_successfully needs {:?} to be a one-shot job \
+                         (restart: \"no\" or on-failure), not restart: {}",
+                        d.service,
+                        dep.options.restart.as_compose()
+                    ),
+                ));
+            }
+        }
+    }
     let mut order: Vec<Service> = Vec::new();
     let mut pending = services;
     while !pending.is_empty() {
@@ -873,6 +894,9 @@ fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
     if o.read_only {
         set("read_only", json!(true));
     }
+    if o.restart != Restart::No {
+        set("restart", json!(o.restart.as_compose()));
+    }
     if let Some(i) = o.init {
         set("init", json!(i));
     }
@@ -902,6 +926,7 @@ fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
             let condition = match d.condition {
                 Condition::Started => "service_started",
                 Condition::Healthy => "service_healthy",
+                Condition::Completed => "service_completed_successfully",
             };
             deps.insert(
                 d.service.clone(),
@@ -1105,18 +1130,24 @@ fn service(
             }
         }
     };
-    if let Some(r) = &svc.restart {
-        if !matches!(r.as_str(), "always" | "unless-stopped") {
-            return Err(err(
-                "restart",
-                format!(
-                    "{r:?}: BRH's recovery restarts every managed container that dies \
-                     (always / unless-stopped); other policies are not supported yet"
-                ),
-            ));
-        }
-    }
-    let options = options(name, svc, replicas)?;
+    let restart = match svc.restart.as_deref() {
+        // Compose's default: a container that exits stays exited.
+        None | Some("no") => Restart::No,
+        Some("always") => Restart::Always,
+        Some("unless-stopped") => Restart::UnlessStopped,
+        Some("on-failure") => Restart::OnFailure(None),
+        Some(r) => match r.strip_prefix("on-failure:").map(str::parse::<u32>) {
+            Some(Ok(n)) => Restart::OnFailure(Some(n)),
+            _ => {
+                return Err(err(
+                    "restart",
+                    format!("{r:?}: one of \"no\", always, on-failure[:N], unless-stopped"),
+                ))
+            }
+        },
+    };
+    let mut options = options(name, svc, replicas)?;
+    options.restart = restart;
     let s = Service {
         name: name.into(),
         image,
@@ -1219,16 +1250,11 @@ fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOpti
                     match c.condition.as_str() {
                         "service_started" => Condition::Started,
                         "service_healthy" => Condition::Healthy,
-                        "service_completed_successfully" => return Err(err(
-                            &format!("{key}.condition"),
-                            "service_completed_successfully is not supported yet (BRH restarts \
-                             every managed container that exits); run one-shot jobs outside BRH"
-                                .into(),
-                        )),
+                        "service_completed_successfully" => Condition::Completed,
                         other => {
                             return Err(err(
                                 &format!("{key}.condition"),
-                                format!("{other:?}: service_started or service_healthy"),
+                                format!("{other:?}: service_started, service_healthy or service_completed_successfully"),
                             ))
                         }
                     };
@@ -1272,6 +1298,8 @@ fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOpti
         healthcheck,
         depends_on,
         networks: Vec::new(),
+        // Set by the caller.
+        restart: Restart::No,
     })
 }
 

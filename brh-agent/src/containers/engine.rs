@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use bollard::errors::Error as BollardError;
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HealthStatusEnum,
-    HostConfig, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
-    PortBinding,
+    ContainerCreateBody, ContainerStateStatusEnum, EndpointIpamConfig, EndpointSettings,
+    HealthConfig, HealthStatusEnum, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkingConfig, PortBinding,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
@@ -91,6 +91,9 @@ pub struct Inspected {
     pub env_vars: Vec<String>,
     /// The engine's health status; `None` when the container has no healthcheck.
     pub health: Option<HealthStatus>,
+    /// The exit status of a container that ran and exited; `None` while running, and for
+    /// one created but never started.
+    pub exit_code: Option<i64>,
 }
 
 /// What the engine's healthcheck says of a running container.
@@ -109,6 +112,7 @@ struct AnyInspected {
     ip: Option<String>,
     env_vars: Vec<String>,
     health: Option<HealthStatus>,
+    exit_code: Option<i64>,
 }
 
 pub use super::spec::CreateSpec;
@@ -339,6 +343,7 @@ impl Engine {
                 ip: c.ip,
                 env_vars: c.env_vars,
                 health: c.health,
+                exit_code: c.exit_code,
             }),
         }
     }
@@ -379,12 +384,19 @@ impl Engine {
             config.labels.clone(),
             state.running.unwrap_or(false),
         );
+        let exit_code = match state.status {
+            Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD) => {
+                state.exit_code
+            }
+            _ => None,
+        };
         Ok(AnyInspected {
             observed,
             started_at: state.started_at,
             ip,
             env_vars: config.env.unwrap_or_default(),
             health,
+            exit_code,
         })
     }
 

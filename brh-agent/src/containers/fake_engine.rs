@@ -87,6 +87,8 @@ pub struct FakeContainer {
     pub running: bool,
     /// Whether it was created with an (enabled) engine healthcheck.
     pub has_healthcheck: bool,
+    /// The exit status after it ran and exited (`None`: running or never started).
+    pub exit_code: Option<i64>,
 }
 
 impl FakeContainer {
@@ -197,6 +199,7 @@ impl FakeEngine {
             env_vars: Vec::new(),
             running,
             has_healthcheck: false,
+            exit_code: None,
         });
         id
     }
@@ -204,6 +207,26 @@ impl FakeEngine {
     /// The healthchecks of containers named `name_prefix…` fail.
     pub fn fail_health_of(&self, name_prefix: &str) {
         self.st().unhealthy.push(name_prefix.into());
+    }
+
+    /// The healthchecks of containers named `name_prefix…` pass again, with the engine's
+    /// `health_status: healthy` event for each running one.
+    pub fn heal_health_of(&self, name_prefix: &str) {
+        let ids: Vec<String> = {
+            let mut st = self.st();
+            st.unhealthy.retain(|p| p != name_prefix);
+            st.containers
+                .iter()
+                .filter(|c| c.running && c.has_healthcheck && c.name.starts_with(name_prefix))
+                .map(|c| c.id.clone())
+                .collect()
+        };
+        for id in ids {
+            let _ = self.events.send(ContainerEvent {
+                action: Some("health_status: healthy".into()),
+                id: Some(id),
+            });
+        }
     }
 
     /// The names of the containers started so far, in order.
@@ -227,10 +250,17 @@ impl FakeEngine {
         *self.after.lock().unwrap() = Some(Box::new(f));
     }
 
-    /// The container dies (as if its process exited), with the engine's `die` event.
+    /// The container dies (as if its process exited with status 1), with the engine's `die`
+    /// event.
     pub fn crash(&self, id: &str) {
+        self.exit(id, 1);
+    }
+
+    /// The container's process exits with `code`, with the engine's `die` event.
+    pub fn exit(&self, id: &str, code: i64) {
         if let Some(c) = self.st().containers.iter_mut().find(|c| c.id == id) {
             c.running = false;
+            c.exit_code = Some(code);
         }
         let _ = self.events.send(ContainerEvent {
             action: Some("die".into()),
@@ -358,6 +388,7 @@ impl ContainerEngine for FakeEngine {
                 ip: Some("127.0.0.1".into()),
                 env_vars: c.env_vars.clone(),
                 health,
+                exit_code: c.exit_code.filter(|_| !c.running),
             }),
             _ => Err(EngineError::NotFound(format!(
                 "{id_or_name} is not one of ours"
@@ -422,6 +453,7 @@ impl ContainerEngine for FakeEngine {
                     .healthcheck
                     .as_ref()
                     .is_some_and(|h| h.is_enabled()),
+                exit_code: None,
             };
             self.record(&mut st, &op, Some(c.clone()));
             if st.containers.iter().any(|x| x.name == spec.name) {
@@ -445,6 +477,7 @@ impl ContainerEngine for FakeEngine {
                 return Err(EngineError::Refused(format!("500: cannot start {name}")));
             }
             st.containers[i].running = true;
+            st.containers[i].exit_code = None;
             st.started.push(name);
             Ok(())
         })
@@ -453,6 +486,7 @@ impl ContainerEngine for FakeEngine {
     async fn stop(&self, id: &str, _timeout: Duration) -> Result<(), EngineError> {
         self.mutate(id, Op::Stop(id.into()), |st, i| {
             st.containers[i].running = false;
+            st.containers[i].exit_code = Some(143);
             Ok(())
         })
     }
@@ -470,6 +504,7 @@ impl ContainerEngine for FakeEngine {
     async fn kill(&self, id: &str) -> Result<(), EngineError> {
         self.mutate(id, Op::Kill(id.into()), |st, i| {
             st.containers[i].running = false;
+            st.containers[i].exit_code = Some(137);
             Ok(())
         })
     }

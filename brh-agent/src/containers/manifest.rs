@@ -85,6 +85,54 @@ pub struct ContainerOptions {
     pub depends_on: Vec<Dependency>,
     /// Networks the service joins; empty: only the manifest's `network`.
     pub networks: Vec<NetworkAttachment>,
+    /// What BRH's recovery does when a container of the service exits.
+    pub restart: Restart,
+}
+
+/// Compose's `restart:` as BRH's recovery applies it (BRH restarts containers itself, under
+/// the lease guard and the fence; the engine's own restart policy is never set).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Restart {
+    /// `always`, and every `bridge.runtime.yaml` service: whatever exits is started again
+    /// (with backoff).
+    #[default]
+    Always,
+    /// `unless-stopped`: as `always` (a container BRH stops itself is never restarted, and a
+    /// `docker stop` by hand is recovered like a crash).
+    UnlessStopped,
+    /// `"no"` (Compose's default): an exited container stays exited.
+    No,
+    /// `on-failure[:N]`: started again only after a non-zero exit, at most N times.
+    OnFailure(Option<u32>),
+}
+
+impl Restart {
+    /// A one-shot job: once it has exited 0 it is done. BRH does not start it again, not
+    /// even at the next promotion, and it meets `service_completed_successfully`.
+    pub fn is_one_shot(self) -> bool {
+        matches!(self, Restart::No | Restart::OnFailure(_))
+    }
+
+    /// The policy as Compose writes it.
+    pub fn as_compose(self) -> String {
+        match self {
+            Restart::Always => "always".into(),
+            Restart::UnlessStopped => "unless-stopped".into(),
+            Restart::No => "no".into(),
+            Restart::OnFailure(None) => "on-failure".into(),
+            Restart::OnFailure(Some(n)) => format!("on-failure:{n}"),
+        }
+    }
+
+    /// Whether recovery starts a container again that exited with `code` after `restarts`
+    /// earlier recoveries.
+    pub fn restarts_after(self, code: i64, restarts: u32) -> bool {
+        match self {
+            Restart::Always | Restart::UnlessStopped => true,
+            Restart::No => false,
+            Restart::OnFailure(max) => code != 0 && max.is_none_or(|m| restarts < m),
+        }
+    }
 }
 
 /// How long BRH waits for `healthy` from a healthcheck it knows nothing about (an image's):
@@ -137,6 +185,8 @@ pub enum Condition {
     Started,
     /// The engine reports every replica `healthy`.
     Healthy,
+    /// Every replica has exited with status 0 (a one-shot job: a migration, a seed).
+    Completed,
 }
 
 /// One network a service joins: its engine name, the extra names the service answers to

@@ -71,10 +71,31 @@ pub struct ReconcileReport {
     /// Other federations' containers, left alone.
     pub foreign: Vec<String>,
     pub unhealthy: Vec<String>,
-    /// Services not started because a dependency (`depends_on: service_healthy`) is not
-    /// healthy, with why.
+    /// One-shot jobs that have exited 0: done, left as they are.
+    pub completed: Vec<String>,
+    /// Services not started because a dependency (`depends_on: service_healthy` /
+    /// `service_completed_successfully`) is not met yet, with why. Retried while leading
+    /// ([`Orchestrator::run_dependency_retry`]).
     pub blocked: Vec<String>,
 }
+
+/// How a reconcile treats what it must wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// At promotion: dependencies are waited for (health up to its patience, a job up to
+    /// [`COMPLETION_PATIENCE`]), every container is checked.
+    Promotion,
+    /// A later retry of blocked services: dependencies are looked at once, not waited for
+    /// (the retry comes again at the next event), and only what this pass starts is checked.
+    Retry,
+}
+
+/// How long a promotion waits for a one-shot dependency (`service_completed_successfully`)
+/// to exit before it reports its dependents blocked; the retry starts them when it does.
+const COMPLETION_PATIENCE: Duration = Duration::from_secs(60);
+
+/// How often blocked services are looked at again when no engine event comes first.
+const DEPENDENCY_RETRY: Duration = Duration::from_secs(5);
 
 /// What a deploy did.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -121,6 +142,12 @@ pub struct Orchestrator<E: ContainerEngine = Engine> {
     network_ids: Mutex<HashMap<String, String>>,
     /// Where the original's event lines go (the agent's `/events`).
     event_sink: std::sync::OnceLock<EventSink>,
+    /// Services the last reconcile could not start (a dependency not met yet).
+    blocked: Mutex<Vec<String>>,
+    /// Poked by engine events that can unblock a service (a container died or changed health).
+    unblock: tokio::sync::Notify,
+    /// Recoveries so far per container, for `restart: on-failure:N`.
+    recoveries: Mutex<HashMap<String, u32>>,
 }
 
 /// Receives event lines in the original's vocabulary (`RECOVERY: …`, `CHAOS: …`).
@@ -182,6 +209,9 @@ impl<E: ContainerEngine> Orchestrator<E> {
             expected_stops: Mutex::new(HashMap::new()),
             network_ids: Mutex::new(HashMap::new()),
             event_sink: std::sync::OnceLock::new(),
+            blocked: Mutex::new(Vec::new()),
+            unblock: tokio::sync::Notify::new(),
+            recoveries: Mutex::new(HashMap::new()),
         })
     }
 
@@ -484,6 +514,15 @@ impl<E: ContainerEngine> Orchestrator<E> {
     /// in place (same id, no restart); stopped ones are started; missing ones created; then
     /// everything started is health-checked.
     pub async fn promote(&self) -> Result<ReconcileReport> {
+        self.reconcile(Pass::Promotion).await
+    }
+
+    /// Services the last reconcile left blocked on a dependency, with why.
+    pub fn blocked(&self) -> Vec<String> {
+        self.blocked.lock().expect("blocked lock").clone()
+    }
+
+    async fn reconcile(&self, pass: Pass) -> Result<ReconcileReport> {
         let _ops = self.ops.lock().await;
         // The term the plan is made for (and a refusal before connecting, when not leading).
         let term = self.guard.check()?;
@@ -509,10 +548,18 @@ impl<E: ContainerEngine> Orchestrator<E> {
         // The plan sees other federations' containers too, to report them; every action on
         // one names only ours (`observed`).
         let observed = listed.ours;
-        let seen: Vec<Seen> = observed
-            .iter()
-            .chain(&listed.foreign)
-            .map(|o| Seen {
+        let mut seen = Vec::new();
+        for o in observed.iter().chain(&listed.foreign) {
+            // Whether a stopped one-shot job of ours exited 0 takes an inspect (a listing
+            // does not say); nothing else needs one here.
+            let one_shot = manifest
+                .service(&o.service)
+                .is_some_and(|s| s.options.restart.is_one_shot());
+            let completed = one_shot
+                && !o.running
+                && o.is_ours(&self.cfg.federation)
+                && self.inspect(&engine, &o.id).await?.exit_code == Some(0);
+            seen.push(Seen {
                 id: o.id.clone(),
                 name: o.name.clone(),
                 service: o.service.clone(),
@@ -520,15 +567,18 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 term: o.term,
                 running: o.running,
                 federation: o.federation.clone(),
-            })
-            .collect();
+                completed,
+            });
+        }
         let mut report = ReconcileReport {
             term,
             ..Default::default()
         };
         // Every container of the promotion by service, to check (and to wait on for the
-        // services that depend on it), in start order.
-        let mut to_check: Vec<(Service, Option<String>, String)> = Vec::new();
+        // services that depend on it), in start order; with whether this pass started it.
+        let mut to_check: Vec<(Service, Option<String>, String, bool)> = Vec::new();
+        // The one-shot jobs found done, by service.
+        let mut done: Vec<(String, String)> = Vec::new();
         // `depends_on: service_healthy` results, by dependency: waited for once.
         let mut waited: HashMap<String, std::result::Result<(), String>> = HashMap::new();
         let plan = plan::reconcile(&manifest, &self.cfg.env, &self.cfg.federation, &seen, term);
@@ -538,10 +588,12 @@ impl<E: ContainerEngine> Orchestrator<E> {
             if let Action::Start { service, .. } | Action::Create { service, .. } = &action {
                 if let Some(svc) = manifest.service(service) {
                     if let Err(why) = self
-                        .dependencies(&engine, &manifest, svc, &to_check, &mut waited)
+                        .dependencies(&engine, &manifest, svc, &to_check, &done, pass, &mut waited)
                         .await
                     {
-                        tracing::warn!("[PROMOTE] {service} not started: {why}");
+                        if pass == Pass::Promotion {
+                            tracing::warn!("[PROMOTE] {service} not started: {why}");
+                        }
                         let line = format!("{service}: {why}");
                         if !report.blocked.contains(&line) {
                             report.blocked.push(line);
@@ -555,15 +607,30 @@ impl<E: ContainerEngine> Orchestrator<E> {
                     report.adopted.push(id.clone());
                     let ip = self.inspect(&engine, &id).await?.ip;
                     if let Some(s) = manifest.service(&service) {
-                        to_check.push((s.clone(), ip, id));
+                        to_check.push((s.clone(), ip, id, false));
                     }
                 }
+                Action::Done { id, service, .. } => {
+                    report.completed.push(id.clone());
+                    done.push((service, id));
+                }
                 Action::Start { id, service, .. } => {
+                    let one_shot = manifest
+                        .service(&service)
+                        .is_some_and(|s| s.options.restart.is_one_shot());
+                    if pass == Pass::Retry && one_shot {
+                        // A failed job is run again by a promotion (`up`) or its own
+                        // `restart: on-failure`, not by every retry; its dependents see it.
+                        if let Some(s) = manifest.service(&service) {
+                            to_check.push((s.clone(), None, id, false));
+                        }
+                        continue;
+                    }
                     self.call(engine.start(&id)).await?;
                     let ip = self.inspect(&engine, &id).await?.ip;
                     report.started.push(id.clone());
                     if let Some(s) = manifest.service(&service) {
-                        to_check.push((s.clone(), ip, id));
+                        to_check.push((s.clone(), ip, id, true));
                     }
                 }
                 Action::Create { service, replica } => {
@@ -575,7 +642,7 @@ impl<E: ContainerEngine> Orchestrator<E> {
                         .create_started(&engine, svc, &svc.image, name, replica)
                         .await?;
                     report.created.push(c.observed.id.clone());
-                    to_check.push((svc.clone(), c.ip, c.observed.id));
+                    to_check.push((svc.clone(), c.ip, c.observed.id, true));
                 }
                 Action::RemoveExtra { id, service } => {
                     self.stop_and_remove(&engine, &id, &service).await?;
@@ -606,7 +673,10 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 }
             }
         }
-        for (svc, ip, id) in &to_check {
+        for (svc, ip, id, started) in &to_check {
+            if pass == Pass::Retry && !started {
+                continue;
+            }
             let result = match waited.get(&svc.name) {
                 Some(Ok(())) => continue,
                 Some(Err(why)) => Err(why.clone()),
@@ -621,14 +691,19 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 report.unhealthy.push(id.clone());
             }
         }
+        *self.blocked.lock().expect("blocked lock") = report.blocked.clone();
+        if pass == Pass::Retry {
+            return Ok(report);
+        }
         tracing::info!(
-            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, foreign {}, unhealthy {}, blocked {}",
+            "[PROMOTE] term {term}: adopted {}, started {}, created {}, removed {}, fenced {}, foreign {}, completed {}, unhealthy {}, blocked {}",
             report.adopted.len(),
             report.started.len(),
             report.created.len(),
             report.removed.len(),
             report.fenced.len(),
             report.foreign.len(),
+            report.completed.len(),
             report.unhealthy.len(),
             report.blocked.len()
         );
@@ -636,47 +711,158 @@ impl<E: ContainerEngine> Orchestrator<E> {
     }
 
     /// Waits for what `svc` depends on: `service_started` dependencies were started before
-    /// it (start order), `service_healthy` ones must be healthy, every replica (waited for
-    /// once per promotion; the result is kept in `waited`).
+    /// it (start order); `service_healthy` ones must be healthy, every replica;
+    /// `service_completed_successfully` ones must have exited 0, every replica. Each
+    /// dependency is waited for once per pass (the result is kept in `waited`); a
+    /// [`Pass::Retry`] looks once instead of waiting.
+    #[allow(clippy::too_many_arguments)]
     async fn dependencies(
         &self,
         engine: &FencedEngine<E>,
         manifest: &Manifest,
         svc: &Service,
-        promoted: &[(Service, Option<String>, String)],
+        promoted: &[(Service, Option<String>, String, bool)],
+        done: &[(String, String)],
+        pass: Pass,
         waited: &mut HashMap<String, std::result::Result<(), String>>,
     ) -> std::result::Result<(), String> {
         for dep in &svc.options.depends_on {
-            if dep.condition != Condition::Healthy {
+            if dep.condition == Condition::Started || waited.contains_key(&dep.service) {
+                if let Some(r) = waited.get(&dep.service) {
+                    r.clone()?;
+                }
                 continue;
             }
-            if !waited.contains_key(&dep.service) {
-                let result = async {
-                    let dep_svc = manifest
-                        .service(&dep.service)
-                        .ok_or_else(|| format!("{} is not in the manifest", dep.service))?;
-                    let containers: Vec<_> = promoted
-                        .iter()
-                        .filter(|(s, _, _)| s.name == dep.service)
-                        .collect();
-                    if containers.is_empty() {
-                        return Err(format!("{} has no running container", dep.service));
-                    }
-                    for (_, ip, id) in containers {
-                        self.ready(engine, dep_svc, id, ip.as_deref(), true)
+            let result = async {
+                let dep_svc = manifest
+                    .service(&dep.service)
+                    .ok_or_else(|| format!("{} is not in the manifest", dep.service))?;
+                let running: Vec<_> = promoted
+                    .iter()
+                    .filter(|(s, ..)| s.name == dep.service)
+                    .collect();
+                let finished = done.iter().filter(|(s, _)| *s == dep.service).count();
+                if running.is_empty() && finished == 0 {
+                    return Err(format!("{} has no container", dep.service));
+                }
+                for (_, ip, id, _) in running {
+                    match dep.condition {
+                        Condition::Started => {}
+                        Condition::Healthy => self
+                            .healthy(engine, dep_svc, id, ip.as_deref(), pass)
                             .await
                             .map_err(|e| {
                                 format!("dependency {} is not healthy: {e}", dep.service)
-                            })?;
+                            })?,
+                        Condition::Completed => {
+                            self.completed(engine, id, pass).await.map_err(|e| {
+                                format!("dependency {} has not completed: {e}", dep.service)
+                            })?
+                        }
                     }
-                    Ok(())
                 }
-                .await;
-                waited.insert(dep.service.clone(), result);
+                if dep.condition == Condition::Healthy && finished > 0 {
+                    return Err(format!(
+                        "dependency {} is not healthy: it has exited",
+                        dep.service
+                    ));
+                }
+                Ok(())
             }
-            waited[&dep.service].clone()?;
+            .await;
+            waited.insert(dep.service.clone(), result.clone());
+            result?;
         }
         Ok(())
+    }
+
+    /// A `service_healthy` dependency's container: waited for at promotion, looked at once
+    /// by a retry.
+    async fn healthy(
+        &self,
+        engine: &FencedEngine<E>,
+        svc: &Service,
+        id: &str,
+        ip: Option<&str>,
+        pass: Pass,
+    ) -> std::result::Result<(), String> {
+        if pass == Pass::Promotion || svc.health.is_some() {
+            return self
+                .ready(engine, svc, id, ip, true)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+        }
+        match self
+            .inspect(engine, id)
+            .await
+            .map_err(|e| e.to_string())?
+            .health
+        {
+            Some(HealthStatus::Healthy) => Ok(()),
+            None => Err(format!(
+                "{} has no healthcheck (service_healthy needs one)",
+                svc.name
+            )),
+            Some(HealthStatus::Starting) => Err("still starting".into()),
+            Some(HealthStatus::Unhealthy(out)) => {
+                Err(format!("the engine reports it unhealthy: {out}"))
+            }
+        }
+    }
+
+    /// A `service_completed_successfully` dependency's container: it must exit 0. Waited
+    /// for up to [`COMPLETION_PATIENCE`] at promotion, looked at once by a retry.
+    async fn completed(
+        &self,
+        engine: &FencedEngine<E>,
+        id: &str,
+        pass: Pass,
+    ) -> std::result::Result<(), String> {
+        let started = Instant::now();
+        loop {
+            let c = self.inspect(engine, id).await.map_err(|e| e.to_string())?;
+            match c.exit_code {
+                Some(0) => return Ok(()),
+                Some(code) => return Err(format!("it exited with status {code}")),
+                None if pass == Pass::Retry || started.elapsed() >= COMPLETION_PATIENCE => {
+                    return Err(format!("{} is still running", c.observed.name))
+                }
+                None => tokio::time::sleep(HEALTH_POLL).await,
+            }
+        }
+    }
+
+    /// The retry of services blocked on a dependency (leader only): after an engine event
+    /// that can unblock one (a container died, its health changed), else every
+    /// [`DEPENDENCY_RETRY`], a reconcile that waits for nothing starts those whose
+    /// dependencies are met now. `docker compose up` waits in the foreground instead; a
+    /// leader cannot, since deploys and drains share the one lane of mutations.
+    pub async fn run_dependency_retry(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.unblock.notified() => {}
+                _ = tokio::time::sleep(DEPENDENCY_RETRY) => {}
+            }
+            let before = self.blocked();
+            if before.is_empty() || self.guard.check().is_err() {
+                continue;
+            }
+            match self.reconcile(Pass::Retry).await {
+                Ok(r) => {
+                    let started: Vec<&String> = r.created.iter().chain(&r.started).collect();
+                    if !started.is_empty() {
+                        self.event(format!(
+                            "DEPENDENCIES: started {} container(s) whose dependencies are met now; still blocked: {}",
+                            started.len(),
+                            r.blocked.len()
+                        ));
+                    }
+                }
+                Err(e) => tracing::warn!("[DEPENDENCIES] retry failed: {e}"),
+            }
+        }
     }
 
     /// Demotion: the configured policy. `last_term` is the term this agent held; it is a
@@ -976,7 +1162,13 @@ impl<E: ContainerEngine> Orchestrator<E> {
                         break;
                     }
                 };
-                if ev.action.as_deref() != Some("die") {
+                let action = ev.action.as_deref().unwrap_or_default();
+                if action == "die" || action.starts_with("health_status") {
+                    // A job that exited, a dependency that turned healthy: a blocked
+                    // dependent may start now.
+                    self.unblock.notify_one();
+                }
+                if action != "die" {
                     continue;
                 }
                 let Some(id) = ev.id else {
@@ -1004,7 +1196,8 @@ impl<E: ContainerEngine> Orchestrator<E> {
         self.restart_dead(id).await;
     }
 
-    /// Starts the dead container `id` again, if it is still dead and one of ours.
+    /// Starts the dead container `id` again, if it is still dead, one of ours, and its
+    /// service's `restart:` says so (a one-shot job that exited 0 is done).
     async fn restart_dead(&self, id: &str) {
         let _ops = self.ops.lock().await;
         let Ok(engine) = self.engine().await else {
@@ -1017,11 +1210,52 @@ impl<E: ContainerEngine> Orchestrator<E> {
         if c.observed.running || c.observed.env != self.cfg.env {
             return;
         }
+        let name = &c.observed.name;
+        let restart = self
+            .manifest()
+            .service(&c.observed.service)
+            .map(|s| s.options.restart)
+            .unwrap_or_default();
+        let code = c.exit_code.unwrap_or(-1);
+        let so_far = self
+            .recoveries
+            .lock()
+            .expect("recoveries lock")
+            .get(id)
+            .copied()
+            .unwrap_or(0);
+        if !restart.restarts_after(code, so_far) {
+            self.event(if code == 0 && restart.is_one_shot() {
+                format!(
+                    "RECOVERY: {name} completed (exit 0); restart: {} leaves it done",
+                    restart.as_compose()
+                )
+            } else {
+                format!(
+                    "RECOVERY: {name} exited with status {code}; restart: {} leaves it stopped{}",
+                    restart.as_compose(),
+                    if so_far > 0 {
+                        format!(" after {so_far} restart(s)")
+                    } else {
+                        String::new()
+                    }
+                )
+            });
+            return;
+        }
         match self.call(engine.start(id)).await {
-            Ok(()) => self.event(format!("RECOVERY: restarted container {}", c.observed.name)),
+            Ok(()) => {
+                *self
+                    .recoveries
+                    .lock()
+                    .expect("recoveries lock")
+                    .entry(id.to_string())
+                    .or_default() += 1;
+                self.event(format!("RECOVERY: restarted container {name}"))
+            }
             // No longer leading, or a newer term's container: not ours to restart.
             Err(e) if e.is_refusal() => {}
-            Err(e) => tracing::warn!("[RECOVERY] cannot restart {}: {e}", c.observed.name),
+            Err(e) => tracing::warn!("[RECOVERY] cannot restart {name}: {e}"),
         }
     }
 

@@ -14,6 +14,8 @@ pub struct Seen {
     pub running: bool,
     /// The federation that created it (label `brh.federation`); `None` when absent.
     pub federation: Option<String>,
+    /// Exited with status 0 (a one-shot job that has done its work).
+    pub completed: bool,
 }
 
 /// Whether a container whose `brh.federation` label is `label` belongs to federation `ours`.
@@ -34,6 +36,13 @@ pub enum Action {
     },
     /// Matching but stopped: adopt and start it.
     Start {
+        id: String,
+        service: String,
+        replica: u32,
+    },
+    /// A one-shot job (`restart: "no"` / `on-failure`) that has exited 0: done, left as it
+    /// is. Its dependents' `service_completed_successfully` is met by it.
+    Done {
         id: String,
         service: String,
         replica: u32,
@@ -125,6 +134,12 @@ pub fn reconcile(
                             service: svc.name.clone(),
                             replica,
                         }
+                    } else if s.completed && svc.options.restart.is_one_shot() {
+                        Action::Done {
+                            id: s.id.clone(),
+                            service: svc.name.clone(),
+                            replica,
+                        }
                     } else {
                         Action::Start {
                             id: s.id.clone(),
@@ -191,6 +206,7 @@ mod tests {
             term,
             running,
             federation: Some(FED.into()),
+            completed: false,
         }
     }
 
@@ -252,6 +268,43 @@ mod tests {
                 },
                 Action::Create {
                     service: "db".into(),
+                    replica: 1
+                },
+            ]
+        );
+    }
+
+    /// A one-shot job that exited 0 is done: not started again, not replaced. One that
+    /// failed is started again (as `docker compose up` would); a service with
+    /// `restart: always` is started whatever its exit.
+    #[test]
+    fn a_completed_one_shot_job_is_done_not_started_again() {
+        use super::super::manifest::Restart;
+        let mut m = manifest(&[("migrate", 1), ("retry", 1), ("web", 1)]);
+        m.services[0].options.restart = Restart::No;
+        m.services[1].options.restart = Restart::OnFailure(Some(3));
+        let mut done = seen("m", "migrate", 1, 2, false);
+        done.completed = true;
+        let failed = seen("r", "retry", 1, 2, false);
+        let mut web = seen("w", "web", 1, 2, false);
+        web.completed = true;
+        let plan = reconcile(&m, "dev", FED, &[done, failed, web], 3);
+        assert_eq!(
+            plan,
+            vec![
+                Action::Done {
+                    id: "m".into(),
+                    service: "migrate".into(),
+                    replica: 1
+                },
+                Action::Start {
+                    id: "r".into(),
+                    service: "retry".into(),
+                    replica: 1
+                },
+                Action::Start {
+                    id: "w".into(),
+                    service: "web".into(),
                     replica: 1
                 },
             ]
@@ -447,7 +500,7 @@ mod tests {
             for s in &seen {
                 let acts: Vec<&Action> = plan.iter().filter(|a| match a {
                     Action::Adopt { id, .. } | Action::Start { id, .. } | Action::RemoveExtra { id, .. }
-                    | Action::Fenced { id, .. } | Action::Orphan { id, .. }
+                    | Action::Fenced { id, .. } | Action::Orphan { id, .. } | Action::Done { id, .. }
                     | Action::Foreign { id, .. } => *id == s.id,
                     Action::Create { .. } => false,
                 }).collect();
@@ -460,7 +513,7 @@ mod tests {
                 }
             }
             let slots: usize = svcs.iter().map(|(_, r)| *r as usize).sum();
-            let filled = plan.iter().filter(|a| matches!(a, Action::Adopt { .. } | Action::Start { .. } | Action::Create { .. })).count();
+            let filled = plan.iter().filter(|a| matches!(a, Action::Adopt { .. } | Action::Start { .. } | Action::Create { .. } | Action::Done { .. })).count();
             let fenced_slots = plan.iter().filter(|a| matches!(a, Action::Fenced { .. })).count();
             prop_assert!(filled <= slots && filled + fenced_slots >= slots);
         }

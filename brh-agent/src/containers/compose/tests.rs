@@ -121,7 +121,8 @@ fn what_is_not_supported_is_refused_naming_service_and_key() {
         ("services:\n  app:\n    build: .\n", "compose: service \"app\": build: BRH runs images, not builds"),
         ("services:\n  db:\n    image: pg\n    healthcheck: { test: [curl, x] }\n", "compose: service \"db\": healthcheck.test:"),
         ("services:\n  db:\n    image: pg\n    container_name: db\n    deploy: { replicas: 2 }\n", "compose: service \"db\": container_name:"),
-        ("services:\n  a:\n    image: pg\n    depends_on: { b: { condition: service_completed_successfully } }\n  b: { image: pg }\n", "compose: service \"a\": depends_on.b.condition:"),
+        ("services:\n  a:\n    image: pg\n    depends_on: { b: { condition: service_completed_successfully } }\n  b: { image: pg, restart: always }\n", "compose: service \"a\": depends_on.b.condition: service_completed_successfully needs \"b\" to be a one-shot job (restart: \"no\" or on-failure), not restart: always"),
+        ("services:\n  a:\n    image: pg\n    depends_on: { b: { condition: service_done } }\n  b: { image: pg }\n", "compose: service \"a\": depends_on.b.condition: \"service_done\""),
         ("services:\n  a:\n    image: pg\n    depends_on: [c]\n", "compose: service \"a\": depends_on: \"c\" is not a service"),
         ("services:\n  a:\n    image: pg\n    depends_on: [b]\n  b:\n    image: pg\n    depends_on: [a]\n", "compose: depends_on: a cycle among services a, b"),
         ("services:\n  a:\n    image: pg\n    networks: [back]\n", "compose: service \"a\": networks: \"back\" is not declared"),
@@ -130,7 +131,8 @@ fn what_is_not_supported_is_refused_naming_service_and_key() {
         ("services:\n  a:\n    image: pg\n    secrets: [{ source: s, mode: 0400 }]\nsecrets:\n  s: { file: ./s }\n", "compose: service \"a\": secrets.mode:"),
         ("services:\n  a:\n    image: pg\n    stop_grace_period: soon\n", "compose: service \"a\": stop_grace_period:"),
         ("services:\n  db:\n    image: pg\n    deploy: { replicas: 1, resources: { limits: { cpus: '1' } } }\n", "compose: service \"db\": deploy.resources:"),
-        ("services:\n  db:\n    image: pg\n    restart: on-failure\n", "compose: service \"db\": restart:"),
+        ("services:\n  db:\n    image: pg\n    restart: sometimes\n", "compose: service \"db\": restart: \"sometimes\": one of \"no\", always, on-failure[:N], unless-stopped"),
+        ("services:\n  db:\n    image: pg\n    restart: on-failure:x\n", "compose: service \"db\": restart:"),
         ("services:\n  db:\n    image: pg\n    volumes: [data:/x]\n", "is not declared in the top-level volumes"),
         ("services:\n  db:\n    image: pg\nsecrets:\n  s: { external: true }\n", "compose: secrets: s: external:"),
         ("services:\n  db:\n    image: pg\nnetworks:\n  back: { driver: overlay }\n", "compose: networks: back: driver:"),
@@ -337,6 +339,52 @@ fn compose_durations() {
     assert!(go_duration("10 s").is_err());
     assert!(go_duration("5x").is_err());
     assert!(go_duration("-1s").is_err());
+}
+
+#[test]
+fn restart_policies_and_one_shot_jobs() {
+    use crate::containers::manifest::{Condition, Restart};
+    let p = load(
+        "services:\n  a: { image: x }\n  b: { image: x, restart: 'no' }\n  c: { image: x, restart: always }\n  \
+         d: { image: x, restart: unless-stopped }\n  e: { image: x, restart: on-failure }\n  \
+         f: { image: x, restart: 'on-failure:3' }\n  \
+         g:\n    image: x\n    depends_on: { a: { condition: service_completed_successfully } }\n",
+    )
+    .unwrap();
+    let r: Vec<(&str, Restart)> = p
+        .manifest
+        .services
+        .iter()
+        .map(|s| (s.name.as_str(), s.options.restart))
+        .collect();
+    for (name, want) in [
+        ("a", Restart::No),
+        ("b", Restart::No),
+        ("c", Restart::Always),
+        ("d", Restart::UnlessStopped),
+        ("e", Restart::OnFailure(None)),
+        ("f", Restart::OnFailure(Some(3))),
+    ] {
+        assert!(r.contains(&(name, want)), "{name}: {r:?}");
+    }
+    let g = p.manifest.service("g").unwrap();
+    assert_eq!(g.options.depends_on[0].condition, Condition::Completed);
+    // A BRH manifest's services keep BRH's recovery.
+    let m = Manifest::parse("services:\n  web: { image: x }\n").unwrap();
+    assert_eq!(m.services[0].options.restart, Restart::Always);
+    let j = config_json(Some(&p.name), &p.manifest);
+    assert_eq!(j["services"]["f"]["restart"], "on-failure:3");
+    assert_eq!(j["services"]["a"]["restart"], serde_json::Value::Null);
+    assert_eq!(
+        j["services"]["g"]["depends_on"]["a"]["condition"],
+        "service_completed_successfully"
+    );
+    // What each policy does after an exit.
+    assert!(!Restart::No.restarts_after(1, 0));
+    assert!(Restart::OnFailure(Some(3)).restarts_after(1, 2));
+    assert!(!Restart::OnFailure(Some(3)).restarts_after(1, 3));
+    assert!(!Restart::OnFailure(None).restarts_after(0, 0));
+    assert!(Restart::UnlessStopped.restarts_after(0, 99));
 }
 
 #[test]

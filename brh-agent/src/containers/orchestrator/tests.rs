@@ -770,3 +770,128 @@ async fn a_dependency_that_is_unhealthy_blocks_its_dependents_only() {
     assert_eq!(r.unhealthy.len(), 1, "db is reported unhealthy: {r:?}");
     assert!(assert_fenced(&w.engine.records()).is_ok());
 }
+
+/// Polls `f` every 20 ms for up to 5 s.
+async fn eventually(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn compose(text: &str) -> Manifest {
+    crate::containers::compose::parse(text, std::path::Path::new("/srv/app"), "app", &|_| None)
+        .expect("test stack")
+        .manifest
+}
+
+/// `migrate` is a one-shot job (Compose's default `restart: "no"`); `web` waits for it to
+/// exit 0.
+const JOB_STACK: &str = "services:\n  web:\n    image: brh-test/sleep:1\n    restart: always\n    \
+    depends_on: { migrate: { condition: service_completed_successfully } }\n  \
+    migrate: { image: brh-test/sleep:1 }\n";
+
+#[tokio::test]
+async fn a_service_waits_for_a_job_to_complete_and_a_completed_job_is_not_run_again() {
+    let w = world_of(compose(JOB_STACK), 3, DemotePolicy::Relinquish);
+    let e = w.engine.clone();
+    // The job runs for a while, then exits 0, while the promotion waits for it.
+    let job = tokio::spawn(async move {
+        assert!(eventually(|| e.by_name(&name("migrate", 1)).is_some_and(|c| c.running)).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        e.exit(&e.by_name(&name("migrate", 1)).unwrap().id, 0);
+    });
+    let r = w.orch.promote().await.unwrap();
+    job.await.unwrap();
+    assert_eq!(r.created.len(), 2, "{r:?}");
+    assert!(r.blocked.is_empty() && r.unhealthy.is_empty(), "{r:?}");
+    assert_eq!(w.engine.start_order(), [name("migrate", 1), name("web", 1)]);
+
+    // The next leader (term 4) finds the job done: it is left as it is, not run again, and
+    // web (adopted) does not wait.
+    w.guard.regain(4);
+    let r = w.orch.promote().await.unwrap();
+    assert_eq!(r.completed.len(), 1, "{r:?}");
+    assert_eq!(r.adopted.len(), 1, "{r:?}");
+    assert_eq!(w.engine.start_order().len(), 2, "nothing started again");
+    assert!(!w.engine.by_name(&name("migrate", 1)).unwrap().running);
+}
+
+#[tokio::test]
+async fn a_failed_job_blocks_its_dependents_and_a_retry_does_not_rerun_it() {
+    let w = world_of(compose(JOB_STACK), 3, DemotePolicy::Relinquish);
+    let e = w.engine.clone();
+    let job = tokio::spawn(async move {
+        assert!(eventually(|| e.by_name(&name("migrate", 1)).is_some_and(|c| c.running)).await);
+        e.exit(&e.by_name(&name("migrate", 1)).unwrap().id, 3);
+    });
+    let r = w.orch.promote().await.unwrap();
+    job.await.unwrap();
+    assert_eq!(
+        r.blocked,
+        ["web: dependency migrate has not completed: it exited with status 3"],
+        "{r:?}"
+    );
+    assert!(w.engine.by_name(&name("web", 1)).is_none());
+    assert_eq!(w.orch.blocked().len(), 1);
+    // A retry looks again without starting the failed job (restart: "no").
+    let r = w.orch.reconcile(Pass::Retry).await.unwrap();
+    assert_eq!(r.blocked.len(), 1, "{r:?}");
+    assert_eq!(w.engine.start_order(), [name("migrate", 1)], "not rerun");
+}
+
+#[tokio::test]
+async fn a_blocked_service_starts_when_its_dependency_turns_healthy() {
+    let w = world_of(compose_stack(), 3, DemotePolicy::Relinquish);
+    w.engine.fail_health_of(&name("db", 1));
+    let r = w.orch.promote().await.unwrap();
+    assert_eq!(r.blocked.len(), 1, "{r:?}");
+    let stop = CancellationToken::new();
+    let recovery = tokio::spawn(Arc::clone(&w.orch).run_recovery(stop.clone()));
+    let retry = tokio::spawn(Arc::clone(&w.orch).run_dependency_retry(stop.clone()));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The engine's `health_status: healthy` event wakes the retry (well before its 5 s timer).
+    w.engine.heal_health_of(&name("db", 1));
+    let started = eventually(|| w.engine.by_name(&name("web", 1)).is_some_and(|c| c.running)).await;
+    stop.cancel();
+    recovery.await.unwrap();
+    retry.await.unwrap();
+    assert!(started, "web started once db is healthy");
+    assert!(w.orch.blocked().is_empty());
+    assert_eq!(
+        w.engine.start_order(),
+        [name("cache", 1), name("db", 1), name("web", 1)]
+    );
+    assert_fenced(&w.engine.records()).unwrap();
+}
+
+#[tokio::test]
+async fn recovery_follows_the_compose_restart_policy() {
+    let text = "services:\n  \
+        never: { image: brh-test/sleep:1 }\n  \
+        once: { image: brh-test/sleep:1, restart: 'on-failure:1' }\n  \
+        always: { image: brh-test/sleep:1, restart: unless-stopped }\n";
+    let w = world_of(compose(text), 2, DemotePolicy::Relinquish);
+    w.orch.promote().await.unwrap();
+    let id = |s: &str| w.engine.by_name(&name(s, 1)).unwrap().id;
+    let running = |s: &str| w.engine.by_name(&name(s, 1)).unwrap().running;
+    // restart: "no" (Compose's default): left stopped.
+    w.engine.crash(&id("never"));
+    w.orch.restart_dead(&id("never")).await;
+    assert!(!running("never"));
+    // on-failure:1: a failure is recovered once, the next one is not; an exit 0 never is.
+    w.engine.crash(&id("once"));
+    w.orch.restart_dead(&id("once")).await;
+    assert!(running("once"));
+    w.engine.crash(&id("once"));
+    w.orch.restart_dead(&id("once")).await;
+    assert!(!running("once"), "on-failure:1 restarts once");
+    // unless-stopped: whatever the exit.
+    w.engine.exit(&id("always"), 0);
+    w.orch.restart_dead(&id("always")).await;
+    assert!(running("always"));
+    assert_fenced(&w.engine.records()).unwrap();
+}
