@@ -17,14 +17,10 @@
 //!   hook it ends has stopped. On shutdown (SIGTERM) the demote hook still runs: the agent
 //!   waits for it, bounded by the timeout.
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 pub use crate::config::HookSettings;
 use crate::node::{lock, Shared};
@@ -49,41 +45,21 @@ pub enum HookEnd {
     NotStarted(String),
 }
 
-/// Follows the role changes in order and runs the matching hook for each. After
-/// `keeper_done` it runs what is already queued (the shutdown's demotion) and ends.
-pub fn follow_role(
-    shared: Arc<Shared>,
-    settings: HookSettings,
-    mut changes: UnboundedReceiver<Transition>,
-    keeper_done: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(
-        async move {
-            loop {
-                let t = tokio::select! {
-                    biased;
-                    Some(t) = changes.recv() => t,
-                    _ = keeper_done.cancelled() => match changes.try_recv() {
-                        Ok(t) => t,
-                        Err(_) => break,
-                    },
-                };
-                match t {
-                    Transition::Promote { term, .. } => {
-                        if let Some(cmd) = &settings.on_promote {
-                            run(&shared, &settings, Hook::Promote, cmd, term).await;
-                        }
-                    }
-                    Transition::Demote { term, .. } => {
-                        if let Some(cmd) = &settings.on_demote {
-                            run(&shared, &settings, Hook::Demote, cmd, term).await;
-                        }
-                    }
-                }
+/// Runs the hook of one role change, if one is configured (followed in order by
+/// [`Shared::follow`], in a task of its own).
+pub async fn on_role_change(shared: &Shared, settings: &HookSettings, t: Transition) {
+    match t {
+        Transition::Promote { term, .. } => {
+            if let Some(cmd) = &settings.on_promote {
+                run(shared, settings, Hook::Promote, cmd, term).await;
             }
         }
-        .in_current_span(),
-    )
+        Transition::Demote { term, .. } => {
+            if let Some(cmd) = &settings.on_demote {
+                run(shared, settings, Hook::Demote, cmd, term).await;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

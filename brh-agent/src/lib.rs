@@ -93,9 +93,11 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
         Some(settings) => {
             let orch = orchestration::orchestrator(&shared, &settings);
             loops = orchestration::spawn_loops(&orch, &settings, &loops_stop);
-            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            shared.subscribe(tx);
-            let task = orchestration::follow_role(orch.clone(), rx, keeper_done.clone());
+            let o = orch.clone();
+            let task = shared.follow(keeper_done.clone(), move |t| {
+                let o = o.clone();
+                async move { orchestration::on_role_change(&o, t).await }
+            });
             let settle = settings.stop_timeout * 2 + Duration::from_secs(10);
             (Some((task, settle)), Some(orch))
         }
@@ -104,13 +106,13 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
     // Role-change hooks follow the same changes, in their own task: a slow hook never delays
     // the keeper or the containers.
     let hooks_task = shared.cfg.hooks.clone().map(|settings| {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        shared.subscribe(tx);
         let settle = settings.timeout + Duration::from_secs(2);
-        (
-            hooks::follow_role(shared.clone(), settings, rx, keeper_done.clone()),
-            settle,
-        )
+        let (sh, settings) = (shared.clone(), Arc::new(settings));
+        let task = shared.follow(keeper_done.clone(), move |t| {
+            let (sh, settings) = (sh.clone(), settings.clone());
+            async move { hooks::on_role_change(&sh, &settings, t).await }
+        });
+        (task, settle)
     });
     // Switchovers go to the keeper: it alone signs forge requests, in nonce order.
     let (switchover_tx, switchover_rx) = tokio::sync::mpsc::channel(4);

@@ -188,6 +188,40 @@ impl Shared {
         lock(&self.role_changes).push(to);
     }
 
+    /// Follows the role changes from now on, in order and one at a time, with `on`, in a
+    /// task of its own (a slow consumer never delays the keeper). After `keeper_done` it
+    /// handles what is already queued (the shutdown's demotion) and ends. The container layer
+    /// and the role-change hooks each follow the changes this way.
+    pub fn follow<F, Fut>(
+        &self,
+        keeper_done: tokio_util::sync::CancellationToken,
+        mut on: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut(Transition) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        use tracing::Instrument;
+        let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+        self.subscribe(tx);
+        tokio::spawn(
+            async move {
+                loop {
+                    let t = tokio::select! {
+                        biased;
+                        Some(t) = changes.recv() => t,
+                        _ = keeper_done.cancelled() => match changes.try_recv() {
+                            Ok(t) => t,
+                            Err(_) => break,
+                        },
+                    };
+                    on(t).await;
+                }
+            }
+            .in_current_span(),
+        )
+    }
+
     /// Logs, records and announces transitions, in order.
     pub(crate) fn apply(&self, ts: impl IntoIterator<Item = Transition>) {
         for t in ts {

@@ -46,35 +46,15 @@ pub fn orchestrator(shared: &Arc<Shared>, settings: &ContainerSettings) -> Arc<O
     orch
 }
 
-/// Follows the role changes in order: a promotion reconciles the manifest, a demotion
-/// applies the demotion policy. One at a time, so a demotion never runs before the promotion
-/// it ends has finished (every step is guarded anyway: a reconcile still running when the
-/// lease goes is refused step by step). After `keeper_done` it handles what is already queued
-/// (the shutdown's demotion) and ends.
-pub fn follow_role(
-    orch: Arc<Orchestrator>,
-    mut changes: tokio::sync::mpsc::UnboundedReceiver<Transition>,
-    keeper_done: CancellationToken,
-) -> JoinHandle<()> {
-    tokio::spawn(
-        async move {
-            loop {
-                let t = tokio::select! {
-                    biased;
-                    Some(t) = changes.recv() => t,
-                    _ = keeper_done.cancelled() => match changes.try_recv() {
-                        Ok(t) => t,
-                        Err(_) => break,
-                    },
-                };
-                match t {
-                    Transition::Promote { term, .. } => promoted(&orch, term).await,
-                    Transition::Demote { term, .. } => demoted(&orch, term).await,
-                }
-            }
-        }
-        .in_current_span(),
-    )
+/// What the container layer does at each role change: reconcile on promotion, the demotion
+/// policy on demotion. Run by [`Shared::follow`], one at a time, so a demotion never runs
+/// before the promotion it ends has finished (every step is guarded anyway: a reconcile
+/// still running when the lease goes is refused step by step).
+pub async fn on_role_change(orch: &Orchestrator, t: Transition) {
+    match t {
+        Transition::Promote { term, .. } => promoted(orch, term).await,
+        Transition::Demote { term, .. } => demoted(orch, term).await,
+    }
 }
 
 async fn promoted(orch: &Orchestrator, term: u64) {
