@@ -26,8 +26,6 @@ install_packages() {
   local missing=()
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   [ -x /bin/busybox ] && /bin/busybox --list 2>/dev/null | grep -qx httpd || missing+=(busybox-static)
-  # Compose's own CLI (Debian's v1), to show that `docker-compose ps` lists what BRH runs.
-  command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
   if [ ${#missing[@]} -gt 0 ]; then
     [ "$(id -u)" = 0 ] || { log "need root to install ${missing[*]}"; exit 1; }
     log "installing ${missing[*]} with apt"
@@ -36,8 +34,32 @@ install_packages() {
   fi
 }
 
+# Compose v2, the reference implementation BRH's Compose support is compared with
+# (`docker compose config --format json`, `docker compose ps`). Bookworm packages only v1, so
+# the Go binary is taken from Debian trixie's package (static, needs only libc >= 2.34), from
+# Debian's archive, checked against the SHA-256 its Packages index gives, and unpacked into
+# $DIR/compose-v2/docker-compose. Nothing is installed system-wide.
+COMPOSE_V2_DEB=pool/main/d/docker-compose/docker-compose_2.26.1-4_amd64.deb
+COMPOSE_V2_SHA256=47681197cb2b1ab88206b42a1a92fc75f50d9530a6322d03494a473eed0408ea
+COMPOSE_V2="$DIR/compose-v2/docker-compose"
+install_compose_v2() {
+  [ -x "$COMPOSE_V2" ] && return 0
+  [ "$(dpkg --print-architecture 2>/dev/null)" = amd64 ] || { log "Compose v2: only amd64 is pinned; skipped"; return 0; }
+  local tmp
+  tmp=$(mktemp -d)
+  log "fetching Compose v2 from Debian's archive (13 MB, once)"
+  curl -fsSL --retry 3 -o "$tmp/c.deb" "${DEBIAN_MIRROR:-http://deb.debian.org/debian}/$COMPOSE_V2_DEB"
+  echo "$COMPOSE_V2_SHA256  $tmp/c.deb" | sha256sum -c --quiet -
+  dpkg-deb -x "$tmp/c.deb" "$tmp/x"
+  mkdir -p "$(dirname "$COMPOSE_V2")"
+  install -m 0755 "$tmp/x/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_V2"
+  rm -rf "$tmp"
+  "$COMPOSE_V2" version >&2
+}
+
 start() {
   install_packages
+  install_compose_v2
   if ! running; then
     mkdir -p "$DIR/data" "$DIR/exec"
     stop
@@ -107,7 +129,7 @@ stop() {
 case "${1:-start}" in
   start) start ;;
   stop) stop ;;
-  env) echo "export DOCKER_HOST=$DOCKER_HOST" ;;
+  env) echo "export DOCKER_HOST=$DOCKER_HOST BRH_COMPOSE_V2=$COMPOSE_V2" ;;
   images) images ;;
   *) echo "usage: $0 start|stop|env|images" >&2; exit 2 ;;
 esac

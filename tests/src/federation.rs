@@ -885,6 +885,22 @@ pub fn docker_host() -> String {
     std::env::var("DOCKER_HOST").unwrap_or_else(|_| PRIVATE_DOCKER_SOCK.into())
 }
 
+/// Compose v2, the reference implementation (`scripts/dockerd.sh` unpacks it from Debian's
+/// archive): `BRH_COMPOSE_V2`, else its place beside the private engine.
+pub fn compose_v2() -> PathBuf {
+    if let Ok(p) = std::env::var("BRH_COMPOSE_V2") {
+        return PathBuf::from(p);
+    }
+    let dir = std::env::var("BRH_DOCKER_DIR").unwrap_or_else(|_| "/var/tmp/brh-docker".into());
+    let p = PathBuf::from(dir).join("compose-v2/docker-compose");
+    assert!(
+        p.exists(),
+        "Compose v2 is not at {} (run scripts/setup.sh, or set BRH_COMPOSE_V2)",
+        p.display()
+    );
+    p
+}
+
 /// The docker CLI against that engine: its trimmed stdout.
 pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")

@@ -85,7 +85,7 @@ fn stack(project: &str, port: u16) -> String {
          \x20   restart: always\n\
          \x20 migrate:\n\
          \x20   image: brh-test/sleep:1\n\
-         \x20   command: [sh, -c, \"echo migrated >> /data/migrated\"]\n\
+         \x20   command: [sh, -c, \"echo migrated >> /data/migrated && echo migration done\"]\n\
          \x20   volumes: [\"data:/data\"]\n\
          \x20 db:\n\
          \x20   image: brh-test/web:1\n\
@@ -233,30 +233,44 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     }
     numbers.sort();
     assert_eq!(numbers, ["db#1", "web#1", "worker#1", "worker#2"]);
-    // Compose's own CLI lists them (Debian's docker-compose v1, installed by
-    // scripts/dockerd.sh; v1 does not know the top-level `name:`, so `-p` names the project).
-    let v1_file = dir.join("v1.yaml");
-    let text = std::fs::read_to_string(&file).unwrap();
-    let v1_text: String = text
-        .lines()
-        .filter(|l| !l.starts_with("name:"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(&v1_file, v1_text).unwrap();
-    let ps = std::process::Command::new("docker-compose")
-        .args(["-p", &project, "-f", v1_file.to_str().unwrap(), "ps"])
+    // Compose's own CLI lists them: `docker compose ps` (Compose v2, unpacked from Debian's
+    // archive by scripts/dockerd.sh), by the project name alone.
+    let ps = std::process::Command::new(compose_v2())
+        .args([
+            "-p",
+            &project,
+            "ps",
+            "-a",
+            "--format",
+            "{{.Service}} {{.State}} {{.ExitCode}}",
+        ])
         .env("DOCKER_HOST", docker_host())
         .output()
-        .expect("docker-compose (scripts/dockerd.sh installs it)");
+        .expect("Compose v2");
     let ps_text = output_text(&ps);
     assert!(ps.status.success(), "{ps_text}");
-    let up = ps_text.lines().filter(|l| l.contains(" Up ")).count();
-    assert_eq!(up, 4, "docker-compose ps lists the four: {ps_text}");
+    let mut listed: Vec<&str> = ps_text.lines().map(str::trim).collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            "db running 0",
+            "migrate exited 0",
+            "web running 0",
+            "worker running 0",
+            "worker running 0"
+        ],
+        "docker compose ps lists the stack: {ps_text}"
+    );
+    let logs = std::process::Command::new(compose_v2())
+        .args(["-p", &project, "logs", "--no-color", "migrate"])
+        .env("DOCKER_HOST", docker_host())
+        .output()
+        .expect("Compose v2");
     assert!(
-        ps_text
-            .lines()
-            .any(|l| l.contains("migrate") && l.contains("Exit 0")),
-        "and the job, exited: {ps_text}"
+        output_text(&logs).contains("migration done"),
+        "docker compose logs shows the job's output: {}",
+        output_text(&logs)
     );
 
     // kill -9 of the leader: the successor adopts the same containers.

@@ -14,7 +14,7 @@ use docker_compose_types as dc;
 use serde_norway::Value;
 
 use super::manifest::{
-    parse_port, Condition, ContainerOptions, Dependency, EngineHealthcheck, Manifest,
+    parse_port, Condition, ContainerOptions, Dependency, EngineHealthcheck, FileMount, Manifest,
     NetworkAttachment, NetworkSpec, PortMap, Restart, Service, Subnet,
 };
 use brh_shared::ids::validate_id;
@@ -40,7 +40,7 @@ pub const SERVICE_KEYS: [(&str, &str); 29] = [
     ("labels", "map or list"),
     ("deploy", "replicas only"),
     ("restart", "no (the default), always, unless-stopped, on-failure[:N]: applied by BRH's recovery"),
-    ("expose", "informational (containers of one network reach each other's ports anyway)"),
+    ("expose", "PORT or PORT/PROTOCOL: exposed to the service's networks, as the image's EXPOSE"),
     ("healthcheck", "run by the engine; BRH waits for `healthy` after a start and a deploy"),
     ("depends_on", "start order; service_started, service_healthy and service_completed_successfully are waited for"),
     ("user", "the user the container runs as"),
@@ -237,11 +237,11 @@ pub fn parse(
     };
     validate_id(&project).map_err(|e| ComposeError(format!("name: the project name {e}")))?;
     let declared = match top.get("volumes") {
-        None | Some(Value::Null) => Vec::new(),
+        None | Some(Value::Null) => BTreeMap::new(),
         Some(v) => {
             let volumes: dc::TopLevelVolumes = serde_norway::from_value(v.clone())
                 .map_err(|e| ComposeError(format!("volumes: {e}")))?;
-            declared_volumes(&volumes)?
+            declared_volumes(&volumes, &project)?
         }
     };
     let networks = declared_networks(top.get("networks"), &project)?;
@@ -284,16 +284,34 @@ pub fn parse(
             mounts.extend(file_mounts(name, "configs", cfg.as_ref(), &files.configs)?);
             (nets, mounts)
         };
-        // Typed per service, so an error names the service.
-        let svc: dc::Service = serde_norway::from_value(svc)
-            .map_err(|e| service_err(name, "", format!("not valid Compose: {e}")))?;
+        unify_ports(name, &mut svc)?;
+        // Typed per service, so an error names the service (and the key, found by typing
+        // each key alone).
+        let svc: dc::Service = serde_norway::from_value(svc.clone()).map_err(|e| {
+            let key = svc.as_mapping().and_then(|m| {
+                m.iter().find_map(|(k, v)| {
+                    let mut one = serde_norway::Mapping::new();
+                    one.insert(k.clone(), v.clone());
+                    serde_norway::from_value::<dc::Service>(Value::Mapping(one))
+                        .is_err()
+                        .then(|| k.as_str().unwrap_or("?").to_string())
+                })
+            });
+            service_err(
+                name,
+                key.as_deref().unwrap_or("?"),
+                format!("not valid Compose: {e}"),
+            )
+        })?;
         // A service with profiles runs only when one of them is active, as in Compose.
         if !svc.profiles.is_empty() && !svc.profiles.iter().any(|p| active.contains(p)) {
             inactive.push(name.to_string());
             continue;
         }
         let mut s = service(name, &svc, &project_ctx, vars)?;
-        s.volumes.extend(secret_mounts);
+        s.volumes
+            .extend(secret_mounts.iter().map(|f| f.mount.clone()));
+        s.options.files = secret_mounts;
         s.options.networks = attachments;
         if !has_init {
             // Not said: BRH's default (an init process), so a stop is not a SIGKILL after the
@@ -312,6 +330,9 @@ pub fn parse(
         manifest: Manifest {
             network: default_network,
             networks: networks.into_values().collect(),
+            volumes: declared,
+            secrets: files.secrets,
+            configs: files.configs,
             services,
         },
         name: project,
@@ -323,7 +344,8 @@ pub fn parse(
 struct Project<'a> {
     name: &'a str,
     dir: &'a Path,
-    volumes: &'a [String],
+    /// Top-level named volumes: key → engine name.
+    volumes: &'a BTreeMap<String, String>,
 }
 
 /// The file-based top-level `secrets:` and `configs:`: name → absolute path.
@@ -616,7 +638,7 @@ fn file_mounts(
     kind: &str,
     v: Option<&Value>,
     declared: &BTreeMap<String, PathBuf>,
-) -> Result<Vec<String>, ComposeError> {
+) -> Result<Vec<FileMount>, ComposeError> {
     let err = |k: &str, why: String| service_err(name, k, why);
     let Some(list) = v.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
@@ -660,13 +682,23 @@ fn file_mounts(
                 ),
             )
         })?;
-        let target = match (kind, target) {
-            ("secrets", None) => format!("/run/secrets/{source}"),
-            ("secrets", Some(t)) if !t.starts_with('/') => format!("/run/secrets/{t}"),
-            (_, None) => format!("/{source}"),
-            (_, Some(t)) => t,
+        let (kind, at) = match (kind, &target) {
+            ("secrets", None) => ("secrets", format!("/run/secrets/{source}")),
+            ("secrets", Some(t)) if !t.starts_with('/') => ("secrets", format!("/run/secrets/{t}")),
+            ("secrets", Some(t)) => ("secrets", t.clone()),
+            (_, None) => ("configs", format!("/{source}")),
+            (_, Some(t)) => ("configs", t.clone()),
         };
-        out.push(format!("{}:{target}:ro", file.display()));
+        out.push(FileMount {
+            kind,
+            target: if kind == "secrets" {
+                Some(at.clone())
+            } else {
+                target
+            },
+            mount: format!("{}:{at}:ro", file.display()),
+            source,
+        });
     }
     Ok(out)
 }
@@ -680,10 +712,10 @@ fn start_order(services: Vec<Service>, inactive: &[String]) -> Result<Vec<Servic
     for s in &mut services {
         let mut kept = Vec::new();
         for d in std::mem::take(&mut s.options.depends_on) {
-            if names.contains(&d.service) {
+            if names.contains(&d.service) || !d.required {
+                // An optional dependency that is not there (an inactive profile) stays in the
+                // model, as Compose keeps it; nothing waits for it.
                 kept.push(d);
-            } else if !d.required {
-                continue;
             } else if inactive.contains(&d.service) {
                 return Err(service_err(
                     &s.name,
@@ -729,7 +761,7 @@ fn start_order(services: Vec<Service>, inactive: &[String]) -> Result<Vec<Servic
             s.options
                 .depends_on
                 .iter()
-                .all(|d| placed.contains(&d.service))
+                .all(|d| placed.contains(&d.service) || !names.contains(&d.service))
         }) else {
             let cycle: Vec<&str> = pending.iter().map(|s| s.name.as_str()).collect();
             return Err(ComposeError(format!(
@@ -766,6 +798,8 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
         let volumes: Vec<serde_json::Value> = s
             .volumes
             .iter()
+            // Secrets and configs are listed as such below, as Compose does.
+            .filter(|v| !s.options.files.iter().any(|f| &f.mount == *v))
             .map(|v| {
                 let parts: Vec<&str> = v.split(':').collect();
                 let (source, target) = (parts[0], parts.get(1).copied().unwrap_or(""));
@@ -774,19 +808,47 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
                 } else {
                     "volume"
                 };
-                let mut o = json!({ "type": kind, "source": source, "target": target });
+                // A named volume by its key, as the file names it (the top-level `volumes:`
+                // gives the engine's name); a bind's missing host path is created (the
+                // engine's `Binds`), as Compose's short syntax does.
+                let key = manifest
+                    .volumes
+                    .iter()
+                    .find(|(_, engine)| engine.as_str() == source)
+                    .map_or(source, |(k, _)| k.as_str());
+                let mut o = json!({ "type": kind, "source": key, "target": target });
+                if kind == "bind" {
+                    o["bind"] = json!({ "create_host_path": true });
+                }
                 if parts.get(2) == Some(&"ro") {
                     o["read_only"] = json!(true);
                 }
                 o
             })
             .collect();
-        let mut svc = json!({
-            "image": s.image,
-            "environment": s.env,
-            "labels": s.labels,
-            "deploy": { "replicas": s.replicas },
-        });
+        // The labels the file gives: Compose's own (project, service) are added at create
+        // time, as `docker compose config` leaves them out too.
+        let labels: BTreeMap<&String, &String> = s
+            .labels
+            .iter()
+            .filter(|(k, _)| {
+                ![
+                    super::labels::COMPOSE_PROJECT,
+                    super::labels::COMPOSE_SERVICE,
+                ]
+                .contains(&k.as_str())
+            })
+            .collect();
+        let mut svc = json!({ "image": s.image });
+        if !s.env.is_empty() {
+            svc["environment"] = json!(s.env);
+        }
+        if !labels.is_empty() {
+            svc["labels"] = json!(labels);
+        }
+        if s.replicas != 1 {
+            svc["deploy"] = json!({ "replicas": s.replicas });
+        }
         if let Some(c) = &s.command {
             svc["command"] = json!(c);
         }
@@ -800,7 +862,17 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
         services.insert(s.name.clone(), svc);
     }
     let mut networks = Map::new();
-    networks.insert("default".into(), json!({ "name": manifest.network }));
+    // The default network, as Compose lists it: only when a service is on it.
+    let on_default = manifest.services.iter().any(|s| {
+        s.options.networks.is_empty()
+            || s.options
+                .networks
+                .iter()
+                .any(|a| a.network == manifest.network)
+    });
+    if on_default {
+        networks.insert("default".into(), json!({ "name": manifest.network }));
+    }
     for n in &manifest.networks {
         let key = n
             .labels
@@ -833,11 +905,64 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
         }
         networks.insert(key, o);
     }
-    json!({
+    let mut out = json!({
         "name": project,
         "services": services,
         "networks": networks,
-    })
+    });
+    for (kind, declared) in [
+        ("secrets", &manifest.secrets),
+        ("configs", &manifest.configs),
+    ] {
+        if declared.is_empty() {
+            continue;
+        }
+        let prefix = project.unwrap_or_default();
+        let m: Map<String, serde_json::Value> = declared
+            .iter()
+            .map(|(k, file)| {
+                let o =
+                    json!({ "name": format!("{prefix}_{k}"), "file": file.display().to_string() });
+                (k.clone(), o)
+            })
+            .collect();
+        out[kind] = serde_json::Value::Object(m);
+    }
+    if !manifest.volumes.is_empty() {
+        let volumes: Map<String, serde_json::Value> = manifest
+            .volumes
+            .iter()
+            .map(|(k, name)| (k.clone(), json!({ "name": name })))
+            .collect();
+        out["volumes"] = serde_json::Value::Object(volumes);
+    }
+    out
+}
+
+/// A duration as Go's `time.Duration` prints it, as Compose does: `500ms`, `2s`, `1.5s`,
+/// `1m30s`, `2h0m0s`.
+pub fn go_duration_string(d: std::time::Duration) -> String {
+    if d.is_zero() {
+        return "0s".into();
+    }
+    if d < std::time::Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let frac = match d.subsec_millis() {
+        0 => String::new(),
+        ms => format!(".{ms:03}").trim_end_matches('0').to_string(),
+    };
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&format!("{s}{frac}s"));
+    out
 }
 
 /// The [`ContainerOptions`] keys of one service, as `docker compose config --format json`
@@ -845,14 +970,7 @@ pub fn config_json(project: Option<&str>, manifest: &Manifest) -> serde_json::Va
 fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
     use serde_json::json;
     let o = &s.options;
-    let go = |d: std::time::Duration| {
-        let ms = d.as_millis();
-        if ms.is_multiple_of(1000) {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{ms}ms")
-        }
-    };
+    let go = go_duration_string;
     let mut set = |k: &str, v: serde_json::Value| svc[k] = v;
     if let Some(v) = &o.entrypoint {
         set("entrypoint", json!(v));
@@ -871,11 +989,34 @@ fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
     for (k, v) in [
         ("cap_add", &o.cap_add),
         ("cap_drop", &o.cap_drop),
-        ("extra_hosts", &o.extra_hosts),
+        ("expose", &o.expose),
     ] {
         if !v.is_empty() {
             set(k, json!(v));
         }
+    }
+    for kind in ["secrets", "configs"] {
+        let refs: Vec<serde_json::Value> = o
+            .files
+            .iter()
+            .filter(|f| f.kind == kind)
+            .map(|f| match &f.target {
+                Some(t) => json!({ "source": f.source, "target": t }),
+                None => json!({ "source": f.source }),
+            })
+            .collect();
+        if !refs.is_empty() {
+            set(kind, json!(refs));
+        }
+    }
+    if !o.extra_hosts.is_empty() {
+        // The engine takes `HOST:IP`; Compose prints its newer `HOST=IP`.
+        let hosts: Vec<String> = o
+            .extra_hosts
+            .iter()
+            .map(|h| h.replacen(':', "=", 1))
+            .collect();
+        set("extra_hosts", json!(hosts));
     }
     if !o.tmpfs.is_empty() {
         let t: Vec<String> = o
@@ -1003,6 +1144,32 @@ fn stringify_lists(svc: &mut Value) {
     }
 }
 
+/// A `ports:` list may mix the short and the long syntax; the typed model takes one or the
+/// other, so short entries of a mixed list are written in the long syntax first.
+fn unify_ports(service: &str, svc: &mut Value) -> Result<(), ComposeError> {
+    let Some(Value::Sequence(items)) = svc.get_mut("ports") else {
+        return Ok(());
+    };
+    if !items.iter().any(Value::is_mapping) || !items.iter().any(Value::is_string) {
+        return Ok(());
+    }
+    for item in items.iter_mut() {
+        let Some(short) = item.as_str() else { continue };
+        let p = parse_port(short).map_err(|e| service_err(service, "ports", e))?;
+        let mut m = serde_norway::Mapping::new();
+        m.insert("target".into(), Value::Number(p.container_port.into()));
+        if let Some(h) = p.host_port {
+            m.insert("published".into(), Value::Number(h.into()));
+        }
+        if let Some(ip) = p.host_ip {
+            m.insert("host_ip".into(), Value::String(ip));
+        }
+        m.insert("protocol".into(), Value::String(p.proto));
+        *item = Value::Mapping(m);
+    }
+    Ok(())
+}
+
 /// Compose's default project name: the directory's name, lowercased, keeping `a-z0-9_-`.
 fn project_name(dir: &str) -> String {
     let n: String = dir
@@ -1019,20 +1186,35 @@ fn project_name(dir: &str) -> String {
 
 /// The top-level named volumes (plain declarations only: drivers and external volumes are
 /// not supported yet).
-fn declared_volumes(volumes: &dc::TopLevelVolumes) -> Result<Vec<String>, ComposeError> {
-    let mut out = Vec::new();
-    for (name, v) in volumes.0.iter() {
+fn declared_volumes(
+    volumes: &dc::TopLevelVolumes,
+    project: &str,
+) -> Result<BTreeMap<String, String>, ComposeError> {
+    let mut out = BTreeMap::new();
+    for (key, v) in volumes.0.iter() {
+        let mut name = format!("{project}_{key}");
         match v {
             dc::MapOrEmpty::Empty => {}
             dc::MapOrEmpty::Map(v) => {
                 if v.driver.is_some() || !v.driver_opts.is_empty() || v.external.is_some() {
                     return Err(ComposeError(format!(
-                        "volumes: {name}: driver, driver_opts and external volumes are not supported yet"
+                        "volumes: {key}: driver, driver_opts and external volumes are not supported yet"
                     )));
+                }
+                if !v.labels.is_empty() {
+                    return Err(ComposeError(format!(
+                        "volumes: {key}: labels: not supported yet (the engine creates the volume at first use, unlabelled)"
+                    )));
+                }
+                if let Some(n) = v.name.as_ref().filter(|n| !n.is_empty()) {
+                    validate_id(n).map_err(|e| {
+                        ComposeError(format!("volumes: {key}: name: the volume name {e}"))
+                    })?;
+                    name = n.clone();
                 }
             }
         }
-        out.push(name.clone());
+        out.insert(key.clone(), name);
     }
     Ok(out)
 }
@@ -1099,7 +1281,7 @@ fn service(
     }
     let mut volumes = Vec::new();
     for v in &svc.volumes {
-        volumes.push(volume(v, project.name, dir, project.volumes).map_err(|e| err("volumes", e))?);
+        volumes.push(volume(v, dir, project.volumes).map_err(|e| err("volumes", e))?);
     }
     let mut labels = label_pairs(&svc.labels);
     // Compose's own labels, so `docker compose ps/logs -p PROJECT` show the containers.
@@ -1279,6 +1461,22 @@ fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOpti
             format!("{:?} depends on itself", d.service),
         ));
     }
+    let expose = svc
+        .expose
+        .iter()
+        .map(|e| {
+            let (port, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+            let ok = port.parse::<u16>().is_ok_and(|p| p > 0) && ["tcp", "udp"].contains(&proto);
+            if ok {
+                Ok(e.clone())
+            } else {
+                Err(err(
+                    "expose",
+                    format!("{e:?} is not PORT or PORT/PROTOCOL (tcp, udp; no ranges)"),
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let nonempty = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     Ok(ContainerOptions {
         entrypoint,
@@ -1300,6 +1498,8 @@ fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOpti
         networks: Vec::new(),
         // Set by the caller.
         restart: Restart::No,
+        expose,
+        files: Vec::new(),
     })
 }
 
@@ -1438,9 +1638,8 @@ fn long_port(p: &dc::Port) -> Result<PortMap, String> {
 /// Compose file's directory, a named volume prefixed with the project (as Compose names it).
 fn volume(
     v: &dc::Volumes,
-    project: &str,
     dir: &Path,
-    declared: &[String],
+    declared: &BTreeMap<String, String>,
 ) -> Result<String, String> {
     let (source, target, ro) = match v {
         dc::Volumes::Simple(s) => {
@@ -1489,12 +1688,14 @@ fn volume(
         // Lexically normalised (`./data` → `DIR/data`): the path may not exist yet.
         normalize(&p).display().to_string()
     } else {
-        if !declared.contains(&source) {
-            return Err(format!(
-                "{source:?} is not declared in the top-level volumes: (Compose refuses it too)"
-            ));
+        match declared.get(&source) {
+            Some(name) => name.clone(),
+            None => {
+                return Err(format!(
+                    "{source:?} is not declared in the top-level volumes: (Compose refuses it too)"
+                ))
+            }
         }
-        format!("{project}_{source}")
     };
     Ok(if ro {
         format!("{source}:{target}:ro")

@@ -498,11 +498,21 @@ impl Engine {
     }
 
     pub async fn create(&self, spec: &CreateSpec) -> Result<String, EngineError> {
-        let mut exposed = Vec::new();
+        let mut exposed: Vec<String> = spec
+            .options
+            .expose
+            .iter()
+            .map(|e| match e.contains('/') {
+                true => e.clone(),
+                false => format!("{e}/tcp"),
+            })
+            .collect();
         let mut bindings = HashMap::new();
         for p in &spec.ports {
             let key = format!("{}/{}", p.container_port, p.proto);
-            exposed.push(key.clone());
+            if !exposed.contains(&key) {
+                exposed.push(key.clone());
+            }
             if p.host_port.is_some() || p.host_ip.is_some() {
                 bindings.insert(
                     key,

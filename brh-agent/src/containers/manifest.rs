@@ -20,6 +20,12 @@ pub struct Manifest {
     pub networks: Vec<NetworkSpec>,
     /// In file order (Compose files: in start order, dependencies first).
     pub services: Vec<Service>,
+    /// A Compose file's top-level named volumes: key → the engine's name (`{project}_{key}`,
+    /// or `name:`). Empty for a `bridge.runtime.yaml`.
+    pub volumes: BTreeMap<String, String>,
+    /// A Compose file's top-level file-based `secrets:` and `configs:`: key → host file.
+    pub secrets: BTreeMap<String, std::path::PathBuf>,
+    pub configs: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// A network to create (if missing) on the leader's engine: its engine name, whether it is
@@ -87,6 +93,26 @@ pub struct ContainerOptions {
     pub networks: Vec<NetworkAttachment>,
     /// What BRH's recovery does when a container of the service exits.
     pub restart: Restart,
+    /// `expose:` ports (`5432`, `53/udp`): published to the service's networks only, as the
+    /// image's `EXPOSE` is.
+    pub expose: Vec<String>,
+    /// The service's `secrets:` and `configs:` as the file names them; each is also one of
+    /// the service's `volumes` (a read-only bind of the file).
+    pub files: Vec<FileMount>,
+}
+
+/// One entry of a service's `secrets:` or `configs:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMount {
+    /// `secrets` or `configs`.
+    pub kind: &'static str,
+    /// The top-level key.
+    pub source: String,
+    /// Where it is mounted, as Compose prints it (a secret's is always resolved; a config's
+    /// only when given).
+    pub target: Option<String>,
+    /// The bind, as in [`Service::volumes`].
+    pub mount: String,
 }
 
 /// Compose's `restart:` as BRH's recovery applies it (BRH restarts containers itself, under
@@ -316,6 +342,9 @@ impl Manifest {
         Ok(Manifest {
             network,
             networks: Vec::new(),
+            volumes: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            configs: BTreeMap::new(),
             services,
         })
     }

@@ -54,6 +54,7 @@ pub mod labels {
     pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
     pub const COMPOSE_NUMBER: &str = "com.docker.compose.container-number";
     pub const COMPOSE_ONEOFF: &str = "com.docker.compose.oneoff";
+    pub const COMPOSE_CONFIG_HASH: &str = "com.docker.compose.config-hash";
     pub const COMPOSE_NETWORK: &str = "com.docker.compose.network";
 }
 

@@ -733,6 +733,10 @@ impl<E: ContainerEngine> Orchestrator<E> {
                 }
                 continue;
             }
+            if !dep.required && manifest.service(&dep.service).is_none() {
+                // `required: false` on a service that is not run (an inactive profile).
+                continue;
+            }
             let result = async {
                 let dep_svc = manifest
                     .service(&dep.service)

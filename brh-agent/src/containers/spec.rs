@@ -101,6 +101,15 @@ pub fn container_spec(
     if l.contains_key(labels::COMPOSE_PROJECT) {
         l.insert(labels::COMPOSE_NUMBER.into(), replica.to_string());
         l.insert(labels::COMPOSE_ONEOFF.into(), "False".into());
+        // Compose v2's `ps` and `logs` list only containers with a config hash. Compose
+        // hashes its own model; this hashes what BRH runs (the image and the service), so
+        // it changes exactly when BRH would create the container differently.
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(format!("{image}\n{svc:?}").as_bytes());
+        l.insert(
+            labels::COMPOSE_CONFIG_HASH.into(),
+            brh_shared::hex::encode(&hash),
+        );
     }
     let networks = if svc.options.networks.is_empty() {
         vec![Endpoint {
