@@ -27,6 +27,9 @@ fn ids(project: &str) -> Vec<String> {
     v
 }
 
+/// One request of the load: when it ended, and the version that answered (`None`: no answer).
+type Answer = (Instant, Option<String>);
+
 /// Every container of the project, running or exited.
 fn all_ids(project: &str) -> Vec<String> {
     let mut v: Vec<String> = docker(&[
@@ -319,7 +322,7 @@ fn a_compose_stack_runs_on_the_leader_and_is_adopted_in_place() {
     // first version 2, then only version 2 (stop-first on a host port: never two copies).
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     assert_eq!(http_get_text(addr, "/version").as_deref(), Some("1\n"));
-    let answers: Arc<Mutex<Vec<(Instant, Option<String>)>>> = Arc::default();
+    let answers: Arc<Mutex<Vec<Answer>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let load = {
         let (answers, done) = (answers.clone(), done.clone());

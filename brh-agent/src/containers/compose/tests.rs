@@ -281,8 +281,13 @@ configs:
                 condition: Condition::Started,
                 required: true
             },
+            Dependency {
+                service: "debug".into(),
+                condition: Condition::Started,
+                required: false
+            },
         ],
-        "an optional dependency on an inactive service is dropped"
+        "an optional dependency on an inactive service is kept, as Compose keeps it (nothing waits for it)"
     );
     assert_eq!(
         o.networks,

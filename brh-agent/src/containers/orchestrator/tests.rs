@@ -895,3 +895,14 @@ async fn recovery_follows_the_compose_restart_policy() {
     assert!(running("always"));
     assert_fenced(&w.engine.records()).unwrap();
 }
+
+#[tokio::test]
+async fn an_optional_dependency_that_is_not_run_is_not_waited_for() {
+    let text = "services:\n  web:\n    image: brh-test/sleep:1\n    \
+        depends_on: { debug: { condition: service_healthy, required: false } }\n  \
+        debug: { image: brh-test/sleep:1, profiles: [debug] }\n";
+    let w = world_of(compose(text), 2, DemotePolicy::Relinquish);
+    let r = w.orch.promote().await.unwrap();
+    assert_eq!(r.created.len(), 1, "{r:?}");
+    assert!(r.blocked.is_empty(), "{r:?}");
+}
