@@ -401,18 +401,37 @@ fn check_nested_keys(name: &str, svc: &Value) -> Result<(), ComposeError> {
 
 /// The top-level `networks:`: Compose's key → what to create (`{project}_{key}` unless the
 /// file names it; `external: true` networks must exist and are not created).
+/// A top-level section that maps names to settings (`networks:`, `secrets:`, `configs:`):
+/// absent or null is empty.
+fn top_mapping<'v>(
+    kind: &str,
+    v: Option<&'v Value>,
+) -> Result<impl Iterator<Item = (&'v Value, &'v Value)>, ComposeError> {
+    let m = match v {
+        None | Some(Value::Null) => None,
+        Some(Value::Mapping(m)) => Some(m),
+        Some(_) => return Err(ComposeError(format!("{kind}: must be a mapping"))),
+    };
+    Ok(m.into_iter().flatten())
+}
+
+/// A path of the Compose file, as Compose resolves it: `~/` from `$HOME`, anything else
+/// from the file's directory, lexically normalised (`./data` → `DIR/data`; the path may not
+/// exist yet).
+fn resolve_path(dir: &Path, path: &str) -> PathBuf {
+    let p = match path.strip_prefix("~/") {
+        Some(rest) => PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest),
+        None => dir.join(path),
+    };
+    normalize(&p)
+}
+
 fn declared_networks(
     v: Option<&Value>,
     project: &str,
 ) -> Result<BTreeMap<String, NetworkSpec>, ComposeError> {
     let mut out = BTreeMap::new();
-    let Some(m) = v.filter(|v| !v.is_null()) else {
-        return Ok(out);
-    };
-    let m = m
-        .as_mapping()
-        .ok_or_else(|| ComposeError("networks: must be a mapping".into()))?;
-    for (key, settings) in m {
+    for (key, settings) in top_mapping("networks", v)? {
         let key = key.as_str().unwrap_or("?");
         let err = |k: &str, why: &str| ComposeError(format!("networks: {key}: {k}: {why}"));
         validate_id(key).map_err(|e| err("name", &format!("the network name {e}")))?;
@@ -594,13 +613,7 @@ fn declared_files(
     dir: &Path,
 ) -> Result<BTreeMap<String, PathBuf>, ComposeError> {
     let mut out = BTreeMap::new();
-    let Some(m) = v.filter(|v| !v.is_null()) else {
-        return Ok(out);
-    };
-    let m = m
-        .as_mapping()
-        .ok_or_else(|| ComposeError(format!("{kind}: must be a mapping")))?;
-    for (name, settings) in m {
+    for (name, settings) in top_mapping(kind, v)? {
         let name = name.as_str().unwrap_or("?");
         let err = |k: &str, why: &str| ComposeError(format!("{kind}: {name}: {k}: {why}"));
         let mut file = None;
@@ -621,12 +634,7 @@ fn declared_files(
         }
         let file =
             file.ok_or_else(|| err("file", "required (only file-based ones are supported)"))?;
-        let path = if let Some(rest) = file.strip_prefix("~/") {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
-        } else {
-            dir.join(file)
-        };
-        out.insert(name.to_string(), normalize(&path));
+        out.insert(name.to_string(), resolve_path(dir, file));
     }
     Ok(out)
 }
@@ -1242,7 +1250,7 @@ fn service(
     };
     let mut env = BTreeMap::new();
     for f in env_files(svc) {
-        let path = dir.join(&f);
+        let path = resolve_path(dir, &f);
         let vars = read_env_file(&path)
             .map_err(|e| err("env_file", format!("{}: {e}", path.display())))?;
         env.extend(vars);
@@ -1680,13 +1688,7 @@ fn volume(
     };
     let is_path = source.starts_with('/') || source.starts_with('.') || source.starts_with('~');
     let source = if is_path {
-        let p = if let Some(rest) = source.strip_prefix("~/") {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(rest)
-        } else {
-            dir.join(&source)
-        };
-        // Lexically normalised (`./data` → `DIR/data`): the path may not exist yet.
-        normalize(&p).display().to_string()
+        resolve_path(dir, &source).display().to_string()
     } else {
         match declared.get(&source) {
             Some(name) => name.clone(),
