@@ -42,7 +42,7 @@ pub const SERVICE_KEYS: [(&str, &str); 29] = [
     ("restart", "no (the default), always, unless-stopped, on-failure[:N]: applied by BRH's recovery"),
     ("expose", "PORT or PORT/PROTOCOL: exposed to the service's networks, as the image's EXPOSE"),
     ("healthcheck", "run by the engine; BRH waits for `healthy` after a start and a deploy"),
-    ("depends_on", "start order; service_started, service_healthy and service_completed_successfully are waited for"),
+    ("depends_on", "start order; service_started, service_healthy and service_completed_successfully are waited for; restart: true"),
     ("user", "the user the container runs as"),
     ("working_dir", "the container's working directory"),
     ("hostname", "the container's host name"),
@@ -1077,10 +1077,11 @@ fn options_json(svc: &mut serde_json::Value, manifest: &Manifest, s: &Service) {
                 Condition::Healthy => "service_healthy",
                 Condition::Completed => "service_completed_successfully",
             };
-            deps.insert(
-                d.service.clone(),
-                json!({ "condition": condition, "required": d.required }),
-            );
+            let mut entry = json!({ "condition": condition, "required": d.required });
+            if d.restart {
+                entry["restart"] = json!(true);
+            }
+            deps.insert(d.service.clone(), entry);
         }
         set("depends_on", serde_json::Value::Object(deps));
     }
@@ -1432,6 +1433,7 @@ fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOpti
             service: d.clone(),
             condition: Condition::Started,
             required: true,
+            restart: false,
         })),
         dc::DependsOnOptions::Conditional(m) => {
             for (d, c) in m {
@@ -1448,17 +1450,11 @@ fn options(name: &str, svc: &dc::Service, replicas: u32) -> Result<ContainerOpti
                             ))
                         }
                     };
-                if c.restart == Some(true) {
-                    return Err(err(
-                        &format!("{key}.restart"),
-                        "restarting dependents when a dependency restarts is not supported yet"
-                            .into(),
-                    ));
-                }
                 depends_on.push(Dependency {
                     service: d.clone(),
                     condition,
                     required: c.required != Some(false),
+                    restart: c.restart == Some(true),
                 });
             }
         }

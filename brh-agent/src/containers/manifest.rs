@@ -203,6 +203,9 @@ pub struct Dependency {
     pub condition: Condition,
     /// `required: false`: a missing service (say, in an inactive profile) is no error.
     pub required: bool,
+    /// `restart: true`: when BRH restarts or deploys the dependency (an operator's
+    /// `restart` / `deploy`, not a recovery), this service's containers are restarted after it.
+    pub restart: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

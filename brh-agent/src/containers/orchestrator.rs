@@ -929,7 +929,41 @@ impl<E: ContainerEngine> Orchestrator<E> {
         self.stopping(&o.id, engine.stop(&o.id, self.stop_timeout(&o.service)))
             .await?;
         self.call(engine.start(&o.id)).await?;
+        self.restart_dependents(&engine, &o.service).await?;
         Ok(o)
+    }
+
+    /// After an operator's restart or deploy of `service`: restarts the running containers
+    /// of the services that depend on it with `restart: true` (Compose's rule), each behind
+    /// the guard and the fence like every mutation.
+    async fn restart_dependents(&self, engine: &FencedEngine<E>, service: &str) -> Result<()> {
+        let manifest = self.manifest();
+        let dependents: Vec<&Service> = manifest
+            .services
+            .iter()
+            .filter(|s| {
+                s.options
+                    .depends_on
+                    .iter()
+                    .any(|d| d.service == service && d.restart)
+            })
+            .collect();
+        if dependents.is_empty() {
+            return Ok(());
+        }
+        for o in self.list(engine).await?.ours {
+            if !o.running || !dependents.iter().any(|d| d.name == o.service) {
+                continue;
+            }
+            self.stopping(&o.id, engine.stop(&o.id, self.stop_timeout(&o.service)))
+                .await?;
+            self.call(engine.start(&o.id)).await?;
+            self.event(format!(
+                "RESTART: {} restarted after {service} (depends_on restart: true)",
+                o.name
+            ));
+        }
+        Ok(())
     }
 
     /// `POST /drain/{name}`: stop with the timeout, then remove (admitted again after the
@@ -1017,10 +1051,13 @@ impl<E: ContainerEngine> Orchestrator<E> {
             }
         }
         if outcome.status == "deployed" {
-            let mut m = self.manifest.write().expect("manifest lock");
-            if let Some(s) = m.services.iter_mut().find(|s| s.name == service) {
-                s.image = image.into();
+            {
+                let mut m = self.manifest.write().expect("manifest lock");
+                if let Some(s) = m.services.iter_mut().find(|s| s.name == service) {
+                    s.image = image.into();
+                }
             }
+            self.restart_dependents(&engine, service).await?;
         }
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)

@@ -274,17 +274,20 @@ configs:
             Dependency {
                 service: "db".into(),
                 condition: Condition::Healthy,
-                required: true
+                required: true,
+                restart: false
             },
             Dependency {
                 service: "cache".into(),
                 condition: Condition::Started,
-                required: true
+                required: true,
+                restart: false
             },
             Dependency {
                 service: "debug".into(),
                 condition: Condition::Started,
-                required: false
+                required: false,
+                restart: false
             },
         ],
         "an optional dependency on an inactive service is kept, as Compose keeps it (nothing waits for it)"

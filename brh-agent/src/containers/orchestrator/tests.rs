@@ -906,3 +906,27 @@ async fn an_optional_dependency_that_is_not_run_is_not_waited_for() {
     assert_eq!(r.created.len(), 1, "{r:?}");
     assert!(r.blocked.is_empty(), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_restart_of_a_dependency_restarts_the_dependents_that_ask_for_it() {
+    let text = "services:\n  \
+        web:\n    image: brh-test/sleep:1\n    depends_on: { db: { condition: service_started, restart: true } }\n  \
+        side:\n    image: brh-test/sleep:1\n    depends_on: [db]\n  \
+        db: { image: brh-test/sleep:1 }\n";
+    let w = world_of(compose(text), 2, DemotePolicy::Relinquish);
+    w.orch.promote().await.unwrap();
+    w.engine.clear_records();
+    w.orch.restart(&name("db", 1)).await.unwrap();
+    let web = w.engine.by_name(&name("web", 1)).unwrap().id;
+    let side = w.engine.by_name(&name("side", 1)).unwrap().id;
+    let ops = w.engine.ops();
+    assert!(
+        ops.contains(&Op::Stop(web.clone())) && ops.contains(&Op::Start(web)),
+        "{ops:?}"
+    );
+    assert!(
+        !ops.iter().any(|o| *o == Op::Stop(side.clone())),
+        "side did not ask: {ops:?}"
+    );
+    assert_fenced(&w.engine.records()).unwrap();
+}
