@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use brh_tests::federation::*;
 
-fn ids(project: &str) -> Vec<String> {
+/// The project's containers (`all`: the exited ones too), sorted.
+fn containers(project: &str, all: bool) -> Vec<String> {
     let mut v: Vec<String> = docker(&[
         "ps",
-        "-q",
+        if all { "-aq" } else { "-q" },
         "--no-trunc",
         "--filter",
         &format!("label=com.docker.compose.project={project}"),
@@ -27,23 +28,17 @@ fn ids(project: &str) -> Vec<String> {
     v
 }
 
+/// The project's running containers.
+fn ids(project: &str) -> Vec<String> {
+    containers(project, false)
+}
+
 /// One request of the load: when it ended, and the version that answered (`None`: no answer).
 type Answer = (Instant, Option<String>);
 
 /// Every container of the project, running or exited.
 fn all_ids(project: &str) -> Vec<String> {
-    let mut v: Vec<String> = docker(&[
-        "ps",
-        "-aq",
-        "--no-trunc",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-    ])
-    .lines()
-    .map(str::to_string)
-    .collect();
-    v.sort();
-    v
+    containers(project, true)
 }
 
 /// An engine timestamp (RFC 3339, nanoseconds with trailing zeros trimmed) in a form that
