@@ -43,6 +43,19 @@ fi
 # builds work offline.
 cargo fetch --quiet
 
+# etcd for `forge serve --store etcd` and its process tests (tests/tests/forge_etcd.rs):
+# Debian's etcd-server (3.4). The test starts its own etcd; the packaged service is not used.
+if ! command -v etcd >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    log "installing etcd-server with apt"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null
+  else
+    log "etcd is missing and this is not root: apt-get install etcd-server etcd-client"
+    exit 1
+  fi
+fi
+
 if [ -x scripts/setup-node.sh ]; then
   scripts/setup-node.sh
 fi

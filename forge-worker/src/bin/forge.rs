@@ -6,7 +6,9 @@ use std::time::Duration;
 use brh_http_server::{Limits, Tls};
 use brh_shared::Timing;
 use clap::{Parser, Subcommand, ValueEnum};
-use forge_worker::native::{start, ServeOptions};
+use forge_worker::native::etcd::EtcdOptions;
+use forge_worker::native::replica::ReplicaOptions;
+use forge_worker::native::{start, ServeOptions, StoreChoice};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +39,15 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum StoreKind {
+    /// One forge process; state in --data on local disk.
+    File,
+    /// Several forge replicas over one etcd cluster (v3 API); the active one serves, the
+    /// others stand by and take over within about --etcd-lease-ttl.
+    Etcd,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Profile {
     /// Heartbeat 5 s, lease 15 s.
@@ -52,9 +63,46 @@ enum Cmd {
         /// Address to listen on (127.0.0.1:0 picks a free port).
         #[arg(long, env = "FORGE_LISTEN", default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
-        /// Directory for the forge's state (terms, peers, history).
+        /// Directory for the forge's state (terms, peers, history), with --store file.
         #[arg(long, env = "FORGE_DATA", default_value = ".brh/forge")]
         data: PathBuf,
+        /// Where the state lives: `file` (one process, --data) or `etcd` (replicas over an
+        /// etcd cluster, --etcd-endpoints; docs/replicas.md).
+        #[arg(long, env = "FORGE_STORE", value_enum, default_value = "file")]
+        store: StoreKind,
+        /// etcd client URLs, comma-separated (`http://` or `https://`), tried in order.
+        #[arg(long, env = "FORGE_ETCD_ENDPOINTS", value_delimiter = ',')]
+        etcd_endpoints: Vec<String>,
+        /// Key prefix of this federation in etcd (one etcd can hold several federations).
+        #[arg(long, env = "FORGE_ETCD_PREFIX", default_value = "brh/")]
+        etcd_prefix: String,
+        /// PEM CA bundle for https:// etcd endpoints.
+        #[arg(long, env = "FORGE_ETCD_CA")]
+        etcd_ca: Option<PathBuf>,
+        /// PEM client certificate for etcd's --client-cert-auth (with --etcd-key).
+        #[arg(long, env = "FORGE_ETCD_CERT", requires = "etcd_key")]
+        etcd_cert: Option<PathBuf>,
+        /// PEM private key of --etcd-cert.
+        #[arg(long, env = "FORGE_ETCD_KEY", requires = "etcd_cert")]
+        etcd_key: Option<PathBuf>,
+        /// etcd user (etcd's own authentication), with FORGE_ETCD_PASSWORD.
+        #[arg(long, env = "FORGE_ETCD_USER")]
+        etcd_user: Option<String>,
+        /// Password of --etcd-user (set it in the environment, not on the command line).
+        #[arg(long, env = "FORGE_ETCD_PASSWORD", hide_env_values = true)]
+        etcd_password: Option<String>,
+        /// Seconds of the etcd lease behind the active replica's key: a dead active replica
+        /// is replaced after about this long (etcd raises values below its minimum, 2 s by
+        /// default). Keep it well under the agents' lease so leaders ride through a failover.
+        #[arg(long, env = "FORGE_ETCD_LEASE_TTL", default_value_t = 3)]
+        etcd_lease_ttl: u64,
+        /// The URL agents reach this replica at (a standby names the active one's in its
+        /// refusals). Default: the listen address.
+        #[arg(long, env = "FORGE_ADVERTISE_URL")]
+        advertise_url: Option<String>,
+        /// This replica's name in logs and in etcd (default: the advertised URL).
+        #[arg(long, env = "FORGE_REPLICA_ID")]
+        replica_id: Option<String>,
         /// The federation's root secret (the forge's and the top operator's; hosts hold
         /// only their own node keys, printed by `brh-agent enroll`).
         #[arg(long = "seal", env = "DOMINION_SEAL", hide_env_values = true)]
@@ -192,6 +240,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cmd::Serve {
         listen,
         data,
+        store,
+        etcd_endpoints,
+        etcd_prefix,
+        etcd_ca,
+        etcd_cert,
+        etcd_key,
+        etcd_user,
+        etcd_password,
+        etcd_lease_ttl,
+        advertise_url,
+        replica_id,
         seal,
         previous_seal,
         profile,
@@ -232,7 +291,81 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         _ => None,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let store = match store {
+        StoreKind::File => StoreChoice::File,
+        StoreKind::Etcd => {
+            let endpoints: Vec<String> = etcd_endpoints
+                .iter()
+                .map(|e| e.trim().to_string())
+                .filter(|e| !e.is_empty())
+                .collect();
+            anyhow::ensure!(
+                !endpoints.is_empty(),
+                "--store etcd needs --etcd-endpoints (FORGE_ETCD_ENDPOINTS): the etcd client URLs, comma-separated"
+            );
+            for e in &endpoints {
+                anyhow::ensure!(
+                    (e.starts_with("http://") || e.starts_with("https://")) && e.len() > 8,
+                    "invalid --etcd-endpoints (FORGE_ETCD_ENDPOINTS): {e:?}: expected http://HOST:PORT or https://HOST:PORT"
+                );
+            }
+            anyhow::ensure!(
+                (1..=3600).contains(&etcd_lease_ttl),
+                "invalid --etcd-lease-ttl (FORGE_ETCD_LEASE_TTL): {etcd_lease_ttl}: expected 1 to 3600 seconds"
+            );
+            if etcd_lease_ttl * 1000 * 2 > timing.lease_ttl_ms {
+                tracing::warn!(
+                    "--etcd-lease-ttl {etcd_lease_ttl} s is more than half the agents' lease \
+                     ({} ms): a replica failover will make leaders step down",
+                    timing.lease_ttl_ms
+                );
+            }
+            let read = |what: &str, p: &Option<PathBuf>| -> anyhow::Result<Option<Vec<u8>>> {
+                p.as_ref()
+                    .map(|p| {
+                        std::fs::read(p).map_err(|e| anyhow::anyhow!("{what} {}: {e}", p.display()))
+                    })
+                    .transpose()
+            };
+            let identity = match (
+                read("--etcd-cert", &etcd_cert)?,
+                read("--etcd-key", &etcd_key)?,
+            ) {
+                (Some(mut c), Some(k)) => {
+                    c.push(b'\n');
+                    c.extend_from_slice(&k);
+                    Some(c)
+                }
+                _ => None,
+            };
+            let user = match (etcd_user.filter(|u| !u.is_empty()), etcd_password) {
+                (Some(u), Some(p)) => Some((u, p)),
+                (Some(_), None) => {
+                    anyhow::bail!("--etcd-user needs FORGE_ETCD_PASSWORD (or --etcd-password)")
+                }
+                (None, _) => None,
+            };
+            let advertise_url = advertise_url.unwrap_or_else(|| format!("{scheme}://{listen}"));
+            StoreChoice::Etcd {
+                etcd: EtcdOptions {
+                    endpoints,
+                    ca_pem: read("--etcd-ca", &etcd_ca)?,
+                    identity_pem: identity,
+                    user,
+                    timeout: Duration::from_secs(2),
+                },
+                replica: ReplicaOptions {
+                    id: replica_id.unwrap_or_else(|| advertise_url.clone()),
+                    advertise_url,
+                    prefix: etcd_prefix,
+                    lease_ttl: Duration::from_secs(etcd_lease_ttl),
+                },
+            }
+        }
+    };
     let opts = ServeOptions {
+        store,
         timing,
         skew_ms,
         sweep_interval: Duration::from_millis(sweep_interval_ms),
@@ -256,7 +389,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let signal = shutdown_signal();
     let forge = start(opts).await?;
-    let scheme = if tls.is_some() { "https" } else { "http" };
     // The line scripts wait for, whatever RUST_LOG filters out. In JSON, stderr stays one
     // object per line: `start` logged the same as an event.
     if matches!(log_format, LogFormat::Text) {

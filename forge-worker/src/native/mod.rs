@@ -2,7 +2,10 @@
 //! store. One dedicated thread owns the store and applies every request and sweep in arrival
 //! order, so the lease register is linearizable by construction; the HTTP server only
 //! translates requests and waits for answers.
+pub mod etcd;
+pub mod etcd_store;
 pub mod file_store;
+pub mod replica;
 mod stream;
 
 use std::net::SocketAddr;
@@ -24,7 +27,49 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::forge::{Forge, ForgeConfig};
 use crate::http::{Request, Response};
+use crate::store::Store;
+use etcd_store::EtcdStore;
 use file_store::FileStore;
+
+/// Where the native forge keeps its state.
+// Built once at start: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Default)]
+pub enum StoreChoice {
+    /// `--data`: one process, a snapshot + log per env on local disk (the default).
+    #[default]
+    File,
+    /// `--store etcd`: one of several replicas over an etcd cluster; the active one serves.
+    Etcd {
+        etcd: etcd::EtcdOptions,
+        replica: replica::ReplicaOptions,
+    },
+}
+
+/// What the core thread needs of a store beyond [`Store`].
+pub trait CoreStore: Store {
+    /// The earliest lease expiry held in memory: the core sweeps right then.
+    fn lease_expiry(&self) -> Option<u64>;
+    /// Whether this process answers now (a standby replica does not sweep).
+    fn serving(&self) -> bool {
+        true
+    }
+}
+
+impl CoreStore for FileStore {
+    fn lease_expiry(&self) -> Option<u64> {
+        FileStore::lease_expiry(self)
+    }
+}
+
+impl CoreStore for EtcdStore {
+    fn lease_expiry(&self) -> Option<u64> {
+        EtcdStore::lease_expiry(self)
+    }
+    fn serving(&self) -> bool {
+        EtcdStore::serving(self)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
@@ -42,6 +87,7 @@ pub struct ServeOptions {
     pub legacy_seal_signatures: bool,
     /// `DOMINION_SEAL_PREVIOUS`: a rotation's overlap window (`ForgeConfig::previous`).
     pub previous_seal: Option<Vec<u8>>,
+    pub store: StoreChoice,
 }
 
 impl ServeOptions {
@@ -57,6 +103,7 @@ impl ServeOptions {
             limits: server::Limits::default(),
             legacy_seal_signatures: false,
             previous_seal: None,
+            store: StoreChoice::File,
         }
     }
 }
@@ -67,12 +114,19 @@ pub struct RunningForge {
     stop: tokio::sync::watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     core: std::thread::JoinHandle<()>,
+    /// The replica's campaign (etcd store): hands the active key back at shutdown.
+    replica: Option<tokio::task::JoinHandle<()>>,
+    /// Kept so the streams' `serving` never reads as closed (file store: always serving).
+    _serving: Option<tokio::sync::watch::Sender<bool>>,
 }
 
 impl RunningForge {
     /// Stops accepting, finishes requests in flight, and stops the core thread.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        if let Some(replica) = self.replica {
+            let _ = replica.await;
+        }
         let _ = self.server.await;
         let _ = tokio::task::spawn_blocking(move || self.core.join()).await;
     }
@@ -93,6 +147,9 @@ struct AppState {
     /// connection count.
     streams: std::sync::Arc<tokio::sync::Semaphore>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// False while this process does not answer (a standby or unproven etcd replica): no
+    /// stream is opened, and open ones close so their agents try the next forge URL.
+    serving: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Work for the core thread, which owns the store: every request, stream frame and push
@@ -129,13 +186,46 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
         .map_err(|e| anyhow::anyhow!("invalid timing: {e}"))?;
     anyhow::ensure!(!opts.seal.is_empty(), "DOMINION_SEAL is empty");
     let metrics = crate::metrics::Metrics::default();
-    let store = FileStore::open(
-        &opts.data_dir,
-        ElectionConfig::new(opts.timing),
-        now_ms(),
-        metrics.store_ops.clone(),
-    )
-    .with_context(|| format!("opening forge data dir {}", opts.data_dir.display()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut replica_task = None;
+    let mut keep_serving = None;
+    let (store, serving) = match &opts.store {
+        StoreChoice::File => {
+            let store = FileStore::open(
+                &opts.data_dir,
+                ElectionConfig::new(opts.timing),
+                now_ms(),
+                metrics.store_ops.clone(),
+            )
+            .with_context(|| format!("opening forge data dir {}", opts.data_dir.display()))?;
+            let (tx, rx) = tokio::sync::watch::channel(true);
+            keep_serving = Some(tx);
+            (Stores::File(store), rx)
+        }
+        StoreChoice::Etcd { etcd: eo, replica } => {
+            let activity = replica::Activity::default();
+            // Two clients: the core thread's runtime and the campaign's are not the same.
+            let core_etcd = etcd::Etcd::new(eo).context("--etcd-endpoints")?;
+            let mut campaign_opts = eo.clone();
+            campaign_opts.timeout = campaign_opts.timeout.min(replica.lease_ttl / 3);
+            let campaign_etcd = etcd::Etcd::new(&campaign_opts).context("--etcd-endpoints")?;
+            let store = EtcdStore::new(
+                core_etcd,
+                replica.prefix.clone(),
+                ElectionConfig::new(opts.timing),
+                activity.clone(),
+                metrics.store_ops.clone(),
+            );
+            let serving = activity.serving();
+            replica_task = Some(tokio::spawn(replica::run(
+                campaign_etcd,
+                replica.clone(),
+                activity,
+                stop_rx.clone(),
+            )));
+            (Stores::Etcd(store), serving)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(opts.listen)
         .await
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
@@ -160,7 +250,6 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
         );
     }
     let (jobs_tx, jobs_rx) = mpsc::channel::<Job>(1024);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     // A stream that falls this far behind reads the current view once instead.
     let (changes_tx, _) = broadcast::channel::<String>(64);
     let core_changes = changes_tx.clone();
@@ -168,13 +257,29 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
     let core_stop = stop_rx.clone();
     let core = std::thread::Builder::new()
         .name("forge-core".into())
-        .spawn(move || {
-            let forge = Forge {
-                cfg,
-                store,
-                metrics,
-            };
-            run_core(forge, jobs_rx, sweep_every, core_changes, core_stop)
+        .spawn(move || match store {
+            Stores::File(store) => run_core(
+                Forge {
+                    cfg,
+                    store,
+                    metrics,
+                },
+                jobs_rx,
+                sweep_every,
+                core_changes,
+                core_stop,
+            ),
+            Stores::Etcd(store) => run_core(
+                Forge {
+                    cfg,
+                    store,
+                    metrics,
+                },
+                jobs_rx,
+                sweep_every,
+                core_changes,
+                core_stop,
+            ),
         })?;
 
     let limits = opts.limits;
@@ -187,6 +292,7 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
             changes: changes_tx,
             streams: std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections)),
             stop: stop_rx.clone(),
+            serving,
         });
     let mut stop_rx_srv = stop_rx;
     let server = tokio::spawn(async move {
@@ -195,27 +301,47 @@ pub async fn start(opts: ServeOptions) -> anyhow::Result<RunningForge> {
         };
         server::serve(listener, app, limits, shutdown).await;
     });
-    tracing::info!(
-        "forge listening on {}://{addr} (mode native, data {})",
-        if opts.limits.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
-        opts.data_dir.display()
-    );
+    let scheme = if opts.limits.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    match &opts.store {
+        StoreChoice::File => tracing::info!(
+            "forge listening on {scheme}://{addr} (mode native, data {})",
+            opts.data_dir.display()
+        ),
+        StoreChoice::Etcd { etcd, replica } => tracing::info!(
+            "forge listening on {scheme}://{addr} (mode native, store etcd {}, prefix {:?}, \
+             replica {}, advertised as {})",
+            etcd.endpoints.join(","),
+            replica.prefix,
+            replica.id,
+            replica.advertise_url
+        ),
+    }
     Ok(RunningForge {
         addr,
         stop: stop_tx,
         server,
         core,
+        replica: replica_task,
+        _serving: keep_serving,
     })
 }
 
 /// The core thread: applies requests, frames and sweeps one at a time, and announces every
 /// env whose leader changed.
-fn run_core(
-    forge: Forge<FileStore>,
+// Built once at start: its size costs nothing.
+#[allow(clippy::large_enum_variant)]
+/// The store the core thread owns (chosen at start).
+enum Stores {
+    File(FileStore),
+    Etcd(EtcdStore),
+}
+
+fn run_core<S: CoreStore>(
+    forge: Forge<S>,
     mut jobs: mpsc::Receiver<Job>,
     sweep_every: Duration,
     changes: broadcast::Sender<String>,
@@ -231,7 +357,7 @@ fn run_core(
         }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
+        .enable_all()
         .build()
     {
         Ok(rt) => rt,
@@ -248,7 +374,12 @@ fn run_core(
             // pushed to the streams at once, not at the next periodic sweep. (An expiry already
             // past — the sweep found no candidate — waits for the periodic one.)
             let now = now_ms();
-            let expiry = forge.store.lease_expiry().filter(|e| *e >= now);
+            let expiry = forge
+                .store
+                .serving()
+                .then(|| forge.store.lease_expiry())
+                .flatten()
+                .filter(|e| *e >= now);
             let until_expiry = Duration::from_millis(expiry.map_or(0, |e| e - now + 1));
             tokio::select! {
                 _ = tokio::time::sleep(until_expiry), if expiry.is_some() => {
@@ -277,6 +408,9 @@ fn run_core(
                     }
                 },
                 _ = sweep.tick() => {
+                    if !forge.store.serving() {
+                        continue;
+                    }
                     match forge.sweep(now_ms()).await {
                         Ok(changes) => announce(&changes),
                         Err(e) => tracing::error!("sweep failed: {e}"),

@@ -49,6 +49,17 @@ pub(super) async fn upgrade(
             )
         }
     };
+    if !*app.serving.borrow() {
+        // A standby replica: the agent tries its next forge URL (over HTTP, the core's
+        // answer says where the active one is).
+        return into_axum(
+            crate::http::Response::error(
+                ErrorCode::StoreUnavailable,
+                "this forge replica is not the active one; try the next forge URL",
+            )
+            .with_header("retry-after", crate::forge::STORE_RETRY_AFTER_S),
+        );
+    }
     let Ok(permit) = app.streams.clone().try_acquire_owned() else {
         return error_response(ErrorCode::Busy, "too many open streams; retry later");
     };
@@ -64,6 +75,7 @@ pub(super) async fn upgrade(
 async fn serve(mut socket: WebSocket, env: String, app: AppState) {
     let mut changes = app.changes.subscribe();
     let mut stop = app.stop.clone();
+    let mut serving = app.serving.clone();
     let write_timeout = app.limits.body_read_timeout;
     let mut bound: Option<String> = None;
     let mut basis: Option<String> = None;
@@ -113,6 +125,13 @@ async fn serve(mut socket: WebSocket, env: String, app: AppState) {
             }
             // Only `true` is ever sent; a `RwLock` guard must not live across the awaits above.
             _ = stop.changed() => break,
+            // This replica stopped being the active one: its agents move to the next URL.
+            r = serving.changed() => {
+                if r.is_err() || !*serving.borrow() {
+                    break;
+                }
+                continue;
+            }
         };
         if let Some(v) = &message.view {
             last = Some(Told::of(v));

@@ -1,0 +1,187 @@
+//! Real processes: two forge replicas (`forge serve --store etcd`) over a real etcd
+//! (Debian's `etcd-server`, started here), three agents reaching the active replica through
+//! a TCP proxy (what a load balancer in front of the replicas does). Checks:
+//! - exactly one replica serves; the standby names the active one;
+//! - a renewal costs no etcd write (etcd's own `etcd_mvcc_put_total` does not move while the
+//!   leader renews);
+//! - `kill -9` of the active replica: the standby takes over, reloads the env and applies the
+//!   restart rule, so the **same leader keeps the same term** (no BRH leader change) and no
+//!   two agents ever act at once.
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use brh_tests::federation::*;
+
+fn free_addr() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct Etcd {
+    child: Child,
+    client: SocketAddr,
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_etcd(dir: &std::path::Path) -> Etcd {
+    let (client, peer) = (free_addr(), free_addr());
+    let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
+    let child = Command::new("etcd")
+        .arg("--data-dir")
+        .arg(dir.join("etcd-data"))
+        .args(["--name", "e1"])
+        .args(["--listen-client-urls", &format!("http://{client}")])
+        .args(["--advertise-client-urls", &format!("http://{client}")])
+        .args(["--listen-peer-urls", &format!("http://{peer}")])
+        .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
+        .args(["--initial-cluster", &format!("e1=http://{peer}")])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("etcd (Debian etcd-server; scripts/setup.sh installs it)");
+    let e = Etcd { child, client };
+    wait_until(Duration::from_secs(20), || {
+        http_get_text(client, "/health").filter(|t| t.contains("true"))
+    })
+    .expect("etcd did not become healthy");
+    e
+}
+
+fn etcd_puts(e: &Etcd) -> f64 {
+    let text = http_get_text(e.client, "/metrics").unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("etcd_mvcc_put_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("etcd_mvcc_put_total")
+}
+
+fn replica(dir: &std::path::Path, seal: &str, etcd: &Etcd, listen: SocketAddr) -> Forge {
+    let endpoints = format!("http://{}", etcd.client);
+    let url = format!("http://{listen}");
+    let args = [
+        "--profile",
+        "default",
+        "--store",
+        "etcd",
+        "--etcd-endpoints",
+        &endpoints,
+        "--etcd-lease-ttl",
+        "2",
+        "--advertise-url",
+        &url,
+    ];
+    Forge::start_with(dir, seal, Some(listen), 30_000, &args)
+}
+
+/// Whether the replica at `addr` serves (an env view), or refuses as a standby.
+fn serves(addr: SocketAddr) -> Option<bool> {
+    let v = http_get(addr, "/federation/leader?env=dev")?;
+    if v.get("env").is_some() {
+        Some(true)
+    } else {
+        let msg = v["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(v["error"]["code"], "store_unavailable", "{v}");
+        assert!(msg.contains("standby") || msg.contains("active"), "{msg}");
+        Some(false)
+    }
+}
+
+#[test]
+fn the_standby_replica_takes_over_and_the_leader_keeps_its_term() {
+    let dir = scratch("forge-etcd");
+    let etcd = start_etcd(&dir);
+    let seal = fresh_seal();
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let mut a = replica(&dir, &seal, &etcd, a_addr);
+    wait_until(Duration::from_secs(20), || serves(a_addr).filter(|s| *s))
+        .expect("the first replica never became active");
+    let b = replica(&dir, &seal, &etcd, b_addr);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(serves(b_addr), Some(false), "two replicas serve at once");
+    let standby = http_get(b_addr, "/federation/leader?env=dev").unwrap();
+    assert!(
+        standby["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("http://{a_addr}")),
+        "the standby names the active replica: {standby}"
+    );
+
+    let proxy = Proxy::start(a_addr);
+    let opts = AgentOpts {
+        timing: Some((5_000, 15_000)),
+        ..AgentOpts::default()
+    };
+    let mut agents: Vec<Agent> = ["n1", "n2", "n3"]
+        .iter()
+        .map(|n| Agent::start(&dir, n, &seal, proxy.addr, opts.clone()))
+        .collect();
+    let refs: Vec<&Agent> = agents.iter().collect();
+    let (leader, term) =
+        wait_until(Duration::from_secs(60), || agreed_leader(&refs)).expect("no leader");
+    drop(refs);
+
+    // Renewals: the leader beats every 5 s; over 11 s etcd records no put at all.
+    let before = etcd_puts(&etcd);
+    assert!(
+        before >= 2.0,
+        "the grant is durable: the active key and the term change were written ({before})"
+    );
+    std::thread::sleep(Duration::from_secs(11));
+    let after = etcd_puts(&etcd);
+    assert_eq!(
+        after, before,
+        "renewals must cost no etcd write (puts {before} -> {after})"
+    );
+
+    // kill -9 of the active replica; the proxy now reaches the standby.
+    let killed = Instant::now();
+    a.kill();
+    proxy.retarget(b_addr);
+    wait_until(Duration::from_secs(20), || serves(b_addr).filter(|s| *s))
+        .expect("the standby never took over");
+    let took_over = killed.elapsed();
+    assert!(
+        b.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("took over generation")),
+        "the new active replica reloads from etcd"
+    );
+    // The holder renews with the new replica: same leader, same term.
+    std::thread::sleep(Duration::from_secs(8));
+    let view = http_get(b_addr, "/federation/leader?env=dev").unwrap();
+    assert_eq!(view["leader"], leader, "{view}");
+    assert_eq!(
+        view["term"], term,
+        "a replica failover must not change the term: {view}"
+    );
+    let refs: Vec<&Agent> = agents.iter().collect();
+    assert_eq!(agreed_leader(&refs), Some((leader.clone(), term)));
+    drop(refs);
+    let demotions = agents
+        .iter()
+        .find(|a| a.node == leader)
+        .unwrap()
+        .records()
+        .iter()
+        .filter(|r| r.event == "demote")
+        .count();
+    println!(
+        "replica failover: standby serving {} ms after kill -9; leader {leader} kept term \
+         {term}; leader demotions during the failover: {demotions}",
+        took_over.as_millis()
+    );
+    finish_and_check(&mut agents);
+    drop(b);
+}
