@@ -21,6 +21,7 @@ use serde::Deserialize;
 
 use crate::clock;
 use crate::forge_ca;
+use crate::forge_urls::ForgeUrls;
 use crate::role::{VerifiedView, ViewError};
 
 #[derive(Debug, thiserror::Error)]
@@ -191,7 +192,8 @@ pub fn with_env(url: String, env: &str) -> String {
 
 pub struct ForgeClient {
     http: reqwest::Client,
-    base: String,
+    /// Where the forge is (several replicas: the one in use first; shared with the stream).
+    urls: ForgeUrls,
     /// This node's own key: signs its requests.
     node_key: [u8; 32],
     /// Its generation, sent as `x-brh-key-gen` when not 0.
@@ -221,7 +223,7 @@ struct HistoryBody {
 
 impl ForgeClient {
     pub fn new(
-        base: impl Into<String>,
+        urls: ForgeUrls,
         credentials: &crate::config::Credentials,
         node: impl Into<String>,
         env: impl Into<String>,
@@ -230,7 +232,7 @@ impl ForgeClient {
         let node = node.into();
         ForgeClient {
             http: http_client(timeout),
-            base: base.into(),
+            urls,
             node_key: credentials.node_key,
             key_generation: credentials.key_generation,
             keys: credentials.view_keys(&node),
@@ -268,8 +270,14 @@ impl ForgeClient {
         self
     }
 
+    /// The forge address in use now.
     pub fn base(&self) -> &str {
-        &self.base
+        self.urls.current().1
+    }
+
+    /// Every configured forge address (shared with the stream, which follows the same one).
+    pub fn urls(&self) -> &ForgeUrls {
+        &self.urls
     }
 
     fn ts_ms(&self) -> u64 {
@@ -303,6 +311,11 @@ impl ForgeClient {
     }
 
     /// One signed POST. Returns the monotonic send time and the verified view.
+    ///
+    /// With several forge addresses, a refused connection or a standby's 503 moves on to the
+    /// next address at once, within this call, signed anew (a fresh nonce and send time: the
+    /// lease counts from the attempt that was answered). A timeout moves on too, but ends the
+    /// call: the time is spent, and the role state decides when to try again.
     async fn post_signed<T: serde::Serialize>(
         &mut self,
         path: &str,
@@ -310,18 +323,41 @@ impl ForgeClient {
         addressed: bool,
     ) -> Result<(u64, VerifiedView), (u64, ClientError)> {
         let body = serde_json::to_vec(body).expect("wire types serialize");
-        let (h, sent_at) = self.sign_next("POST", path, &body);
-        let mut req = signed_post(&self.http, join(&self.base, path), &h, body);
-        if let Some(g) = self.key_generation_header() {
-            req = req.header(HEADER_KEY_GEN, g);
-        }
-        if let Some(t) = self.request_timeout {
-            req = req.timeout(t);
-        }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| (sent_at, ClientError::Unreachable(short(&e))))?;
+        let urls = self.urls.clone();
+        let mut tries_left = urls.len();
+        let (res, h, sent_at) = loop {
+            tries_left -= 1;
+            let (at, base) = urls.current();
+            let (h, sent_at) = self.sign_next("POST", path, &body);
+            let mut req = signed_post(&self.http, join(base, path), &h, body.clone());
+            if let Some(g) = self.key_generation_header() {
+                req = req.header(HEADER_KEY_GEN, g);
+            }
+            if let Some(t) = self.request_timeout {
+                req = req.timeout(t);
+            }
+            match req.send().await {
+                Err(e) => {
+                    let next = urls.failed(at);
+                    if urls.len() > 1 {
+                        tracing::debug!("forge {base} unreachable ({e}); next: {next}");
+                    }
+                    if e.is_connect() && tries_left > 0 {
+                        continue;
+                    }
+                    return Err((sent_at, ClientError::Unreachable(short(&e))));
+                }
+                Ok(res) if res.status().as_u16() == 503 && urls.len() > 1 => {
+                    let next = urls.failed(at);
+                    tracing::debug!("forge {base} is not serving (503); next: {next}");
+                    if tries_left > 0 {
+                        continue;
+                    }
+                    break (res, h, sent_at);
+                }
+                Ok(res) => break (res, h, sent_at),
+            }
+        };
         let header = |name: &str| {
             res.headers()
                 .get(name)
@@ -401,13 +437,7 @@ impl ForgeClient {
 
     /// `ws://host/federation/stream?env=…` for an `http://` forge (`wss://` for `https://`).
     pub fn stream_url(&self) -> String {
-        let base = self.base.trim_end_matches('/');
-        let ws = match base.split_once("://") {
-            Some(("https", rest)) => format!("wss://{rest}"),
-            Some((_, rest)) => format!("ws://{rest}"),
-            None => format!("ws://{base}"),
-        };
-        with_env(join(&ws, STREAM_PATH), &self.env)
+        stream_url(self.base(), &self.env)
     }
 
     /// Gives the lease up over HTTP (`req` from [`Self::resign_request`]).
@@ -429,8 +459,8 @@ impl ForgeClient {
 
     /// `GET /federation/leader`, verified (no `you`), with retries.
     pub async fn leader(&self) -> Result<VerifiedView, ClientError> {
-        let url = with_env(join(&self.base, Endpoint::Leader.path()), &self.env);
-        let view: LeaderView = get_json_retry(&self.http, &url).await?;
+        let path = Endpoint::Leader.path();
+        let view: LeaderView = get_json_any(&self.http, &self.urls, path, &self.env).await?;
         Ok(VerifiedView::check(&self.keys, &self.env, None, view)?)
     }
 
@@ -445,20 +475,26 @@ impl ForgeClient {
         &self,
     ) -> impl std::future::Future<Output = Result<Vec<PeerSummary>, ClientError>> + Send + 'static
     {
-        let url = with_env(join(&self.base, Endpoint::Peers.path()), &self.env);
-        let http = self.http.clone();
-        async move { Ok(get_json_retry::<PeersBody>(&http, &url).await?.peers) }
+        let (http, urls, env) = (self.http.clone(), self.urls.clone(), self.env.clone());
+        async move {
+            let path = Endpoint::Peers.path();
+            Ok(get_json_any::<PeersBody>(&http, &urls, path, &env)
+                .await?
+                .peers)
+        }
     }
 
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, ClientError> {
-        let url = with_env(join(&self.base, Endpoint::History.path()), &self.env);
-        Ok(get_json_retry::<HistoryBody>(&self.http, &url)
-            .await?
-            .entries)
+        let path = Endpoint::History.path();
+        Ok(
+            get_json_any::<HistoryBody>(&self.http, &self.urls, path, &self.env)
+                .await?
+                .entries,
+        )
     }
 }
 
-fn short(e: &reqwest::Error) -> String {
+pub(crate) fn short(e: &reqwest::Error) -> String {
     use std::error::Error;
     let mut s = e.to_string();
     let mut src = e.source();
@@ -497,6 +533,41 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
         });
     }
     serde_json::from_slice(&bytes).map_err(|e| ClientError::BadAnswer(e.to_string()))
+}
+
+/// `ws://host/federation/stream?env=…` for an `http://` forge base (`wss://` for `https://`).
+pub fn stream_url(base: &str, env: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let ws = match base.split_once("://") {
+        Some(("https", rest)) => format!("wss://{rest}"),
+        Some((_, rest)) => format!("ws://{rest}"),
+        None => format!("ws://{base}"),
+    };
+    with_env(join(&ws, STREAM_PATH), env)
+}
+
+/// A forge read (`path?env=`) from the address in use, else from the next ones in turn
+/// (each with [`get_json_retry`]'s attempts). A 4xx is the forge's answer and ends it; an
+/// unreachable address or a 5xx (a standby) moves the agent on to the next address.
+pub async fn get_json_any<T: serde::de::DeserializeOwned>(
+    http: &reqwest::Client,
+    urls: &ForgeUrls,
+    path: &str,
+    env: &str,
+) -> Result<T, ClientError> {
+    let mut last = None;
+    for at in urls.from_current() {
+        let url = with_env(join(urls.get(at), path), env);
+        match get_json_retry(http, &url).await {
+            Err(e @ ClientError::Refused { status, .. }) if status < 500 => return Err(e),
+            Err(e) => {
+                urls.failed(at);
+                last = Some(e);
+            }
+            ok => return ok,
+        }
+    }
+    Err(last.expect("a forge URL list is never empty"))
 }
 
 /// GET with three attempts, exponential backoff (100, 200 ms) with jitter. Only for reads:

@@ -54,6 +54,8 @@ pub struct RunArgs {
     #[arg(long, env = "FORGE_DOMINION_ROOT")]
     pub forge_root: Option<String>,
     /// Override the forge base URL (e.g. `http://127.0.0.1:8787`); the root is still verified.
+    /// Several forge replicas: `URL,URL,…`, tried in order (the agent stays on the one that
+    /// answers and moves to the next when it is unreachable or a standby).
     #[arg(long, env = "BRH_FORGE_URL")]
     pub forge_url: Option<String>,
     /// Extra CA certificates (PEM) to trust for the forge's HTTPS, e.g. a self-signed
@@ -671,20 +673,38 @@ pub fn forge_base_url(root: &DominionRoot, over: Option<&str>) -> Result<String,
     }
 }
 
-/// `BRH_FORGE_URL`: `http(s)://host[:port][/path]`, no query.
-pub fn check_forge_url(u: &str) -> Result<String, ConfigError> {
-    let u = u.trim().trim_end_matches('/');
-    let ok = (u.starts_with("http://") || u.starts_with("https://"))
-        && !u.contains('?')
-        && !u.contains('#')
-        && u.len() > "https://".len();
-    if !ok {
-        return Err(err(
-            "BRH_FORGE_URL",
-            "must be http(s)://host[:port][/path] without query",
-        ));
+/// `BRH_FORGE_URL`: `http(s)://host[:port][/path]`, no query; or several, comma-separated
+/// (forge replicas, tried in order: see [`crate::forge_urls`]). Returns the list normalized
+/// (`a,b`, no trailing slashes).
+pub fn check_forge_url(list: &str) -> Result<String, ConfigError> {
+    let mut urls = Vec::new();
+    for (i, u) in list.split(',').enumerate() {
+        let u = u.trim().trim_end_matches('/');
+        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+            && !u.contains('?')
+            && !u.contains('#')
+            && !u.contains(char::is_whitespace)
+            && u.len() > "https://".len();
+        if !ok {
+            let which = if list.contains(',') {
+                format!("entry {} ({u:?}) ", i + 1)
+            } else {
+                String::new()
+            };
+            return Err(err(
+                "BRH_FORGE_URL",
+                format!(
+                    "{which}must be http(s)://host[:port][/path] without query \
+                     (several forge replicas: URL,URL,…)"
+                ),
+            ));
+        }
+        if urls.contains(&u) {
+            return Err(err("BRH_FORGE_URL", format!("{u} is listed twice")));
+        }
+        urls.push(u);
     }
-    Ok(u.to_string())
+    Ok(urls.join(","))
 }
 
 /// The settings an enrolment file carries (`brh-agent enroll NODE` prints them).
@@ -1087,6 +1107,18 @@ mod tests {
         let c = Config::resolve(args(), NOW).unwrap();
         assert_eq!(c.timing, Timing::DEFAULT);
         assert_eq!(c.forge_url, "http://127.0.0.1:8787");
+        assert_eq!(
+            check_forge_url(" http://a:1/, https://b/x ").unwrap(),
+            "http://a:1,https://b/x"
+        );
+        for bad in [
+            "http://a,",
+            "http://a,ftp://b",
+            "http://a,http://a",
+            "http://a b",
+        ] {
+            assert!(check_forge_url(bad).is_err(), "{bad}");
+        }
         assert_eq!(c.env, "dev");
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.heartbeat_enabled && c.consensus_enabled);

@@ -16,9 +16,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use crate::forge_urls::ForgeUrls;
+
 /// Pushes not yet read by the keeper; beyond this, older ones are dropped (the next one, or
 /// the next heartbeat's answer, says the same and newer).
 const PUSH_BACKLOG: usize = 16;
+
+/// The longest pause between two connection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 struct Outgoing {
     frame: String,
@@ -49,10 +54,12 @@ pub struct StreamLink {
 }
 
 impl StreamLink {
-    /// Starts the link's task for `url` (`ws://…/federation/stream?env=…`); it ends with
-    /// `cancel`. Returns the handle and the pushes.
+    /// Starts the link's task for `env`'s stream at the forge address in use
+    /// (`ws://…/federation/stream?env=…`); it ends with `cancel`. Returns the handle and the
+    /// pushes.
     pub fn start(
-        url: String,
+        urls: ForgeUrls,
+        env: String,
         node: String,
         cancel: CancellationToken,
     ) -> (StreamLink, mpsc::Receiver<StreamMessage>) {
@@ -61,7 +68,8 @@ impl StreamLink {
         let up = Arc::new(AtomicBool::new(false));
         let reset = Arc::new(tokio::sync::Notify::new());
         let task = Task {
-            url,
+            urls,
+            env,
             node,
             pushes: push_tx,
             up: up.clone(),
@@ -113,7 +121,8 @@ impl StreamLink {
 
 /// The link's task: owns the socket, reconnects with backoff.
 struct Task {
-    url: String,
+    urls: ForgeUrls,
+    env: String,
     node: String,
     pushes: mpsc::Sender<StreamMessage>,
     up: Arc<AtomicBool>,
@@ -123,7 +132,8 @@ struct Task {
 impl Task {
     async fn run(self, mut requests: mpsc::Receiver<Outgoing>, cancel: CancellationToken) {
         let Task {
-            url,
+            urls,
+            env,
             node,
             pushes,
             up,
@@ -133,6 +143,8 @@ impl Task {
         let mut failures = 0u32;
         let tls = tls_config();
         loop {
+            let (at, base) = urls.current();
+            let url = crate::client::stream_url(base, &env);
             let connect = tokio::time::timeout(
                 Duration::from_secs(5),
                 tokio_tungstenite::connect_async_tls_with_config(
@@ -146,24 +158,32 @@ impl Task {
                 _ = cancel.cancelled() => return,
                 r = connect => r,
             };
-            let ws = match ws {
-                Ok(Ok((ws, _))) => ws,
-                Ok(Err(e)) => {
+            let failure = match ws {
+                Ok(Ok((ws, _))) => Ok(ws),
+                Ok(Err(e)) => Err((not_serving(&e), e.to_string())),
+                Err(_) => Err((true, "connect timed out".to_string())),
+            };
+            let ws = match failure {
+                Ok(ws) => ws,
+                Err((elsewhere, e)) => {
                     failures += 1;
-                    note_failure(&node, &url, failures, &e.to_string());
-                    if !sleep_or_cancel(&cancel, backoff).await {
+                    note_failure(&node, &url, failures, &e);
+                    // Unreachable or a standby: the next address in the list, at once while
+                    // this pass through the list is not over; after a whole pass, back off.
+                    let rotate = elsewhere && urls.len() > 1;
+                    if rotate {
+                        urls.failed(at);
+                    }
+                    let pause = if rotate && !(failures as usize).is_multiple_of(urls.len()) {
+                        Duration::from_millis(200)
+                    } else {
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        pause
+                    };
+                    if !sleep_or_cancel(&cancel, pause).await {
                         return;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    continue;
-                }
-                Err(_) => {
-                    failures += 1;
-                    note_failure(&node, &url, failures, "connect timed out");
-                    if !sleep_or_cancel(&cancel, backoff).await {
-                        return;
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
                     continue;
                 }
             };
@@ -242,6 +262,18 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     Arc::new(config)
+}
+
+/// Whether a failed connection says "this address does not serve the forge now" (nothing
+/// listens, or a standby replica's 503), as opposed to a forge that answers without a stream
+/// (an older forge, a kv-mode Worker without it: HTTP serves, the address is right).
+fn not_serving(e: &tokio_tungstenite::tungstenite::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    match e {
+        Error::Http(r) => r.status().as_u16() == 503,
+        Error::Io(_) | Error::Tls(_) | Error::ConnectionClosed | Error::AlreadyClosed => true,
+        _ => false,
+    }
 }
 
 fn note_failure(node: &str, url: &str, failures: u32, e: &str) {

@@ -46,7 +46,12 @@ pub async fn run(
     let link_stop = CancellationToken::new();
     let _link_stop = link_stop.clone().drop_guard();
     let (mut stream, mut pushes) = if cfg.forge_stream && cfg.heartbeat_enabled {
-        let (link, pushes) = StreamLink::start(client.stream_url(), cfg.node_id.clone(), link_stop);
+        let (link, pushes) = StreamLink::start(
+            client.urls().clone(),
+            cfg.env.clone(),
+            cfg.node_id.clone(),
+            link_stop,
+        );
         let beats = SentBeats::default();
         (Some(Stream { link, beats }), Some(pushes))
     } else {

@@ -21,6 +21,7 @@ pub mod events;
 pub mod exchange;
 pub mod forge_ca;
 pub mod forge_stream;
+pub mod forge_urls;
 pub mod hooks;
 pub mod keeper;
 pub mod metrics;
@@ -66,24 +67,25 @@ pub async fn start_agent(cfg: Config, cancel: CancellationToken) -> anyhow::Resu
         cfg.listen = api_addr;
         cfg.advertise = format!("http://{api_addr}");
     }
-    let client = client::ForgeClient::new(
-        cfg.forge_url.clone(),
-        &cfg.credentials,
-        cfg.node_id.clone(),
-        cfg.env.clone(),
-        timeout,
-    )
-    .with_clock_skew(cfg.clock_skew_ms);
-    let reader = client::ForgeClient::new(
-        cfg.forge_url.clone(),
-        &cfg.credentials,
-        cfg.node_id.clone(),
-        cfg.env.clone(),
-        timeout,
-    );
     let operator_key = cfg.credentials.operator_key;
     let limits = brh_http_server::Limits::default();
     let shared = Shared::new(cfg).context("cannot open the event log (BRH_EVENT_LOG)")?;
+    // The keeper's client and the API's reader share one current forge address.
+    let client = client::ForgeClient::new(
+        shared.forge_urls.clone(),
+        &shared.cfg.credentials,
+        shared.cfg.node_id.clone(),
+        shared.cfg.env.clone(),
+        timeout,
+    )
+    .with_clock_skew(shared.cfg.clock_skew_ms);
+    let reader = client::ForgeClient::new(
+        shared.forge_urls.clone(),
+        &shared.cfg.credentials,
+        shared.cfg.node_id.clone(),
+        shared.cfg.env.clone(),
+        timeout,
+    );
     // The container layer, when the manifest has services: role changes reach it over a
     // channel, in order; its leader-only loops run until the keeper has stepped down.
     let loops_stop = CancellationToken::new();

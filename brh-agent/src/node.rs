@@ -47,6 +47,9 @@ pub struct Shared {
     /// The credentials in force, with a version that moves on each reload (SIGHUP): the
     /// keeper re-keys its client when it sees a newer one.
     credentials: Mutex<(u64, crate::config::Credentials)>,
+    /// The forge addresses (`BRH_FORGE_URL`) and the one in use, shared by every client of
+    /// this agent so they all move to the replica that answers together.
+    pub forge_urls: crate::forge_urls::ForgeUrls,
 }
 
 /// The newest checked lease token: `(term, token)`.
@@ -80,7 +83,10 @@ pub struct StatusSnapshot {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ForgeSnapshot {
+    /// The address in use now.
     pub url: String,
+    /// Every configured address, in the order they are tried.
+    pub urls: Vec<String>,
     pub reachable: bool,
     pub last_error: Option<String>,
     pub last_ok_ms: Option<u64>,
@@ -92,6 +98,7 @@ impl Shared {
         let events = EventLog::new(cfg.event_log.as_deref())?;
         let cfg_credentials = cfg.credentials.clone();
         let metrics = Metrics::new();
+        let forge_urls = crate::forge_urls::ForgeUrls::parse(&cfg.forge_url);
         metrics.identify(&cfg.node_id, &cfg.env, VERSION);
         Ok(Arc::new(Shared {
             role: Mutex::new(
@@ -116,6 +123,7 @@ impl Shared {
             role_changes: Mutex::default(),
             lease_token: Arc::default(),
             credentials: Mutex::new((0, cfg_credentials)),
+            forge_urls,
         }))
     }
 
@@ -169,7 +177,8 @@ impl Shared {
                 .filter(|_| held.is_none())
                 .map(|e| e.saturating_sub(now)),
             forge: ForgeSnapshot {
-                url: self.cfg.forge_url.clone(),
+                url: self.forge_urls.current().1.to_string(),
+                urls: self.forge_urls.all().to_vec(),
                 reachable: f.reachable,
                 last_error: f.last_error.clone(),
                 last_ok_ms: f.last_ok_wall_ms,
@@ -290,7 +299,7 @@ impl Shared {
             tracing::info!("[HB] {} pulse → forge reachable{again}", self.cfg.node_id);
             self.events.log(format!(
                 "HEARTBEAT: forge reachable{again} at {}",
-                self.cfg.forge_url
+                self.forge_urls.current().1
             ));
         }
         f.reachable = true;

@@ -9,9 +9,10 @@ use brh_shared::route::Endpoint;
 use brh_shared::wire::{LeaderView, PeerSummary};
 use clap::Args;
 
-use crate::client::{self, join, with_env};
+use crate::client::{self, join};
 use crate::clock;
 use crate::config::{self, SealArgs};
+use crate::forge_urls::ForgeUrls;
 
 /// Where the forge is and which env to look at.
 #[derive(Debug, Args, Clone, Default)]
@@ -67,7 +68,8 @@ pub struct CallerArgs {
 /// Read access to one env of a forge. Answers are verified when the forge's public key is
 /// known (`BRH_FORGE_KEY`, or derived from the seal).
 pub struct Federation {
-    base: String,
+    /// The forge's addresses (replicas), tried in order.
+    urls: ForgeUrls,
     env: String,
     keys: Option<crate::role::ViewKeys>,
     http: reqwest::Client,
@@ -113,7 +115,7 @@ impl Federation {
         let env = f.env.clone().or(root_env).unwrap_or_else(|| "dev".into());
         brh_shared::ids::validate_id(&env).map_err(|e| anyhow!("invalid setting BRH_ENV: {e}"))?;
         Ok(Federation {
-            base,
+            urls: ForgeUrls::parse(&base),
             env,
             keys: forge.map(|forge| crate::role::ViewKeys { node: None, forge }),
             http: client::http_client(Duration::from_secs(5)),
@@ -130,13 +132,13 @@ impl Federation {
 
     /// The leader view; its signature is checked when the forge's key is known.
     pub async fn leader(&self) -> anyhow::Result<LeaderView> {
-        let url = with_env(join(&self.base, Endpoint::Leader.path()), &self.env);
-        let view: LeaderView = client::get_json_retry(&self.http, &url)
+        let path = Endpoint::Leader.path();
+        let view: LeaderView = client::get_json_any(&self.http, &self.urls, path, &self.env)
             .await
-            .with_context(|| format!("cannot read the leader from the forge at {}", self.base))?;
+            .with_context(|| format!("cannot read the leader from the forge at {}", self.urls))?;
         if let Some(keys) = &self.keys {
             crate::role::VerifiedView::check(keys, &self.env, None, view.clone())
-                .map_err(|e| anyhow!("the forge at {}: {e}", self.base))?;
+                .map_err(|e| anyhow!("the forge at {}: {e}", self.urls.current().1))?;
         }
         Ok(view)
     }
@@ -166,13 +168,13 @@ impl Federation {
             #[serde(default)]
             peers: Vec<PeerSummary>,
         }
-        let url = with_env(join(&self.base, Endpoint::Peers.path()), &self.env);
-        match client::get_json_retry::<Body>(&self.http, &url).await {
+        let path = Endpoint::Peers.path();
+        match client::get_json_any::<Body>(&self.http, &self.urls, path, &self.env).await {
             Ok(b) => Ok(b.peers),
             // An env no node has joined yet: no peers (the leader view says the same).
             Err(client::ClientError::Refused { status: 404, .. }) => Ok(Vec::new()),
             Err(e) => Err(anyhow::Error::new(e))
-                .with_context(|| format!("cannot read the peers from the forge at {}", self.base)),
+                .with_context(|| format!("cannot read the peers from the forge at {}", self.urls)),
         }
     }
 }
@@ -497,23 +499,39 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
     let body = serde_json::to_vec(&serde_json::json!({
         "env": fed.env(), "node": a.node, "generation": a.generation,
     }))?;
-    let nonce = brh_shared::replay::Nonce::new(client::random_hex(8), 1);
-    let ts_ms = clock::wall_ms();
-    let msg = canonical_for(Audience::Forge, "POST", path, &caller, ts_ms, &nonce, &body);
-    let h = SignedHeaders {
-        node: caller,
-        ts_ms,
-        sig: brh_shared::keys::sign_hex(&signer.key, msg.as_bytes()),
-        nonce,
-    };
-    let mut req = client::signed_post(&fed.http, join(&fed.base, path), &h, body);
-    if let Some(cert) = &signer.cert {
-        req = req.header(brh_shared::operator::HEADER_OPERATOR, cert.to_string());
+    // To each forge address in turn until one serves (a standby answers 503, a dead replica
+    // not at all); each attempt signed afresh, with its own nonce.
+    let mut answer = None;
+    let mut unreachable = Vec::new();
+    for at in fed.urls.from_current() {
+        let base = fed.urls.get(at);
+        let nonce = brh_shared::replay::Nonce::new(client::random_hex(8), 1);
+        let ts_ms = clock::wall_ms();
+        let msg = canonical_for(Audience::Forge, "POST", path, &caller, ts_ms, &nonce, &body);
+        let h = SignedHeaders {
+            node: caller.clone(),
+            ts_ms,
+            sig: brh_shared::keys::sign_hex(&signer.key, msg.as_bytes()),
+            nonce,
+        };
+        let mut req = client::signed_post(&fed.http, join(base, path), &h, body.clone());
+        if let Some(cert) = &signer.cert {
+            req = req.header(brh_shared::operator::HEADER_OPERATOR, cert.to_string());
+        }
+        match req.send().await {
+            Ok(res) if res.status().as_u16() == 503 && fed.urls.len() > 1 => {
+                unreachable.push(format!("{base}: 503 (not the active replica)"));
+            }
+            Ok(res) => {
+                answer = Some((base.to_string(), res));
+                break;
+            }
+            Err(e) => unreachable.push(format!("{base}: {}", client::short(&e))),
+        }
     }
-    let res = req
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the forge at {}", fed.base))?;
+    let Some((base, res)) = answer else {
+        bail!("cannot reach the forge ({})", unreachable.join("; "));
+    };
     let status = res.status().as_u16();
     let j: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
     if !(200..300).contains(&status) {
@@ -525,7 +543,7 @@ pub async fn revoke(a: RevokeArgs) -> anyhow::Result<()> {
             .pointer("/error/message")
             .and_then(|m| m.as_str())
             .unwrap_or("");
-        bail!("the forge at {} refused ({status} {code}): {msg}", fed.base);
+        bail!("the forge at {base} refused ({status} {code}): {msg}");
     }
     let from = j.get("accepted_from").and_then(|g| g.as_u64()).unwrap_or(0);
     println!(
