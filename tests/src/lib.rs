@@ -12,7 +12,9 @@
 //!   secret, each run against the native forge and the Worker.
 pub mod bench;
 pub mod drill;
+pub mod etcd;
 pub mod federation;
+pub mod replica_drill;
 pub mod revocation;
 pub mod rotation;
 pub mod sim;

@@ -7,98 +7,27 @@
 //! - `kill -9` of the active replica: the standby takes over, reloads the env and applies the
 //!   restart rule, so the **same leader keeps the same term** (no BRH leader change) and no
 //!   two agents ever act at once.
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Child, Command, Stdio};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use brh_tests::etcd::{free_addr, serves, EtcdCluster};
 use brh_tests::federation::*;
 
-fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-struct Etcd {
-    child: Child,
-    client: SocketAddr,
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_etcd(dir: &std::path::Path) -> Etcd {
-    let (client, peer) = (free_addr(), free_addr());
-    let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-    let child = Command::new("etcd")
-        .arg("--data-dir")
-        .arg(dir.join("etcd-data"))
-        .args(["--name", "e1"])
-        .args(["--listen-client-urls", &format!("http://{client}")])
-        .args(["--advertise-client-urls", &format!("http://{client}")])
-        .args(["--listen-peer-urls", &format!("http://{peer}")])
-        .args(["--initial-advertise-peer-urls", &format!("http://{peer}")])
-        .args(["--initial-cluster", &format!("e1=http://{peer}")])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("etcd (Debian etcd-server; scripts/setup.sh installs it)");
-    let e = Etcd { child, client };
-    wait_until(Duration::from_secs(20), || {
-        http_get_text(client, "/health").filter(|t| t.contains("true"))
-    })
-    .expect("etcd did not become healthy");
-    e
-}
-
-fn etcd_puts(e: &Etcd) -> f64 {
-    let text = http_get_text(e.client, "/metrics").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix("etcd_mvcc_put_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("etcd_mvcc_put_total")
-}
-
-fn replica(dir: &std::path::Path, seal: &str, etcd: &Etcd, listen: SocketAddr) -> Forge {
-    let endpoints = format!("http://{}", etcd.client);
-    let url = format!("http://{listen}");
-    let args = [
-        "--profile",
-        "default",
-        "--store",
-        "etcd",
-        "--etcd-endpoints",
-        &endpoints,
-        "--etcd-lease-ttl",
-        "2",
-        "--advertise-url",
-        &url,
-    ];
-    Forge::start_with(dir, seal, Some(listen), 30_000, &args)
-}
-
-/// Whether the replica at `addr` serves (an env view), or refuses as a standby.
-fn serves(addr: SocketAddr) -> Option<bool> {
-    let v = http_get(addr, "/federation/leader?env=dev")?;
-    if v.get("env").is_some() {
-        Some(true)
-    } else {
-        let msg = v["error"]["message"].as_str().unwrap_or_default();
-        assert_eq!(v["error"]["code"], "store_unavailable", "{v}");
-        assert!(msg.contains("standby") || msg.contains("active"), "{msg}");
-        Some(false)
-    }
+fn replica(dir: &std::path::Path, seal: &str, etcd: &EtcdCluster, listen: SocketAddr) -> Forge {
+    brh_tests::etcd::replica(
+        dir,
+        seal,
+        &etcd.endpoints(),
+        listen,
+        2,
+        &["--profile", "default"],
+    )
 }
 
 #[test]
 fn the_standby_replica_takes_over_and_the_leader_keeps_its_term() {
     let dir = scratch("forge-etcd");
-    let etcd = start_etcd(&dir);
+    let etcd = EtcdCluster::start(&dir, 1);
     let seal = fresh_seal();
     let (a_addr, b_addr) = (free_addr(), free_addr());
     let mut a = replica(&dir, &seal, &etcd, a_addr);
@@ -131,13 +60,13 @@ fn the_standby_replica_takes_over_and_the_leader_keeps_its_term() {
     drop(refs);
 
     // Renewals: the leader beats every 5 s; over 11 s etcd records no put at all.
-    let before = etcd_puts(&etcd);
+    let before = etcd.puts();
     assert!(
         before >= 2.0,
         "the grant is durable: the active key and the term change were written ({before})"
     );
     std::thread::sleep(Duration::from_secs(11));
-    let after = etcd_puts(&etcd);
+    let after = etcd.puts();
     assert_eq!(
         after, before,
         "renewals must cost no etcd write (puts {before} -> {after})"
@@ -196,7 +125,7 @@ fn the_standby_replica_takes_over_and_the_leader_keeps_its_term() {
 #[test]
 fn agents_with_both_replica_urls_follow_the_active_one_through_a_freeze_and_a_kill() {
     let dir = scratch("forge-etcd-urls");
-    let etcd = start_etcd(&dir);
+    let etcd = EtcdCluster::start(&dir, 1);
     let seal = fresh_seal();
     let (a_addr, b_addr) = (free_addr(), free_addr());
     let mut a = replica(&dir, &seal, &etcd, a_addr);
@@ -309,4 +238,26 @@ fn agents_with_both_replica_urls_follow_the_active_one_through_a_freeze_and_a_ki
     );
     finish_and_check(&mut agents);
     a.kill();
+}
+
+/// A short drill on a 3-member etcd cluster and 3 replicas (the long one:
+/// `cargo run -p brh-tests --example replica_drill -- --faults 1000`): every fault kind at
+/// least once, the overlap checker over every agent's log, a leader again at the end.
+#[test]
+fn a_short_replica_drill_finds_no_two_leaders() {
+    use brh_tests::replica_drill::{run, ReplicaDrillOpts, REPLICA_DRILL_KINDS};
+    let dir = scratch("replica-drill");
+    let o = ReplicaDrillOpts {
+        agents: 3,
+        faults: 12,
+        seed: 7,
+        ..ReplicaDrillOpts::long()
+    };
+    let r = run(&dir, &o, |p| eprintln!("replica drill: {p}"));
+    eprintln!("{r:?}");
+    assert_eq!(r.faults.values().sum::<u64>(), 12);
+    for k in REPLICA_DRILL_KINDS {
+        assert!(r.faults[k] >= 1, "{k} never injected: {r:?}");
+    }
+    assert!(r.intervals >= 1, "nobody ever led: {r:?}");
 }
