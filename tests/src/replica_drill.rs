@@ -140,9 +140,8 @@ pub fn run(dir: &Path, o: &ReplicaDrillOpts, mut progress: impl FnMut(&str)) -> 
             state: State::Up,
         })
         .collect();
-    for i in 0..replicas.len() {
-        let f = start_replica(dir, &seal, o, &replicas[i]);
-        replicas[i].forge = Some(f);
+    for r in replicas.iter_mut() {
+        r.forge = Some(start_replica(dir, &seal, o, r));
     }
     wait_until(Duration::from_secs(20), || active(&replicas)).expect("no replica became active");
     let urls: Vec<String> = replicas
