@@ -83,4 +83,10 @@ mutation "switchover: the old leader acts until the resign is answered" \
   brh-agent/src/role/handover.rs 's/let Some\(h\) = self\.held\.take\(\) else \{\n(\s*)unreachable/let Some(h) = self.held else {\n$1unreachable/' || status=1
 mutation "switchover: a grant predating the step-down promotes the old leader again" \
   brh-agent/src/role/lease.rs 's/\n\s*&& !self\.predates_handover\(v\.term, sent_ms\)//' || status=1
+# Forge replicas (`Sim::with_replicas`, docs/design.md §12): the replica model's own check,
+# and the restart rule every takeover applies (the real `EnvState::recover`).
+mutation "forge replica: answers past its proof (its store lease may have ended)" \
+  tests/src/sim.rs 's/if t >= z\.proof_until \{/if false && t >= z.proof_until {/' || status=1
+mutation "restart rule: a takeover does not extend the holder's lease" \
+  shared/src/election/durable.rs 's/l\.expires_at_ms = l\.expires_at_ms\.max\(until\);/let _ = until;/' || status=1
 exit $status

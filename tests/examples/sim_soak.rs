@@ -3,7 +3,10 @@
 //! time covered, the seeds, promotions, the worst recovery after the last fault, and the
 //! operators' actions (graceful shutdowns, resigns, farewell beats, switchovers) per kind.
 //!
-//!     cargo run --release -p brh-tests --example sim_soak -- [--faults N] [--profile P]... [--seed S]
+//!     cargo run --release -p brh-tests --example sim_soak -- [--faults N] [--profile P]... [--seed S] [--replicas]
+//!
+//! `--replicas`: forge replicas over a store with leases (`Sim::with_replicas`) in place of
+//! the single forge's restarts; the table then also counts takeovers and the zombie's answers.
 //!
 //! A violation prints the seed and the last events and exits 1; `--seed S --verbose` replays
 //! that seed alone with every event printed.
@@ -17,6 +20,7 @@ fn main() {
     let mut profiles = Vec::new();
     let mut only_seed = None;
     let mut verbose = false;
+    let mut replicas = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -29,8 +33,9 @@ fn main() {
             "--profile" => profiles.push(args.next().expect("--profile default|fast|subsecond")),
             "--seed" => only_seed = args.next().and_then(|v| v.parse().ok()),
             "--verbose" => verbose = true,
+            "--replicas" => replicas = true,
             _ => {
-                eprintln!("usage: sim_soak [--faults N] [--profile default|fast|subsecond]... [--seed S] [--verbose]");
+                eprintln!("usage: sim_soak [--faults N] [--profile default|fast|subsecond]... [--seed S] [--verbose] [--replicas]");
                 std::process::exit(2);
             }
         }
@@ -49,6 +54,7 @@ fn main() {
         let timing = profile(p);
         let (mut faults, mut sim_ms, mut promotions, mut worst) = (0u64, 0u64, 0u64, 0u64);
         let (mut by_push, mut pushes, mut reports) = (0u64, 0u64, 0u64);
+        let mut replica_counts = (0u64, 0u64, 0u64);
         let mut kinds: BTreeMap<&str, u64> = FAULT_KINDS.iter().map(|k| (*k, 0)).collect();
         let mut actions: BTreeMap<&str, u64> = ACTION_KINDS.iter().map(|k| (*k, 0)).collect();
         let start = Instant::now();
@@ -56,6 +62,9 @@ fn main() {
         let first = seed;
         loop {
             let mut sim = Sim::new(seed, timing, 3 + (seed % 3) as usize);
+            if replicas {
+                sim = sim.with_replicas();
+            }
             sim.verbose = verbose;
             let goal = if only_seed.is_some() {
                 faults_goal
@@ -67,6 +76,10 @@ fn main() {
                 std::process::exit(1);
             }
             faults += sim.total_faults();
+            let (takeovers, answers, late) = sim.replica_counts();
+            replica_counts.0 += takeovers;
+            replica_counts.1 += answers;
+            replica_counts.2 += late;
             sim_ms += sim.t;
             promotions += sim.promotions;
             by_push += sim.promotions_by_push;
@@ -91,6 +104,13 @@ fn main() {
             sim_ms as f64 / 3.6e6,
             start.elapsed().as_secs_f64()
         );
+        if replicas {
+            println!(
+                "|  | replicas: {} takeovers; the zombie answered {} requests, {} of them after \
+                 the takeover (must be 0) | | | | | | | |",
+                replica_counts.0, replica_counts.1, replica_counts.2
+            );
+        }
         kinds_all.insert(p.clone(), kinds);
         actions_all.insert(p.clone(), actions);
     }

@@ -38,6 +38,16 @@
 //! - **liveness**: once no fault is active and a node is up, some node acts within
 //!   ttl + one heartbeat + twice the largest delay + the margin.
 //!
+//! Forge replicas (`Sim::with_replicas`, docs/design.md §12): the single forge's restarts become
+//! failovers between replicas over a linearizable store with leases. The active replica is
+//! killed, paused (a zombie: what reaches it is read when it resumes, its proof checked then),
+//! cut off from the store while nodes still reach it, or the store itself is out of reach; a
+//! replica takes over once the store's lease has ended (its lessor up to 500 ms late, a poll
+//! later), from the durable state with the restart rule, as a new generation. The zombie's
+//! proof counts from the send time of its last answered keepalive (sometimes answered after a
+//! stall longer than the lease), its writes are fenced, and nodes hold both addresses, moving
+//! to the other one when theirs does not answer (a restarted node starts at either).
+//!
 //! A run is a pure function of its seed: a failure prints the seed and the last events, and
 //! `Sim::new(seed, profile).run(…)` replays it exactly.
 use std::collections::{BTreeMap, VecDeque};
@@ -114,6 +124,10 @@ fn now<F: Future>(f: F) -> F::Output {
 pub struct SimStore {
     slot: std::cell::RefCell<Option<EnvSlot>>,
     durable: std::cell::RefCell<EnvState>,
+    /// A deposed replica's store (`Sim::with_replicas`): every write fails (the transaction's
+    /// condition on its generation, or the store out of reach), the env then leaves memory,
+    /// and it cannot be read back.
+    fenced: std::cell::Cell<bool>,
 }
 
 impl SimStore {
@@ -148,9 +162,17 @@ impl Store for SimStore {
         event: Event<'_>,
         answer: Answer<'_, T>,
     ) -> Result<Stepped<T>, StepError> {
-        let mut slot = self.slot.borrow_mut();
-        let slot = slot.get_or_insert_with(EnvSlot::default);
+        let mut held = self.slot.borrow_mut();
+        if self.fenced.get() && held.is_none() {
+            return Err(StepError::Store(StoreError("the env left memory".into())));
+        }
+        let slot = held.get_or_insert_with(EnvSlot::default);
         let stepped = step_in_memory(slot, now_ms, event, answer).map_err(StepError::Refused)?;
+        if self.fenced.get() && !stepped.outcome.records.is_empty() {
+            // Not answered; what memory held is no longer trusted (`Resident`).
+            *held = None;
+            return Err(StepError::Store(StoreError("write fenced".into())));
+        }
         let mut durable = self.durable.borrow_mut();
         for r in &stepped.outcome.records {
             durable.apply_record(r.clone());
@@ -197,7 +219,7 @@ pub fn profile(name: &str) -> Timing {
 }
 
 /// Every kind of injected fault, counted.
-pub const FAULT_KINDS: [&str; 18] = [
+pub const FAULT_KINDS: [&str; 22] = [
     "delay-reorder",
     "loss",
     "duplicate",
@@ -219,6 +241,13 @@ pub const FAULT_KINDS: [&str; 18] = [
     // and answers it forges for another node with its own key (it is on every link).
     "forged-request",
     "forged-answer",
+    // Forge replicas over a store with leases (`Sim::with_replicas`), in place of
+    // "forge-restart": the active replica killed, paused (a zombie that resumes), cut off from
+    // the store while nodes still reach it, or the store itself unavailable.
+    "replica-kill",
+    "replica-pause",
+    "replica-cut",
+    "store-outage",
 ];
 
 /// What operators do, counted apart from the faults (they do not use up a run's fault
@@ -446,6 +475,43 @@ pub struct Sim {
     pub promotions_by_push: u64,
     trace: VecDeque<String>,
     pub verbose: bool,
+    /// Forge replicas over a store with leases, when `with_replicas`.
+    replicas: Option<Replicas>,
+}
+
+/// The replica model (`Sim::with_replicas`, docs/design.md §12): `forge` is the active
+/// replica — on standby until its takeover (`forge_down_until`), then started from the
+/// durable state with the restart rule at that instant, as a new generation always is. The
+/// replica that was active before, if it may still answer, is the zombie. Nodes hold both
+/// addresses and move to the other one when theirs does not serve.
+struct Replicas {
+    /// Its own draws: seeds keep their schedules with the model off.
+    rng: Rng,
+    /// The store's lease on the active key (etcd's `--etcd-lease-ttl`).
+    store_ttl_ms: u64,
+    zombie: Option<Zombie>,
+    /// Per node: whether it addresses the zombie now (else the active replica).
+    at_zombie: Vec<bool>,
+    pub takeovers: u64,
+    /// Requests the zombie answered, and of those, how many after the takeover (while its
+    /// proof still held: the store's lease had ended, its proof not yet).
+    pub zombie_answers: u64,
+    pub zombie_answers_late: u64,
+}
+
+struct Zombie {
+    forge: Forge<SimStore>,
+    /// It answers only before this: the send time of its last answered keepalive + the
+    /// store's ttl − a margin (`forge_worker::native::replica`), on its own clock.
+    proof_until: u64,
+    up: Up,
+    /// What reached it while paused, read when it resumes.
+    inbox: Vec<Msg>,
+}
+
+/// The proof's margin below the store lease's ttl (as `native/replica.rs`).
+fn replica_margin(ttl_ms: u64) -> u64 {
+    (ttl_ms / 5).max(200)
 }
 
 /// What a run found wrong.
@@ -526,6 +592,7 @@ impl Sim {
             promotions_by_push: 0,
             trace: VecDeque::new(),
             verbose: false,
+            replicas: None,
         };
         for i in 0..nodes {
             let n = sim.fresh_node(format!("n{i}"), 0, 1, 0);
@@ -535,6 +602,210 @@ impl Sim {
         sim.next_fault = rng.range(timing.lease_ttl_ms, 3 * timing.lease_ttl_ms);
         sim.rng = rng;
         sim
+    }
+
+    /// Forge replicas over a store with leases (docs/design.md §12) in place of the single
+    /// forge's restarts: the "forge-restart" fault becomes a failover — the active replica
+    /// killed, paused past its lease (a zombie that resumes), cut off from the store while the
+    /// nodes still reach it, or the store out of reach — after which another replica takes
+    /// over from the durable state when the store's lease has run out.
+    pub fn with_replicas(mut self) -> Sim {
+        let ttl = self.timing.lease_ttl_ms;
+        self.replicas = Some(Replicas {
+            rng: Rng::new(self.seed ^ 0x5245_504c_4943_4153),
+            // As an operator sets it: well under the agents' lease, at least etcd's 1 s.
+            store_ttl_ms: (ttl / 5).max(1_000),
+            zombie: None,
+            at_zombie: vec![false; self.nodes.len()],
+            takeovers: 0,
+            zombie_answers: 0,
+            zombie_answers_late: 0,
+        });
+        self
+    }
+
+    /// Takeovers by another replica so far, answers by the zombie replica, and those of them
+    /// given after the takeover (`with_replicas`).
+    pub fn replica_counts(&self) -> (u64, u64, u64) {
+        self.replicas.as_ref().map_or((0, 0, 0), |r| {
+            (r.takeovers, r.zombie_answers, r.zombie_answers_late)
+        })
+    }
+
+    /// A failover of the active replica (`with_replicas`); returns when it is over (the new
+    /// replica serves and the zombie, if any, has resumed).
+    fn replica_failover(&mut self) -> u64 {
+        let cfg = self.forge_cfg();
+        let t0 = self.t;
+        let agent_ttl = self.timing.lease_ttl_ms;
+        let r = self.replicas.as_mut().expect("replica model");
+        let ttl = r.store_ttl_ms;
+        let rng = &mut r.rng;
+        // The last keepalive the active replica had answered: sent at `k`, received by the
+        // store `d1` later, answered `d2` after that — usually quickly, now and then after a
+        // network stall (an answer can take longer than the lease itself).
+        let slow = rng.chance(250);
+        let (d1, d2) = if slow {
+            (rng.range(0, ttl / 2 + 1), rng.range(0, 2 * ttl + 1))
+        } else {
+            (rng.range(0, ttl / 20 + 1), rng.range(0, ttl / 20 + 1))
+        };
+        let k = t0.saturating_sub(d1 + d2 + rng.range(0, ttl / 3 + 1));
+        // The store ends the lease no earlier than ttl after it received the keepalive (its
+        // lessor checks now and then: up to 500 ms late).
+        let expiry = k + d1 + ttl + rng.range(0, 501);
+        let kind = [
+            "replica-kill",
+            "replica-pause",
+            "replica-cut",
+            "store-outage",
+        ][rng.range(0, 4) as usize];
+        // When the replica reads the keepalive's answer: at once, or — paused just after
+        // sending it — when it resumes.
+        let mut answer_read = k + d1 + d2;
+        let (up, store_back) = match kind {
+            "replica-kill" => (Up::Dead { until: u64::MAX }, t0),
+            "replica-pause" => {
+                // Past the store's lease (the zombie case) or not.
+                let until = t0 + rng.range(ttl / 4, 2 * ttl + agent_ttl);
+                if rng.chance(500) {
+                    answer_read = until;
+                }
+                (Up::Paused { until }, t0)
+            }
+            "replica-cut" => (Up::Running, t0),
+            _ => (Up::Running, t0 + rng.range(ttl / 4, 2 * ttl + agent_ttl)),
+        };
+        // The proof counts from the keepalive's send, whenever its answer was read.
+        let proof_until = k + ttl - replica_margin(ttl);
+        // A standby sees the key gone on its next poll (ttl/6), once the store is back.
+        let takeover = expiry.max(store_back) + rng.range(0, ttl / 6 + 1);
+        for z in r.at_zombie.iter_mut() {
+            // Most nodes were talking to the active replica; some had moved to the other.
+            *z = rng.chance(800);
+        }
+        r.takeovers += 1;
+        let mut forge_cfg = ForgeConfig::new(Some(SEAL.to_vec()), "native");
+        forge_cfg.election = cfg;
+        let old = std::mem::replace(&mut self.forge, Forge::new(forge_cfg, SimStore::default()));
+        // The new generation starts from the store, never from memory (rule 3).
+        *self.forge.store.durable.borrow_mut() = old.store.durable.borrow().clone();
+        self.forge.store.restart(&cfg, takeover);
+        old.store.fenced.set(true);
+        let resumes = match up {
+            Up::Paused { until } => until,
+            _ => t0,
+        };
+        let r = self.replicas.as_mut().unwrap();
+        r.zombie = Some(Zombie {
+            forge: old,
+            proof_until,
+            up,
+            inbox: Vec::new(),
+        });
+        self.forge_down_until = takeover;
+        // Every socket breaks; nodes reconnect with their next beat.
+        self.sockets.iter_mut().for_each(|s| *s = None);
+        self.count(kind);
+        self.log(format!(
+            "FAULT {kind}: keepalive sent {k}, its answer read {answer_read}; proof until \
+             {proof_until}, store lease ends {expiry}, store back {store_back}, takeover at \
+             {takeover}, zombie {up:?}"
+        ));
+        // A node whose request was lost learns of it by its timeout, then tries the other.
+        takeover.max(resumes) + self.timing.heartbeat_interval_ms
+    }
+
+    /// Whether node `i`'s requests reach the zombie replica.
+    fn at_zombie(&self, i: usize) -> bool {
+        self.replicas
+            .as_ref()
+            .is_some_and(|r| r.zombie.is_some() && r.at_zombie[i])
+    }
+
+    /// Node `i` did not get an answer where it asked: its next request goes to the other
+    /// address (`brh_agent::forge_urls`).
+    fn move_node(&mut self, i: usize) {
+        if let Some(r) = self.replicas.as_mut() {
+            if r.zombie.is_some() {
+                r.at_zombie[i] = !r.at_zombie[i];
+            }
+        }
+    }
+
+    /// A request or a stream frame that reached the zombie replica (`resumed`: read from
+    /// what it received while paused, whose senders have moved on already).
+    fn zombie_receives(&mut self, m: Msg, resumed: bool) -> Result<(), Violation> {
+        let from = match &m {
+            Msg::Request { from, .. } | Msg::Frame { from, .. } => *from,
+            _ => unreachable!("only requests reach a forge"),
+        };
+        let t = self.t;
+        let z = self.replicas.as_mut().unwrap().zombie.as_mut().unwrap();
+        match z.up {
+            Up::Dead { .. } => {
+                self.move_node(from);
+                return Ok(());
+            }
+            Up::Paused { .. } => {
+                z.inbox.push(m);
+                self.move_node(from);
+                return Ok(());
+            }
+            Up::Running => {}
+        }
+        let moves = !resumed;
+        // The replica's own check, before it loads anything: past its proof it cannot know
+        // whether another replica took over, so it answers nothing (503; the node moves on).
+        if t >= z.proof_until {
+            if moves {
+                self.move_node(from);
+            }
+            return Ok(());
+        }
+        let late = t >= self.forge_down_until;
+        let r = self.replicas.as_mut().unwrap();
+        let z = r.zombie.as_mut().unwrap();
+        match m {
+            Msg::Request { from, seq, req } => {
+                let handled = now(z.forge.handle(&req, t));
+                if handled.response.status == 503 {
+                    if moves {
+                        self.move_node(from);
+                    }
+                    return Ok(());
+                }
+                r.zombie_answers += 1;
+                r.zombie_answers_late += u64::from(late);
+                self.log(format!(
+                    "zombie forge <- {} seq={seq}: {}",
+                    self.nodes[from].name, handled.response.status
+                ));
+                self.reply_http(from, seq, &handled.response, false)
+            }
+            Msg::Frame {
+                from,
+                boot,
+                seq,
+                frame,
+            } => {
+                let out = now(z.forge.handle_stream(ENV, None, &frame, t));
+                r.zombie_answers += 1;
+                r.zombie_answers_late += u64::from(late);
+                let body = serde_json::to_vec(&out.message).unwrap();
+                self.log(format!(
+                    "zombie forge <= {} seq={seq}: {}",
+                    self.nodes[from].name,
+                    String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(90)
+                        .collect::<String>()
+                ));
+                self.answer(from, boot, seq, 200, body, true);
+                Ok(())
+            }
+            _ => unreachable!(),
+        }
     }
 
     fn fresh_node(&mut self, name: String, t: u64, boot: u64, key_gen: u32) -> Node {
@@ -785,7 +1056,18 @@ impl Sim {
         seq: u64,
         frame: &[u8],
     ) -> Result<(), Violation> {
+        if self.at_zombie(from) {
+            let m = Msg::Frame {
+                from,
+                boot,
+                seq,
+                frame: frame.to_vec(),
+            };
+            return self.zombie_receives(m, false);
+        }
         if self.t < self.forge_down_until {
+            // A replica on standby (before its takeover) does not serve: the node moves on.
+            self.move_node(from);
             return Ok(());
         }
         // A socket from an earlier boot (or from before a forge restart) is a new socket.
@@ -981,7 +1263,16 @@ impl Sim {
     }
 
     fn forge_receives(&mut self, from: usize, seq: u64, req: &Request) -> Result<(), Violation> {
+        if self.at_zombie(from) {
+            let m = Msg::Request {
+                from,
+                seq,
+                req: Box::new(req.clone()),
+            };
+            return self.zombie_receives(m, false);
+        }
         if self.t < self.forge_down_until {
+            self.move_node(from);
             return Ok(());
         }
         let handled = now(self.forge.handle(req, self.t));
@@ -997,6 +1288,17 @@ impl Sim {
                 .take(90)
                 .collect::<String>()
         ));
+        self.reply_http(from, seq, &r, changed)
+    }
+
+    /// Sends a forge's HTTP answer to request `seq` of `from`, as the agent reads it.
+    fn reply_http(
+        &mut self,
+        from: usize,
+        seq: u64,
+        r: &forge_worker::http::Response,
+        changed: bool,
+    ) -> Result<(), Violation> {
         let boot = self.nodes[from].boot;
         let header = |name: &str| {
             r.headers
@@ -1423,6 +1725,17 @@ impl Sim {
                 self.log(format!("FAULT partition {} for {d} ms", self.nodes[i].name));
                 self.t + d
             }
+            3 if self.replicas.is_some() => {
+                if self.t < self.forge_down_until {
+                    // A failover is still under way: this episode is a short partition.
+                    let d = self.rng.range(ttl / 2, 3 * ttl);
+                    self.nodes[i].partitioned_until = self.t + d;
+                    self.count("partition");
+                    self.t + d
+                } else {
+                    self.replica_failover()
+                }
+            }
             3 => {
                 let d = self.rng.range(0, ttl);
                 self.forge_down_until = self.t + d;
@@ -1590,6 +1903,14 @@ impl Sim {
         for &(at, _) in &self.pending_reenrol {
             next = next.min(at);
         }
+        if let Some(Up::Paused { until }) = self
+            .replicas
+            .as_ref()
+            .and_then(|r| r.zombie.as_ref())
+            .map(|z| z.up)
+        {
+            next = next.min(until);
+        }
         for n in &self.nodes {
             next = next.min(match n.up {
                 Up::Paused { until } | Up::Dead { until } => until,
@@ -1684,6 +2005,27 @@ impl Sim {
             }
             self.next_sweep = t + 500;
         }
+        // The zombie replica resumes (SIGCONT): what reached it meanwhile is read now, its
+        // proof checked at this instant.
+        let resumed = self.replicas.as_mut().and_then(|r| {
+            let z = r.zombie.as_mut()?;
+            match z.up {
+                Up::Paused { until } if until <= t => {
+                    z.up = Up::Running;
+                    Some(std::mem::take(&mut z.inbox))
+                }
+                _ => None,
+            }
+        });
+        if let Some(inbox) = resumed {
+            self.log(format!(
+                "zombie replica resumes with {} messages",
+                inbox.len()
+            ));
+            for m in inbox {
+                self.zombie_receives(m, true)?;
+            }
+        }
         // The nodes.
         for i in 0..self.nodes.len() {
             match self.nodes[i].up {
@@ -1706,6 +2048,11 @@ impl Sim {
                     let (name, boot) = (self.nodes[i].name.clone(), self.nodes[i].boot + 1);
                     let key_gen = self.nodes[i].key_gen;
                     self.nodes[i] = self.fresh_node(name, t, boot, key_gen);
+                    // A new process starts at the first address of its list, which may be
+                    // the zombie's.
+                    if let Some(r) = self.replicas.as_mut() {
+                        r.at_zombie[i] = r.rng.chance(500);
+                    }
                     self.log(format!("{} restarted (boot {boot})", self.nodes[i].name));
                 }
                 _ => {}

@@ -4,19 +4,33 @@
 use brh_tests::sim::{profile, Sim, ACTION_KINDS};
 
 fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
+    run_with(profile_name, seeds, faults_per_seed, false)
+}
+
+fn run_with(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64, replicas: bool) {
     let timing = profile(profile_name);
     let mut total = 0;
     let mut kinds = std::collections::BTreeMap::new();
     let mut revoked_leaders = 0;
+    let mut replica_counts = (0, 0, 0);
     let mut actions: std::collections::BTreeMap<&str, u64> =
         ACTION_KINDS.iter().map(|k| (*k, 0)).collect();
     for seed in seeds {
         let mut sim = Sim::new(seed, timing, 3 + (seed % 3) as usize);
+        if replicas {
+            sim = sim.with_replicas();
+        }
         if let Err(v) = sim.run(faults_per_seed, u64::MAX) {
             panic!("{profile_name}: {v}");
         }
         assert!(sim.promotions > 0, "seed {seed}: nobody ever led");
         total += sim.total_faults();
+        let (a, b, c) = sim.replica_counts();
+        replica_counts = (
+            replica_counts.0 + a,
+            replica_counts.1 + b,
+            replica_counts.2 + c,
+        );
         revoked_leaders += sim.revoked_leaders;
         for (k, n) in &sim.faults {
             *kinds.entry(*k).or_insert(0u64) += n;
@@ -34,6 +48,35 @@ fn run(profile_name: &str, seeds: std::ops::Range<u64>, faults_per_seed: u64) {
     // Revocations were exercised, the leader's included (a fault that never fires proves
     // nothing).
     assert!(kinds["revoke"] > 0, "{profile_name}: no revocation");
+    if replicas {
+        for k in [
+            "replica-kill",
+            "replica-pause",
+            "replica-cut",
+            "store-outage",
+        ] {
+            assert!(kinds[k] > 0, "{profile_name}: no {k}");
+        }
+        assert_eq!(
+            kinds["forge-restart"], 0,
+            "replicas replace the single forge's restarts"
+        );
+        eprintln!(
+            "{profile_name}: replica failovers: {} kill, {} pause, {} cut, {} store outage; {} \
+             takeovers; the zombie answered {} requests, {} after the takeover",
+            kinds["replica-kill"],
+            kinds["replica-pause"],
+            kinds["replica-cut"],
+            kinds["store-outage"],
+            replica_counts.0,
+            replica_counts.1,
+            replica_counts.2
+        );
+        assert!(
+            replica_counts.1 > 0,
+            "{profile_name}: the zombie never answered"
+        );
+    }
     assert!(
         revoked_leaders > 0,
         "{profile_name}: no leader was ever revoked"
@@ -78,6 +121,19 @@ fn subsecond_profile() {
     // Seeds 1..5: seed 1 is where the bounded run meets the on-path attacker's relabelled
     // push (`tamper-basis`) soonest at this profile (scripts/sim-mutations.sh).
     run("subsecond", 1..5, 2_500);
+}
+
+/// Forge replicas over a store with leases (docs/design.md §12): failovers of the active
+/// replica — killed, paused into a zombie that resumes, cut off from the store, the store
+/// out of reach — in place of the single forge's restarts, under every other fault.
+#[test]
+fn forge_replicas_default_profile() {
+    run_with("default", 200..204, 2_500, true);
+}
+
+#[test]
+fn forge_replicas_fast_profile() {
+    run_with("fast", 300..304, 2_500, true);
 }
 
 #[test]
