@@ -4,7 +4,9 @@
 # answer's signature is verified. Prints a markdown table (also written to target/bench-load.md):
 # requests, errors, leader changes, p50/p99/max latency, achieved rate, forge CPU per heartbeat
 # and RSS. Nothing is asserted. Arguments pass through to the example:
-#   scripts/bench-load.sh [--nodes 1000] [--secs 60] [--tasks 8]
+#   scripts/bench-load.sh [--nodes 1000] [--secs 60] [--tasks 8] [--store file|etcd]
+# (`--store etcd`: the forge as a replica over a one-member etcd it starts; adds etcd writes per
+# node per day)
 # The Worker in workerd (100 nodes): node_modules/.bin/node scripts/bench-load-worker.mjs
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,8 +2,11 @@
 //! prints a table; nothing is asserted).
 //!
 //! ```text
-//! cargo run --release -p brh-tests --example bench_load -- [--nodes 1000] [--secs 60] [--tasks 8]
+//! cargo run --release -p brh-tests --example bench_load -- [--nodes 1000] [--secs 60] [--tasks 8] [--store file|etcd]
 //! ```
+//! `--store etcd`: the forge is one replica (active) over a one-member etcd the harness starts
+//! (`forge serve --store etcd`); the table adds etcd's own `etcd_mvcc_put_total` over the
+//! measured window, as etcd writes per node per day.
 //! (or `scripts/bench-load.sh`, which builds the forge first).
 //!
 //! One process plays every node with the agent's own wire format: `POST /federation/heartbeat`
@@ -51,6 +54,7 @@ struct Args {
     secs: u64,
     tasks: usize,
     interval_ms: u64,
+    etcd: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +63,7 @@ fn parse_args() -> Result<Args, String> {
         secs: 60,
         tasks: 8,
         interval_ms: 1000,
+        etcd: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -72,10 +77,16 @@ fn parse_args() -> Result<Args, String> {
             "--nodes" => a.nodes = num("--nodes")? as usize,
             "--secs" => a.secs = num("--secs")?,
             "--tasks" => a.tasks = num("--tasks")? as usize,
+            "--store" => match it.next().as_deref() {
+                Some("file") => a.etcd = false,
+                Some("etcd") => a.etcd = true,
+                _ => return Err("--store needs file or etcd".into()),
+            },
             "-h" | "--help" => {
                 println!(
-                    "usage: bench_load [--nodes 1000] [--secs 60] [--tasks 8]\n\
-                     N signed 1 s heartbeats against a native forge (fast profile); prints a table."
+                    "usage: bench_load [--nodes 1000] [--secs 60] [--tasks 8] [--store file|etcd]\n\
+                     N signed 1 s heartbeats against a native forge (fast profile); prints a table.\n\
+                     --store etcd: the forge as a replica over a one-member etcd (started here)."
                 );
                 std::process::exit(0);
             }
@@ -305,7 +316,23 @@ fn main() {
     });
     let dir = scratch("bench-load");
     let seal = fresh_seal();
-    let forge = Forge::start(&dir, &seal, None, 30_000);
+    let etcd = args
+        .etcd
+        .then(|| brh_tests::etcd::EtcdCluster::start(&dir, 1));
+    let forge = match &etcd {
+        None => Forge::start(&dir, &seal, None, 30_000),
+        Some(e) => {
+            let listen = brh_tests::etcd::free_addr();
+            let timing = ["--profile", "fast"];
+            let f = brh_tests::etcd::replica(&dir, &seal, &e.endpoints(), listen, 3, &timing);
+            brh_tests::federation::wait_until(Duration::from_secs(20), || {
+                brh_tests::etcd::serves(listen).filter(|s| *s)
+            })
+            .expect("the etcd replica never became active");
+            f
+        }
+    };
+    let store = if args.etcd { "etcd" } else { "file" };
     let pid = forge.child.id();
     eprintln!(
         "forge (pid {pid}, fast profile 1 s / 3 s) on {}; {} nodes × {} s, {} scheduler tasks",
@@ -333,7 +360,8 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let addr = forge.addr;
-    let (tallies, window, cpu0, cpu1, client_cpu_ms) = rt.block_on(async move {
+    let etcd_ref = etcd.as_ref();
+    let (tallies, window, cpu0, cpu1, client_cpu_ms, puts) = rt.block_on(async move {
         let start = TInstant::now() + Duration::from_millis(200);
         let granted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handles: Vec<_> = per_task
@@ -352,13 +380,15 @@ fn main() {
             .collect();
         // The measured window starts after the warm-up round.
         tokio::time::sleep_until(start + interval).await;
+        let puts0 = etcd_ref.map(|e| e.puts());
         let (w0, c0, s0) = (Instant::now(), cpu_of(pid), self_cpu_ms());
         let mut tallies = Vec::new();
         for h in handles {
             tallies.push(h.await.expect("scheduler task"));
         }
         let (window, c1, s1) = (w0.elapsed(), cpu_of(pid), self_cpu_ms());
-        (tallies, window, c0, c1, s1 - s0)
+        let puts = puts0.zip(etcd_ref.map(|e| e.puts())).map(|(a, b)| b - a);
+        (tallies, window, c0, c1, s1 - s0, puts)
     });
     let rss_kb = status_kb(pid, "VmRSS");
     let hwm_kb = status_kb(pid, "VmHWM");
@@ -397,8 +427,8 @@ fn main() {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "native forge under load: {} nodes × 1 heartbeat/s, {} s measured after one join round \
-         (fast profile 1 s / 3 s; {})",
+        "native forge ({store} store) under load: {} nodes × 1 heartbeat/s, {} s measured after \
+         one join round (fast profile 1 s / 3 s; {})",
         args.nodes,
         args.secs,
         std::env::consts::ARCH
@@ -461,12 +491,24 @@ fn main() {
         client_cpu_ms as f64 / 10.0 / secs,
         late_max as f64 / 1000.0
     );
+    if let Some(puts) = puts {
+        let _ = writeln!(
+            out,
+            "- etcd puts (`etcd_mvcc_put_total`) over the measured window: {puts} = {:.2} etcd \
+             writes per node per day",
+            puts / args.nodes as f64 / secs * 86_400.0
+        );
+    }
     if !errors.is_empty() {
         let _ = writeln!(out, "- errors by kind: {errors:?}");
     }
     println!();
     print!("{out}");
-    let md = target_dir().join("bench-load.md");
+    let md = target_dir().join(if args.etcd {
+        "bench-load-etcd.md"
+    } else {
+        "bench-load.md"
+    });
     match std::fs::write(&md, &out) {
         Ok(()) => eprintln!("(written to {})", md.display()),
         Err(e) => eprintln!("could not write {}: {e}", md.display()),
