@@ -43,10 +43,7 @@ fn main() {
     }
     let mut t = r.takeovers_ms.clone();
     t.sort_unstable();
-    let pct = |p: usize| {
-        t.get((t.len() * p / 100).min(t.len().saturating_sub(1)))
-            .copied()
-    };
+    let pct = |p: f64| brh_tests::stats::percentile(&t, p);
     println!(
         "\n3 etcd members, 3 replicas, {} agents, heartbeat {} ms / lease {} ms, etcd lease {} s: \
          {} faults in {:.0} s; takeovers {} (p50 {:?} ms, p99 {:?} ms, max {:?} ms); {} \
@@ -58,8 +55,8 @@ fn main() {
         r.faults.values().sum::<u64>(),
         r.elapsed.as_secs_f64(),
         t.len(),
-        pct(50),
-        pct(99),
+        pct(50.0),
+        pct(99.0),
         t.last(),
         r.intervals,
         r.terms,
