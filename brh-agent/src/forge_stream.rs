@@ -6,7 +6,7 @@
 //! The link decides nothing: answers go back to whoever asked, pushes to the keeper, which
 //! verifies them and hands them to `RoleState`.
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +51,13 @@ pub struct StreamLink {
     /// that dropped the flow silently), so the task drops it and reconnects, and beats go
     /// over HTTP meanwhile instead of timing out one after another.
     reset: Arc<tokio::sync::Notify>,
+    /// The forge addresses, and the index of the one the socket is connected to
+    /// (`usize::MAX`: none). A forge that stops answering on the stream (frozen, or cut off
+    /// behind a proxy that keeps the connection) is passed over at once, so the HTTP beat
+    /// that follows, and the reconnection, go to the next address instead of timing out on
+    /// it again.
+    urls: ForgeUrls,
+    connected: Arc<AtomicUsize>,
 }
 
 impl StreamLink {
@@ -67,8 +74,10 @@ impl StreamLink {
         let (push_tx, push_rx) = mpsc::channel(PUSH_BACKLOG);
         let up = Arc::new(AtomicBool::new(false));
         let reset = Arc::new(tokio::sync::Notify::new());
+        let connected = Arc::new(AtomicUsize::new(usize::MAX));
         let task = Task {
-            urls,
+            connected: connected.clone(),
+            urls: urls.clone(),
             env,
             node,
             pushes: push_tx,
@@ -81,6 +90,8 @@ impl StreamLink {
                 requests: req_tx,
                 up,
                 reset,
+                urls,
+                connected,
             },
             push_rx,
         )
@@ -112,6 +123,10 @@ impl StreamLink {
             Ok(Err(_)) => Err(LinkError::Lost),
             Err(_) => {
                 self.up.store(false, Ordering::Release);
+                let at = self.connected.swap(usize::MAX, Ordering::AcqRel);
+                if at != usize::MAX {
+                    self.urls.failed(at);
+                }
                 self.reset.notify_waiters();
                 Err(LinkError::Timeout(timeout))
             }
@@ -121,6 +136,7 @@ impl StreamLink {
 
 /// The link's task: owns the socket, reconnects with backoff.
 struct Task {
+    connected: Arc<AtomicUsize>,
     urls: ForgeUrls,
     env: String,
     node: String,
@@ -132,6 +148,7 @@ struct Task {
 impl Task {
     async fn run(self, mut requests: mpsc::Receiver<Outgoing>, cancel: CancellationToken) {
         let Task {
+            connected,
             urls,
             env,
             node,
@@ -190,6 +207,7 @@ impl Task {
             tracing::info!("[HB] {node} stream connected ({url}): heartbeats go over it");
             failures = 0;
             backoff = Duration::from_millis(500);
+            connected.store(at, Ordering::Release);
             up.store(true, Ordering::Release);
             let (mut write, mut read) = ws.split();
             let mut pending: HashMap<String, oneshot::Sender<StreamMessage>> = HashMap::new();
@@ -235,6 +253,7 @@ impl Task {
                 }
             };
             up.store(false, Ordering::Release);
+            connected.store(usize::MAX, Ordering::Release);
             tracing::warn!(
                 "[HB] {node} stream lost ({why}): heartbeats over HTTP until it is back"
             );
