@@ -148,12 +148,16 @@ impl EtcdCluster {
             .iter()
             .find(|m| m.is_up())
             .expect("a member up");
-        let text = http_get_text(m.client, "/metrics").unwrap_or_default();
-        text.lines()
-            .find_map(|l| l.strip_prefix("etcd_mvcc_put_total "))
-            .and_then(|v| v.trim().parse().ok())
-            .expect("etcd_mvcc_put_total")
+        puts_at(m.client).expect("etcd_mvcc_put_total")
     }
+}
+
+/// `etcd_mvcc_put_total` of the etcd member whose client address is `addr`.
+pub fn puts_at(addr: SocketAddr) -> Option<f64> {
+    http_get_text(addr, "/metrics")?
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd_mvcc_put_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// One forge replica over etcd at `endpoints`, listening (and advertised) on `listen`, with
