@@ -27,7 +27,7 @@ use brh_shared::EnvState;
 use serde::{Deserialize, Serialize};
 
 use super::etcd::{prefix_end, Compare, Etcd, EtcdError, Op};
-use super::replica::{active_key, Activity};
+use super::replica::{active_key, Activity, ProofInstant};
 use crate::metrics::{count_op, StoreOps};
 use crate::store::{
     Answer, EnvSlot, Event, Held, HistoryPage, Resident, StepError, Stepped, Store, StoreError,
@@ -117,7 +117,7 @@ impl EtcdStore {
 
     /// Whether this replica serves now (the core skips its sweep otherwise).
     pub fn serving(&self) -> bool {
-        self.activity.check(Instant::now()).is_ok()
+        self.activity.check(ProofInstant::now()).is_ok()
     }
 
     /// The earliest lease expiry of any env held (see `FileStore::lease_expiry`).
@@ -132,7 +132,10 @@ impl EtcdStore {
 
     /// The generation to answer for: takes over (reload + restart rule) when it is new.
     async fn current(&self, now_ms: u64) -> Result<i64, StoreError> {
-        let generation = self.activity.check(Instant::now()).map_err(StoreError)?;
+        let generation = self
+            .activity
+            .check(ProofInstant::now())
+            .map_err(StoreError)?;
         if self.loaded.get() == Some(generation) {
             return Ok(generation);
         }
@@ -166,7 +169,10 @@ impl EtcdStore {
             self.envs.insert(&env, held);
         }
         // The load took time: the proof must still hold for this generation.
-        let still = self.activity.check(Instant::now()).map_err(StoreError)?;
+        let still = self
+            .activity
+            .check(ProofInstant::now())
+            .map_err(StoreError)?;
         if still != generation {
             self.envs.clear();
             return Err(StoreError(
@@ -397,7 +403,7 @@ impl Store for EtcdStore {
             )
             .await?;
         // The answer leaves only while the proof still holds (a pause mid-step ends it).
-        if self.activity.check(Instant::now()) != Ok(generation) {
+        if self.activity.check(ProofInstant::now()) != Ok(generation) {
             self.envs.evict(env);
             self.dropped.borrow_mut().insert(env.to_string());
             return Err(StepError::Store(StoreError(
@@ -416,7 +422,7 @@ impl Store for EtcdStore {
         let generation = self.current(now_ms).await?;
         self.reload_dropped(env, now_ms).await?;
         let out = self.envs.with(env, |h| f(&h.slot.state));
-        if self.activity.check(Instant::now()) != Ok(generation) {
+        if self.activity.check(ProofInstant::now()) != Ok(generation) {
             return Err(StoreError(
                 "this forge replica lost its proof of being active during the request".into(),
             ));

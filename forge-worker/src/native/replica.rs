@@ -4,7 +4,7 @@
 //! The rules (docs/design.md §12 says why they are enough):
 //! - **A replica serves only while it can prove its key exists.** Its proof runs until the
 //!   *send* time of its last answered keepalive + the lease's ttl − a margin, measured on its
-//!   own monotonic clock: etcd ends a lease no earlier than ttl after it *received* that
+//!   own clock that counts suspended time ([`ProofInstant`]): etcd ends a lease no earlier than ttl after it *received* that
 //!   keepalive, so the proof ends before another replica could create the key — the same
 //!   rule an agent follows for its own lease. A paused (SIGSTOP) or cut-off replica finds its
 //!   proof gone when it looks again, and every answer looks (`Activity::check`).
@@ -17,11 +17,54 @@
 //!   it was the previous active replica: a campaign whose answer was lost, then won again,
 //!   is a new generation (the exhaustive model found the overlap that keeping memory allows).
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::etcd::{Compare, Etcd, Op};
+
+/// A point on the clock a replica's proof is measured on: `CLOCK_BOOTTIME` on Linux, which
+/// keeps counting while the host is suspended. `Instant` (`CLOCK_MONOTONIC`) stops then: a
+/// replica whose host slept through its etcd lease would wake up still "proven" and answer
+/// next to the replica that took over. (`SIGSTOP` stops neither clock; a suspend stops one.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ProofInstant(Duration);
+
+impl ProofInstant {
+    #[cfg(target_os = "linux")]
+    pub fn now() -> ProofInstant {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime only writes the timespec we own; CLOCK_BOOTTIME exists on
+        // every Linux since 2.6.39.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+        if rc != 0 {
+            return Self::fallback();
+        }
+        ProofInstant(Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn now() -> ProofInstant {
+        Self::fallback()
+    }
+
+    /// Elsewhere: the monotonic clock (suspended time not counted).
+    fn fallback() -> ProofInstant {
+        use std::sync::OnceLock;
+        static START: OnceLock<std::time::Instant> = OnceLock::new();
+        ProofInstant(START.get_or_init(std::time::Instant::now).elapsed())
+    }
+}
+
+impl std::ops::Add<Duration> for ProofInstant {
+    type Output = ProofInstant;
+    fn add(self, d: Duration) -> ProofInstant {
+        ProofInstant(self.0 + d)
+    }
+}
 
 /// This replica's standing, shared by the campaign task and the core thread.
 #[derive(Debug, Clone)]
@@ -34,8 +77,8 @@ enum Standing {
     Active {
         generation: i64,
         lease: i64,
-        /// The proof's end (monotonic).
-        until: Instant,
+        /// The proof's end.
+        until: ProofInstant,
     },
 }
 
@@ -64,7 +107,7 @@ impl Activity {
     }
 
     /// The generation this replica may answer for at `now`, or why it may not.
-    pub fn check(&self, now: Instant) -> Result<i64, String> {
+    pub fn check(&self, now: ProofInstant) -> Result<i64, String> {
         match &*self.lock() {
             Standing::Active {
                 generation, until, ..
@@ -87,7 +130,7 @@ impl Activity {
     }
 
     fn publish(&self) {
-        let now = Instant::now();
+        let now = ProofInstant::now();
         let on = self.check(now).is_ok();
         self.serving
             .send_if_modified(|s| std::mem::replace(s, on) != on);
@@ -111,7 +154,7 @@ impl Activity {
         self.publish();
     }
 
-    fn renew(&self, generation: i64, until: Instant) {
+    fn renew(&self, generation: i64, until: ProofInstant) {
         if let Standing::Active {
             generation: g,
             until: u,
@@ -232,7 +275,7 @@ async fn campaign(
     opts: &ReplicaOptions,
     key: &str,
     activity: &Activity,
-) -> Result<Option<(i64, i64, Instant)>, super::etcd::EtcdError> {
+) -> Result<Option<(i64, i64, ProofInstant)>, super::etcd::EtcdError> {
     let standby = |kv: &super::etcd::Kv| {
         let active = serde_json::from_slice::<KeyValue>(&kv.value)
             .ok()
@@ -246,7 +289,7 @@ async fn campaign(
         standby(&kv);
         return Ok(None);
     }
-    let sent = Instant::now();
+    let sent = ProofInstant::now();
     let (lease, ttl) = etcd.grant(opts.lease_ttl.as_secs().max(1)).await?;
     let value = serde_json::to_vec(&KeyValue {
         replica: opts.id.clone(),
@@ -308,7 +351,7 @@ async fn keep(
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let sent = Instant::now();
+        let sent = ProofInstant::now();
         let alive = async {
             let ttl = etcd.keepalive(lease).await?;
             if ttl == 0 {
@@ -356,9 +399,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_proof_clock_never_goes_back_and_counts_a_sleep() {
+        let a = ProofInstant::now();
+        std::thread::sleep(Duration::from_millis(20));
+        let b = ProofInstant::now();
+        assert!(b >= a + Duration::from_millis(20), "{a:?} -> {b:?}");
+    }
+
+    #[test]
     fn a_proof_ends_at_its_deadline_and_a_lost_write_ends_it_at_once() {
         let a = Activity::default();
-        let t0 = Instant::now();
+        let t0 = ProofInstant::now();
         assert!(a.check(t0).is_err(), "no proof before the campaign");
         a.set(Standing::Active {
             generation: 7,
