@@ -18,7 +18,8 @@ pub struct EnrollArgs {
     /// The root the host will use (the env comes from it).
     #[arg(long, env = "FORGE_DOMINION_ROOT")]
     pub forge_root: String,
-    /// Also print `BRH_FORGE_URL` (the forge's URL as this host reaches it).
+    /// Also print `BRH_FORGE_URL` (the forge's URL as this host reaches it; several,
+    /// comma-separated, for forge replicas).
     #[arg(long)]
     pub forge_url: Option<String>,
     /// The federation's id to print as `BRH_FEDERATION` (default: derived from the forge

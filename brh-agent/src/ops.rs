@@ -22,7 +22,7 @@ pub struct ForgeAccess {
     #[arg(long, env = "FORGE_DOMINION_ROOT")]
     pub forge_root: Option<String>,
     /// The forge's URL (`http(s)://host[:port]`): overrides the root's, or replaces the root
-    /// for reading.
+    /// for reading. Several, comma-separated (forge replicas): tried in order.
     #[arg(long, env = "BRH_FORGE_URL")]
     pub forge_url: Option<String>,
     /// The env (default: the root's env, else `dev`).
