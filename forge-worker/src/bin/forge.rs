@@ -346,7 +346,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (None, _) => None,
             };
-            let advertise_url = advertise_url.unwrap_or_else(|| format!("{scheme}://{listen}"));
+            let advertise_url = advertise_url.unwrap_or_else(|| {
+                if listen.ip().is_unspecified() || listen.port() == 0 {
+                    tracing::warn!(
+                        "--advertise-url (FORGE_ADVERTISE_URL) is not set and --listen {listen} \
+                         is no address a client can use: standbys will name this replica as \
+                         {scheme}://{listen}; set it to the URL agents reach this replica at"
+                    );
+                }
+                format!("{scheme}://{listen}")
+            });
             StoreChoice::Etcd {
                 etcd: EtcdOptions {
                     endpoints,
