@@ -435,11 +435,6 @@ impl ForgeClient {
         )?)
     }
 
-    /// `ws://host/federation/stream?env=…` for an `http://` forge (`wss://` for `https://`).
-    pub fn stream_url(&self) -> String {
-        stream_url(self.base(), &self.env)
-    }
-
     /// Gives the lease up over HTTP (`req` from [`Self::resign_request`]).
     pub async fn resign(
         &mut self,

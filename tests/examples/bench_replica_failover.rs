@@ -108,10 +108,7 @@ fn main() {
     }
     let ended = wall_ms();
     let last_term = agreed(&agents).map_or(0, |(_, t)| t);
-    let demotions: usize = agents
-        .iter()
-        .map(|a| a.records().iter().filter(|r| r.event == "demote").count())
-        .sum();
+    let demotions: usize = agents.iter().map(Agent::demotions).sum();
     let all = finish_and_check(&mut agents);
     // Leaderless time between the first grant and the end of the rounds.
     let mut covered: Vec<(u64, u64)> = all

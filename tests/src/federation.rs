@@ -516,6 +516,14 @@ impl Agent {
         read_records(&self.event_log)
     }
 
+    /// How often this agent stepped down so far (its `demote` records).
+    pub fn demotions(&self) -> usize {
+        self.records()
+            .iter()
+            .filter(|r| r.event == "demote")
+            .count()
+    }
+
     pub fn log_has(&self, needle: &str) -> bool {
         self.lines
             .lock()

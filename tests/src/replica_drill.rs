@@ -335,10 +335,7 @@ pub fn run(dir: &Path, o: &ReplicaDrillOpts, mut progress: impl FnMut(&str)) -> 
     let (_, terms) = wait_until(Duration::from_secs(30), || agreed_leader(&refs))
         .expect("no agreed leader after every fault healed");
     drop(refs);
-    let demotions = agents
-        .iter()
-        .map(|a| a.records().iter().filter(|r| r.event == "demote").count())
-        .sum();
+    let demotions = agents.iter().map(Agent::demotions).sum();
     let all = finish_and_check(&mut agents);
     for r in &mut replicas {
         if let Some(f) = r.forge.as_mut() {

@@ -509,6 +509,11 @@ struct Zombie {
     inbox: Vec<Msg>,
 }
 
+/// The start of a body, for the trace.
+fn brief(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(90).collect()
+}
+
 /// The proof's margin below the store lease's ttl (as `native/replica.rs`).
 fn replica_margin(ttl_ms: u64) -> u64 {
     (ttl_ms / 5).max(200)
@@ -796,10 +801,7 @@ impl Sim {
                 self.log(format!(
                     "zombie forge <= {} seq={seq}: {}",
                     self.nodes[from].name,
-                    String::from_utf8_lossy(&body)
-                        .chars()
-                        .take(90)
-                        .collect::<String>()
+                    brief(&body)
                 ));
                 self.answer(from, boot, seq, 200, body, true);
                 Ok(())
@@ -1084,10 +1086,7 @@ impl Sim {
         self.log(format!(
             "forge <= {} seq={seq}: {}",
             self.nodes[from].name,
-            String::from_utf8_lossy(&body)
-                .chars()
-                .take(90)
-                .collect::<String>()
+            brief(&body)
         ));
         let changed = !out.leader_changes.is_empty();
         self.answer(from, boot, seq, 200, body, true);
@@ -1283,10 +1282,7 @@ impl Sim {
             "forge <- {} seq={seq}: {} {}",
             self.nodes[from].name,
             r.status,
-            String::from_utf8_lossy(&r.body)
-                .chars()
-                .take(90)
-                .collect::<String>()
+            brief(&r.body)
         ));
         self.reply_http(from, seq, &r, changed)
     }

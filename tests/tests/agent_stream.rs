@@ -64,7 +64,7 @@ fn sockets_dropped_by_a_forge_restart_fall_back_to_http_and_reconnect_without_a_
     );
     drop(refs);
     for a in &agents {
-        let demotions = a.records().iter().filter(|r| r.event == "demote").count();
+        let demotions = a.demotions();
         assert_eq!(
             demotions, 0,
             "{} was demoted while the streams were down",

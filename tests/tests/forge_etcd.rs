@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 use brh_tests::etcd::{free_addr, serves, EtcdCluster};
 use brh_tests::federation::*;
 
+/// The agents still agree that `leader` leads in `term`; returns how often it demoted.
+fn kept_leader(agents: &[Agent], leader: &str, term: u64) -> usize {
+    let refs: Vec<&Agent> = agents.iter().collect();
+    assert_eq!(agreed_leader(&refs), Some((leader.to_string(), term)));
+    agents
+        .iter()
+        .find(|a| a.node == leader)
+        .unwrap()
+        .demotions()
+}
+
 fn replica(dir: &std::path::Path, seal: &str, etcd: &EtcdCluster, listen: SocketAddr) -> Forge {
     brh_tests::etcd::replica(
         dir,
@@ -95,17 +106,7 @@ fn the_standby_replica_takes_over_and_the_leader_keeps_its_term() {
         view["term"], term,
         "a replica failover must not change the term: {view}"
     );
-    let refs: Vec<&Agent> = agents.iter().collect();
-    assert_eq!(agreed_leader(&refs), Some((leader.clone(), term)));
-    drop(refs);
-    let demotions = agents
-        .iter()
-        .find(|a| a.node == leader)
-        .unwrap()
-        .records()
-        .iter()
-        .filter(|r| r.event == "demote")
-        .count();
+    let demotions = kept_leader(&agents, &leader, term);
     println!(
         "replica failover: standby serving {} ms after kill -9; leader {leader} kept term \
          {term}; leader demotions during the failover: {demotions}",
@@ -218,17 +219,7 @@ fn agents_with_both_replica_urls_follow_the_active_one_through_a_freeze_and_a_ki
     let view = http_get(a_addr, "/federation/leader?env=dev").unwrap();
     assert_eq!(view["leader"], leader, "{view}");
     assert_eq!(view["term"], term, "{view}");
-    let refs: Vec<&Agent> = agents.iter().collect();
-    assert_eq!(agreed_leader(&refs), Some((leader.clone(), term)));
-    drop(refs);
-    let demotions = agents
-        .iter()
-        .find(|a| a.node == leader)
-        .unwrap()
-        .records()
-        .iter()
-        .filter(|r| r.event == "demote")
-        .count();
+    let demotions = kept_leader(&agents, &leader, term);
     println!(
         "agents with two replica URLs: standby serving {} ms after SIGSTOP, the first one \
          again {} ms after kill -9 of the second; leader {leader} kept term {term}; its \

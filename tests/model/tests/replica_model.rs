@@ -94,6 +94,24 @@ struct Replica {
     expires: u8,
 }
 
+impl Replica {
+    /// A replica that knows nothing: at the start, and after a kill.
+    fn fresh(up: bool) -> Replica {
+        Replica {
+            up,
+            paused: false,
+            active: false,
+            proof_until: 0,
+            generation: 0,
+            keepalive: None,
+            answer: None,
+            holder: None,
+            term: 0,
+            expires: 0,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct State {
     now: u8,
@@ -159,18 +177,7 @@ impl Model for Protocol {
     type Action = Action;
 
     fn init_states(&self) -> Vec<State> {
-        let replica = Replica {
-            up: true,
-            paused: false,
-            active: false,
-            proof_until: 0,
-            generation: 0,
-            keepalive: None,
-            answer: None,
-            holder: None,
-            term: 0,
-            expires: 0,
-        };
+        let replica = Replica::fresh(true);
         vec![State {
             now: 0,
             faults: 0,
@@ -337,19 +344,8 @@ impl Model for Protocol {
             Action::Pause(r) => s.replicas[r].paused = true,
             Action::Resume(r) => s.replicas[r].paused = false,
             Action::Kill(r) => {
-                let rep = &mut s.replicas[r];
-                *rep = Replica {
-                    up: false,
-                    paused: false,
-                    active: false,
-                    proof_until: 0,
-                    generation: 0,
-                    keepalive: None,
-                    answer: None,
-                    holder: None,
-                    term: 0,
-                    expires: 0,
-                };
+                // Its memory is gone; it comes back knowing nothing.
+                s.replicas[r] = Replica::fresh(false);
             }
             Action::Restart(r) => s.replicas[r].up = true,
             Action::StoreDown => s.store_up = false,
